@@ -1,0 +1,427 @@
+"""Private numba kernels: the DRAM controller and device timing model.
+
+Everything here works on plain int64 arrays. One call simulates one controller
+(a channel for the host, a rank for rank-level near-memory units). Times are in
+DRAM clock cycles.
+
+Conventions (the public wrappers document them too):
+- A request is accepted into the controller at most one per cycle, in trace order,
+  no earlier than its arrival and only when a queue entry is free.
+- A command may issue in the cycle its request is accepted; one command per cycle
+  per controller. A read completes at its last data beat: column + CL + BL/2.
+  A write completes when its last data beat is written: column + CWL + BL/2.
+- FR-FCFS: every cycle, among the commands whose timing allows them now, take a
+  column command to an open row first, then the oldest request's command. Within
+  a bank, the first queued request that hits the open row is served first.
+- FCFS: requests are served strictly in acceptance order; a request's commands
+  are placed at their earliest legal cycles, and its first command never precedes
+  the previous request's first command.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+# Parameter vector layout.
+(P_CL, P_CWL, P_TRCD, P_TRP, P_TRAS, P_TRRD_S, P_TRRD_L, P_TFAW, P_TCCD_S, P_TCCD_L,
+ P_TWTR_S, P_TWTR_L, P_TWR, P_TRTP, P_TRFC, P_TREFI, P_TRTRS, P_BURST, P_RANKS,
+ P_BANKGROUPS, P_BANKS_PER_GROUP, P_CLOSED, P_TQ, P_CQ, P_COALESCE, P_FORWARD,
+ P_FWD_LAT, P_BANKS_PER_BUS, P_BUS_GAP, P_FRFCFS, N_PARAMS) = range(31)
+
+# Counter vector layout.
+C_ACT, C_PRE, C_RD, C_WR, C_REF, C_HITS, C_BUS_BUSY, N_COUNTS = range(8)
+
+# How a request was served.
+K_HIT, K_MISS, K_CONFLICT, K_COALESCED, K_FORWARDED = range(5)
+
+
+# Bank state columns.
+B_OPEN_ROW, B_COL_OK, B_PRE_OK, B_NEXT_ACT, B_ACT_REC, N_B = range(6)
+# Rank state columns (the last four hold the tFAW window of ACT times).
+R_LAST_ACT, R_LAST_COL, R_LAST_RD_COL, R_LAST_WR_END, R_REF_DUE, R_FAW_POS, R_FAW0, N_R = (
+    0, 1, 2, 3, 4, 5, 6, 10)
+# Bank-group state columns.
+G_LAST_ACT, G_LAST_COL, G_LAST_WR_END, N_G = range(4)
+
+NEVER = -(1 << 40)  # "long ago": adding any timing keeps it in the past
+FOREVER = 1 << 62
+
+
+@njit(cache=True)
+def _new_state(p):
+    n_ranks = p[P_RANKS]
+    n_groups = n_ranks * p[P_BANKGROUPS]
+    n_banks = n_groups * p[P_BANKS_PER_GROUP]
+    bs = np.zeros((n_banks, N_B), np.int64)
+    bs[:, B_OPEN_ROW] = -1
+    bs[:, B_ACT_REC] = -1
+    rs = np.full((n_ranks, N_R), NEVER, np.int64)
+    rs[:, R_FAW_POS] = 0
+    for r in range(n_ranks):
+        # staggered per-rank refresh: rank r first refreshes at (r + 1) * tREFI / ranks
+        rs[r, R_REF_DUE] = (r + 1) * p[P_TREFI] // n_ranks if p[P_TREFI] > 0 else FOREVER
+    gs = np.full((n_groups, N_G), NEVER, np.int64)
+    n_bus = (n_banks + p[P_BANKS_PER_BUS] - 1) // p[P_BANKS_PER_BUS]
+    bus = np.zeros((n_bus, 2), np.int64)  # [free cycle, rank that used it last]
+    bus[:, 1] = -1
+    return bs, rs, gs, bus
+
+
+# Candidate command of a bank under FR-FCFS.
+CMD_NONE, CMD_READ, CMD_WRITE, CMD_PRE, CMD_ACT = range(5)
+
+
+@njit(cache=True)
+def _simulate(bank, row, is_write, arrival, prev_same, p,
+              accept, complete, kind, counts, act_rank, act_start, act_end):
+    """Simulate one controller; return the number of activations.
+
+    Inputs, shape (n,): ``bank`` (rank-major bank index), ``row``, ``is_write``,
+    ``arrival`` cycles, ``prev_same`` (index of the latest earlier request to the
+    same line, or -1). Outputs, shape (n,): ``accept``, ``complete`` cycles and
+    ``kind`` (K_*). ``counts`` (N_COUNTS,) is added to. Activation records
+    (rank, start, end; end -1 if still open) fill ``act_*`` up to their length.
+    """
+    n = bank.shape[0]
+    bs, rs, gs, bus = _new_state(p)
+    cl, cwl, trcd, trp, tras = p[P_CL], p[P_CWL], p[P_TRCD], p[P_TRP], p[P_TRAS]
+    trrd_s, trrd_l, tfaw = p[P_TRRD_S], p[P_TRRD_L], p[P_TFAW]
+    tccd_s, tccd_l, twtr_s, twtr_l = p[P_TCCD_S], p[P_TCCD_L], p[P_TWTR_S], p[P_TWTR_L]
+    twr, trtp, trfc, trefi, trtrs = p[P_TWR], p[P_TRTP], p[P_TRFC], p[P_TREFI], p[P_TRTRS]
+    burst = p[P_BURST]
+    bus_hold = max(burst, p[P_BUS_GAP])
+    rtw = cl + burst + 2 - cwl  # read-to-write turnaround on one rank
+    groups_per_rank = p[P_BANKGROUPS]
+    bpg = p[P_BANKS_PER_GROUP]
+    banks_per_rank = groups_per_rank * bpg
+    bpb = p[P_BANKS_PER_BUS]
+    closed_page = p[P_CLOSED] != 0
+    n_banks = bs.shape[0]
+    n_ranks = rs.shape[0]
+    n_groups = gs.shape[0]
+    n_records = act_rank.shape[0]
+    leader = np.full(n, -1, np.int64)
+    kind[:] = -1
+    complete[:] = -1
+
+    # Closures rather than helper functions: numba then keeps no reference counts
+    # on the state arrays in the hot loop.
+    def act_ready(b, r, g):
+        return max(bs[b, B_NEXT_ACT], rs[r, R_LAST_ACT] + trrd_s, gs[g, G_LAST_ACT] + trrd_l,
+                   rs[r, R_FAW0 + rs[r, R_FAW_POS]] + tfaw)
+
+    def bus_ready(b, r, lat):
+        d = b // bpb
+        free = bus[d, 0]
+        if bus[d, 1] >= 0 and bus[d, 1] != r:
+            free += trtrs  # rank-to-rank switch on a shared bus
+        return free - lat
+
+    def col_ready(b, r, g, write):
+        t = max(bs[b, B_COL_OK], rs[r, R_LAST_COL] + tccd_s, gs[g, G_LAST_COL] + tccd_l)
+        if write:
+            return max(t, rs[r, R_LAST_RD_COL] + rtw, bus_ready(b, r, cwl))
+        return max(t, rs[r, R_LAST_WR_END] + twtr_s, gs[g, G_LAST_WR_END] + twtr_l,
+                   bus_ready(b, r, cl))
+
+    def do_act(now, b, r, g, open_row):
+        k = counts[C_ACT]
+        counts[C_ACT] = k + 1
+        bs[b, B_OPEN_ROW] = open_row
+        bs[b, B_COL_OK] = now + trcd
+        bs[b, B_PRE_OK] = now + tras
+        bs[b, B_ACT_REC] = k
+        rs[r, R_LAST_ACT] = now
+        pos = rs[r, R_FAW_POS]
+        rs[r, R_FAW0 + pos] = now
+        rs[r, R_FAW_POS] = (pos + 1) & 3
+        gs[g, G_LAST_ACT] = now
+        if k < n_records:
+            act_rank[k] = r
+            act_start[k] = now
+            act_end[k] = -1
+
+    def do_pre(now, b):
+        counts[C_PRE] += 1
+        bs[b, B_OPEN_ROW] = -1
+        bs[b, B_NEXT_ACT] = max(bs[b, B_NEXT_ACT], now + trp)
+        k = bs[b, B_ACT_REC]
+        if k < n_records:
+            act_end[k] = now
+
+    def do_col(now, b, r, g, write):
+        rs[r, R_LAST_COL] = now
+        gs[g, G_LAST_COL] = now
+        if write:
+            counts[C_WR] += 1
+            lat = cwl
+            end = now + cwl + burst
+            rs[r, R_LAST_WR_END] = end
+            gs[g, G_LAST_WR_END] = end
+            bs[b, B_PRE_OK] = max(bs[b, B_PRE_OK], end + twr)
+        else:
+            counts[C_RD] += 1
+            lat = cl
+            end = now + cl + burst
+            rs[r, R_LAST_RD_COL] = now
+            bs[b, B_PRE_OK] = max(bs[b, B_PRE_OK], now + trtp)
+        d = b // bpb
+        bus[d, 0] = now + lat + bus_hold
+        bus[d, 1] = r
+        counts[C_BUS_BUSY] += burst
+        if closed_page:
+            # auto-precharge as soon as tRAS, tRTP and write recovery allow
+            do_pre(bs[b, B_PRE_OK], b)
+        return end
+
+    def refresh_until(t):
+        """Run every refresh due at or before ``t``, earliest first; return the next due cycle."""
+        for _ in range(1 << 40):
+            r = 0
+            for q in range(1, n_ranks):
+                if rs[q, R_REF_DUE] < rs[r, R_REF_DUE]:
+                    r = q
+            due = rs[r, R_REF_DUE]
+            if due > t:
+                return due
+            # precharge the rank, refresh it; banks activate again after tRFC
+            start = due
+            for b in range(r * banks_per_rank, (r + 1) * banks_per_rank):
+                if bs[b, B_OPEN_ROW] >= 0:
+                    do_pre(max(due, bs[b, B_PRE_OK]), b)
+                start = max(start, bs[b, B_NEXT_ACT])
+            counts[C_REF] += 1
+            for b in range(r * banks_per_rank, (r + 1) * banks_per_rank):
+                bs[b, B_NEXT_ACT] = start + trfc
+            rs[r, R_REF_DUE] = due + trefi
+        return FOREVER
+
+    def merge(i, now):
+        """Serve read ``i`` without a DRAM access if a pending request allows; True if so."""
+        j = prev_same[i]
+        if j < 0 or is_write[i]:
+            return False
+        if is_write[j]:
+            if p[P_FORWARD] != 0 and (complete[j] < 0 or complete[j] > now):
+                kind[i] = K_FORWARDED
+                complete[i] = now + p[P_FWD_LAT]
+                return True
+            return False
+        lead = leader[j]
+        if p[P_COALESCE] != 0 and lead >= 0 and (complete[lead] < 0 or complete[lead] > now):
+            kind[i] = K_COALESCED
+            leader[i] = lead
+            return True
+        return False
+
+    next_due = refresh_until(-1)
+    last_acc = NEVER
+
+    if p[P_FRFCFS] == 0:
+        # FCFS: place each request's commands at their earliest legal cycles, in order.
+        window = p[P_TQ]
+        # column cycles of the last ``window`` queued requests: an entry frees at its column
+        ring = np.full(window, NEVER, np.int64)
+        ring_pos = 0
+        floor = 0
+        for i in range(n):
+            t_acc = max(arrival[i], last_acc + 1)
+            if merge(i, t_acc):
+                accept[i] = t_acc
+                last_acc = t_acc
+                continue
+            t_acc = max(t_acc, ring[ring_pos])
+            accept[i] = t_acc
+            last_acc = t_acc
+            leader[i] = i
+            b = bank[i]
+            g = b // bpg
+            r = g // groups_per_rank
+            start = max(t_acc, floor)
+            if start >= next_due:
+                next_due = refresh_until(start)
+            open_row = bs[b, B_OPEN_ROW]
+            if open_row == row[i]:
+                kind[i] = K_HIT
+                counts[C_HITS] += 1
+                first = -1
+            else:
+                if open_row >= 0:
+                    kind[i] = K_CONFLICT
+                    first = max(start, bs[b, B_PRE_OK])
+                    do_pre(first, b)
+                    t_act = max(first, act_ready(b, r, g))
+                else:
+                    kind[i] = K_MISS
+                    t_act = max(start, act_ready(b, r, g))
+                    first = t_act
+                do_act(t_act, b, r, g, row[i])
+            t_col = max(start, col_ready(b, r, g, is_write[i]))
+            if first < 0:
+                first = t_col
+            complete[i] = do_col(t_col, b, r, g, is_write[i])
+            floor = first
+            ring[ring_pos] = t_col
+            ring_pos = (ring_pos + 1) % window
+    else:
+        # FR-FCFS, event driven: each step issues one command or jumps to the next event.
+        cq = p[P_CQ]
+        tq_cap = p[P_TQ]
+        bq = np.empty(n_banks * cq, np.int64)  # per-bank command queues, oldest first
+        bq_n = np.zeros(n_banks, np.int64)
+        tq = np.empty(tq_cap, np.int64)  # requests waiting for room in their bank's queue
+        tq_n = 0
+        queued = 0
+        cand_i = np.full(n_banks, -1, np.int64)
+        cand_slot = np.zeros(n_banks, np.int64)
+        cand_cmd = np.zeros(n_banks, np.int64)
+        # per-rank and per-bank-group parts of each command type's earliest cycle
+        r_act = np.empty(n_ranks, np.int64)
+        r_rd = np.empty(n_ranks, np.int64)
+        r_wr = np.empty(n_ranks, np.int64)
+        g_act = np.empty(n_groups, np.int64)
+        g_rd = np.empty(n_groups, np.int64)
+        g_wr = np.empty(n_groups, np.int64)
+
+        def update_candidate(b):
+            """Bank ``b``'s next command: its first queued row hit, else the head's PRE or ACT."""
+            m = bq_n[b]
+            if m == 0:
+                cand_cmd[b] = CMD_NONE
+                cand_i[b] = -1
+                return
+            base = b * cq
+            open_row = bs[b, B_OPEN_ROW]
+            if open_row >= 0:
+                for s in range(m):
+                    i = bq[base + s]
+                    if row[i] == open_row:
+                        cand_i[b] = i
+                        cand_slot[b] = s
+                        cand_cmd[b] = CMD_WRITE if is_write[i] else CMD_READ
+                        return
+                cand_cmd[b] = CMD_PRE
+            else:
+                cand_cmd[b] = CMD_ACT
+            cand_i[b] = bq[base]
+            cand_slot[b] = 0
+
+        nxt = 0
+        now = 0
+        while nxt < n or queued > 0:
+            if now >= next_due:
+                next_due = refresh_until(now)
+                for b in range(n_banks):
+                    update_candidate(b)
+            # accept at most one request this cycle
+            blocked = False
+            if nxt < n and max(arrival[nxt], last_acc + 1) <= now:
+                i = nxt
+                if merge(i, now):
+                    accept[i] = now
+                    last_acc = now
+                    nxt += 1
+                else:
+                    b = bank[i]
+                    if bq_n[b] < cq:
+                        bq[b * cq + bq_n[b]] = i
+                        bq_n[b] += 1
+                        if cand_cmd[b] == CMD_NONE or cand_cmd[b] == CMD_PRE:
+                            update_candidate(b)
+                    elif tq_n < tq_cap:
+                        tq[tq_n] = i
+                        tq_n += 1
+                    else:
+                        blocked = True
+                    if not blocked:
+                        accept[i] = now
+                        leader[i] = i
+                        last_acc = now
+                        nxt += 1
+                        queued += 1
+            for r in range(n_ranks):
+                r_act[r] = max(rs[r, R_LAST_ACT] + trrd_s, rs[r, R_FAW0 + rs[r, R_FAW_POS]] + tfaw)
+                c = rs[r, R_LAST_COL] + tccd_s
+                r_rd[r] = max(c, rs[r, R_LAST_WR_END] + twtr_s)
+                r_wr[r] = max(c, rs[r, R_LAST_RD_COL] + rtw)
+            for g in range(n_groups):
+                g_act[g] = gs[g, G_LAST_ACT] + trrd_l
+                c = gs[g, G_LAST_COL] + tccd_l
+                g_rd[g] = max(c, gs[g, G_LAST_WR_END] + twtr_l)
+                g_wr[g] = c
+            # the best command: earliest, then a row hit, then the oldest request
+            best_t = FOREVER
+            best_hit = 0
+            best_i = -1
+            best_b = -1
+            for b in range(n_banks):
+                cmd = cand_cmd[b]
+                if cmd == CMD_NONE:
+                    continue
+                g = b // bpg
+                r = g // groups_per_rank
+                hit = 0
+                if cmd == CMD_ACT:
+                    t = max(bs[b, B_NEXT_ACT], r_act[r], g_act[g])
+                elif cmd == CMD_PRE:
+                    t = bs[b, B_PRE_OK]
+                elif cmd == CMD_READ:
+                    hit = 1
+                    t = max(bs[b, B_COL_OK], r_rd[r], g_rd[g], bus_ready(b, r, cl))
+                else:
+                    hit = 1
+                    t = max(bs[b, B_COL_OK], r_wr[r], g_wr[g], bus_ready(b, r, cwl))
+                if t < now:
+                    t = now
+                i = cand_i[b]
+                if t < best_t or (t == best_t and (hit > best_hit or (hit == best_hit and i < best_i))):
+                    best_t = t
+                    best_hit = hit
+                    best_i = i
+                    best_b = b
+            if best_i >= 0 and best_t <= now:
+                i = best_i
+                b = best_b
+                g = b // bpg
+                r = g // groups_per_rank
+                cmd = cand_cmd[b]
+                if cmd == CMD_READ or cmd == CMD_WRITE:
+                    if kind[i] < 0:
+                        kind[i] = K_HIT
+                        counts[C_HITS] += 1
+                    complete[i] = do_col(now, b, r, g, is_write[i])
+                    base = b * cq
+                    for s in range(cand_slot[b], bq_n[b] - 1):
+                        bq[base + s] = bq[base + s + 1]
+                    bq_n[b] -= 1
+                    queued -= 1
+                    # the oldest request waiting for this bank takes the freed entry
+                    for s in range(tq_n):
+                        if bank[tq[s]] == b:
+                            bq[base + bq_n[b]] = tq[s]
+                            bq_n[b] += 1
+                            for u in range(s, tq_n - 1):
+                                tq[u] = tq[u + 1]
+                            tq_n -= 1
+                            break
+                elif cmd == CMD_PRE:
+                    if kind[i] < 0:
+                        kind[i] = K_CONFLICT
+                    do_pre(now, b)
+                else:
+                    if kind[i] < 0:
+                        kind[i] = K_MISS
+                    do_act(now, b, r, g, row[i])
+                update_candidate(b)
+                now += 1
+                continue
+            # nothing can issue now: jump to the next event
+            t_next = min(best_t, next_due)
+            if nxt < n and not blocked:
+                t_next = min(t_next, max(arrival[nxt], last_acc + 1))
+            now = max(now + 1, t_next)
+    for i in range(n):
+        if kind[i] == K_COALESCED:
+            complete[i] = complete[leader[i]]
+    return counts[C_ACT]

@@ -1,0 +1,218 @@
+"""Public DRAM simulation: validate, unpack into arrays, run the kernels, wrap the results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import _engine as E
+from .config import Hardware, PagePolicy, Scheduler
+from .energy import ActionCounts, EnergyTable, energy_breakdown_pj
+from .mapping import decode
+from .presets import load_hardware
+from .trace import Trace
+
+__all__ = ["TraceReport", "simulate_trace"]
+
+
+def engine_params(hw: Hardware, *, ranks: int, banks_per_bus: int, bus_gap_cycles: int = 0) -> np.ndarray:
+    """The kernel's int64 parameter vector for one controller with ``ranks`` ranks."""
+    t, o, c = hw.timing, hw.org, hw.controller
+    p = np.zeros(E.N_PARAMS, np.int64)
+    p[E.P_CL], p[E.P_CWL], p[E.P_TRCD], p[E.P_TRP], p[E.P_TRAS] = t.cl, t.cwl, t.trcd, t.trp, t.tras
+    p[E.P_TRRD_S], p[E.P_TRRD_L], p[E.P_TFAW] = t.trrd_s, t.trrd_l, t.tfaw
+    p[E.P_TCCD_S], p[E.P_TCCD_L], p[E.P_TWTR_S], p[E.P_TWTR_L] = t.tccd_s, t.tccd_l, t.twtr_s, t.twtr_l
+    p[E.P_TWR], p[E.P_TRTP], p[E.P_TRFC], p[E.P_TREFI], p[E.P_TRTRS] = t.twr, t.trtp, t.trfc, t.trefi, t.trtrs
+    p[E.P_BURST] = o.burst_length // 2
+    p[E.P_RANKS], p[E.P_BANKGROUPS], p[E.P_BANKS_PER_GROUP] = ranks, o.bankgroups, o.banks_per_group
+    p[E.P_CLOSED] = int(o.page_policy is PagePolicy.CLOSED)
+    p[E.P_TQ], p[E.P_CQ] = c.transaction_queue, c.command_queue
+    p[E.P_COALESCE], p[E.P_FORWARD], p[E.P_FWD_LAT] = int(c.coalesce_reads), int(c.forward_writes), c.forward_latency
+    p[E.P_BANKS_PER_BUS] = banks_per_bus
+    p[E.P_BUS_GAP] = bus_gap_cycles
+    p[E.P_FRFCFS] = int(c.scheduler is Scheduler.FRFCFS)
+    return p
+
+
+def prev_same_line(lines: np.ndarray) -> np.ndarray:
+    """For each request, the index of the latest earlier request to the same line, or -1."""
+    n = len(lines)
+    prev = np.full(n, -1, np.int64)
+    if n < 2:
+        return prev
+    order = np.argsort(lines, kind="stable")
+    s = lines[order]
+    same = s[1:] == s[:-1]
+    prev[order[1:][same]] = order[:-1][same]
+    return prev
+
+
+@dataclass(frozen=True)
+class ControllerResult:
+    """Per-request results (input order) and counts of one controller run."""
+
+    accept_cycles: np.ndarray
+    completion_cycles: np.ndarray
+    kind: np.ndarray
+    counts: np.ndarray
+    act_rank: np.ndarray
+    act_start: np.ndarray
+    act_end: np.ndarray
+
+
+def run_controller(bank: np.ndarray, row: np.ndarray, is_write: np.ndarray, arrival: np.ndarray,
+                   lines: np.ndarray, params: np.ndarray) -> ControllerResult:
+    """Run one controller; ``bank`` is rank * banks_per_rank + bank group * banks_per_group + bank."""
+    n = len(bank)
+    accept = np.zeros(n, np.int64)
+    complete = np.zeros(n, np.int64)
+    kind = np.zeros(n, np.int64)
+    args = (np.ascontiguousarray(bank, np.int64), np.ascontiguousarray(row, np.int64),
+            np.ascontiguousarray(is_write, np.bool_), np.ascontiguousarray(arrival, np.int64),
+            prev_same_line(np.asarray(lines, np.int64)), params)
+    capacity = n + 64
+    for _attempt in range(8):
+        counts = np.zeros(E.N_COUNTS, np.int64)
+        act_rank = np.zeros(capacity, np.int64)
+        act_start = np.zeros(capacity, np.int64)
+        act_end = np.zeros(capacity, np.int64)
+        n_acts = E._simulate(*args, accept, complete, kind, counts, act_rank, act_start, act_end)
+        if n_acts <= capacity:
+            break
+        # refresh closed rows that had to be opened again: rerun with room for every ACT
+        capacity = n_acts
+    return ControllerResult(accept, complete, kind, counts,
+                            act_rank[:n_acts], act_start[:n_acts], act_end[:n_acts])
+
+
+def active_rank_cycles(res: ControllerResult, n_ranks: int, end_cycle: int) -> int:
+    """Rank-cycles with at least one bank open, within [0, end_cycle]."""
+    total = 0
+    ends = np.where(res.act_end < 0, end_cycle, res.act_end)
+    for r in range(n_ranks):
+        sel = res.act_rank == r
+        if not sel.any():
+            continue
+        s = np.minimum(res.act_start[sel], end_cycle)
+        e = np.minimum(ends[sel], end_cycle)
+        order = np.argsort(s, kind="stable")
+        s, e = s[order], e[order]
+        # union of intervals: an interval starts a new run when it begins after every earlier end
+        run_end = np.maximum.accumulate(e)
+        new_run = np.ones(len(s), bool)
+        new_run[1:] = s[1:] > run_end[:-1]
+        run_ids = np.cumsum(new_run) - 1
+        starts = s[new_run]
+        stops = np.zeros(len(starts), np.int64)
+        np.maximum.at(stops, run_ids, e)
+        total += int(np.sum(stops - starts))
+    return total
+
+
+def refreshes_until(hw: Hardware, n_ranks: int, end_cycle: int) -> int:
+    """Refresh commands that staggered per-rank refresh issues in [0, end_cycle]."""
+    trefi = hw.timing.trefi
+    if trefi <= 0:
+        return 0
+    first = (np.arange(n_ranks) + 1) * trefi // n_ranks
+    return int(np.sum(np.where(end_cycle >= first, (end_cycle - first) // trefi + 1, 0)))
+
+
+@dataclass(frozen=True)
+class TraceReport:
+    """Result of one trace. Per-request arrays are kept out of :meth:`to_dict`."""
+
+    hardware: str
+    scheduler: str
+    requests: int
+    cycles: int
+    seconds: float
+    activations: int
+    precharges: int
+    reads: int
+    writes: int
+    refreshes: int
+    row_hits: int
+    coalesced: int
+    forwarded: int
+    mean_read_latency_cycles: float
+    p99_read_latency_cycles: float
+    bandwidth_gbps: float
+    energy_pj: float
+    energy_breakdown_pj: dict
+    accept_cycles: np.ndarray = field(repr=False, compare=False)
+    completion_cycles: np.ndarray = field(repr=False, compare=False)
+
+    def to_dict(self) -> dict:
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__
+               if k not in ("accept_cycles", "completion_cycles")}
+        out["energy_breakdown_pj"] = dict(self.energy_breakdown_pj)
+        return out
+
+    def to_row(self) -> dict:
+        """Flat dict for a pandas row: breakdown keys become ``energy_<action>_pj``."""
+        out = self.to_dict()
+        for k, v in out.pop("energy_breakdown_pj").items():
+            out[f"energy_{k}_pj"] = v
+        return out
+
+
+def simulate_trace(trace: Trace, hardware: Hardware | str) -> TraceReport:
+    """Simulate a memory trace on the host side of ``hardware`` (every burst crosses the channel).
+
+    Channels are independent controllers, each seeing its requests in trace order.
+    Latency is counted from the cycle a request is accepted into the controller's
+    queue to its last data beat.
+    """
+    hw = load_hardware(hardware)
+    if not isinstance(trace, Trace):
+        raise ValueError(f"trace must be a pimsim Trace, got {type(trace).__name__}")
+    if len(trace) == 0:
+        raise ValueError("trace holds no requests")
+    o = hw.org
+    dec = decode(trace.addresses, o)
+    bank = (dec.rank * o.bankgroups + dec.bankgroup) * o.banks_per_group + dec.bank
+    n = len(trace)
+    accept = np.zeros(n, np.int64)
+    complete = np.zeros(n, np.int64)
+    kind = np.zeros(n, np.int64)
+    counts = np.zeros(E.N_COUNTS, np.int64)
+    params = engine_params(hw, ranks=o.ranks, banks_per_bus=o.ranks * o.banks)
+    results = []
+    for ch in range(o.channels):
+        sel = np.flatnonzero(dec.channel == ch)
+        if len(sel) == 0:
+            continue
+        res = run_controller(bank[sel], dec.row[sel], trace.is_write[sel], trace.arrival_cycles[sel],
+                             dec.line[sel], params)
+        accept[sel], complete[sel], kind[sel] = res.accept_cycles, res.completion_cycles, res.kind
+        counts += res.counts
+        results.append(res)
+    end = int(complete.max())
+    active = sum(active_rank_cycles(res, o.ranks, end) for res in results)
+    all_rank_cycles = o.channels * o.ranks * end
+    bursts = int(counts[E.C_RD] + counts[E.C_WR])
+    action_counts = ActionCounts(
+        activations=int(counts[E.C_ACT]), precharges=int(counts[E.C_PRE]),
+        reads=int(counts[E.C_RD]), writes=int(counts[E.C_WR]),
+        refreshes=refreshes_until(hw, o.ranks, end) * o.channels,
+        active_rank_cycles=active, precharged_rank_cycles=all_rank_cycles - active,
+        channel_bits=bursts * o.line_bytes * 8,
+    )
+    breakdown = energy_breakdown_pj(action_counts, EnergyTable.from_hardware(hw))
+    reads = ~trace.is_write
+    lat = (complete - accept)[reads]
+    seconds = end * hw.timing.tck_ns * 1e-9
+    return TraceReport(
+        hardware=hw.name, scheduler=hw.controller.scheduler.value, requests=n, cycles=end,
+        seconds=seconds, activations=action_counts.activations, precharges=action_counts.precharges,
+        reads=action_counts.reads, writes=action_counts.writes, refreshes=action_counts.refreshes,
+        row_hits=int(counts[E.C_HITS]), coalesced=int(np.sum(kind == E.K_COALESCED)),
+        forwarded=int(np.sum(kind == E.K_FORWARDED)),
+        mean_read_latency_cycles=float(lat.mean()) if len(lat) else 0.0,
+        p99_read_latency_cycles=float(np.percentile(lat, 99)) if len(lat) else 0.0,
+        bandwidth_gbps=bursts * o.line_bytes / seconds / 1e9 if seconds > 0 else 0.0,
+        energy_pj=float(sum(breakdown.values())), energy_breakdown_pj=breakdown,
+        accept_cycles=accept, completion_cycles=complete,
+    )

@@ -1,0 +1,71 @@
+"""The numba kernel must agree exactly with the slow Python reference."""
+
+import numpy as np
+import pytest
+
+from pimsim import _engine as E
+from pimsim.mapping import decode
+from pimsim.sim import engine_params, run_controller
+
+from .conftest import small_hardware
+from .reference import simulate_reference
+
+KINDS = {E.K_HIT: "hit", E.K_MISS: "miss", E.K_CONFLICT: "conflict",
+         E.K_COALESCED: "coalesced", E.K_FORWARDED: "forwarded"}
+
+
+def random_requests(rng, hw, n):
+    o = hw.org
+    n_lines = o.capacity_bytes // o.line_bytes
+    # a few hot lines so that row hits, coalescing and forwarding all happen
+    hot = rng.integers(0, n_lines, 4)
+    lines = np.where(rng.random(n) < 0.3, hot[rng.integers(0, 4, n)], rng.integers(0, n_lines, n))
+    is_write = rng.random(n) < 0.3
+    gaps = np.where(rng.random(n) < 0.7, 0, rng.integers(0, 60, n))
+    arrival = np.cumsum(gaps)
+    return lines * o.line_bytes, is_write, arrival
+
+
+@pytest.mark.parametrize("scheduler", ["frfcfs", "fcfs"])
+@pytest.mark.parametrize("page", ["open", "closed"])
+@pytest.mark.parametrize("seed", range(6))
+def test_kernel_matches_reference(scheduler, page, seed):
+    rng = np.random.default_rng(seed)
+    hw = small_hardware(scheduler=scheduler, page=page, coalesce=seed % 3 != 0, forward=seed % 2 == 0)
+    addr, is_write, arrival = random_requests(rng, hw, 40)
+    o = hw.org
+    dec = decode(addr, o)
+    bank = (dec.rank * o.bankgroups + dec.bankgroup) * o.banks_per_group + dec.bank
+    params = engine_params(hw, ranks=o.ranks, banks_per_bus=o.ranks * o.banks)
+    res = run_controller(bank, dec.row, is_write, arrival, dec.line, params)
+    acc, comp, kind, counts = simulate_reference(hw, bank.tolist(), dec.row.tolist(), is_write.tolist(),
+                                                 arrival.tolist(), dec.line.tolist(), o.ranks,
+                                                 o.ranks * o.banks)
+    assert res.accept_cycles.tolist() == acc
+    assert res.completion_cycles.tolist() == comp
+    assert [KINDS[k] for k in res.kind.tolist()] == kind
+    assert res.counts[E.C_ACT] == counts["ACT"]
+    assert res.counts[E.C_PRE] == counts["PRE"]
+    assert res.counts[E.C_RD] == counts["RD"]
+    assert res.counts[E.C_WR] == counts["WR"]
+    assert res.counts[E.C_REF] == counts["REF"]
+    assert res.counts[E.C_HITS] == counts["hits"]
+
+
+@pytest.mark.parametrize("banks_per_bus,bus_gap", [(1, 0), (2, 9), (4, 0)])
+def test_kernel_matches_reference_local_buses(banks_per_bus, bus_gap):
+    """Near-memory modes: one data path per bank / bank pair / bank group, optional bandwidth cap."""
+    rng = np.random.default_rng(100 + banks_per_bus)
+    hw = small_hardware(ranks=1)
+    addr, is_write, arrival = random_requests(rng, hw, 40)
+    o = hw.org
+    dec = decode(addr, o)
+    bank = (dec.rank * o.bankgroups + dec.bankgroup) * o.banks_per_group + dec.bank
+    params = engine_params(hw, ranks=1, banks_per_bus=banks_per_bus, bus_gap_cycles=bus_gap)
+    res = run_controller(bank, dec.row, is_write, arrival, dec.line, params)
+    acc, comp, kind, counts = simulate_reference(hw, bank.tolist(), dec.row.tolist(), is_write.tolist(),
+                                                 arrival.tolist(), dec.line.tolist(), 1, banks_per_bus,
+                                                 bus_gap)
+    assert res.completion_cycles.tolist() == comp
+    assert res.accept_cycles.tolist() == acc
+    assert res.counts[E.C_ACT] == counts["ACT"]
