@@ -1,0 +1,233 @@
+"""The ``pimsim`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import tomllib
+from pathlib import Path
+
+from .config import Hardware, Scheduler
+from .presets import list_presets, load_hardware
+from .workload import (EmbeddingTable, EmbeddingWorkload, IndexDistribution, Placement,
+                       batch_from_indices)
+
+DEFAULT_NMP = "recnmp"
+# DeepRecSys RM1-like tables (REFERENCE.md: 8 tables x 4M rows, dim 32, 80 lookups per table)
+DEFAULT_TABLES, DEFAULT_ROWS, DEFAULT_DIM, DEFAULT_POOLING = 8, 4_000_000, 32, 80
+DEFAULT_BATCH = 64
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit status 2
+        raise _UsageError(f"{self.prog}: {message}")
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="pimsim", description="Latency and energy of recommender memory traffic on "
+                "DRAM and processing-in-memory hardware.")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+
+    sub.add_parser("presets", help="list the hardware presets")
+
+    t = sub.add_parser("trace", help="simulate a text trace '<hex address> <READ|WRITE> <cycle>'")
+    t.add_argument("file", help="trace file")
+    t.add_argument("--hardware", default="ddr4-2400", help="preset name or TOML file (default ddr4-2400)")
+    t.add_argument("--scheduler", choices=[s.value for s in Scheduler], help="override the preset's scheduler")
+    t.add_argument("--json", action="store_true", help="print one JSON object")
+
+    e = sub.add_parser("embed", help="one batch of pooled embedding lookups: host against near-memory units")
+    e.add_argument("--workload", help="TOML workload file (overrides the table flags)")
+    e.add_argument("--indices", help=".npz of per-table indices/offsets (FBGEMM convention); "
+                   "table shapes come from the other flags or --workload")
+    e.add_argument("--tables", type=_positive_int, default=DEFAULT_TABLES)
+    e.add_argument("--rows", type=_positive_int, default=DEFAULT_ROWS, help="rows per table")
+    e.add_argument("--dim", type=_positive_int, default=DEFAULT_DIM, help="elements per vector")
+    e.add_argument("--bytes-per-element", type=_positive_int, default=4)
+    e.add_argument("--pooling", type=_positive_int, default=DEFAULT_POOLING, help="lookups per sample per table")
+    e.add_argument("--batch", type=_positive_int, default=DEFAULT_BATCH, help="samples per batch")
+    e.add_argument("--distribution", choices=[d.value for d in IndexDistribution], default="uniform")
+    e.add_argument("--alpha", type=_positive_float, default=1.05, help="Zipf exponent")
+    e.add_argument("--placement", choices=[x.value for x in Placement], default="contiguous")
+    e.add_argument("--nmp", default=DEFAULT_NMP, help=f"near-memory preset or TOML file (default {DEFAULT_NMP})")
+    e.add_argument("--host", help="host-side hardware (default: the --nmp memory with its units removed)")
+    e.add_argument("--seed", type=int, default=0, help="seed of the index generator (default 0)")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    return p
+
+
+def _with_scheduler(hw: Hardware, scheduler: str | None) -> Hardware:
+    if scheduler is None:
+        return hw
+    return dataclasses.replace(hw, controller=dataclasses.replace(hw.controller, scheduler=scheduler))
+
+
+def _cmd_presets(out) -> int:
+    presets = list_presets()
+    width = max(len(k) for k in presets)
+    for name, desc in presets.items():
+        print(f"{name:<{width}}  {desc}", file=out)
+    return 0
+
+
+def _cmd_trace(args, out) -> int:
+    from .sim import simulate_trace
+    from .trace import read_trace
+
+    hw = _with_scheduler(load_hardware(args.hardware), args.scheduler)
+    report = simulate_trace(read_trace(args.file), hw)
+    if args.json:
+        print(json.dumps(report.to_dict()), file=out)
+        return 0
+    d = report.to_dict()
+    print(f"{args.file} on {hw.name} ({d['scheduler']}): {d['requests']} requests", file=out)
+    print(f"  cycles {d['cycles']}  ({d['seconds'] * 1e6:.3f} us)  bandwidth {d['bandwidth_gbps']:.2f} GB/s", file=out)
+    print(f"  ACT {d['activations']}  RD {d['reads']}  WR {d['writes']}  REF {d['refreshes']}  "
+          f"row hits {d['row_hits']}  coalesced {d['coalesced']}  forwarded {d['forwarded']}", file=out)
+    print(f"  read latency mean {d['mean_read_latency_cycles']:.1f} cycles, p99 {d['p99_read_latency_cycles']:.0f}", file=out)
+    print(f"  energy {d['energy_pj'] / 1e6:.3f} uJ: " + ", ".join(
+        f"{k} {v / 1e6:.3f}" for k, v in d["energy_breakdown_pj"].items()), file=out)
+    return 0
+
+
+_TABLE_KEYS = {f.name for f in dataclasses.fields(EmbeddingTable)} | {"count"}
+_WORKLOAD_KEYS = {"batch_size", "placement", "tables"}
+
+
+def workload_from_toml(path: str) -> EmbeddingWorkload:
+    """Read ``batch_size``, ``placement`` and ``[[tables]]`` (each may say ``count = N``)."""
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"cannot read workload {path!r}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: invalid TOML: {exc}") from None
+    for key in data:
+        if key not in _WORKLOAD_KEYS:
+            raise ValueError(f"{path}: unknown key {key!r} (allowed: {', '.join(sorted(_WORKLOAD_KEYS))})")
+    if "tables" not in data or not isinstance(data["tables"], list):
+        raise ValueError(f"{path}: needs at least one [[tables]] entry")
+    tables = []
+    for k, entry in enumerate(data["tables"]):
+        for key in entry:
+            if key not in _TABLE_KEYS:
+                raise ValueError(f"{path}: unknown key {key!r} in tables[{k}] (allowed: {', '.join(sorted(_TABLE_KEYS))})")
+        entry = dict(entry)
+        count = entry.pop("count", 1)
+        if not isinstance(count, int) or count < 1:
+            raise ValueError(f"{path}: tables[{k}].count must be a positive integer, got {count!r}")
+        try:
+            tables.extend([EmbeddingTable(**entry)] * count)
+        except TypeError:
+            raise ValueError(f"{path}: tables[{k}] needs at least 'rows' and 'dim'") from None
+        except ValueError as exc:
+            raise ValueError(f"{path}: tables[{k}]: {exc}") from None
+    try:
+        return EmbeddingWorkload(tuple(tables), batch_size=data.get("batch_size", DEFAULT_BATCH),
+                                 placement=data.get("placement", "contiguous"))
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+
+
+def _cmd_embed(args, out) -> int:
+    from .embedding import simulate
+    from .trace import read_indices_npz
+
+    if args.workload:
+        workload = workload_from_toml(args.workload)
+    else:
+        table = EmbeddingTable(rows=args.rows, dim=args.dim, bytes_per_element=args.bytes_per_element,
+                               pooling=args.pooling, distribution=args.distribution, zipf_alpha=args.alpha)
+        workload = EmbeddingWorkload((table,) * args.tables, batch_size=args.batch, placement=args.placement)
+    nmp = load_hardware(args.nmp)
+    if nmp.nmp is None:
+        raise ValueError(f"--nmp {args.nmp!r} has no near-memory units; pick one of the nmp presets")
+    host = load_hardware(args.host) if args.host else dataclasses.replace(
+        nmp, name=f"{nmp.name} (units off)", nmp=None)
+    if args.indices:
+        pairs = read_indices_npz(args.indices)
+        if len(pairs) != len(workload.tables):
+            raise ValueError(f"{args.indices}: {len(pairs)} tables of indices, the workload has {len(workload.tables)}")
+        target = batch_from_indices(workload.tables, pairs, workload.placement)
+    else:
+        target = workload
+    reports = [simulate(target, host, seed=args.seed), simulate(target, nmp, seed=args.seed)]
+    if args.json:
+        print(json.dumps({"host": reports[0].to_dict(), "nmp": reports[1].to_dict(),
+                          "speedup": reports[0].latency_s / reports[1].latency_s,
+                          "energy_ratio": reports[0].energy_j / reports[1].energy_j}), file=out)
+        return 0
+    b = reports[0]
+    print(f"batch {b.batch_size}, {len(workload.tables)} tables, {b.lookups} lookups, "
+          f"{b.dram_bursts} bursts, seed {b.seed}", file=out)
+    rows = [("hardware", lambda r: r.hardware), ("mode", lambda r: r.mode),
+            ("latency (us)", lambda r: f"{r.latency_s * 1e6:.2f}"),
+            ("samples/s", lambda r: f"{r.throughput_samples_per_s:,.0f}"),
+            ("energy/sample (uJ)", lambda r: f"{r.energy_per_sample_j * 1e6:.3f}"),
+            ("bound by", lambda r: r.bound_by),
+            ("channel bytes", lambda r: f"{r.channel_bytes:,}"),
+            ("row-hit rate", lambda r: f"{r.row_hit_rate:.3f}")]
+    rows += [(f"  {k} (uJ)", lambda r, k=k: f"{r.energy_breakdown_pj[k] / 1e6:.2f}")
+             for k in b.energy_breakdown_pj]
+    w0 = max(len(name) for name, _ in rows)
+    cells = [[fn(r) for r in reports] for _, fn in rows]
+    w1 = max(len(c[0]) for c in cells)
+    for (name, _), c in zip(rows, cells):
+        print(f"{name:<{w0}}  {c[0]:>{w1}}  {c[1]}", file=out)
+    print(f"near-memory speedup {reports[0].latency_s / reports[1].latency_s:.2f}x, "
+          f"energy {reports[0].energy_j / reports[1].energy_j:.2f}x lower", file=out)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit status (2 for bad input)."""
+    parser = _build_parser()
+    out, err = sys.stdout, sys.stderr
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help(out)
+            return 0
+        if args.command == "presets":
+            return _cmd_presets(out)
+        if args.command == "trace":
+            return _cmd_trace(args, out)
+        return _cmd_embed(args, out)
+    except _UsageError as exc:
+        print(str(exc), file=err)
+        return 2
+    except SystemExit as exc:  # --help and --version end here
+        return int(exc.code or 0)
+    except (ValueError, OSError) as exc:
+        print(f"pimsim: error: {exc}", file=err)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""Embedding gathers on the host and on near-memory units."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from pimsim import (EmbeddingTable, EmbeddingWorkload, load_hardware, sample_batch, simulate)
+from pimsim.workload import batch_addresses
+from pimsim.mapping import decode
+
+
+def recnmp_with_ranks(ranks):
+    hw = load_hardware("recnmp")
+    nmp = dataclasses.replace(hw, org=dataclasses.replace(hw.org, ranks=ranks))
+    return dataclasses.replace(nmp, nmp=None), nmp
+
+
+def predicted_speedup(hw, ranks, pooling, tables, batch):
+    """Rank-level NMP against the host for random one-burst vectors.
+
+    Host: bursts limited by the channel (one per BL/2 cycles) or by activations
+    (4 per tFAW per rank). NMP: each rank gathers its share at the activation
+    rate while the partial sums (one per rank hit per bag) cross the channel.
+    """
+    t = hw.timing
+    bus_rate = 1 / (hw.org.burst_length // 2)
+    act_rate = 4 / t.tfaw
+    n = pooling * tables * batch
+    partials = tables * batch * ranks * (1 - (1 - 1 / ranks) ** pooling)
+    host = n / min(bus_rate, act_rate * ranks)
+    nmp = max(n / (act_rate * ranks), partials / bus_rate)
+    return host / nmp
+
+
+@pytest.mark.parametrize("pooling", [8, 64])
+def test_rank_nmp_speedup_follows_theory(pooling):
+    wl = EmbeddingWorkload((EmbeddingTable(rows=1_000_000, dim=16, pooling=pooling),) * 8, batch_size=64)
+    ranks = [1, 2, 4, 8]
+    measured, predicted = [], []
+    for r in ranks:
+        host, nmp = recnmp_with_ranks(r)
+        measured.append(simulate(wl, host, seed=3).latency_s / simulate(wl, nmp, seed=3).latency_s)
+        predicted.append(predicted_speedup(host, r, pooling, 8, 64))
+    measured, predicted = np.array(measured), np.array(predicted)
+    assert np.all(np.abs(measured / predicted - 1) < 0.2), (measured, predicted)
+    # it grows with the ranks up to the theory's best rank count, and falls after it
+    best = int(np.argmax(predicted))
+    assert int(np.argmax(measured)) == best
+    assert np.all(np.diff(measured[:best + 1]) > 0)
+    assert np.all(np.diff(measured[best:]) < 0)
+
+
+def test_large_pooling_speedup_grows_with_ranks():
+    wl = EmbeddingWorkload((EmbeddingTable(rows=4_000_000, dim=32, pooling=80),) * 4, batch_size=32)
+    speedups = []
+    for r in (1, 2, 4, 8):
+        host, nmp = recnmp_with_ranks(r)
+        speedups.append(simulate(wl, host, seed=0).latency_s / simulate(wl, nmp, seed=0).latency_s)
+    assert np.all(np.diff(speedups) > 0)
+    assert speedups[-1] > 3
+
+
+def test_nmp_moves_fewer_bytes_over_the_channel_and_saves_io_energy():
+    wl = EmbeddingWorkload((EmbeddingTable(rows=100_000, dim=32, pooling=40),) * 4, batch_size=16)
+    host, nmp = recnmp_with_ranks(8)
+    rh, rn = simulate(wl, host, seed=1), simulate(wl, nmp, seed=1)
+    assert rh.channel_bytes == rh.dram_bursts * 64
+    assert rn.channel_bytes < rh.channel_bytes / 4
+    assert rn.energy_breakdown_pj["io"] < rh.energy_breakdown_pj["io"]
+    assert rn.energy_breakdown_pj["compute"] > 0 == rh.energy_breakdown_pj["compute"]
+    for r in (rh, rn):
+        assert abs(sum(r.energy_breakdown_pj.values()) * 1e-12 - r.energy_j) < 1e-12 * 1e3
+
+
+def test_same_seed_same_result_and_seed_recorded():
+    wl = EmbeddingWorkload((EmbeddingTable(rows=10_000, dim=16, pooling=10, distribution="zipf"),), batch_size=8)
+    a, b = simulate(wl, "recnmp", seed=5), simulate(wl, "recnmp", seed=5)
+    assert a.to_dict() == b.to_dict()
+    assert a.seed == 5
+    c = simulate(wl, "recnmp", seed=6)
+    assert c.to_dict() != a.to_dict()
+
+
+def test_zipf_indices_are_skewed_and_in_range():
+    rng = np.random.default_rng(0)
+    wl = EmbeddingWorkload((EmbeddingTable(rows=50_000, dim=16, pooling=100, distribution="zipf",
+                                           zipf_alpha=1.2),), batch_size=100)
+    idx = sample_batch(wl, rng).indices[0]
+    assert idx.min() >= 0 and idx.max() < 50_000
+    counts = np.sort(np.bincount(idx, minlength=50_000))[::-1]
+    assert counts[:500].sum() > 0.5 * len(idx)  # 1% of rows take most lookups
+
+
+def test_interleaved_placement_spreads_consecutive_rows_over_banks():
+    hw = load_hardware("ddr4-2400")
+    tab = EmbeddingTable(rows=1000, dim=16)
+    wl_i = EmbeddingWorkload((tab,), batch_size=1, placement="interleaved")
+    from pimsim import EmbeddingBatch
+    batch = EmbeddingBatch(wl_i.tables, (np.arange(32),), (np.array([0, 32]),), "interleaved")
+    d = decode(batch_addresses(batch, hw.org).addresses, hw.org)
+    units = set(zip(d.rank.tolist(), d.bankgroup.tolist(), d.bank.tolist()))
+    assert len(units) == 32
+    contiguous = EmbeddingBatch(wl_i.tables, (np.arange(32),), (np.array([0, 32]),), "contiguous")
+    d = decode(batch_addresses(contiguous, hw.org).addresses, hw.org)
+    assert len(set(zip(d.rank.tolist(), d.bankgroup.tolist(), d.bank.tolist()))) == 1
+
+
+def test_vectors_of_several_bursts_are_contiguous():
+    hw = load_hardware("ddr4-2400")
+    tab = EmbeddingTable(rows=100, dim=64)  # 256 B: four bursts
+    from pimsim import EmbeddingBatch
+    batch = EmbeddingBatch((tab,), (np.array([3, 7]),), (np.array([0, 2]),))
+    req = batch_addresses(batch, hw.org)
+    assert req.addresses.tolist() == [3 * 256 + 64 * k for k in range(4)] + [7 * 256 + 64 * k for k in range(4)]
+    assert req.part.tolist() == [0, 1, 2, 3] * 2
+
+
+def test_every_preset_simulates_a_batch():
+    from pimsim import list_presets
+    wl = EmbeddingWorkload((EmbeddingTable(rows=10_000, dim=16, pooling=4),) * 2, batch_size=4)
+    for name in list_presets():
+        r = simulate(wl, name, seed=0)
+        assert r.latency_s > 0 and r.energy_j > 0
+        assert r.mode == ("host" if load_hardware(name).nmp is None else f"nmp-{load_hardware(name).nmp.level.value}")
+
+
+def test_tables_too_large_for_memory_are_rejected():
+    wl = EmbeddingWorkload((EmbeddingTable(rows=10**9, dim=64),), batch_size=1)
+    with pytest.raises(ValueError, match="more than"):
+        simulate(wl, "ddr4-2400")
