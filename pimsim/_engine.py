@@ -425,3 +425,63 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
         if kind[i] == K_COALESCED:
             complete[i] = complete[leader[i]]
     return counts[C_ACT]
+
+
+@njit(cache=True)
+def _prev_same_line(lines):
+    """Index of the latest earlier request to the same line, or -1; lines >= 0.
+
+    A stable LSD radix sort of the request indices by line (16 bits a pass), then one
+    pass over equal runs: O(n) for the traces' bounded line numbers.
+    """
+    n = lines.shape[0]
+    prev = np.full(n, -1, np.int64)
+    if n < 2:
+        return prev
+    order = np.arange(n)
+    tmp = np.empty(n, np.int64)
+    top = lines.max()
+    shift = 0
+    while (top >> shift) > 0:
+        count = np.zeros(65537, np.int64)
+        for k in range(n):
+            count[((lines[order[k]] >> shift) & 0xFFFF) + 1] += 1
+        for d in range(65536):
+            count[d + 1] += count[d]
+        for k in range(n):
+            d = (lines[order[k]] >> shift) & 0xFFFF
+            tmp[count[d]] = order[k]
+            count[d] += 1
+        order, tmp = tmp, order
+        shift += 16
+    for k in range(1, n):
+        if lines[order[k]] == lines[order[k - 1]]:
+            prev[order[k]] = order[k - 1]
+    return prev
+
+
+@njit(cache=True)
+def _active_rank_cycles(act_rank, act_start, act_end, n_ranks, end_cycle):
+    """Cycles in [0, end_cycle) with at least one bank open, summed over ranks.
+
+    Activation records of one rank come in issue order, so their starts never
+    decrease; an end of -1 means the row was still open at the end.
+    """
+    total = 0
+    run_start = np.full(n_ranks, -1, np.int64)
+    run_end = np.full(n_ranks, -1, np.int64)
+    for k in range(act_rank.shape[0]):
+        r = act_rank[k]
+        s = min(act_start[k], end_cycle)
+        e = end_cycle if act_end[k] < 0 else min(act_end[k], end_cycle)
+        if run_start[r] >= 0 and s <= run_end[r]:
+            run_end[r] = max(run_end[r], e)
+        else:
+            if run_start[r] >= 0:
+                total += run_end[r] - run_start[r]
+            run_start[r] = s
+            run_end[r] = e
+    for r in range(n_ranks):
+        if run_start[r] >= 0:
+            total += run_end[r] - run_start[r]
+    return total

@@ -37,15 +37,7 @@ def engine_params(hw: Hardware, *, ranks: int, banks_per_bus: int, bus_gap_cycle
 
 def prev_same_line(lines: np.ndarray) -> np.ndarray:
     """For each request, the index of the latest earlier request to the same line, or -1."""
-    n = len(lines)
-    prev = np.full(n, -1, np.int64)
-    if n < 2:
-        return prev
-    order = np.argsort(lines, kind="stable")
-    s = lines[order]
-    same = s[1:] == s[:-1]
-    prev[order[1:][same]] = order[:-1][same]
-    return prev
+    return E._prev_same_line(np.ascontiguousarray(lines, np.int64))
 
 
 @dataclass(frozen=True)
@@ -88,26 +80,7 @@ def run_controller(bank: np.ndarray, row: np.ndarray, is_write: np.ndarray, arri
 
 def active_rank_cycles(res: ControllerResult, n_ranks: int, end_cycle: int) -> int:
     """Rank-cycles with at least one bank open, within [0, end_cycle]."""
-    total = 0
-    ends = np.where(res.act_end < 0, end_cycle, res.act_end)
-    for r in range(n_ranks):
-        sel = res.act_rank == r
-        if not sel.any():
-            continue
-        s = np.minimum(res.act_start[sel], end_cycle)
-        e = np.minimum(ends[sel], end_cycle)
-        order = np.argsort(s, kind="stable")
-        s, e = s[order], e[order]
-        # union of intervals: an interval starts a new run when it begins after every earlier end
-        run_end = np.maximum.accumulate(e)
-        new_run = np.ones(len(s), bool)
-        new_run[1:] = s[1:] > run_end[:-1]
-        run_ids = np.cumsum(new_run) - 1
-        starts = s[new_run]
-        stops = np.zeros(len(starts), np.int64)
-        np.maximum.at(stops, run_ids, e)
-        total += int(np.sum(stops - starts))
-    return total
+    return int(E._active_rank_cycles(res.act_rank, res.act_start, res.act_end, n_ranks, end_cycle))
 
 
 def refreshes_until(hw: Hardware, n_ranks: int, end_cycle: int) -> int:
@@ -181,8 +154,8 @@ def simulate_trace(trace: Trace, hardware: Hardware | str) -> TraceReport:
     params = engine_params(hw, ranks=o.ranks, banks_per_bus=o.ranks * o.banks)
     results = []
     for ch in range(o.channels):
-        sel = np.flatnonzero(dec.channel == ch)
-        if len(sel) == 0:
+        sel = np.flatnonzero(dec.channel == ch) if o.channels > 1 else slice(None)
+        if o.channels > 1 and len(sel) == 0:
             continue
         res = run_controller(bank[sel], dec.row[sel], trace.is_write[sel], trace.arrival_cycles[sel],
                              dec.line[sel], params)

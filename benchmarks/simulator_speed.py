@@ -1,0 +1,129 @@
+"""Simulated requests per second of pimsim's DRAM engine on one core.
+
+For 1M- and 10M-request traces (random 64 B gathers, a sequential stream, Zipf
+embedding gathers), under FR-FCFS and FCFS, reports the median of several runs of
+(a) ``simulate_trace`` end to end and (b) the numba kernel alone. JIT compile time
+is measured apart, in a fresh process with an empty numba cache.
+
+    python -m benchmarks.simulator_speed [--sizes 1000000 10000000] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+_COMPILE_SNIPPET = """
+import time, numpy as np
+t0 = time.perf_counter()
+from pimsim import Trace, simulate_trace, load_hardware
+t1 = time.perf_counter()
+import dataclasses
+hw = load_hardware("ddr4-2400")
+for s in ("frfcfs", "fcfs"):
+    h = dataclasses.replace(hw, controller=dataclasses.replace(hw.controller, scheduler=s))
+    simulate_trace(Trace(np.arange(10) * 64, np.zeros(10, bool), np.zeros(10, np.int64)), h)
+t2 = time.perf_counter()
+print(t1 - t0, t2 - t1)
+"""
+
+
+def compile_seconds() -> tuple[float, float]:
+    """(import seconds, first-call seconds) in a fresh process with an empty numba cache."""
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        out = subprocess.run([sys.executable, "-c", _COMPILE_SNIPPET], capture_output=True, text=True,
+                             env=env, check=True).stdout.split()
+    return float(out[0]), float(out[1])
+
+
+def traces(hw, n: int, rng: np.random.Generator):
+    from pimsim import EmbeddingTable, EmbeddingWorkload, Trace, sample_batch
+    from pimsim.workload import batch_addresses
+
+    lines = hw.org.capacity_bytes // 64
+    z = np.zeros(n, np.int64)
+    r = np.zeros(n, bool)
+    yield "random_64B", Trace(rng.integers(0, lines, n) * 64, r, z)
+    yield "sequential", Trace(np.arange(n, dtype=np.int64) * 64, r, z)
+    wl = EmbeddingWorkload((EmbeddingTable(rows=4_000_000, dim=32, pooling=80, distribution="zipf"),) * 8,
+                           batch_size=max(1, n // (8 * 80 * 2)))
+    addr = batch_addresses(sample_batch(wl, rng), hw.org).addresses[:n]
+    yield "zipf_gather_128B", Trace(addr, np.zeros(len(addr), bool), np.zeros(len(addr), np.int64))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--schedulers", nargs="+", default=["fcfs", "frfcfs"])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=str(RESULTS / "simulator_speed.csv"))
+    args = ap.parse_args(argv)
+
+    from pimsim import _engine as E
+    from pimsim import Trace, load_hardware, simulate_trace
+    from pimsim.mapping import decode
+    from pimsim.sim import engine_params, prev_same_line
+
+    imp_s, first_call_s = compile_seconds()
+    print(f"import {imp_s:.2f} s, JIT compile (first calls, both schedulers) {first_call_s:.2f} s", file=sys.stderr)
+    base = load_hardware("ddr4-2400")
+    rows = []
+    for n in args.sizes:
+        rng = np.random.default_rng(args.seed)
+        for name, tr in traces(base, n, rng):
+            dec = decode(tr.addresses, base.org)
+            bank = (dec.rank * base.org.bankgroups + dec.bankgroup) * base.org.banks_per_group + dec.bank
+            prev = prev_same_line(dec.line)
+            for sched in args.schedulers:
+                hw = dataclasses.replace(base, controller=dataclasses.replace(base.controller, scheduler=sched))
+                simulate_trace(Trace(tr.addresses[:10], tr.is_write[:10], tr.arrival_cycles[:10]), hw)  # warm
+                ends, kern = [], []
+                for _ in range(args.repeats):
+                    t0 = time.perf_counter()
+                    rep = simulate_trace(tr, hw)
+                    ends.append(time.perf_counter() - t0)
+                    p = engine_params(hw, ranks=base.org.ranks, banks_per_bus=base.org.ranks * base.org.banks)
+                    m = len(tr)
+                    outs = [np.zeros(m, np.int64) for _ in range(3)]
+                    counts = np.zeros(E.N_COUNTS, np.int64)
+                    recs = [np.zeros(m + 64, np.int64) for _ in range(3)]
+                    t0 = time.perf_counter()
+                    E._simulate(bank, dec.row, tr.is_write, tr.arrival_cycles, prev, p, *outs, counts, *recs)
+                    kern.append(time.perf_counter() - t0)
+                row = {"trace": name, "requests": len(tr), "scheduler": sched, "seed": args.seed,
+                       "end_to_end_median_s": round(statistics.median(ends), 4),
+                       "kernel_median_s": round(statistics.median(kern), 4),
+                       "end_to_end_mreq_per_s": round(len(tr) / statistics.median(ends) / 1e6, 3),
+                       "kernel_mreq_per_s": round(len(tr) / statistics.median(kern) / 1e6, 3),
+                       "simulated_cycles": rep.cycles, "repeats": args.repeats,
+                       "jit_compile_s": round(first_call_s, 2), "cores": 1}
+                rows.append(row)
+                print(row, file=sys.stderr)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, out)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""Validate pimsim's DRAM model against a cycle-level C++ simulator (DRAMsim3) on the same traces.
+
+DRAMsim3 is not part of this project and is not fetched at run time: build it yourself
+(github.com/umd-memsys/DRAMsim3) with a small driver that reads a text trace, adds at most
+one request per cycle in file order once its cycle has come and the controller accepts
+it, ticks until every request has returned, and prints one JSON line with ``cycles``
+(last completion), ``activations``, ``reads``, ``writes`` and
+``mean_read_latency_cycles``. Pass that command with ``--peer``; the config file it is
+given is ``--peer-config`` (DRAMsim3's ``DDR4_8Gb_x8_2400.ini``, the source of the
+``ddr4-2400`` preset).
+
+Without ``--peer`` the script still writes the traces and pimsim's side of the table.
+
+    python -m benchmarks.validate_dram --peer /path/run_trace.sh --peer-config DDR4_8Gb_x8_2400
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pimsim import EmbeddingTable, EmbeddingWorkload, Trace, load_hardware, sample_batch, simulate_trace, write_trace
+from pimsim.workload import batch_addresses
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def make_traces(hw, n: int, seed: int) -> dict[str, Trace]:
+    """The validation suite: random gathers, Zipf embedding gathers of 64-512 B vectors,
+    sequential streams and read/write mixes, saturating and paced."""
+    rng = np.random.default_rng(seed)
+    o = hw.org
+    lines = o.capacity_bytes // o.line_bytes
+    zeros = np.zeros(n, np.int64)
+    reads = np.zeros(n, bool)
+    out = {}
+    out["random_64B"] = Trace(rng.integers(0, lines, n) * 64, reads, zeros)
+    out["random_64B_paced8"] = Trace(rng.integers(0, lines, n) * 64, reads, np.arange(n) * 8)
+    out["sequential"] = Trace(np.arange(n) * 64, reads, zeros)
+    out["sequential_paced3"] = Trace(np.arange(n) * 64, reads, np.arange(n) * 3)
+    for vec_bytes in (64, 128, 256, 512):
+        dim = vec_bytes // 4
+        pooling = 20
+        batch = max(1, n // (pooling * (vec_bytes // 64) * 8))
+        wl = EmbeddingWorkload((EmbeddingTable(rows=2_000_000, dim=dim, pooling=pooling,
+                                               distribution="zipf", zipf_alpha=1.05),) * 8, batch_size=batch)
+        addr = batch_addresses(sample_batch(wl, rng), o).addresses[:n]
+        out[f"zipf_gather_{vec_bytes}B"] = Trace(addr, np.zeros(len(addr), bool), np.zeros(len(addr), np.int64))
+    wr = rng.random(n) < 0.33
+    out["random_rw_1to2"] = Trace(rng.integers(0, lines, n) * 64, wr, zeros)
+    out["sequential_rw_1to2"] = Trace(np.arange(n) * 64, rng.random(n) < 0.33, zeros)
+    hot = rng.integers(0, lines, 64)
+    mix = np.where(rng.random(n) < 0.5, hot[rng.integers(0, 64, n)], rng.integers(0, lines, n))
+    out["hot_rw_paced4"] = Trace(mix * 64, rng.random(n) < 0.33, np.arange(n) * 4)
+    return out
+
+
+def run_peer(peer: str, config: str, trace_path: Path) -> tuple[dict, float]:
+    t0 = time.perf_counter()
+    proc = subprocess.run([peer, config, str(trace_path)], capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"peer failed on {trace_path}: {proc.stderr.strip()[:500]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1]), wall
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--hardware", default="ddr4-2400")
+    ap.add_argument("--requests", type=int, default=20000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--peer", help="command: PEER CONFIG TRACE prints one JSON line")
+    ap.add_argument("--peer-config", default="DDR4_8Gb_x8_2400")
+    ap.add_argument("--scheduler", choices=["frfcfs", "fcfs"], default=None)
+    ap.add_argument("--out", default=str(RESULTS / "validate_dram.csv"))
+    args = ap.parse_args(argv)
+    hw = load_hardware(args.hardware)
+    if args.scheduler:
+        hw = dataclasses.replace(hw, controller=dataclasses.replace(hw.controller, scheduler=args.scheduler))
+    traces = make_traces(hw, args.requests, args.seed)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, tr in traces.items():
+            path = Path(tmp) / f"{name}.trace"
+            write_trace(tr, path)
+            t0 = time.perf_counter()
+            ours = simulate_trace(tr, hw)
+            ours_wall = time.perf_counter() - t0
+            row = {"trace": name, "requests": len(tr), "seed": args.seed, "hardware": hw.name,
+                   "scheduler": hw.controller.scheduler.value,
+                   "pimsim_cycles": ours.cycles, "pimsim_activations": ours.activations,
+                   "pimsim_mean_read_latency": round(ours.mean_read_latency_cycles, 2),
+                   "pimsim_wall_s": round(ours_wall, 4)}
+            if args.peer:
+                peer, peer_wall = run_peer(args.peer, args.peer_config, path)
+                cycles = peer.get("drain_cycles", peer["cycles"]) if tr.is_write.any() else peer["cycles"]
+                row.update({"peer_cycles": cycles, "peer_activations": peer["activations"],
+                            "peer_mean_read_latency": round(peer["mean_read_latency_cycles"], 2),
+                            "peer_wall_s": round(peer_wall, 3),
+                            "cycles_err_pct": round(100 * (ours.cycles - cycles) / cycles, 2),
+                            "acts_err_pct": round(100 * (ours.activations - peer["activations"])
+                                                  / max(1, peer["activations"]), 2)})
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp_out = out.with_suffix(".csv.tmp")
+    with tmp_out.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp_out, out)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

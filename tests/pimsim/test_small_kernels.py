@@ -1,0 +1,45 @@
+"""The helper kernels against plain Python references."""
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pimsim import _engine as E
+
+
+def prev_same_reference(lines):
+    last, out = {}, []
+    for i, x in enumerate(lines):
+        out.append(last.get(x, -1))
+        last[x] = i
+    return out
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, 2**40), max_size=60), st.integers(1, 8))
+def test_prev_same_line_matches_reference(values, modulo):
+    lines = np.array([v % (modulo * 70000) for v in values], np.int64)
+    assert E._prev_same_line(lines).tolist() == prev_same_reference(lines.tolist())
+
+
+def active_reference(records, n_ranks, end):
+    busy = [set() for _ in range(n_ranks)]
+    for r, s, e in records:
+        e = end if e < 0 else min(e, end)
+        busy[r].update(range(min(s, end), e))
+    return sum(len(b) for b in busy)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 1), st.integers(0, 30), st.integers(-1, 40)), max_size=20),
+       st.integers(1, 60))
+def test_active_rank_cycles_matches_reference(raw, end):
+    # starts of one rank never decrease, as the engine issues them
+    recs = []
+    last = [0, 0]
+    for r, gap, length in raw:
+        last[r] += gap
+        recs.append((r, last[r], -1 if length < 0 else last[r] + length))
+    arr = np.array(recs, np.int64).reshape(-1, 3)
+    got = E._active_rank_cycles(arr[:, 0].copy(), arr[:, 1].copy(), arr[:, 2].copy(), 2, end)
+    assert got == active_reference(recs, 2, end)
