@@ -101,6 +101,10 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
     n_ranks = rs.shape[0]
     n_groups = gs.shape[0]
     n_records = act_rank.shape[0]
+    # bank -> bank group, rank and data bus, computed once: integer division is slow
+    bank_group = np.arange(n_banks) // bpg
+    bank_rank = bank_group // groups_per_rank
+    bank_bus = np.arange(n_banks) // bpb
     leader = np.full(n, -1, np.int64)
     kind[:] = -1
     complete[:] = -1
@@ -112,7 +116,7 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
                    rs[r, R_FAW0 + rs[r, R_FAW_POS]] + tfaw)
 
     def bus_ready(b, r, lat):
-        d = b // bpb
+        d = bank_bus[b]
         free = bus[d, 0]
         if bus[d, 1] >= 0 and bus[d, 1] != r:
             free += trtrs  # rank-to-rank switch on a shared bus
@@ -166,7 +170,7 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
             end = now + cl + burst
             rs[r, R_LAST_RD_COL] = now
             bs[b, B_PRE_OK] = max(bs[b, B_PRE_OK], now + trtp)
-        d = b // bpb
+        d = bank_bus[b]
         bus[d, 0] = now + lat + bus_hold
         bus[d, 1] = r
         counts[C_BUS_BUSY] += burst
@@ -236,8 +240,8 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
             last_acc = t_acc
             leader[i] = i
             b = bank[i]
-            g = b // bpg
-            r = g // groups_per_rank
+            g = bank_group[b]
+            r = bank_rank[b]
             start = max(t_acc, floor)
             if start >= next_due:
                 next_due = refresh_until(start)
@@ -273,23 +277,26 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
         tq = np.empty(tq_cap, np.int64)  # requests waiting for room in their bank's queue
         tq_n = 0
         queued = 0
-        cand_i = np.full(n_banks, -1, np.int64)
+        cand_i = np.zeros(n_banks, np.int64)
         cand_slot = np.zeros(n_banks, np.int64)
         cand_cmd = np.zeros(n_banks, np.int64)
-        # per-rank and per-bank-group parts of each command type's earliest cycle
-        r_act = np.empty(n_ranks, np.int64)
-        r_rd = np.empty(n_ranks, np.int64)
-        r_wr = np.empty(n_ranks, np.int64)
-        g_act = np.empty(n_groups, np.int64)
-        g_rd = np.empty(n_groups, np.int64)
-        g_wr = np.empty(n_groups, np.int64)
+        # bank-specific part of each bank's candidate command's earliest cycle
+        cand_bt = np.full(n_banks, FOREVER, np.int64)
+        # per-command-type parts: [cmd * n_ranks + r], [cmd * n_groups + g], [cmd * n_bus_ranks + bus * n_ranks + r]
+        n_bus = bus.shape[0]
+        part_r = np.full(5 * n_ranks, NEVER, np.int64)
+        part_g = np.full(5 * n_groups, NEVER, np.int64)
+        part_bus = np.full(5 * n_bus * n_ranks, NEVER, np.int64)
+        key_shift = 35  # key = cycles from now << 35 | not-a-hit << 34 | request index
+        max_wait = (1 << 28) - 1
 
         def update_candidate(b):
             """Bank ``b``'s next command: its first queued row hit, else the head's PRE or ACT."""
             m = bq_n[b]
             if m == 0:
                 cand_cmd[b] = CMD_NONE
-                cand_i[b] = -1
+                cand_i[b] = 0
+                cand_bt[b] = FOREVER
                 return
             base = b * cq
             open_row = bs[b, B_OPEN_ROW]
@@ -300,91 +307,102 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
                         cand_i[b] = i
                         cand_slot[b] = s
                         cand_cmd[b] = CMD_WRITE if is_write[i] else CMD_READ
+                        cand_bt[b] = bs[b, B_COL_OK]
                         return
                 cand_cmd[b] = CMD_PRE
+                cand_bt[b] = bs[b, B_PRE_OK]
             else:
                 cand_cmd[b] = CMD_ACT
+                cand_bt[b] = bs[b, B_NEXT_ACT]
             cand_i[b] = bq[base]
             cand_slot[b] = 0
 
         nxt = 0
         now = 0
+        reuse = False  # the last scan still holds: nothing changed but the clock
+        blocked = False
+        best_t = FOREVER
+        best_hit = 0
+        best_i = -1
+        best_b = -1
         while nxt < n or queued > 0:
-            if now >= next_due:
-                next_due = refresh_until(now)
-                for b in range(n_banks):
-                    update_candidate(b)
-            # accept at most one request this cycle
-            blocked = False
-            if nxt < n and max(arrival[nxt], last_acc + 1) <= now:
-                i = nxt
-                if merge(i, now):
-                    accept[i] = now
-                    last_acc = now
-                    nxt += 1
-                else:
-                    b = bank[i]
-                    if bq_n[b] < cq:
-                        bq[b * cq + bq_n[b]] = i
-                        bq_n[b] += 1
-                        if cand_cmd[b] == CMD_NONE or cand_cmd[b] == CMD_PRE:
-                            update_candidate(b)
-                    elif tq_n < tq_cap:
-                        tq[tq_n] = i
-                        tq_n += 1
-                    else:
-                        blocked = True
-                    if not blocked:
+            if not reuse:
+                if now >= next_due:
+                    next_due = refresh_until(now)
+                    for b in range(n_banks):
+                        update_candidate(b)
+                # accept at most one request this cycle
+                blocked = False
+                if nxt < n and max(arrival[nxt], last_acc + 1) <= now:
+                    i = nxt
+                    if merge(i, now):
                         accept[i] = now
-                        leader[i] = i
                         last_acc = now
                         nxt += 1
-                        queued += 1
-            for r in range(n_ranks):
-                r_act[r] = max(rs[r, R_LAST_ACT] + trrd_s, rs[r, R_FAW0 + rs[r, R_FAW_POS]] + tfaw)
-                c = rs[r, R_LAST_COL] + tccd_s
-                r_rd[r] = max(c, rs[r, R_LAST_WR_END] + twtr_s)
-                r_wr[r] = max(c, rs[r, R_LAST_RD_COL] + rtw)
-            for g in range(n_groups):
-                g_act[g] = gs[g, G_LAST_ACT] + trrd_l
-                c = gs[g, G_LAST_COL] + tccd_l
-                g_rd[g] = max(c, gs[g, G_LAST_WR_END] + twtr_l)
-                g_wr[g] = c
-            # the best command: earliest, then a row hit, then the oldest request
-            best_t = FOREVER
-            best_hit = 0
-            best_i = -1
-            best_b = -1
-            for b in range(n_banks):
-                cmd = cand_cmd[b]
-                if cmd == CMD_NONE:
-                    continue
-                g = b // bpg
-                r = g // groups_per_rank
-                hit = 0
-                if cmd == CMD_ACT:
-                    t = max(bs[b, B_NEXT_ACT], r_act[r], g_act[g])
-                elif cmd == CMD_PRE:
-                    t = bs[b, B_PRE_OK]
-                elif cmd == CMD_READ:
-                    hit = 1
-                    t = max(bs[b, B_COL_OK], r_rd[r], g_rd[g], bus_ready(b, r, cl))
+                    else:
+                        b = bank[i]
+                        if bq_n[b] < cq:
+                            bq[b * cq + bq_n[b]] = i
+                            bq_n[b] += 1
+                            if cand_cmd[b] == CMD_NONE or cand_cmd[b] == CMD_PRE:
+                                update_candidate(b)
+                        elif tq_n < tq_cap:
+                            tq[tq_n] = i
+                            tq_n += 1
+                        else:
+                            blocked = True
+                        if not blocked:
+                            accept[i] = now
+                            leader[i] = i
+                            last_acc = now
+                            nxt += 1
+                            queued += 1
+                for r in range(n_ranks):
+                    part_r[CMD_ACT * n_ranks + r] = max(rs[r, R_LAST_ACT] + trrd_s,
+                                                        rs[r, R_FAW0 + rs[r, R_FAW_POS]] + tfaw)
+                    c = rs[r, R_LAST_COL] + tccd_s
+                    part_r[CMD_READ * n_ranks + r] = max(c, rs[r, R_LAST_WR_END] + twtr_s)
+                    part_r[CMD_WRITE * n_ranks + r] = max(c, rs[r, R_LAST_RD_COL] + rtw)
+                for g in range(n_groups):
+                    part_g[CMD_ACT * n_groups + g] = gs[g, G_LAST_ACT] + trrd_l
+                    c = gs[g, G_LAST_COL] + tccd_l
+                    part_g[CMD_READ * n_groups + g] = max(c, gs[g, G_LAST_WR_END] + twtr_l)
+                    part_g[CMD_WRITE * n_groups + g] = c
+                for d in range(n_bus):
+                    for r in range(n_ranks):
+                        free = bus[d, 0]
+                        if bus[d, 1] >= 0 and bus[d, 1] != r:
+                            free += trtrs  # rank-to-rank switch on a shared bus
+                        part_bus[(CMD_READ * n_bus + d) * n_ranks + r] = free - cl
+                        part_bus[(CMD_WRITE * n_bus + d) * n_ranks + r] = free - cwl
+                # the best command: earliest, then a row hit, then the oldest request;
+                # one integer key per bank keeps this loop free of branches
+                best_key = max_wait << key_shift
+                for b in range(n_banks):
+                    cmd = cand_cmd[b]
+                    if cmd == CMD_NONE:
+                        continue
+                    r = bank_rank[b]
+                    t = max(cand_bt[b], part_r[cmd * n_ranks + r], part_g[cmd * n_groups + bank_group[b]],
+                            part_bus[(cmd * n_bus + bank_bus[b]) * n_ranks + r])
+                    wait = min(max(t - now, 0), max_wait)
+                    not_hit = 0 if (cmd == CMD_READ or cmd == CMD_WRITE) else 1
+                    best_key = min(best_key, (wait << key_shift) | (not_hit << 34) | cand_i[b])
+                wait = best_key >> key_shift
+                if wait == max_wait:
+                    best_i = -1
+                    best_t = FOREVER
                 else:
-                    hit = 1
-                    t = max(bs[b, B_COL_OK], r_wr[r], g_wr[g], bus_ready(b, r, cwl))
-                if t < now:
-                    t = now
-                i = cand_i[b]
-                if t < best_t or (t == best_t and (hit > best_hit or (hit == best_hit and i < best_i))):
-                    best_t = t
-                    best_hit = hit
-                    best_i = i
-                    best_b = b
+                    best_i = best_key & ((1 << 34) - 1)
+                    best_t = now + wait
+                    best_b = bank[best_i]
+                    best_hit = 1 - ((best_key >> 34) & 1)
+            reuse = False
             if best_i >= 0 and best_t <= now:
                 i = best_i
                 b = best_b
-                g = b // bpg
-                r = g // groups_per_rank
+                g = bank_group[b]
+                r = bank_rank[b]
                 cmd = cand_cmd[b]
                 if cmd == CMD_READ or cmd == CMD_WRITE:
                     if kind[i] < 0:
@@ -417,10 +435,12 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
                 now += 1
                 continue
             # nothing can issue now: jump to the next event
-            t_next = min(best_t, next_due)
-            if nxt < n and not blocked:
-                t_next = min(t_next, max(arrival[nxt], last_acc + 1))
+            t_acc = FOREVER if nxt >= n or blocked else max(arrival[nxt], last_acc + 1)
+            t_next = min(best_t, next_due, t_acc)
             now = max(now + 1, t_next)
+            # if the best command's cycle comes before any arrival or refresh, the scan
+            # just made still picks it: issue it without scanning again
+            reuse = best_i >= 0 and now == best_t and t_acc > now and next_due > now
     for i in range(n):
         if kind[i] == K_COALESCED:
             complete[i] = complete[leader[i]]
