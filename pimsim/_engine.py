@@ -505,3 +505,32 @@ def _active_rank_cycles(act_rank, act_start, act_end, n_ranks, end_cycle):
         if run_start[r] >= 0:
             total += run_end[r] - run_start[r]
     return total
+
+
+@njit(cache=True)
+def _cache_hits(lines, unit, n_units, sets, ways):
+    """Hit flag of each access to per-unit set-associative LRU caches of lines.
+
+    ``lines`` and ``unit`` have shape (n,); each unit has ``sets`` x ``ways`` lines.
+    A line maps to set ``line mod sets``.
+    """
+    n = lines.shape[0]
+    tags = np.full(n_units * sets * ways, -1, np.int64)
+    stamp = np.zeros(n_units * sets * ways, np.int64)
+    hit = np.zeros(n, np.bool_)
+    for k in range(n):
+        base = (unit[k] * sets + lines[k] % sets) * ways
+        victim = base
+        found = False
+        for w in range(base, base + ways):
+            if tags[w] == lines[k]:
+                hit[k] = True
+                stamp[w] = k + 1
+                found = True
+                break
+            if stamp[w] < stamp[victim]:
+                victim = w
+        if not found:
+            tags[victim] = lines[k]
+            stamp[victim] = k + 1
+    return hit

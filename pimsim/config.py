@@ -248,6 +248,8 @@ class NearMemoryUnit:
     bank, 2 banks per unit). ``max_local_gbps`` caps a unit's DRAM bandwidth
     (0: no cap beyond the DRAM timing). ``local_io_pj_per_bit``: energy of moving data
     from the DRAM arrays to the unit (0 by default: only the channel is charged I/O).
+    ``cache_ways > 0`` makes the buffer an LRU cache of embedding lines with that many
+    ways (RecNMP's rank cache); 0 leaves it a plain buffer that caches nothing.
     """
 
     level: NmpLevel
@@ -259,6 +261,7 @@ class NearMemoryUnit:
     instances_per_unit: int = 1
     max_local_gbps: float = 0.0
     local_io_pj_per_bit: float = 0.0
+    cache_ways: int = 0
 
     def __post_init__(self) -> None:
         _coerce_enum(self, "level", NmpLevel)
@@ -270,6 +273,7 @@ class NearMemoryUnit:
         _check_int(self, "instances_per_unit")
         _check_float(self, "max_local_gbps", strict=False)
         _check_float(self, "local_io_pj_per_bit", strict=False)
+        _check_int(self, "cache_ways", 0)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ class Report:
     batch_size: int
     lookups: int
     dram_bursts: int
+    cache_hit_rate: float  # bursts served by near-memory caches
     latency_s: float
     throughput_samples_per_s: float
     energy_j: float
@@ -97,6 +98,14 @@ def simulate(workload: EmbeddingWorkload | EmbeddingBatch, hardware: Hardware | 
     complete = np.zeros(n, np.int64)
     counts = np.zeros(E.N_COUNTS, np.int64)
     results = []
+    cached = np.zeros(n, np.bool_)  # served by a unit's cache, no DRAM access
+    if hw.nmp is not None:
+        units = _units_of(hw, dec, bank_in_rank)
+        n_units = hw.nmp_units()
+        ways = hw.nmp.cache_ways
+        sets = hw.nmp.buffer_bytes // o.line_bytes // ways if ways else 0
+        if sets > 0:
+            cached = E._cache_hits(dec.line, units, n_units, sets, ways)
     if hw.nmp is None:
         mode = "host"
         ranks_per_ctrl, ctrl = o.ranks, dec.channel
@@ -113,13 +122,13 @@ def simulate(workload: EmbeddingWorkload | EmbeddingBatch, hardware: Hardware | 
             gap = math.ceil(o.line_bytes / hw.nmp.max_local_gbps / tck)  # bytes / (GB/s) = ns
         params = engine_params(hw, ranks=1, banks_per_bus=per_bus, bus_gap_cycles=gap)
         bank = bank_in_rank
-    for c in np.unique(ctrl):
-        sel = np.flatnonzero(ctrl == c)
+    for c in np.unique(ctrl[~cached]):
+        sel = np.flatnonzero((ctrl == c) & ~cached)
         res = run_controller(bank[sel], dec.row[sel], no_writes[sel], zeros[sel], dec.line[sel], params)
         complete[sel] = res.completion_cycles
         counts += res.counts
         results.append(res)
-    dram_cycles = int(complete.max())
+    dram_cycles = int(complete.max()) if results else 0
     dram_s = dram_cycles * tck * 1e-9
     elems_per_burst = o.line_bytes // np.array([t.bytes_per_element for t in batch.tables], np.int64)
     peak_bytes_per_s = hw.peak_channel_gbps * 1e9
@@ -130,8 +139,6 @@ def simulate(workload: EmbeddingWorkload | EmbeddingBatch, hardware: Hardware | 
         adds = 0
         local_bits = 0
     else:
-        units = _units_of(hw, dec, bank_in_rank)
-        n_units = hw.nmp_units()
         unit_dram_s = np.zeros(n_units)
         np.maximum.at(unit_dram_s, units, complete * tck * 1e-9)
         adds_per_unit = np.bincount(units, weights=elems_per_burst[req.table], minlength=n_units)
@@ -151,7 +158,7 @@ def simulate(workload: EmbeddingWorkload | EmbeddingBatch, hardware: Hardware | 
         stages = {"dram": float(unit_dram_s.max()), "unit compute": unit_s, "channel": transfer_s}
         bound_by = max(stages, key=stages.get)
         adds = int(adds_per_unit.sum())
-        local_bits = n * o.line_bytes * 8
+        local_bits = int(n - cached.sum()) * o.line_bytes * 8
     end_cycle = max(1, math.ceil(latency_s / (tck * 1e-9)))
     active = sum(active_rank_cycles(res, ranks_per_ctrl, end_cycle) for res in results)
     all_rank_cycles = o.channels * o.ranks * end_cycle
@@ -167,10 +174,10 @@ def simulate(workload: EmbeddingWorkload | EmbeddingBatch, hardware: Hardware | 
     energy_j = sum(breakdown.values()) * 1e-12
     return Report(
         hardware=hw.name, mode=mode, seed=seed, batch_size=batch.batch_size, lookups=batch.lookups,
-        dram_bursts=n, latency_s=latency_s, throughput_samples_per_s=batch.batch_size / latency_s,
+        dram_bursts=int(n - cached.sum()), cache_hit_rate=float(cached.mean()) if n else 0.0, latency_s=latency_s, throughput_samples_per_s=batch.batch_size / latency_s,
         energy_j=energy_j, energy_per_sample_j=energy_j / batch.batch_size, energy_breakdown_pj=breakdown,
         bound_by=bound_by, dram_s=dram_s, unit_compute_s=unit_s, channel_transfer_s=transfer_s,
         channel_bytes=channel_bytes, activations=action_counts.activations,
-        row_hit_rate=float(counts[E.C_HITS]) / n if n else 0.0,
+        row_hit_rate=float(counts[E.C_HITS]) / max(1, int(n - cached.sum())),
         channel_bandwidth_gbps=channel_bytes / latency_s / 1e9,
     )

@@ -129,3 +129,18 @@ def test_tables_too_large_for_memory_are_rejected():
     wl = EmbeddingWorkload((EmbeddingTable(rows=10**9, dim=64),), batch_size=1)
     with pytest.raises(ValueError, match="more than"):
         simulate(wl, "ddr4-2400")
+
+
+def test_rank_cache_serves_hot_rows_only_when_enabled():
+    hot = EmbeddingWorkload((EmbeddingTable(rows=1_000_000, dim=16, pooling=40, distribution="zipf",
+                                            zipf_alpha=1.2),) * 4, batch_size=32)
+    cached = simulate(hot, "recnmp", seed=2)
+    hw = load_hardware("recnmp")
+    plain = simulate(hot, dataclasses.replace(hw, nmp=dataclasses.replace(hw.nmp, cache_ways=0)), seed=2)
+    assert cached.cache_hit_rate > 0.2
+    assert plain.cache_hit_rate == 0
+    assert cached.dram_bursts < plain.dram_bursts
+    assert cached.latency_s <= plain.latency_s
+    assert cached.energy_j < plain.energy_j
+    cold = EmbeddingWorkload((EmbeddingTable(rows=4_000_000, dim=16, pooling=40),) * 4, batch_size=32)
+    assert simulate(cold, "recnmp", seed=2).cache_hit_rate < 0.02

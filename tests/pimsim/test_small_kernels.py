@@ -43,3 +43,30 @@ def test_active_rank_cycles_matches_reference(raw, end):
     arr = np.array(recs, np.int64).reshape(-1, 3)
     got = E._active_rank_cycles(arr[:, 0].copy(), arr[:, 1].copy(), arr[:, 2].copy(), 2, end)
     assert got == active_reference(recs, 2, end)
+
+
+def lru_reference(lines, units, sets, ways):
+    caches = {}
+    out = []
+    for line, u in zip(lines, units):
+        s = caches.setdefault((u, line % sets), [])  # most recent last
+        if line in s:
+            s.remove(line)
+            s.append(line)
+            out.append(True)
+        else:
+            if len(s) == ways:
+                s.pop(0)
+            s.append(line)
+            out.append(False)
+    return out
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 40), st.integers(0, 2)), max_size=80),
+       st.integers(1, 4), st.integers(1, 4))
+def test_cache_hits_match_lru_reference(accesses, sets, ways):
+    lines = np.array([a[0] for a in accesses], np.int64)
+    units = np.array([a[1] for a in accesses], np.int64)
+    got = E._cache_hits(lines, units, 3, sets, ways)
+    assert got.tolist() == lru_reference(lines.tolist(), units.tolist(), sets, ways)
