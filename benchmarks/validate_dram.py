@@ -65,13 +65,19 @@ def make_traces(hw, n: int, seed: int) -> dict[str, Trace]:
     return out
 
 
-def run_peer(peer: str, config: str, trace_path: Path) -> tuple[dict, float]:
+def run_peer(peer: str, config: str, trace_path: Path, extra: list[str]) -> tuple[dict | None, float]:
+    """The peer's JSON line, or None when it did not finish the trace."""
     t0 = time.perf_counter()
-    proc = subprocess.run([peer, config, str(trace_path)], capture_output=True, text=True, check=False)
+    proc = subprocess.run([peer, config, str(trace_path), *extra], capture_output=True, text=True,
+                          check=False, timeout=600)
     wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(f"peer failed on {trace_path}: {proc.stderr.strip()[:500]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1]), wall
+    lines = proc.stdout.strip().splitlines()
+    if not lines:
+        raise RuntimeError(f"peer printed nothing on {trace_path}: {proc.stderr.strip()[:500]}")
+    result = json.loads(lines[-1])
+    if result.get("finished") is False:
+        return None, wall
+    return result, wall
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--peer", help="command: PEER CONFIG TRACE prints one JSON line")
     ap.add_argument("--peer-config", default="DDR4_8Gb_x8_2400")
+    ap.add_argument("--peer-write-args", nargs="*", default=["--flush-writes"],
+                    help="extra peer arguments for traces with writes (flush the write buffer at the end)")
     ap.add_argument("--scheduler", choices=["frfcfs", "fcfs"], default=None)
     ap.add_argument("--out", default=str(RESULTS / "validate_dram.csv"))
     args = ap.parse_args(argv)
@@ -101,9 +109,15 @@ def main(argv: list[str] | None = None) -> int:
                    "pimsim_cycles": ours.cycles, "pimsim_activations": ours.activations,
                    "pimsim_mean_read_latency": round(ours.mean_read_latency_cycles, 2),
                    "pimsim_wall_s": round(ours_wall, 4)}
+            peer = None
             if args.peer:
-                peer, peer_wall = run_peer(args.peer, args.peer_config, path)
-                cycles = peer.get("drain_cycles", peer["cycles"]) if tr.is_write.any() else peer["cycles"]
+                has_writes = bool(tr.is_write.any())
+                peer, peer_wall = run_peer(args.peer, args.peer_config, path,
+                                           args.peer_write_args if has_writes else [])
+                row["peer_finished"] = peer is not None
+            if peer is not None:
+                # with writes, the end is when the last write's data reached DRAM
+                cycles = max(peer["cycles"], peer.get("drain_cycles", 0)) if has_writes else peer["cycles"]
                 row.update({"peer_cycles": cycles, "peer_activations": peer["activations"],
                             "peer_mean_read_latency": round(peer["mean_read_latency_cycles"], 2),
                             "peer_wall_s": round(peer_wall, 3),
@@ -116,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = out.with_suffix(".csv.tmp")
     with tmp_out.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w = csv.DictWriter(fh, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
         w.writeheader()
         w.writerows(rows)
     os.replace(tmp_out, out)

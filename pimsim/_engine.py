@@ -13,6 +13,10 @@ Conventions (the public wrappers document them too):
 - FR-FCFS: every cycle, among the commands whose timing allows them now, take a
   column command to an open row first, then the oldest request's command. Within
   a bank, the first queued request that hits the open row is served first.
+- Write batching (FR-FCFS, ``P_WDRAIN`` > 0): writes wait while reads are queued,
+  until ``P_WDRAIN`` writes are queued; then the controller drains writes first
+  until none is left. A request never passes an older one to the same line that
+  it depends on (read after write, write after read or write).
 - FCFS: requests are served strictly in acceptance order; a request's commands
   are placed at their earliest legal cycles, and its first command never precedes
   the previous request's first command.
@@ -27,7 +31,7 @@ from numba import njit
 (P_CL, P_CWL, P_TRCD, P_TRP, P_TRAS, P_TRRD_S, P_TRRD_L, P_TFAW, P_TCCD_S, P_TCCD_L,
  P_TWTR_S, P_TWTR_L, P_TWR, P_TRTP, P_TRFC, P_TREFI, P_TRTRS, P_BURST, P_RANKS,
  P_BANKGROUPS, P_BANKS_PER_GROUP, P_CLOSED, P_TQ, P_CQ, P_COALESCE, P_FORWARD,
- P_FWD_LAT, P_BANKS_PER_BUS, P_BUS_GAP, P_FRFCFS, N_PARAMS) = range(31)
+ P_FWD_LAT, P_BANKS_PER_BUS, P_BUS_GAP, P_FRFCFS, P_WDRAIN, N_PARAMS) = range(32)
 
 # Counter vector layout.
 C_ACT, C_PRE, C_RD, C_WR, C_REF, C_HITS, C_BUS_BUSY, N_COUNTS = range(8)
@@ -289,33 +293,59 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
         part_bus = np.full(5 * n_bus * n_ranks, NEVER, np.int64)
         key_shift = 35  # key = cycles from now << 35 | not-a-hit << 34 | request index
         max_wait = (1 << 28) - 1
+        wdrain = p[P_WDRAIN]
+        reads_q = 0
+        writes_q = 0
+        draining = False
+        dep = np.full(n, -1, np.int64)  # older request to the same line that must issue first
+
+        def set_dep(i):
+            j = prev_same[i]
+            if j < 0:
+                dep[i] = -1
+            elif is_write[j]:
+                dep[i] = j
+            elif is_write[i] and leader[j] >= 0:
+                dep[i] = leader[j]
+            else:
+                dep[i] = dep[j]
+
+        def eligible(i):
+            if dep[i] >= 0 and complete[dep[i]] < 0:
+                return False
+            return not is_write[i] or wdrain == 0 or draining or reads_q == 0
 
         def update_candidate(b):
-            """Bank ``b``'s next command: its first queued row hit, else the head's PRE or ACT."""
-            m = bq_n[b]
-            if m == 0:
+            """Bank ``b``'s next command: its first eligible row hit, else the first
+            eligible request's PRE or ACT."""
+            base = b * cq
+            open_row = bs[b, B_OPEN_ROW]
+            first = -1
+            for s in range(bq_n[b]):
+                i = bq[base + s]
+                if not eligible(i):
+                    continue
+                if row[i] == open_row:
+                    cand_i[b] = i
+                    cand_slot[b] = s
+                    cand_cmd[b] = CMD_WRITE if is_write[i] else CMD_READ
+                    cand_bt[b] = bs[b, B_COL_OK]
+                    return
+                if first < 0:
+                    first = s
+            if first < 0:
                 cand_cmd[b] = CMD_NONE
                 cand_i[b] = 0
                 cand_bt[b] = FOREVER
                 return
-            base = b * cq
-            open_row = bs[b, B_OPEN_ROW]
             if open_row >= 0:
-                for s in range(m):
-                    i = bq[base + s]
-                    if row[i] == open_row:
-                        cand_i[b] = i
-                        cand_slot[b] = s
-                        cand_cmd[b] = CMD_WRITE if is_write[i] else CMD_READ
-                        cand_bt[b] = bs[b, B_COL_OK]
-                        return
                 cand_cmd[b] = CMD_PRE
                 cand_bt[b] = bs[b, B_PRE_OK]
             else:
                 cand_cmd[b] = CMD_ACT
                 cand_bt[b] = bs[b, B_NEXT_ACT]
-            cand_i[b] = bq[base]
-            cand_slot[b] = 0
+            cand_i[b] = bq[base + first]
+            cand_slot[b] = first
 
         nxt = 0
         now = 0
@@ -338,25 +368,39 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
                     if merge(i, now):
                         accept[i] = now
                         last_acc = now
+                        set_dep(i)
                         nxt += 1
                     else:
                         b = bank[i]
-                        if bq_n[b] < cq:
-                            bq[b * cq + bq_n[b]] = i
-                            bq_n[b] += 1
-                            if cand_cmd[b] == CMD_NONE or cand_cmd[b] == CMD_PRE:
-                                update_candidate(b)
-                        elif tq_n < tq_cap:
-                            tq[tq_n] = i
-                            tq_n += 1
-                        else:
-                            blocked = True
-                        if not blocked:
+                        if bq_n[b] < cq or tq_n < tq_cap:
                             accept[i] = now
                             leader[i] = i
                             last_acc = now
+                            set_dep(i)
                             nxt += 1
                             queued += 1
+                            was = (draining, reads_q > 0)
+                            if is_write[i]:
+                                writes_q += 1
+                                if wdrain > 0 and writes_q >= wdrain:
+                                    draining = True
+                            else:
+                                reads_q += 1
+                                if wdrain > 0 and dep[i] >= 0 and complete[dep[i]] < 0:
+                                    draining = True  # the read waits for a queued write
+                            if bq_n[b] < cq:
+                                bq[b * cq + bq_n[b]] = i
+                                bq_n[b] += 1
+                            else:
+                                tq[tq_n] = i
+                                tq_n += 1
+                            if wdrain > 0 and was != (draining, reads_q > 0):
+                                for bb in range(n_banks):
+                                    update_candidate(bb)
+                            elif cand_cmd[b] == CMD_NONE or cand_cmd[b] == CMD_PRE:
+                                update_candidate(b)
+                        else:
+                            blocked = True
                 for r in range(n_ranks):
                     part_r[CMD_ACT * n_ranks + r] = max(rs[r, R_LAST_ACT] + trrd_s,
                                                         rs[r, R_FAW0 + rs[r, R_FAW_POS]] + tfaw)
@@ -389,6 +433,12 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
                     not_hit = 0 if (cmd == CMD_READ or cmd == CMD_WRITE) else 1
                     best_key = min(best_key, (wait << key_shift) | (not_hit << 34) | cand_i[b])
                 wait = best_key >> key_shift
+                if wait == max_wait and wdrain > 0 and writes_q > 0 and not draining:
+                    # only held-back writes are left in the command queues: drain them
+                    draining = True
+                    for bb in range(n_banks):
+                        update_candidate(bb)
+                    continue
                 if wait == max_wait:
                     best_i = -1
                     best_t = FOREVER
@@ -414,6 +464,13 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
                         bq[base + s] = bq[base + s + 1]
                     bq_n[b] -= 1
                     queued -= 1
+                    was = (draining, reads_q > 0)
+                    if is_write[i]:
+                        writes_q -= 1
+                        if writes_q == 0:
+                            draining = False
+                    else:
+                        reads_q -= 1
                     # the oldest request waiting for this bank takes the freed entry
                     for s in range(tq_n):
                         if bank[tq[s]] == b:
@@ -431,7 +488,11 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
                     if kind[i] < 0:
                         kind[i] = K_MISS
                     do_act(now, b, r, g, row[i])
-                update_candidate(b)
+                if wdrain > 0 and (cmd == CMD_READ or cmd == CMD_WRITE) and was != (draining, reads_q > 0):
+                    for bb in range(n_banks):
+                        update_candidate(bb)
+                else:
+                    update_candidate(b)
                 now += 1
                 continue
             # nothing can issue now: jump to the next event

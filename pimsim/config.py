@@ -221,6 +221,9 @@ class Controller:
     ``coalesce_reads``: a read to a line with a read already pending is served by
     that one access. ``forward_writes``: a read to a line with a write pending is
     served from the write buffer after ``forward_latency`` cycles.
+    ``write_drain_threshold`` (FR-FCFS): writes wait while reads are queued until this
+    many writes are queued, then drain until none is left (0: writes compete with
+    reads as equals).
     """
 
     transaction_queue: int = 32
@@ -229,11 +232,13 @@ class Controller:
     coalesce_reads: bool = True
     forward_writes: bool = True
     forward_latency: int = 1
+    write_drain_threshold: int = 16
 
     def __post_init__(self) -> None:
         _check_int(self, "transaction_queue")
         _check_int(self, "command_queue")
         _check_int(self, "forward_latency", 0)
+        _check_int(self, "write_drain_threshold", 0)
         _coerce_enum(self, "scheduler", Scheduler)
         for name in ("coalesce_reads", "forward_writes"):
             if not isinstance(getattr(self, name), bool):

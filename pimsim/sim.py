@@ -32,6 +32,7 @@ def engine_params(hw: Hardware, *, ranks: int, banks_per_bus: int, bus_gap_cycle
     p[E.P_BANKS_PER_BUS] = banks_per_bus
     p[E.P_BUS_GAP] = bus_gap_cycles
     p[E.P_FRFCFS] = int(c.scheduler is Scheduler.FRFCFS)
+    p[E.P_WDRAIN] = c.write_drain_threshold
     return p
 
 
@@ -63,7 +64,7 @@ def run_controller(bank: np.ndarray, row: np.ndarray, is_write: np.ndarray, arri
     args = (np.ascontiguousarray(bank, np.int64), np.ascontiguousarray(row, np.int64),
             np.ascontiguousarray(is_write, np.bool_), np.ascontiguousarray(arrival, np.int64),
             prev_same_line(np.asarray(lines, np.int64)), params)
-    capacity = n + 64
+    capacity = n + n // 4 + 1024  # refresh can make a request activate its row again
     for _attempt in range(8):
         counts = np.zeros(E.N_COUNTS, np.int64)
         act_rank = np.zeros(capacity, np.int64)
@@ -109,6 +110,7 @@ class TraceReport:
     row_hits: int
     coalesced: int
     forwarded: int
+    bus_busy_cycles: int  # data-bus cycles carrying bursts, summed over channels
     mean_read_latency_cycles: float
     p99_read_latency_cycles: float
     bandwidth_gbps: float
@@ -182,7 +184,7 @@ def simulate_trace(trace: Trace, hardware: Hardware | str) -> TraceReport:
         seconds=seconds, activations=action_counts.activations, precharges=action_counts.precharges,
         reads=action_counts.reads, writes=action_counts.writes, refreshes=action_counts.refreshes,
         row_hits=int(counts[E.C_HITS]), coalesced=int(np.sum(kind == E.K_COALESCED)),
-        forwarded=int(np.sum(kind == E.K_FORWARDED)),
+        forwarded=int(np.sum(kind == E.K_FORWARDED)), bus_busy_cycles=int(counts[E.C_BUS_BUSY]),
         mean_read_latency_cycles=float(lat.mean()) if len(lat) else 0.0,
         p99_read_latency_cycles=float(np.percentile(lat, 99)) if len(lat) else 0.0,
         bandwidth_gbps=bursts * o.line_bytes / seconds / 1e9 if seconds > 0 else 0.0,

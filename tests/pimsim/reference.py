@@ -224,12 +224,37 @@ def simulate_reference(hw: Hardware, bank, row, is_write, arrival, lines, ranks,
         queues = {}  # bank -> list of request indices, oldest first
         waiting = []  # transaction queue: requests whose bank queue is full
         nxt, last_acc, now = 0, -10**12, 0
+        drain_at = c.write_drain_threshold
+        draining = False
+        dep = [None] * n
+
+        def depends_on(i):
+            """The older request to i's line that must issue first: the latest write, or
+            for a write after a read, that read's DRAM access."""
+            j = prev[i]
+            if j < 0:
+                return None
+            if is_write[j]:
+                return j
+            if is_write[i] and leader[j] is not None:
+                return leader[j]
+            return dep[j]
+
+        def queued_reads():
+            return sum(1 for q in list(queues.values()) + [waiting] for x in q if not is_write[x])
+
+        def eligible(i):
+            if dep[i] is not None and complete[dep[i]] is None:
+                return False
+            return not is_write[i] or drain_at == 0 or draining or queued_reads() == 0
+
         while nxt < n or any(queues.values()) or waiting:
             ref.refresh_until(now)
             if nxt < n and max(arrival[nxt], last_acc + 1) <= now:
                 i = nxt
                 if _merge(i, now, is_write, prev, leader, complete, kind, c):
                     accept[i] = last_acc = now
+                    dep[i] = depends_on(i)
                     nxt += 1
                 else:
                     q = queues.setdefault(bank[i], [])
@@ -243,20 +268,33 @@ def simulate_reference(hw: Hardware, bank, row, is_write, arrival, lines, ranks,
                     if placed:
                         accept[i] = last_acc = now
                         leader[i] = i
+                        dep[i] = depends_on(i)
                         nxt += 1
+                        n_writes = sum(1 for q2 in list(queues.values()) + [waiting] for x in q2 if is_write[x])
+                        if is_write[i] and drain_at > 0 and n_writes >= drain_at:
+                            draining = True
+                        if not is_write[i] and drain_at > 0 and dep[i] is not None and complete[dep[i]] is None:
+                            draining = True  # the read waits for a queued write
+            writes_queued = any(is_write[x] for q2 in list(queues.values()) + [waiting] for x in q2)
+            if (drain_at > 0 and not draining and writes_queued
+                    and not any(eligible(i) for q2 in queues.values() for i in q2)):
+                draining = True  # only held-back writes are left in the command queues
             options = []  # (not a hit, request, bank, command)
             for b, q in queues.items():
                 if not q:
                     continue
-                hit = next((i for i in q if ref.open_row.get(b) == row[i]), None)
+                ok = [i for i in q if eligible(i)]
+                if not ok:
+                    continue
+                hit = next((i for i in ok if ref.open_row.get(b) == row[i]), None)
                 if hit is not None:
                     if ref.legal_col(b, row[hit], is_write[hit], now):
                         options.append((0, hit, b, "COL"))
                 elif b in ref.open_row:
                     if ref.legal_pre(b, now):
-                        options.append((1, q[0], b, "PRE"))
+                        options.append((1, ok[0], b, "PRE"))
                 elif ref.legal_act(b, now):
-                    options.append((1, q[0], b, "ACT"))
+                    options.append((1, ok[0], b, "ACT"))
             if options:
                 _, i, b, cmd = min(options)
                 if cmd == "COL":
@@ -270,6 +308,8 @@ def simulate_reference(hw: Hardware, bank, row, is_write, arrival, lines, ranks,
                             waiting.remove(w)
                             queues[b].append(w)
                             break
+                    if is_write[i] and not any(is_write[x] for q2 in list(queues.values()) + [waiting] for x in q2):
+                        draining = False
                 elif cmd == "PRE":
                     kind[i] = kind[i] or "conflict"
                     ref.issue("PRE", b, now)
