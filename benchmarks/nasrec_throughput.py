@@ -2,7 +2,7 @@
 sampling, the regime after warm-up) and of DLRM on the same data and loop.
 Target: supernet at no less than half of DLRM's throughput.
 
-Writes benchmarks/results/nasrec_throughput.csv.
+Writes benchmarks/results/nasrec_throughput_<space>.csv.
 """
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def main(argv=None) -> int:
     df = df.assign(ratio_to_dlrm=df.samples_per_second / df.samples_per_second[1], threads=args.threads,
                    cpu_count=os.cpu_count(), batch_size=args.batch_size, steps=args.steps,
                    seed=args.seed, data=ds.content_hash[:16])
-    path = write_csv(df, "nasrec_throughput.csv")
+    path = write_csv(df, f"nasrec_throughput_{args.space}.csv")
     print(df.to_string(index=False))
     print(f"supernet/DLRM throughput ratio {ratio:.2f} (target >= 0.5); wrote {path}")
     return 0 if np.isfinite(ratio) else 1

@@ -63,6 +63,8 @@ def main(argv=None) -> int:
     ap.add_argument("--space", default="full", choices=("full", "small"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--scratch-from", type=Path, default=None,
+                    help="reuse from-scratch results of an earlier run (same seed, data, archs)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
@@ -79,17 +81,28 @@ def main(argv=None) -> int:
     t1 = time.perf_counter()
     scores = [scorer.evaluate(s) for s in specs]
     t_score = time.perf_counter() - t1
+    previous = {}
+    if args.scratch_from is not None:
+        prev = pd.read_csv(args.scratch_from)
+        prev = prev[prev["data"] == ds.content_hash[:16]]
+        previous = {r["hash"]: r for r in prev.to_dict("records")}
     rows = []
     t2 = time.perf_counter()
     for k, (spec, sc) in enumerate(zip(specs, scores)):
-        with seeded_torch(args.seed + k):
-            model = NasRecModel(spec, ds.schema)
-        train_model(model, train, TrainConfig(steps=args.scratch_steps, batch_size=args.batch_size,
-                                              seed=args.seed))
-        te = evaluate(model, test)
+        if spec.hash in previous:
+            old = previous[spec.hash]
+            te = {"logloss": old["scratch_test_logloss"], "auc": old["scratch_test_auc"]}
+            params = old["params"]
+        else:
+            with seeded_torch(args.seed + k):
+                model = NasRecModel(spec, ds.schema)
+            train_model(model, train, TrainConfig(steps=args.scratch_steps, batch_size=args.batch_size,
+                                                  seed=args.seed))
+            te = evaluate(model, test)
+            params = sum(p.numel() for p in model.parameters())
         rows.append({"hash": spec.hash, "supernet_val_logloss": sc["logloss"],
                      "supernet_val_auc": sc["auc"], "scratch_test_logloss": te["logloss"],
-                     "scratch_test_auc": te["auc"], "params": sum(p.numel() for p in model.parameters()),
+                     "scratch_test_auc": te["auc"], "params": params,
                      "seed": args.seed, "data": ds.content_hash[:16], "arch": spec.to_json()})
         print(f"{k + 1}/{len(specs)} supernet {sc['logloss']:.4f} scratch {te['logloss']:.4f}",
               file=sys.stderr)
@@ -99,7 +112,7 @@ def main(argv=None) -> int:
     summary = pd.DataFrame([{
         "kendall_tau": tau, "archs": len(df), "space": args.space, "rows": args.rows,
         "supernet_steps": args.supernet_steps, "finetune_steps": args.finetune_steps,
-        "scratch_steps": args.scratch_steps, "batch_size": args.batch_size, "threads": args.threads,
+        "scratch_steps": args.scratch_steps, "scratch_reused": len(previous) > 0, "batch_size": args.batch_size, "threads": args.threads,
         "supernet_seconds": t_supernet, "score_seconds_per_arch": t_score / len(df),
         "scratch_seconds": t_scratch, "supernet_final_loss": float(np.mean(hist["train_losses"][-50:])),
         "bayes_test_logloss": ds.bayes_logloss["test"], "best_scratch_test_logloss": df["scratch_test_logloss"].min(),

@@ -13,10 +13,13 @@ Conventions (the public wrappers document them too):
 - FR-FCFS: every cycle, among the commands whose timing allows them now, take a
   column command to an open row first, then the oldest request's command. Within
   a bank, the first queued request that hits the open row is served first.
-- Write batching (FR-FCFS, ``P_WDRAIN`` > 0): writes wait while reads are queued,
-  until ``P_WDRAIN`` writes are queued; then the controller drains writes first
-  until none is left. A request never passes an older one to the same line that
-  it depends on (read after write, write after read or write).
+- Write batching (FR-FCFS, ``P_WDRAIN`` > 0): accepted writes wait in the
+  write buffer (``P_WDRAIN`` entries), outside the command queues, until a drain:
+  when the buffer is full, when a read needs a waiting write, or when nothing
+  else can be done. A drain moves the writes waiting at its start
+  into the command queues and keeps new reads out until they are all in (the
+  DRAMsim3 policy). A request never passes an older one to the same
+  line that it depends on (read after write, write after read or write).
 - FCFS: requests are served strictly in acceptance order; a request's commands
   are placed at their earliest legal cycles, and its first command never precedes
   the previous request's first command.
@@ -71,6 +74,10 @@ def _new_state(p):
     bus[:, 1] = -1
     return bs, rs, gs, bus
 
+
+# Write-batching state: draining, writes of this drain still to move into the command
+# queues, writes accepted and not issued, of those in the command queues.
+W_DRAIN, W_MOVES, W_PENDING, W_IN_BQ, N_W = range(5)
 
 # Candidate command of a bank under FR-FCFS.
 CMD_NONE, CMD_READ, CMD_WRITE, CMD_PRE, CMD_ACT = range(5)
@@ -278,8 +285,10 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
         tq_cap = p[P_TQ]
         bq = np.empty(n_banks * cq, np.int64)  # per-bank command queues, oldest first
         bq_n = np.zeros(n_banks, np.int64)
-        tq = np.empty(tq_cap, np.int64)  # requests waiting for room in their bank's queue
-        tq_n = 0
+        # requests waiting for room in their bank's queue (up to tq_cap reads), and held
+        # writes (up to P_WDRAIN: the write buffer)
+        tq = np.empty(tq_cap + p[P_WDRAIN], np.int64)
+        tq_n_arr = np.zeros(1, np.int64)
         queued = 0
         cand_i = np.zeros(n_banks, np.int64)
         cand_slot = np.zeros(n_banks, np.int64)
@@ -294,9 +303,8 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
         key_shift = 35  # key = cycles from now << 35 | not-a-hit << 34 | request index
         max_wait = (1 << 28) - 1
         wdrain = p[P_WDRAIN]
-        reads_q = 0
-        writes_q = 0
-        draining = False
+        ws = np.zeros(N_W, np.int64)
+        start_drain = False
         dep = np.full(n, -1, np.int64)  # older request to the same line that must issue first
 
         def set_dep(i):
@@ -311,9 +319,37 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
                 dep[i] = dep[j]
 
         def eligible(i):
-            if dep[i] >= 0 and complete[dep[i]] < 0:
-                return False
-            return not is_write[i] or wdrain == 0 or draining or reads_q == 0
+            return dep[i] < 0 or complete[dep[i]] >= 0
+
+        def movable(i):
+            """May waiting request ``i`` enter its bank's command queue now?"""
+            if wdrain == 0:
+                return True
+            if not is_write[i]:
+                return ws[W_DRAIN] == 0  # a drain keeps new reads out, as DRAMsim3 does
+            return ws[W_DRAIN] != 0 and ws[W_MOVES] > 0 and eligible(i)
+
+        def move_in(s):
+            """Move waiting entry ``s`` into its bank's command queue."""
+            i = tq[s]
+            b = bank[i]
+            bq[b * cq + bq_n[b]] = i
+            bq_n[b] += 1
+            for u in range(s, tq_n_arr[0] - 1):
+                tq[u] = tq[u + 1]
+            tq_n_arr[0] -= 1
+            if is_write[i]:
+                ws[W_MOVES] -= 1
+                ws[W_IN_BQ] += 1
+
+        def refill(b):
+            """Move the oldest movable waiting requests of bank ``b`` into its command queue."""
+            s = 0
+            while s < tq_n_arr[0] and bq_n[b] < cq:
+                if bank[tq[s]] == b and movable(tq[s]):
+                    move_in(s)
+                else:
+                    s += 1
 
         def update_candidate(b):
             """Bank ``b``'s next command: its first eligible row hit, else the first
@@ -347,6 +383,17 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
             cand_i[b] = bq[base + first]
             cand_slot[b] = first
 
+        def refill_all():
+            """Move every movable waiting request that has room, oldest first."""
+            s = 0
+            while s < tq_n_arr[0]:
+                if bq_n[bank[tq[s]]] < cq and movable(tq[s]):
+                    move_in(s)
+                else:
+                    s += 1
+            for bb in range(n_banks):
+                update_candidate(bb)
+
         nxt = 0
         now = 0
         reuse = False  # the last scan still holds: nothing changed but the clock
@@ -372,35 +419,57 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
                         nxt += 1
                     else:
                         b = bank[i]
-                        if bq_n[b] < cq or tq_n < tq_cap:
+                        # writes always wait first; reads go straight in when they may
+                        to_bank = (wdrain == 0 or (not is_write[i] and ws[W_DRAIN] == 0)) and bq_n[b] < cq
+                        held = ws[W_PENDING] - ws[W_IN_BQ]
+                        if is_write[i] and wdrain > 0:
+                            room = held < wdrain
+                        else:
+                            room = tq_n_arr[0] - held < tq_cap
+                        if to_bank or room:
                             accept[i] = now
                             leader[i] = i
                             last_acc = now
                             set_dep(i)
                             nxt += 1
                             queued += 1
-                            was = (draining, reads_q > 0)
-                            if is_write[i]:
-                                writes_q += 1
-                                if wdrain > 0 and writes_q >= wdrain:
-                                    draining = True
-                            else:
-                                reads_q += 1
-                                if wdrain > 0 and dep[i] >= 0 and complete[dep[i]] < 0:
-                                    draining = True  # the read waits for a queued write
-                            if bq_n[b] < cq:
+                            if to_bank:
                                 bq[b * cq + bq_n[b]] = i
                                 bq_n[b] += 1
+                                if is_write[i]:
+                                    ws[W_IN_BQ] += 1
+                                if cand_cmd[b] == CMD_NONE or cand_cmd[b] == CMD_PRE:
+                                    update_candidate(b)
                             else:
-                                tq[tq_n] = i
-                                tq_n += 1
-                            if wdrain > 0 and was != (draining, reads_q > 0):
-                                for bb in range(n_banks):
-                                    update_candidate(bb)
-                            elif cand_cmd[b] == CMD_NONE or cand_cmd[b] == CMD_PRE:
-                                update_candidate(b)
+                                tq[tq_n_arr[0]] = i
+                                tq_n_arr[0] += 1
+                            if is_write[i]:
+                                ws[W_PENDING] += 1
+                                if wdrain > 0 and ws[W_PENDING] - ws[W_IN_BQ] >= wdrain:
+                                    start_drain = True
+                            elif wdrain > 0 and dep[i] >= 0 and complete[dep[i]] < 0:
+                                start_drain = True  # the read waits for a held write
                         else:
                             blocked = True
+                if wdrain > 0 and ws[W_PENDING] > 0:
+                    idle = True
+                    for bb in range(n_banks):
+                        if cand_cmd[bb] != CMD_NONE:
+                            idle = False
+                            break
+                    if idle and ws[W_DRAIN] != 0:
+                        ws[W_DRAIN] = 0  # the drained writes wait on reads kept out: let them in
+                        refill_all()
+                    elif idle and ws[W_PENDING] > ws[W_IN_BQ]:
+                        start_drain = True  # nothing else to do: let the held writes out
+                if start_drain and ws[W_DRAIN] == 0:
+                    ws[W_DRAIN] = 1
+                    ws[W_MOVES] = ws[W_PENDING] - ws[W_IN_BQ]
+                    refill_all()
+                    if ws[W_MOVES] == 0:
+                        ws[W_DRAIN] = 0
+                        refill_all()
+                start_drain = False
                 for r in range(n_ranks):
                     part_r[CMD_ACT * n_ranks + r] = max(rs[r, R_LAST_ACT] + trrd_s,
                                                         rs[r, R_FAW0 + rs[r, R_FAW_POS]] + tfaw)
@@ -433,12 +502,6 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
                     not_hit = 0 if (cmd == CMD_READ or cmd == CMD_WRITE) else 1
                     best_key = min(best_key, (wait << key_shift) | (not_hit << 34) | cand_i[b])
                 wait = best_key >> key_shift
-                if wait == max_wait and wdrain > 0 and writes_q > 0 and not draining:
-                    # only held-back writes are left in the command queues: drain them
-                    draining = True
-                    for bb in range(n_banks):
-                        update_candidate(bb)
-                    continue
                 if wait == max_wait:
                     best_i = -1
                     best_t = FOREVER
@@ -464,22 +527,13 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
                         bq[base + s] = bq[base + s + 1]
                     bq_n[b] -= 1
                     queued -= 1
-                    was = (draining, reads_q > 0)
                     if is_write[i]:
-                        writes_q -= 1
-                        if writes_q == 0:
-                            draining = False
-                    else:
-                        reads_q -= 1
-                    # the oldest request waiting for this bank takes the freed entry
-                    for s in range(tq_n):
-                        if bank[tq[s]] == b:
-                            bq[base + bq_n[b]] = tq[s]
-                            bq_n[b] += 1
-                            for u in range(s, tq_n - 1):
-                                tq[u] = tq[u + 1]
-                            tq_n -= 1
-                            break
+                        ws[W_PENDING] -= 1
+                        ws[W_IN_BQ] -= 1
+                    refill(b)
+                    if ws[W_DRAIN] != 0 and ws[W_MOVES] == 0:
+                        ws[W_DRAIN] = 0  # every write of the drain is in: the reads kept out come in
+                        refill_all()
                 elif cmd == CMD_PRE:
                     if kind[i] < 0:
                         kind[i] = K_CONFLICT
@@ -488,15 +542,13 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
                     if kind[i] < 0:
                         kind[i] = K_MISS
                     do_act(now, b, r, g, row[i])
-                if wdrain > 0 and (cmd == CMD_READ or cmd == CMD_WRITE) and was != (draining, reads_q > 0):
-                    for bb in range(n_banks):
-                        update_candidate(bb)
-                else:
-                    update_candidate(b)
+                update_candidate(b)
                 now += 1
                 continue
             # nothing can issue now: jump to the next event
             t_acc = FOREVER if nxt >= n or blocked else max(arrival[nxt], last_acc + 1)
+            if best_i < 0 and t_acc == FOREVER and queued > 0:
+                raise RuntimeError("pimsim controller deadlock: requests queued but none can issue")
             t_next = min(best_t, next_due, t_acc)
             now = max(now + 1, t_next)
             # if the best command's cycle comes before any arrival or refresh, the scan

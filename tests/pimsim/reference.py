@@ -222,10 +222,9 @@ def simulate_reference(hw: Hardware, bank, row, is_write, arrival, lines, ranks,
             col_times.append(t_col)
     else:
         queues = {}  # bank -> list of request indices, oldest first
-        waiting = []  # transaction queue: requests whose bank queue is full
+        waiting = []  # transaction queue: requests whose bank queue is full, and held writes
         nxt, last_acc, now = 0, -10**12, 0
         drain_at = c.write_drain_threshold
-        draining = False
         dep = [None] * n
 
         def depends_on(i):
@@ -240,16 +239,45 @@ def simulate_reference(hw: Hardware, bank, row, is_write, arrival, lines, ranks,
                 return leader[j]
             return dep[j]
 
-        def queued_reads():
-            return sum(1 for q in list(queues.values()) + [waiting] for x in q if not is_write[x])
-
         def eligible(i):
-            if dep[i] is not None and complete[dep[i]] is None:
-                return False
-            return not is_write[i] or drain_at == 0 or draining or queued_reads() == 0
+            return dep[i] is None or complete[dep[i]] is not None
+
+        w = {"draining": False, "moves": 0, "pending": 0, "in_bq": 0}
+
+        def movable(i):
+            if drain_at == 0:
+                return True
+            if not is_write[i]:
+                return not w["draining"]
+            return w["draining"] and w["moves"] > 0 and eligible(i)
+
+        def move_in(x):
+            waiting.remove(x)
+            queues.setdefault(bank[x], []).append(x)
+            if is_write[x]:
+                w["moves"] -= 1
+                w["in_bq"] += 1
+
+        def refill(b):
+            s = 0
+            while s < len(waiting) and len(queues.setdefault(b, [])) < c.command_queue:
+                if bank[waiting[s]] == b and movable(waiting[s]):
+                    move_in(waiting[s])
+                else:
+                    s += 1
+
+        def refill_all():
+            s = 0
+            while s < len(waiting):
+                x = waiting[s]
+                if len(queues.setdefault(bank[x], [])) < c.command_queue and movable(x):
+                    move_in(x)
+                else:
+                    s += 1
 
         while nxt < n or any(queues.values()) or waiting:
             ref.refresh_until(now)
+            start = False
             if nxt < n and max(arrival[nxt], last_acc + 1) <= now:
                 i = nxt
                 if _merge(i, now, is_write, prev, leader, complete, kind, c):
@@ -258,31 +286,45 @@ def simulate_reference(hw: Hardware, bank, row, is_write, arrival, lines, ranks,
                     nxt += 1
                 else:
                     q = queues.setdefault(bank[i], [])
-                    placed = True
-                    if len(q) < c.command_queue:
-                        q.append(i)
-                    elif len(waiting) < c.transaction_queue:
-                        waiting.append(i)
+                    to_bank = (drain_at == 0 or (not is_write[i] and not w["draining"])) \
+                        and len(q) < c.command_queue
+                    held = w["pending"] - w["in_bq"]
+                    if is_write[i] and drain_at > 0:
+                        room = held < drain_at  # the write buffer
                     else:
-                        placed = False
-                    if placed:
+                        room = len(waiting) - held < c.transaction_queue
+                    if to_bank or room:
                         accept[i] = last_acc = now
                         leader[i] = i
                         dep[i] = depends_on(i)
                         nxt += 1
-                        n_writes = sum(1 for q2 in list(queues.values()) + [waiting] for x in q2 if is_write[x])
-                        if is_write[i] and drain_at > 0 and n_writes >= drain_at:
-                            draining = True
-                        if not is_write[i] and drain_at > 0 and dep[i] is not None and complete[dep[i]] is None:
-                            draining = True  # the read waits for a queued write
-            writes_queued = any(is_write[x] for q2 in list(queues.values()) + [waiting] for x in q2)
-            if (drain_at > 0 and not draining and writes_queued
-                    and not any(eligible(i) for q2 in queues.values() for i in q2)):
-                draining = True  # only held-back writes are left in the command queues
+                        if to_bank:
+                            q.append(i)
+                            if is_write[i]:
+                                w["in_bq"] += 1
+                        else:
+                            waiting.append(i)
+                        if is_write[i]:
+                            w["pending"] += 1
+                            start = drain_at > 0 and w["pending"] - w["in_bq"] >= drain_at
+                        else:
+                            start = drain_at > 0 and dep[i] is not None and complete[dep[i]] is None
+            if drain_at > 0 and w["pending"] > 0:
+                idle = not any(eligible(i) for q2 in queues.values() for i in q2)
+                if idle and w["draining"]:
+                    w["draining"] = False
+                    refill_all()
+                elif idle and w["pending"] > w["in_bq"]:
+                    start = True
+            if start and not w["draining"]:
+                w["draining"] = True
+                w["moves"] = w["pending"] - w["in_bq"]
+                refill_all()
+                if w["moves"] == 0:
+                    w["draining"] = False
+                    refill_all()
             options = []  # (not a hit, request, bank, command)
             for b, q in queues.items():
-                if not q:
-                    continue
                 ok = [i for i in q if eligible(i)]
                 if not ok:
                     continue
@@ -303,13 +345,13 @@ def simulate_reference(hw: Hardware, bank, row, is_write, arrival, lines, ranks,
                         hits += 1
                     complete[i] = ref.issue("WR" if is_write[i] else "RD", b, now, write=is_write[i])
                     queues[b].remove(i)
-                    for w in waiting:
-                        if bank[w] == b:
-                            waiting.remove(w)
-                            queues[b].append(w)
-                            break
-                    if is_write[i] and not any(is_write[x] for q2 in list(queues.values()) + [waiting] for x in q2):
-                        draining = False
+                    if is_write[i]:
+                        w["pending"] -= 1
+                        w["in_bq"] -= 1
+                    refill(b)
+                    if w["draining"] and w["moves"] == 0:
+                        w["draining"] = False
+                        refill_all()
                 elif cmd == "PRE":
                     kind[i] = kind[i] or "conflict"
                     ref.issue("PRE", b, now)
