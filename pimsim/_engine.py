@@ -12,7 +12,9 @@ Conventions (the public wrappers document them too):
   A write completes when its last data beat is written: column + CWL + BL/2.
 - FR-FCFS: every cycle, among the commands whose timing allows them now, take a
   column command to an open row first, then the oldest request's command. Within
-  a bank, the first queued request that hits the open row is served first.
+  a bank, the first queued request that hits the open row is served first, until
+  ``P_HIT_CAP`` column commands have gone to that row; then the bank's oldest
+  request goes first (DRAMsim3 caps row hits at 4 the same way).
 - Write batching (FR-FCFS, ``P_WDRAIN`` > 0): accepted writes wait in the
   write buffer (``P_WDRAIN`` entries), outside the command queues, until a drain:
   when the buffer is full, when a read needs a waiting write, or when nothing
@@ -34,7 +36,7 @@ from numba import njit
 (P_CL, P_CWL, P_TRCD, P_TRP, P_TRAS, P_TRRD_S, P_TRRD_L, P_TFAW, P_TCCD_S, P_TCCD_L,
  P_TWTR_S, P_TWTR_L, P_TWR, P_TRTP, P_TRFC, P_TREFI, P_TRTRS, P_BURST, P_RANKS,
  P_BANKGROUPS, P_BANKS_PER_GROUP, P_CLOSED, P_TQ, P_CQ, P_COALESCE, P_FORWARD,
- P_FWD_LAT, P_BANKS_PER_BUS, P_BUS_GAP, P_FRFCFS, P_WDRAIN, N_PARAMS) = range(32)
+ P_FWD_LAT, P_BANKS_PER_BUS, P_BUS_GAP, P_FRFCFS, P_WDRAIN, P_HIT_CAP, N_PARAMS) = range(33)
 
 # Counter vector layout.
 C_ACT, C_PRE, C_RD, C_WR, C_REF, C_HITS, C_BUS_BUSY, N_COUNTS = range(8)
@@ -44,7 +46,7 @@ K_HIT, K_MISS, K_CONFLICT, K_COALESCED, K_FORWARDED = range(5)
 
 
 # Bank state columns.
-B_OPEN_ROW, B_COL_OK, B_PRE_OK, B_NEXT_ACT, B_ACT_REC, N_B = range(6)
+B_OPEN_ROW, B_COL_OK, B_PRE_OK, B_NEXT_ACT, B_ACT_REC, B_HITS, N_B = range(7)
 # Rank state columns (the last four hold the tFAW window of ACT times).
 R_LAST_ACT, R_LAST_COL, R_LAST_RD_COL, R_LAST_WR_END, R_REF_DUE, R_FAW_POS, R_FAW0, N_R = (
     0, 1, 2, 3, 4, 5, 6, 10)
@@ -147,6 +149,7 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
         bs[b, B_COL_OK] = now + trcd
         bs[b, B_PRE_OK] = now + tras
         bs[b, B_ACT_REC] = k
+        bs[b, B_HITS] = 0
         rs[r, R_LAST_ACT] = now
         pos = rs[r, R_FAW_POS]
         rs[r, R_FAW0 + pos] = now
@@ -166,6 +169,7 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
             act_end[k] = now
 
     def do_col(now, b, r, g, write):
+        bs[b, B_HITS] += 1
         rs[r, R_LAST_COL] = now
         gs[g, G_LAST_COL] = now
         if write:
@@ -303,6 +307,7 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
         key_shift = 35  # key = cycles from now << 35 | not-a-hit << 34 | request index
         max_wait = (1 << 28) - 1
         wdrain = p[P_WDRAIN]
+        hit_cap = p[P_HIT_CAP]
         ws = np.zeros(N_W, np.int64)
         start_drain = False
         dep = np.full(n, -1, np.int64)  # older request to the same line that must issue first
@@ -356,12 +361,14 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
             eligible request's PRE or ACT."""
             base = b * cq
             open_row = bs[b, B_OPEN_ROW]
+            # after hit_cap column commands to one row, the oldest request decides
+            capped = hit_cap > 0 and open_row >= 0 and bs[b, B_HITS] >= hit_cap
             first = -1
             for s in range(bq_n[b]):
                 i = bq[base + s]
                 if not eligible(i):
                     continue
-                if row[i] == open_row:
+                if row[i] == open_row and (first < 0 or not capped):
                     cand_i[b] = i
                     cand_slot[b] = s
                     cand_cmd[b] = CMD_WRITE if is_write[i] else CMD_READ

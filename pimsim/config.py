@@ -223,7 +223,8 @@ class Controller:
     served from the write buffer after ``forward_latency`` cycles.
     ``write_drain_threshold`` (FR-FCFS): writes wait while reads are queued until this
     many writes are queued, then drain until none is left (0: writes compete with
-    reads as equals).
+    reads as equals). ``row_hit_cap`` (FR-FCFS): after this many column commands to
+    one open row, a bank serves its oldest request first (0: no cap; 4 in DRAMsim3).
     """
 
     transaction_queue: int = 32
@@ -233,12 +234,14 @@ class Controller:
     forward_writes: bool = True
     forward_latency: int = 1
     write_drain_threshold: int = 16
+    row_hit_cap: int = 4
 
     def __post_init__(self) -> None:
         _check_int(self, "transaction_queue")
         _check_int(self, "command_queue")
         _check_int(self, "forward_latency", 0)
         _check_int(self, "write_drain_threshold", 0)
+        _check_int(self, "row_hit_cap", 0)
         _coerce_enum(self, "scheduler", Scheduler)
         for name in ("coalesce_reads", "forward_writes"):
             if not isinstance(getattr(self, name), bool):

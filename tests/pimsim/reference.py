@@ -145,6 +145,10 @@ class Reference:
             self.history.append(Cmd(start, "REF", r, -1, -1))
             self.ref_due[r] = d + t.trefi
 
+    def column_commands_since_act(self, b):
+        act = self._last("ACT", bank=b)
+        return sum(1 for c in self.history if c.bank == b and c.kind in ("RD", "WR") and c.cycle >= act)
+
     def legal_act_bank_only(self, b, cyc):
         """The bank's own ACT rules (tRP after its PRE, tRFC after its rank's REF)."""
         r = self.rank_of(b)
@@ -329,6 +333,9 @@ def simulate_reference(hw: Hardware, bank, row, is_write, arrival, lines, ranks,
                 if not ok:
                     continue
                 hit = next((i for i in ok if ref.open_row.get(b) == row[i]), None)
+                if (c.row_hit_cap > 0 and b in ref.open_row and hit is not None and hit != ok[0]
+                        and ref.column_commands_since_act(b) >= c.row_hit_cap):
+                    hit = None  # the row had its share of hits: the oldest request goes first
                 if hit is not None:
                     if ref.legal_col(b, row[hit], is_write[hit], now):
                         options.append((0, hit, b, "COL"))

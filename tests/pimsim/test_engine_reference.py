@@ -32,7 +32,7 @@ def random_requests(rng, hw, n):
 def test_kernel_matches_reference(scheduler, page, seed):
     rng = np.random.default_rng(seed)
     hw = small_hardware(scheduler=scheduler, page=page, coalesce=seed % 3 != 0, forward=seed % 2 == 0,
-                        drain=(0, 2, 4)[seed % 3])
+                        drain=(0, 2, 4)[seed % 3], hit_cap=(0, 1, 3)[seed // 3])
     addr, is_write, arrival = random_requests(rng, hw, 40)
     o = hw.org
     dec = decode(addr, o)
