@@ -12,6 +12,7 @@ from .config import Hardware, NmpLevel
 from .energy import ActionCounts, EnergyTable, energy_breakdown_pj
 from .mapping import decode
 from .presets import load_hardware
+from .report import ReportMixin
 from .sim import active_rank_cycles, engine_params, refreshes_until, run_controller
 from .workload import EmbeddingBatch, EmbeddingWorkload, batch_addresses, sample_batch
 
@@ -19,7 +20,7 @@ __all__ = ["Report", "simulate"]
 
 
 @dataclass(frozen=True)
-class Report:
+class Report(ReportMixin):
     """One batch of embedding lookups on one hardware. Times in s, energies in J unless named."""
 
     hardware: str
@@ -42,18 +43,6 @@ class Report:
     activations: int
     row_hit_rate: float
     channel_bandwidth_gbps: float
-
-    def to_dict(self) -> dict:
-        out = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        out["energy_breakdown_pj"] = dict(self.energy_breakdown_pj)
-        return out
-
-    def to_row(self) -> dict:
-        """Flat dict for a pandas row: breakdown keys become ``energy_<action>_pj``."""
-        out = self.to_dict()
-        for k, v in out.pop("energy_breakdown_pj").items():
-            out[f"energy_{k}_pj"] = v
-        return out
 
 
 def _units_of(hw: Hardware, dec, bank_in_rank: np.ndarray) -> np.ndarray:

@@ -11,6 +11,7 @@ from .config import Hardware, PagePolicy, Scheduler
 from .energy import ActionCounts, EnergyTable, energy_breakdown_pj
 from .mapping import decode
 from .presets import load_hardware
+from .report import ReportMixin
 from .trace import Trace
 
 __all__ = ["TraceReport", "simulate_trace"]
@@ -95,8 +96,10 @@ def refreshes_until(hw: Hardware, n_ranks: int, end_cycle: int) -> int:
 
 
 @dataclass(frozen=True)
-class TraceReport:
+class TraceReport(ReportMixin):
     """Result of one trace. Per-request arrays are kept out of :meth:`to_dict`."""
+
+    _ARRAY_FIELDS = ("accept_cycles", "completion_cycles")
 
     hardware: str
     scheduler: str
@@ -119,19 +122,6 @@ class TraceReport:
     energy_breakdown_pj: dict
     accept_cycles: np.ndarray = field(repr=False, compare=False)
     completion_cycles: np.ndarray = field(repr=False, compare=False)
-
-    def to_dict(self) -> dict:
-        out = {k: getattr(self, k) for k in self.__dataclass_fields__
-               if k not in ("accept_cycles", "completion_cycles")}
-        out["energy_breakdown_pj"] = dict(self.energy_breakdown_pj)
-        return out
-
-    def to_row(self) -> dict:
-        """Flat dict for a pandas row: breakdown keys become ``energy_<action>_pj``."""
-        out = self.to_dict()
-        for k, v in out.pop("energy_breakdown_pj").items():
-            out[f"energy_{k}_pj"] = v
-        return out
 
 
 def simulate_trace(trace: Trace, hardware: Hardware | str) -> TraceReport:

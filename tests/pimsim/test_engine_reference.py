@@ -26,6 +26,18 @@ def random_requests(rng, hw, n):
     return lines * o.line_bytes, is_write, arrival
 
 
+def run_both(hw, addr, is_write, arrival, ranks, banks_per_bus, bus_gap=0):
+    """(kernel result, reference result) of one controller on the same requests."""
+    o = hw.org
+    dec = decode(addr, o)
+    bank = (dec.rank * o.bankgroups + dec.bankgroup) * o.banks_per_group + dec.bank
+    params = engine_params(hw, ranks=ranks, banks_per_bus=banks_per_bus, bus_gap_cycles=bus_gap)
+    res = run_controller(bank, dec.row, is_write, arrival, dec.line, params)
+    ref = simulate_reference(hw, bank.tolist(), dec.row.tolist(), is_write.tolist(), arrival.tolist(),
+                             dec.line.tolist(), ranks, banks_per_bus, bus_gap)
+    return res, ref
+
+
 @pytest.mark.parametrize("scheduler", ["frfcfs", "fcfs"])
 @pytest.mark.parametrize("page", ["open", "closed"])
 @pytest.mark.parametrize("seed", range(9))
@@ -35,13 +47,7 @@ def test_kernel_matches_reference(scheduler, page, seed):
                         drain=(0, 2, 4)[seed % 3], hit_cap=(0, 1, 3)[seed // 3])
     addr, is_write, arrival = random_requests(rng, hw, 40)
     o = hw.org
-    dec = decode(addr, o)
-    bank = (dec.rank * o.bankgroups + dec.bankgroup) * o.banks_per_group + dec.bank
-    params = engine_params(hw, ranks=o.ranks, banks_per_bus=o.ranks * o.banks)
-    res = run_controller(bank, dec.row, is_write, arrival, dec.line, params)
-    acc, comp, kind, counts = simulate_reference(hw, bank.tolist(), dec.row.tolist(), is_write.tolist(),
-                                                 arrival.tolist(), dec.line.tolist(), o.ranks,
-                                                 o.ranks * o.banks)
+    res, (acc, comp, kind, counts) = run_both(hw, addr, is_write, arrival, o.ranks, o.ranks * o.banks)
     assert res.accept_cycles.tolist() == acc
     assert res.completion_cycles.tolist() == comp
     assert [KINDS[k] for k in res.kind.tolist()] == kind
@@ -59,14 +65,7 @@ def test_kernel_matches_reference_local_buses(banks_per_bus, bus_gap):
     rng = np.random.default_rng(100 + banks_per_bus)
     hw = small_hardware(ranks=1)
     addr, is_write, arrival = random_requests(rng, hw, 40)
-    o = hw.org
-    dec = decode(addr, o)
-    bank = (dec.rank * o.bankgroups + dec.bankgroup) * o.banks_per_group + dec.bank
-    params = engine_params(hw, ranks=1, banks_per_bus=banks_per_bus, bus_gap_cycles=bus_gap)
-    res = run_controller(bank, dec.row, is_write, arrival, dec.line, params)
-    acc, comp, kind, counts = simulate_reference(hw, bank.tolist(), dec.row.tolist(), is_write.tolist(),
-                                                 arrival.tolist(), dec.line.tolist(), 1, banks_per_bus,
-                                                 bus_gap)
+    res, (acc, comp, kind, counts) = run_both(hw, addr, is_write, arrival, 1, banks_per_bus, bus_gap)
     assert res.completion_cycles.tolist() == comp
     assert res.accept_cycles.tolist() == acc
     assert res.counts[E.C_ACT] == counts["ACT"]
@@ -81,13 +80,8 @@ def test_writes_filling_a_bank_queue_cannot_stall_the_reads_behind_them(forward)
     lines = np.array([0, 1, 2, 3, 0, 1, 2, 3, 4, 5], np.int64)  # all in bank 0, one row
     is_write = np.array([True] * 4 + [False] * 6)
     arrival = np.zeros(10, np.int64)
-    dec = decode(lines * o.line_bytes, o)
-    bank = (dec.rank * o.bankgroups + dec.bankgroup) * o.banks_per_group + dec.bank
-    params = engine_params(hw, ranks=o.ranks, banks_per_bus=o.ranks * o.banks)
-    res = run_controller(bank, dec.row, is_write, arrival, dec.line, params)
-    acc, comp, kind, counts = simulate_reference(hw, bank.tolist(), dec.row.tolist(), is_write.tolist(),
-                                                 arrival.tolist(), dec.line.tolist(), o.ranks,
-                                                 o.ranks * o.banks)
+    res, (acc, comp, kind, counts) = run_both(hw, lines * o.line_bytes, is_write, arrival, o.ranks,
+                                              o.ranks * o.banks)
     assert res.completion_cycles.tolist() == comp
     assert min(comp) >= 0
     # a read of a line written earlier in the trace never completes before that write
