@@ -1,0 +1,159 @@
+"""Hand-crafted CTR baselines on the NASRec embedding layer (``FieldEmbedding``, 16-d).
+
+Every model maps ``(dense [B, n_dense] f32, ids [B, n_fields] i64) -> logits [B]``
+and trains with the same loop as the searched models (``nasrec.train.train_model``).
+Default sizes follow the papers' Criteo settings where they give one (cited inline).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nasrec.data import Schema
+from nasrec.model import FieldEmbedding
+from nasrec.ops import EMB_DIM
+from nasrec._util import seeded_torch
+
+
+def mlp(sizes: tuple[int, ...], last_act: bool = True) -> nn.Sequential:
+    """Linear + ReLU stack over ``sizes`` (input size first)."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if last_act or i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class DLRM(nn.Module):
+    """DLRM (Naumov et al. 2019): bottom MLP on dense to 16, pairwise dot products of
+    [bottom output, embeddings], top MLP. Sizes: DLRM Criteo Kaggle 512-256-64-16 /
+    512-256-1; ``bottom``/``top`` make it larger or smaller."""
+
+    def __init__(self, schema: Schema, bottom: tuple[int, ...] = (512, 256, 64),
+                 top: tuple[int, ...] = (512, 256)):
+        super().__init__()
+        self.embedding = FieldEmbedding(schema)
+        self.bottom = mlp((schema.n_dense,) + bottom + (EMB_DIM,))
+        n = schema.n_sparse + 1
+        self.top = mlp((EMB_DIM + n * (n - 1) // 2,) + top + (1,), last_act=False)
+
+    def forward(self, dense, ids):
+        x = self.bottom(dense)
+        t = torch.cat([x.unsqueeze(1), self.embedding(ids)], dim=1)
+        z = torch.bmm(t, t.transpose(1, 2))
+        li, lj = torch.tril_indices(t.shape[1], t.shape[1], offset=-1, device=t.device)
+        return self.top(torch.cat([x, z[:, li, lj]], dim=1)).squeeze(1)
+
+
+class _Tokens(nn.Module):
+    """Embeddings plus one token per dense feature (value x learned vector): [B, n, 16]."""
+
+    def __init__(self, schema: Schema):
+        super().__init__()
+        self.embedding = FieldEmbedding(schema)
+        self.dense_vec = nn.Parameter(torch.randn(schema.n_dense, EMB_DIM) * 0.05)
+        self.n_tokens = schema.n_sparse + schema.n_dense
+
+    def forward(self, dense, ids):
+        return torch.cat([self.embedding(ids), dense.unsqueeze(2) * self.dense_vec], dim=1)
+
+
+class DeepFM(nn.Module):
+    """DeepFM (Guo et al. 2017): first-order + FM second-order + DNN on the same
+    embeddings. DNN 400-400-400 as in the paper's Criteo setting."""
+
+    def __init__(self, schema: Schema, hidden: tuple[int, ...] = (400, 400, 400)):
+        super().__init__()
+        self.tokens = _Tokens(schema)
+        self.first = nn.Embedding(sum(schema.cardinalities), 1)
+        nn.init.zeros_(self.first.weight)
+        self.first_dense = nn.Linear(schema.n_dense, 1)
+        self.dnn = mlp((self.tokens.n_tokens * EMB_DIM,) + hidden + (1,), last_act=False)
+
+    def forward(self, dense, ids):
+        t = self.tokens(dense, ids)
+        fm = 0.5 * (t.sum(1) ** 2 - (t ** 2).sum(1)).sum(1)
+        first = self.first(ids + self.tokens.embedding.offsets).sum((1, 2)) + self.first_dense(dense).squeeze(1)
+        return first + fm + self.dnn(t.flatten(1)).squeeze(1)
+
+
+class DCNv2(nn.Module):
+    """DCN-v2 (Wang et al. 2021), parallel form: full-rank cross layers
+    x_{l+1} = x0 * (W x_l + b) + x_l beside a deep MLP; 3 cross layers, MLP 512-256."""
+
+    def __init__(self, schema: Schema, n_cross: int = 3, hidden: tuple[int, ...] = (512, 256)):
+        super().__init__()
+        self.embedding = FieldEmbedding(schema)
+        d = schema.n_dense + schema.n_sparse * EMB_DIM
+        self.cross = nn.ModuleList(nn.Linear(d, d) for _ in range(n_cross))
+        self.deep = mlp((d,) + hidden)
+        self.out = nn.Linear(d + hidden[-1], 1)
+
+    def forward(self, dense, ids):
+        x0 = torch.cat([dense, self.embedding(ids).flatten(1)], dim=1)
+        x = x0
+        for layer in self.cross:
+            x = x0 * layer(x) + x
+        return self.out(torch.cat([x, self.deep(x0)], dim=1)).squeeze(1)
+
+
+class AutoInt(nn.Module):
+    """AutoInt (Song et al. 2019): 3 multi-head self-attention layers (2 heads, 32-d
+    attention, residual) over field tokens, flattened to a logistic output."""
+
+    def __init__(self, schema: Schema, layers: int = 3, heads: int = 2, att_dim: int = 32):
+        super().__init__()
+        self.tokens = _Tokens(schema)
+        self.heads, self.att_dim = heads, att_dim
+        dims = [EMB_DIM] + [att_dim] * layers
+        self.qkv = nn.ModuleList(nn.Linear(a, 3 * att_dim, bias=False) for a in dims[:-1])
+        self.res = nn.ModuleList(nn.Linear(a, att_dim, bias=False) for a in dims[:-1])
+        self.out = nn.Linear(self.tokens.n_tokens * att_dim, 1)
+
+    def forward(self, dense, ids):
+        x = self.tokens(dense, ids)
+        b, n, _ = x.shape
+        for qkv, res in zip(self.qkv, self.res):
+            q, k, v = qkv(x).view(b, n, 3, self.heads, self.att_dim // self.heads).permute(2, 0, 3, 1, 4)
+            a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, self.att_dim)
+            x = F.relu(a + res(x))
+        return self.out(x.flatten(1)).squeeze(1)
+
+
+class XDeepFM(nn.Module):
+    """xDeepFM (Lian et al. 2018): linear + CIN (layers 128-128, sum-pooled) + DNN 400-400."""
+
+    def __init__(self, schema: Schema, cin: tuple[int, ...] = (128, 128),
+                 hidden: tuple[int, ...] = (400, 400)):
+        super().__init__()
+        self.tokens = _Tokens(schema)
+        m = self.tokens.n_tokens
+        sizes = (m,) + cin
+        self.cin = nn.ModuleList(nn.Conv1d(m * h, out, 1) for h, out in zip(sizes[:-1], sizes[1:]))
+        self.cin_out = nn.Linear(sum(cin), 1)
+        self.linear = nn.Linear(m * EMB_DIM, 1)
+        self.dnn = mlp((m * EMB_DIM,) + hidden + (1,), last_act=False)
+
+    def forward(self, dense, ids):
+        x0 = self.tokens(dense, ids)  # [B, m, D]
+        b, m, d = x0.shape
+        x, pooled = x0, []
+        for conv in self.cin:
+            z = torch.einsum("bmd,bhd->bmhd", x0, x).reshape(b, m * x.shape[1], d)
+            x = F.relu(conv(z))
+            pooled.append(x.sum(2))
+        flat = x0.flatten(1)
+        return (self.cin_out(torch.cat(pooled, 1)) + self.linear(flat) + self.dnn(flat)).squeeze(1)
+
+
+BASELINES = {"dlrm": DLRM, "deepfm": DeepFM, "dcnv2": DCNv2, "autoint": AutoInt, "xdeepfm": XDeepFM}
+
+
+def build_baseline(name: str, schema: Schema, seed: int) -> nn.Module:
+    """Baseline ``name`` with initial weights drawn from ``seed``."""
+    if name not in BASELINES:
+        raise ValueError(f"unknown baseline {name!r}; known: {sorted(BASELINES)}")
+    with seeded_torch(seed):
+        return BASELINES[name](schema)

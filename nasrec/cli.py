@@ -1,0 +1,215 @@
+"""The ``nasrec`` command: generate / prepare data, train a supernet, score
+architectures, train an ArchSpec or baseline from scratch. The only module that
+talks to the terminal."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from nasrec._util import atomic_write_json, atomic_write_text, resolve_device
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line on stderr, exit status 2 (see main)
+        raise _UsageError(message)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=0, help="random seed (recorded in every result)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--device", default="auto", help="cuda, cpu or auto (cuda if available)")
+
+
+def _train_flags(p: argparse.ArgumentParser, steps: int) -> None:
+    p.add_argument("--steps", type=int, default=steps)
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--lr", type=float, default=0.12)
+
+
+def _parser() -> _Parser:
+    ap = _Parser(prog="nasrec", description="NASRec: data sets, supernet training, "
+                 "architecture scoring and training from scratch.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("generate", help="generate the synthetic data set")
+    p.add_argument("out", type=Path)
+    p.add_argument("--rows", type=int, default=200_000)
+    p.add_argument("--dense", type=int, default=13)
+    p.add_argument("--sparse", type=int, default=26)
+    p.add_argument("--max-cardinality", type=int, default=100_000)
+    p.add_argument("--ctr", type=float, default=0.25)
+    p.add_argument("--overwrite", action="store_true")
+    _common(p)
+
+    p = sub.add_parser("prepare", help="preprocess a real data set (Criteo, Avazu, KDD 2012)")
+    p.add_argument("format", choices=("criteo", "avazu", "kdd"))
+    p.add_argument("source", type=Path, help="train.txt / train CSV / KDD folder")
+    p.add_argument("out", type=Path)
+    p.add_argument("--vocab-size", type=int, default=1_000_000)
+    p.add_argument("--overwrite", action="store_true")
+    _common(p)
+
+    p = sub.add_parser("train-supernet", help="train a weight-sharing supernet")
+    p.add_argument("data", type=Path)
+    p.add_argument("out", type=Path, help="checkpoint file to write")
+    p.add_argument("--space", default="full", choices=("full", "small"))
+    p.add_argument("--checkpoint-every", type=int, default=0)
+    _train_flags(p, 1000)
+    _common(p)
+
+    p = sub.add_parser("score", help="score architectures with inherited supernet weights")
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("data", type=Path)
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--arch", type=Path, nargs="+", help="architecture JSON files")
+    g.add_argument("--sample", type=int, help="score this many random architectures")
+    p.add_argument("--finetune-steps", type=int, default=500)
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--val-rows", type=int, default=None)
+    p.add_argument("--out", type=Path, default=Path("scores.csv"))
+    _common(p)
+
+    p = sub.add_parser("train", help="train an ArchSpec or a baseline from scratch")
+    p.add_argument("data", type=Path)
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--arch", type=Path, help="architecture JSON file")
+    g.add_argument("--baseline", help="dlrm, deepfm, dcnv2, autoint or xdeepfm")
+    p.add_argument("--out", type=Path, default=Path("result.json"))
+    _train_flags(p, 1000)
+    _common(p)
+    return ap
+
+
+def _device_and_rank(args):
+    """The device to use; under ``torchrun`` (WORLD_SIZE > 1) also joins the process group
+    (gloo on CPU, nccl on CUDA) and picks this rank's GPU. Returns (device, rank)."""
+    import torch
+    device = resolve_device(args.device)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+    return device, rank
+
+
+def _generate(args) -> int:
+    from nasrec.data import SyntheticConfig, generate_synthetic
+    cfg = SyntheticConfig(rows=args.rows, n_dense=args.dense, n_sparse=args.sparse,
+                          max_cardinality=args.max_cardinality, target_ctr=args.ctr, seed=args.seed)
+    ds = generate_synthetic(cfg, args.out, overwrite=args.overwrite, quiet=args.quiet)
+    b = ds.bayes_logloss
+    print(f"wrote {ds.meta['rows']} rows to {ds.path} (hash {ds.content_hash[:16]}, "
+          f"ctr {ds.meta['ctr']:.4f}, Bayes log loss test {b['test']:.5f})")
+    return 0
+
+
+def _prepare(args) -> int:
+    from nasrec.data import prepare_real
+    ds = prepare_real(args.format, args.source, args.out, vocab_size=args.vocab_size,
+                      overwrite=args.overwrite, quiet=args.quiet)
+    print(f"wrote {ds.meta['rows']} rows to {ds.path} (hash {ds.content_hash[:16]}, "
+          f"{ds.meta['malformed_lines']} malformed lines skipped)")
+    return 0
+
+
+def _train_supernet(args) -> int:
+    from nasrec.data import Dataset
+    from nasrec.train import TrainConfig, build_supernet, train_supernet
+    device, rank = _device_and_rank(args)
+    ds = Dataset(args.data)
+    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    sn = build_supernet(ds.schema, args.space, args.seed, device)
+    h = train_supernet(sn, ds.split("train"), cfg, quiet=args.quiet, checkpoint=args.out,
+                       checkpoint_every=args.checkpoint_every)
+    if rank > 0:
+        return 0
+    print(f"wrote supernet checkpoint {args.out} ({cfg.steps} steps, "
+               f"{h['samples_per_second']:.0f} samples/s, final loss {np.mean(h['train_losses'][-20:]):.4f})")
+    return 0
+
+
+def _score(args) -> int:
+    from nasrec.data import Dataset
+    from nasrec.space import load_arch, sample
+    from nasrec.train import SupernetScorer, load_checkpoint
+    device = resolve_device(args.device)
+    sn, _ = load_checkpoint(args.checkpoint, device)
+    ds = Dataset(args.data)
+    if args.arch:
+        specs = [load_arch(p) for p in args.arch]
+    else:
+        if args.sample < 1:
+            raise ValueError(f"--sample must be >= 1, got {args.sample}")
+        rng = np.random.default_rng(args.seed)
+        specs = [sample(rng, sn.space) for _ in range(args.sample)]
+    val = ds.split("val", args.val_rows)
+    scorer = SupernetScorer(sn, ds.split("train"), val, finetune_steps=args.finetune_steps,
+                            batch_size=args.batch_size, seed=args.seed, quiet=args.quiet)
+    rows = [dict(scorer.evaluate(s), arch=s.to_json()) for s in specs]
+    atomic_write_text(args.out, pd.DataFrame(rows).to_csv(index=False))
+    best = min(rows, key=lambda r: r["logloss"])
+    print(f"wrote {len(rows)} scores to {args.out} (best val log loss {best['logloss']:.5f})")
+    return 0
+
+
+def _train(args) -> int:
+    from nasrec.baselines import build_baseline
+    from nasrec.data import Dataset
+    from nasrec.model import NasRecModel
+    from nasrec.space import load_arch
+    from nasrec.train import TrainConfig, evaluate, train_model
+    from nasrec._util import seeded_torch
+    device, rank = _device_and_rank(args)
+    ds = Dataset(args.data)
+    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    if args.arch:
+        spec = load_arch(args.arch)
+        with seeded_torch(args.seed):
+            model = NasRecModel(spec, ds.schema)
+        name = f"arch:{spec.hash[:16]}"
+    else:
+        model = build_baseline(args.baseline, ds.schema, args.seed)
+        name = args.baseline
+    model = model.to(device)
+    h = train_model(model, ds.split("train"), cfg, quiet=args.quiet)
+    if rank > 0:
+        return 0
+    result = {"model": name, "seed": args.seed, "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
+              "samples_per_second": h["samples_per_second"], "val": evaluate(model, ds.split("val")),
+              "test": evaluate(model, ds.split("test")), "bayes_logloss": ds.bayes_logloss}
+    atomic_write_json(args.out, result)
+    print(f"wrote {args.out} ({name}: test log loss {result['test']['logloss']:.5f}, "
+               f"AUC {result['test']['auc']:.4f})")
+    return 0
+
+
+_COMMANDS = {"generate": _generate, "prepare": _prepare, "train-supernet": _train_supernet,
+             "score": _score, "train": _train}
+
+
+def main(argv=None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+        return _COMMANDS[args.command](args)
+    except _UsageError as e:
+        print(f"nasrec: {e}", file=sys.stderr)
+        return 2
+    except (ValueError, OSError, json.JSONDecodeError) as e:
+        print(f"nasrec: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""Blocks and networks shared by the supernet and standalone NASRec models.
+
+``NasRecModel`` builds one ArchSpec as an ordinary ``nn.Module`` at exactly the
+widths it needs; ``nasrec.supernet.Supernet`` builds the same blocks at maximum size.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from nasrec.data import Schema
+from nasrec.ops import (D2S_TOKENS, DENSE_OP_CLASSES, EMB_DIM, SPARSE_OP_CLASSES, DenseToSparse,
+                        DotProduct, ElasticLinear, FMToDense, Ranges, dot_tokens)
+from nasrec.space import BINARY_OPS, ArchSpec, SearchSpace
+
+
+class FieldEmbedding(nn.Module):
+    """All categorical fields in one table with per-field row offsets.
+
+    ``forward(ids [B, F] int64) -> [B, F, dim]``; id 0 of each field means missing.
+    """
+
+    def __init__(self, schema: Schema, dim: int = EMB_DIM):
+        super().__init__()
+        cards = torch.tensor((0,) + schema.cardinalities[:-1], dtype=torch.int64)
+        self.register_buffer("offsets", torch.cumsum(cards, 0), persistent=False)
+        self.table = nn.Embedding(sum(schema.cardinalities), dim)
+        # Small uniform init as in DLRM (sqrt(1/n) scale); N(0, 1) saturates the FM terms.
+        nn.init.uniform_(self.table.weight, -0.05, 0.05)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.table(ids + self.offsets)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What one block runs: an ArchSpec block, or several operators at once (warm-up)."""
+
+    dense_idx: tuple[int, ...]
+    sparse_idx: tuple[int, ...]
+    left: int
+    right: int
+    dense_ops: tuple[str, ...]
+    sparse_ops: tuple[str, ...]
+    width: int
+    tokens: int
+    interact: bool
+    fm: bool
+
+
+def path_of(spec: ArchSpec) -> tuple[Choice, ...]:
+    """The per-block choices of an ArchSpec (inputs in ascending index order)."""
+    return tuple(Choice(tuple(sorted(b.dense_idx)), tuple(sorted(b.sparse_idx)), b.dense_left_idx,
+                        b.dense_right_idx, (b.dense_op,), (b.sparse_op,), b.dense_width,
+                        b.sparse_tokens, b.dense_sparse_interact, b.deep_fm) for b in spec.blocks)
+
+
+class Block(nn.Module):
+    """One choice block holding the operators in ``dense_ops``/``sparse_ops``.
+
+    Inputs: dense ``[B, dense_in]``, sparse ``[B, sparse_in, 16]`` (each with weight
+    column ranges, or None for all), left/right ``[B, <= binary_in]``.
+    Outputs: dense ``[B, width]`` and sparse ``[B, tokens (+8 if interact), 16]``.
+    """
+
+    def __init__(self, dense_in: int, sparse_in: int, binary_in: int, max_width: int,
+                 max_tokens: int, dense_ops, sparse_ops, d2s: bool, fm: bool, dot_rows: int):
+        super().__init__()
+        built = {}
+        for op in dense_ops:
+            if op == "dot":
+                built[op] = DotProduct(dense_in, sparse_in, max_width, dot_rows)
+            elif op in BINARY_OPS:
+                built[op] = DENSE_OP_CLASSES[op](binary_in, max_width)
+            else:
+                built[op] = DENSE_OP_CLASSES[op](dense_in, max_width)
+        self.dense_ops = nn.ModuleDict(built)
+        self.sparse_ops = nn.ModuleDict({op: SPARSE_OP_CLASSES[op](sparse_in, max_tokens)
+                                         for op in sparse_ops})
+        self.d2s = DenseToSparse(max_width) if d2s else None
+        self.fm = FMToDense(max_width) if fm else None
+
+    def forward(self, dense, dense_ranges: Ranges | None, sparse, sparse_ranges: Ranges | None,
+                left, right, c: Choice):
+        d = sum(self.dense_ops[op](dense, dense_ranges, sparse, sparse_ranges, left, right, c.width)
+                for op in c.dense_ops)
+        s = sum(self.sparse_ops[op](sparse, sparse_ranges, c.tokens) for op in c.sparse_ops)
+        # As in the official block: the dense-to-sparse projection reads the dense
+        # output before the FM term is added, and the FM reads the tokens before the
+        # projected ones are appended.
+        extra = self.d2s(d) if c.interact else None
+        if c.fm:
+            d = d + self.fm(s, c.width)
+        if extra is not None:
+            s = torch.cat([s, extra], dim=1)
+        return d, s
+
+
+class _Layout:
+    """Where each source's features sit in a supernet weight's input columns."""
+
+    def __init__(self, n_dense: int, n_fields: int, max_width: int, max_tokens: int):
+        self.n_dense, self.n_fields = n_dense, n_fields
+        self.max_width, self.max_tokens = max_width, max_tokens
+        self.slot_tokens = max_tokens + D2S_TOKENS
+
+    def dense_ranges(self, idx, widths) -> Ranges:
+        return _merge(((self._d_off(j), self._d_off(j) + widths[j]) for j in idx))
+
+    def sparse_ranges(self, idx, path) -> Ranges:
+        out = []
+        for j in idx:
+            if j == 0:
+                out.append((0, self.n_fields))
+                continue
+            off = self.n_fields + (j - 1) * self.slot_tokens
+            c = path[j - 1]
+            out.append((off, off + c.tokens))
+            if c.interact:
+                out.append((off + self.max_tokens, off + self.slot_tokens))
+        return _merge(out)
+
+    def head_ranges(self, c: Choice) -> Ranges:
+        w, t = self.max_width, self.max_tokens
+        out = [(0, c.width), (w, w + c.tokens * EMB_DIM)]
+        if c.interact:
+            out.append((w + t * EMB_DIM, w + self.slot_tokens * EMB_DIM))
+        return _merge(out)
+
+    def _d_off(self, j: int) -> int:
+        return 0 if j == 0 else self.n_dense + (j - 1) * self.max_width
+
+
+def _merge(ranges) -> Ranges:
+    out: list[list[int]] = []
+    for a, b in ranges:
+        if out and out[-1][1] == a:
+            out[-1][1] = b
+        else:
+            out.append([a, b])
+    return tuple((a, b) for a, b in out)
+
+
+class _Network(nn.Module):
+    """Embedding, blocks, head; runs a path of Choices. ``layout`` None = exact sizes."""
+
+    def __init__(self, schema: Schema, space: SearchSpace):
+        super().__init__()
+        self.schema, self.space = schema, space
+        self.embedding = FieldEmbedding(schema)
+        self.dot_rows = dot_tokens(space.max_width)
+
+    def _run(self, dense: torch.Tensor, ids: torch.Tensor, path, layout: _Layout | None,
+             features_only: bool = False) -> torch.Tensor:
+        ds = [dense]
+        ss = [self.embedding(ids)]
+        for block, c in zip(self.blocks, path):
+            dx = ds[c.dense_idx[0]] if len(c.dense_idx) == 1 else torch.cat([ds[j] for j in c.dense_idx], 1)
+            sx = ss[c.sparse_idx[0]] if len(c.sparse_idx) == 1 else torch.cat([ss[j] for j in c.sparse_idx], 1)
+            dr = sr = None
+            if layout is not None:
+                dr = layout.dense_ranges(c.dense_idx, [t.shape[1] for t in ds])
+                sr = layout.sparse_ranges(c.sparse_idx, path)
+            d, s = block(dx, dr, sx, sr, ds[c.left], ds[c.right], c)
+            ds.append(d)
+            ss.append(s)
+        feats = torch.cat([ds[-1], ss[-1].flatten(1)], dim=1)
+        if features_only:
+            return feats
+        hr = None if layout is None else layout.head_ranges(path[-1])
+        return self.head(feats, None, hr).squeeze(1)
+
+
+class NasRecModel(_Network):
+    """A standalone NASRec model for one ArchSpec. ``forward(dense [B, n_dense],
+    ids [B, n_fields]) -> logits [B]``."""
+
+    def __init__(self, spec: ArchSpec, schema: Schema):
+        super().__init__(schema, spec.search_space)
+        self.spec = spec
+        self.path = path_of(spec)
+        widths = [schema.n_dense]
+        tokens = [schema.n_sparse]
+        blocks = []
+        for c in self.path:
+            blocks.append(Block(
+                dense_in=sum(widths[j] for j in c.dense_idx),
+                sparse_in=sum(tokens[j] for j in c.sparse_idx),
+                binary_in=max(widths[c.left], widths[c.right]),
+                max_width=c.width, max_tokens=c.tokens, dense_ops=c.dense_ops,
+                sparse_ops=c.sparse_ops, d2s=c.interact, fm=c.fm, dot_rows=self.dot_rows))
+            widths.append(c.width)
+            tokens.append(c.tokens + D2S_TOKENS * c.interact)
+        self.blocks = nn.ModuleList(blocks)
+        self.head = ElasticLinear(widths[-1] + tokens[-1] * EMB_DIM, 1)
+
+    def forward(self, dense: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        return self._run(dense, ids, self.path, None)

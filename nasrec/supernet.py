@@ -1,0 +1,85 @@
+"""The weight-sharing NASRec supernet.
+
+Every operator of the space is built once per block at maximum width; an ArchSpec
+selects inputs (weight column ranges), operators and width prefixes. Inactive
+inputs contribute nothing, exactly as the official supernet's zero-filled inputs.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from nasrec.data import Schema
+from nasrec.model import Block, Choice, NasRecModel, _Layout, _Network, path_of
+from nasrec.ops import D2S_TOKENS, EMB_DIM, ElasticLayerNorm, ElasticLinear
+from nasrec.space import FULL, ArchSpec, SearchSpace, sample
+
+
+class Supernet(_Network):
+    """``forward(dense [B, n_dense], ids [B, n_fields], spec) -> logits [B]``, where
+    ``spec`` is an ArchSpec or a path of Choices (see ``full_path``)."""
+
+    def __init__(self, schema: Schema, space: SearchSpace = FULL):
+        super().__init__(schema, space)
+        w, t = space.max_width, space.max_tokens
+        self.layout = _Layout(schema.n_dense, schema.n_sparse, w, t)
+        slot = t + D2S_TOKENS
+        self.blocks = nn.ModuleList(
+            Block(dense_in=schema.n_dense + i * w, sparse_in=schema.n_sparse + i * slot,
+                  binary_in=max(schema.n_dense, w), max_width=w, max_tokens=t,
+                  dense_ops=space.dense_ops, sparse_ops=space.sparse_ops, d2s=True, fm=True,
+                  dot_rows=self.dot_rows)
+            for i in range(space.num_blocks))
+        self.head = ElasticLinear(w + slot * EMB_DIM, 1)
+
+    def _path(self, spec):
+        if isinstance(spec, ArchSpec):
+            if spec.space != self.space.name:
+                raise ValueError(f"spec is from space {spec.space!r}, supernet is {self.space.name!r}")
+            return path_of(spec)
+        return tuple(spec)
+
+    def forward(self, dense: torch.Tensor, ids: torch.Tensor, spec) -> torch.Tensor:
+        return self._run(dense, ids, self._path(spec), self.layout)
+
+    def features(self, dense: torch.Tensor, ids: torch.Tensor, spec: ArchSpec) -> torch.Tensor:
+        """Input of the head for ``spec``: ``[B, width + tokens*16]`` (last block)."""
+        return self._run(dense, ids, self._path(spec), self.layout, features_only=True)
+
+    def head_slice(self, spec: ArchSpec) -> tuple[torch.Tensor, torch.Tensor]:
+        """The head weight ``[1, features]`` and bias ``[1]`` that ``spec`` uses."""
+        ranges = self.layout.head_ranges(path_of(spec)[-1])
+        w = torch.cat([self.head.weight[:, a:b] for a, b in ranges], dim=1)
+        return w.detach().clone(), self.head.bias.detach().clone()
+
+    def full_path(self, rng: np.random.Generator) -> tuple[Choice, ...]:
+        """Warm-up path: every operator, input and merger at maximum width. The binary
+        operators take one random left and right input each (their only form in the space)."""
+        s = self.space
+        return tuple(Choice(tuple(range(i + 1)), tuple(range(i + 1)), int(rng.integers(i + 1)),
+                            int(rng.integers(i + 1)), s.dense_ops, s.sparse_ops, s.max_width,
+                            s.max_tokens, True, True) for i in range(s.num_blocks))
+
+    def sample_path(self, rng: np.random.Generator, full_prob: float) -> tuple[Choice, ...]:
+        """NASRec training path: the full supernet with probability ``full_prob``,
+        otherwise single-operator any-connection sampling (a random ArchSpec)."""
+        if rng.random() < full_prob:
+            return self.full_path(rng)
+        return path_of(sample(rng, self.space))
+
+    @torch.no_grad()
+    def extract(self, spec: ArchSpec) -> NasRecModel:
+        """A standalone model for ``spec`` carrying this supernet's (sliced) weights."""
+        model = NasRecModel(spec, self.schema).to(self.head.weight.device)
+        was_training = self.training
+        self.eval()
+        dense = torch.zeros(2, self.schema.n_dense, device=self.head.weight.device)
+        ids = torch.zeros(2, self.schema.n_sparse, dtype=torch.int64, device=dense.device)
+        self(dense, ids, spec)  # records which slice of every layer the subnet uses
+        self.train(was_training)
+        model.embedding.load_state_dict(self.embedding.state_dict())
+        for name, mod in model.named_modules():
+            if isinstance(mod, (ElasticLinear, ElasticLayerNorm)):
+                mod.load_state_dict(self.get_submodule(name).sliced_state())
+        return model

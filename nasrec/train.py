@@ -1,0 +1,298 @@
+"""Training and evaluation: supernet training, subnet scoring, training from scratch.
+
+Defaults are NASRec's published ones (REFERENCE.md; official ``train_supernet.py``):
+Adagrad lr 0.12, eps 1e-2, cosine schedule with 10% warm-up, gradient clipping 5.0,
+batch 512; scoring fine-tunes only the final layer with Adagrad lr 0.04.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from nasrec.data import Schema, Split, log_loss
+from nasrec.space import ArchSpec, get_space
+from nasrec.supernet import Supernet
+from nasrec._util import progress, seeded_torch
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run. ``full_path_fraction``: the supernet trains the full network
+    with probability 1 - step/T for T = fraction x steps (NASRec: T = 15000 of about
+    71.5k steps of one Criteo epoch at batch 512, i.e. about 0.2)."""
+
+    steps: int = 1000
+    batch_size: int = 512  # NASRec
+    lr: float = 0.12  # NASRec Adagrad
+    eps: float = 1e-2  # NASRec Adagrad
+    warmup_fraction: float = 0.1  # NASRec cosine schedule with 10% warm-up
+    clip: float = 5.0  # NASRec gradient clipping
+    full_path_fraction: float = 0.2
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("lr", "eps", "clip"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("warmup_fraction", "full_path_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+
+
+def auc(y: np.ndarray, p: np.ndarray) -> float:
+    """Area under the ROC curve by the rank-sum (Mann-Whitney) statistic, ties averaged."""
+    y = np.asarray(y).astype(bool)
+    p = np.asarray(p, dtype=np.float64)
+    n_pos = int(y.sum())
+    n_neg = len(y) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(p, kind="mergesort")
+    sp = p[order]
+    ranks = np.empty(len(p), dtype=np.float64)
+    # Tie groups get the mean of their 1-based ranks.
+    starts = np.flatnonzero(np.r_[True, sp[1:] != sp[:-1]])
+    ends = np.r_[starts[1:], len(sp)]
+    mean_rank = (starts + ends + 1) / 2.0
+    ranks[order] = np.repeat(mean_rank, ends - starts)
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _lr_factor(step: int, cfg: TrainConfig) -> float:
+    warm = int(cfg.warmup_fraction * cfg.steps)
+    if step < warm:
+        return (step + 1) / warm
+    span = max(1, cfg.steps - warm)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / span)))
+
+
+def _optimizer(params, cfg: TrainConfig):
+    opt = torch.optim.Adagrad(params, lr=cfg.lr, eps=cfg.eps)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg))
+    return opt, sched
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size) of the initialised torch.distributed group, else (0, 1)."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _fit(model: nn.Module, forward, train: Split, cfg: TrainConfig, rng: np.random.Generator,
+         quiet: bool, desc: str, start_step: int = 0, opt=None, sched=None, on_step=None) -> dict:
+    """Shared loop: ``forward(net, dense, ids, step) -> logits``; returns loss history.
+
+    Under torch.distributed every rank draws the same global batch (same ``rng``) and
+    trains on its slice of it through DDP, so a W-process run follows the one-process
+    run with the same global batch.
+    """
+    device = _device_of(model)
+    rank, world = _distributed()
+    if cfg.batch_size % world:
+        raise ValueError(f"batch_size {cfg.batch_size} not divisible by world size {world}")
+    local = cfg.batch_size // world
+    net = model
+    if world > 1:
+        # Subnets use a different subset of the supernet's parameters at every step.
+        net = nn.parallel.DistributedDataParallel(model, find_unused_parameters=isinstance(model, Supernet))
+    if opt is None:
+        opt, sched = _optimizer(model.parameters(), cfg)
+    loss_fn = nn.BCEWithLogitsLoss()
+    batches = train.infinite_batches(cfg.batch_size, rng, device)
+    losses = []
+    model.train()
+    t0 = time.perf_counter()
+    for step in progress(range(start_step, cfg.steps), desc=desc, quiet=quiet or rank > 0):
+        dense, ids, y = (t[rank * local:(rank + 1) * local] for t in next(batches))
+        loss = loss_fn(forward(net, dense, ids, step), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+        opt.step()
+        sched.step()
+        loss = loss.detach()
+        if world > 1:
+            torch.distributed.all_reduce(loss)
+            loss /= world
+        losses.append(loss.item())
+        if on_step is not None:
+            on_step(step, opt, sched)
+    seconds = time.perf_counter() - t0
+    n = cfg.steps - start_step
+    return {"train_losses": losses, "seconds": seconds, "world_size": world,
+            "samples_per_second": n * cfg.batch_size / seconds if seconds > 0 else float("nan")}
+
+
+@torch.no_grad()
+def predict(model: nn.Module, split: Split, batch_size: int = 8192) -> np.ndarray:
+    """Click probabilities ``[N]`` of ``model(dense, ids)`` on ``split``."""
+    model.eval()
+    device = _device_of(model)
+    out = [torch.sigmoid(model(d, s)).cpu().numpy()
+           for d, s, _ in split.batches(batch_size, device=device)]
+    return np.concatenate(out).astype(np.float64)
+
+
+def evaluate(model: nn.Module, split: Split, batch_size: int = 8192) -> dict:
+    """Log loss (nats) and AUC on ``split``, tagged with the data hash and split name."""
+    p = predict(model, split, batch_size)
+    return {"logloss": log_loss(split.label, p), "auc": auc(split.label, p),
+            "rows": len(split), "data": split.tag}
+
+
+def train_model(model: nn.Module, train: Split, cfg: TrainConfig, *, quiet: bool = True) -> dict:
+    """Train a standalone model or baseline from its current weights."""
+    rng = np.random.default_rng([cfg.seed, 1])
+    hist = _fit(model, lambda net, d, s, step: net(d, s), train, cfg, rng, quiet, "train")
+    return dict(hist, seed=cfg.seed, data=train.tag)
+
+
+def build_supernet(schema: Schema, space_name: str, seed: int, device="cpu") -> Supernet:
+    """A freshly initialised supernet; initial weights depend only on ``seed``."""
+    with seeded_torch(seed):
+        return Supernet(schema, get_space(space_name)).to(device)
+
+
+def train_supernet(supernet: Supernet, train: Split, cfg: TrainConfig, *, quiet: bool = True,
+                   checkpoint=None, checkpoint_every: int = 0, resume: dict | None = None) -> dict:
+    """NASRec supernet training: with probability 1 - step/T the full supernet, else
+    one random dense and sparse operator per block with any-connection inputs.
+
+    ``checkpoint``: path written every ``checkpoint_every`` steps and at the end.
+    ``resume``: a dict from ``load_checkpoint`` to continue from its step with the
+    saved optimiser, schedule and sampler state (the data order restarts with a fresh
+    shuffle, so a resumed run is not bit-identical to an uninterrupted one).
+    """
+    t_full = max(1, int(cfg.full_path_fraction * cfg.steps))
+    rng = np.random.default_rng([cfg.seed, 2])
+    opt, sched = _optimizer(supernet.parameters(), cfg)
+    start = 0
+    if resume is not None:
+        opt.load_state_dict(resume["optimizer"])
+        sched.load_state_dict(resume["scheduler"])
+        rng.bit_generator.state = resume["rng_state"]
+        start = resume["step"]
+
+    def forward(net, d, s, step):
+        full_prob = max(0.0, 1.0 - step / t_full) if cfg.full_path_fraction > 0 else 0.0
+        return net(d, s, supernet.sample_path(rng, full_prob))
+
+    meta = {"config": asdict(cfg), "seed": cfg.seed, "data": train.tag,
+            "space": supernet.space.name, "schema": asdict(supernet.schema)}
+
+    def on_step(step, o, sc):
+        if checkpoint and _distributed()[0] == 0 and checkpoint_every and (step + 1) % checkpoint_every == 0:
+            save_checkpoint(checkpoint, supernet, o, sc, rng, step + 1, meta)
+
+    hist = _fit(supernet, forward, train, cfg, rng, quiet, "supernet", start, opt, sched, on_step)
+    if checkpoint and _distributed()[0] == 0:
+        save_checkpoint(checkpoint, supernet, opt, sched, rng, cfg.steps, meta)
+    return dict(hist, **meta)
+
+
+def save_checkpoint(path, supernet: Supernet, opt, sched, rng: np.random.Generator, step: int,
+                    meta: dict) -> None:
+    """Write the supernet, optimiser and sampler state atomically (temp file + os.replace)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"model": supernet.state_dict(), "optimizer": opt.state_dict(),
+             "scheduler": sched.state_dict(), "rng_state": rng.bit_generator.state,
+             "step": step, "meta": meta}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_checkpoint(path, device="cpu") -> tuple[Supernet, dict]:
+    """The supernet stored at ``path`` and the whole checkpoint dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location=device, weights_only=False)
+        meta = state["meta"]
+        s = meta["schema"]
+        schema = Schema(int(s["n_dense"]), tuple(int(c) for c in s["cardinalities"]))
+        supernet = Supernet(schema, get_space(meta["space"])).to(device)
+        supernet.load_state_dict(state["model"])
+    except (KeyError, RuntimeError, EOFError, OSError) as e:
+        raise ValueError(f"{path}: not a supernet checkpoint ({e})") from None
+    return supernet, state
+
+
+class SupernetScorer:
+    """Scores architectures with inherited supernet weights (NASRec one-shot score).
+
+    For each ArchSpec: copy its slice of the head, fine-tune only that with Adagrad
+    (lr 0.04, NASRec) for ``finetune_steps`` on training batches (body frozen), then
+    report log loss and AUC on ``val``. Batches are drawn from ``seed`` afresh for
+    every spec, so a score does not depend on what was scored before.
+    """
+
+    def __init__(self, supernet: Supernet, train: Split, val: Split, *, finetune_steps: int = 500,
+                 batch_size: int = 512, lr: float = 0.04, seed: int = 0, quiet: bool = True):
+        if finetune_steps < 0:
+            raise ValueError(f"finetune_steps must be >= 0, got {finetune_steps}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.supernet, self.train, self.val = supernet, train, val
+        self.finetune_steps, self.batch_size, self.lr = finetune_steps, batch_size, lr
+        self.seed, self.quiet = seed, quiet
+        self.device = _device_of(supernet)
+
+    @torch.no_grad()
+    def _features(self, d, s, spec):
+        return self.supernet.features(d, s, spec)
+
+    def evaluate(self, spec: ArchSpec) -> dict:
+        """``{'logloss', 'auc', 'rows', 'data', 'seed', 'hash'}`` on the validation split."""
+        self.supernet.eval()
+        w, b = self.supernet.head_slice(spec)
+        w.requires_grad_(True)
+        b.requires_grad_(True)
+        if self.finetune_steps:
+            opt = torch.optim.Adagrad([w, b], lr=self.lr)
+            batches = self.train.infinite_batches(self.batch_size, np.random.default_rng([self.seed, 3]),
+                                                  self.device)
+            for _ in range(self.finetune_steps):
+                d, s, y = next(batches)
+                logits = (self._features(d, s, spec) @ w.T).squeeze(1) + b
+                loss = nn.functional.binary_cross_entropy_with_logits(logits, y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+        with torch.no_grad():
+            p = np.concatenate([
+                torch.sigmoid((self._features(d, s, spec) @ w.T).squeeze(1) + b).cpu().numpy()
+                for d, s, _ in self.val.batches(8192, device=self.device)]).astype(np.float64)
+        return {"logloss": log_loss(self.val.label, p), "auc": auc(self.val.label, p),
+                "rows": len(self.val), "data": self.val.tag, "seed": self.seed, "hash": spec.hash}
+
+    def score(self, specs) -> np.ndarray:
+        """Validation log loss of each spec, ``[len(specs)]``."""
+        specs = list(specs)
+        return np.array([self.evaluate(s)["logloss"]
+                         for s in progress(specs, desc="score", quiet=self.quiet)], dtype=np.float64)

@@ -1,0 +1,95 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nasrec.space import (FULL, MACRO_FIELDS, MICRO_FIELDS, SMALL, ArchSpec, load_arch, mutate,
+                          sample)
+
+CONFIGS = sorted(Path("/work/shared/nasrec-configs").glob("*.json"))
+if not CONFIGS:
+    CONFIGS = sorted((Path(__file__).resolve().parents[3] / "shared" / "nasrec-configs").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_official_config_loads_unchanged_and_round_trips(path):
+    raw = json.loads(path.read_text())
+    spec = load_arch(path)
+    assert spec.space == ("small" if raw["config"] == "autoctr" else "full")
+    out = spec.to_dict()
+    # Every field of the official file except the search-time score comes back identically.
+    assert {k: v for k, v in raw.items() if k != "test_loss"} == out
+    assert ArchSpec.from_json(spec.to_json()) == spec
+
+
+def test_official_active_nodes_map_to_space_operators():
+    spec = load_arch(next(p for p in CONFIGS if p.name == "ea_criteo_kaggle_xlarge_best_1shot.json"))
+    # Block 0 is [2, 4]: Gating and Attention in the Full space.
+    assert (spec.blocks[0].dense_op, spec.blocks[0].sparse_op) == ("gating", "attention")
+    assert spec.blocks[6].dense_left_idx == 6
+
+
+def test_sample_is_valid_deterministic_and_respects_space():
+    a = [sample(np.random.default_rng(3), SMALL) for _ in range(2)]
+    assert a[0] == a[1] and a[0].hash == a[1].hash
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        s = sample(rng, SMALL)
+        assert all(b.dense_op in ("fc", "dot") and b.sparse_op == "efc" for b in s.blocks)
+        assert all(1 <= len(b.dense_idx) <= 4 and max(b.dense_idx) <= i for i, b in enumerate(s.blocks))
+
+
+def test_hash_ignores_selector_order_but_not_content():
+    spec = sample(np.random.default_rng(1), FULL)
+    d = spec.to_dict()
+    k = next(i for i, m in enumerate(d["macro"]) if len(m["sparse_idx"]) > 1)
+    d["macro"][k]["sparse_idx"] = list(reversed(d["macro"][k]["sparse_idx"]))
+    reordered = ArchSpec.from_dict(d)
+    assert reordered != spec and reordered.hash == spec.hash
+    d["micro"][3]["dense_in_dims"] = 16 if d["micro"][3]["dense_in_dims"] != 16 else 32
+    assert ArchSpec.from_dict(d).hash != spec.hash
+    assert len(spec.hash) == 64
+
+
+def test_mutate_changes_exactly_one_field_of_one_block():
+    rng = np.random.default_rng(5)
+    for _ in range(40):
+        spec = sample(rng)
+        child = mutate(spec, rng)
+        diffs = [(i, f) for i, (a, b) in enumerate(zip(spec.blocks, child.blocks))
+                 for f in MACRO_FIELDS + MICRO_FIELDS if getattr(a, f) != getattr(b, f)]
+        assert len(diffs) <= 1
+        if diffs and diffs[0][0] == 0:
+            assert diffs[0][1] not in ("dense_idx", "sparse_idx", "dense_left_idx", "dense_right_idx")
+
+
+def _official():
+    return json.loads(next(p for p in CONFIGS if "criteo_kaggle_xlarge" in p.name).read_text())
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda d: d["macro"][2].update(dense_idx=[3]), ["block 2", "dense_idx"]),
+    (lambda d: d["macro"][4].update(dense_right_idx=[5]), ["block 4", "dense_right_idx"]),
+    (lambda d: d["micro"][1].update(dense_in_dims=100), ["block 1", "dense_width"]),
+    (lambda d: d["micro"][5].update(sparse_in_dims=8), ["block 5", "sparse_tokens"]),
+    (lambda d: d["micro"][3].update(active_nodes=[4, 5]), ["block 3", "dense_op"]),
+    (lambda d: d["micro"][0].update(active_nodes=[0, 9]), ["block 0", "active_nodes"]),
+    (lambda d: d["macro"][5].update(sparse_idx=[1, 2, 3, 4, 5]), ["block 5", "sparse_idx"]),
+    (lambda d: d["micro"][2].update(deep_fm=2), ["block 2", "deep_fm"]),
+    (lambda d: d.update(config="huge"), ["huge"]),
+])
+def test_invalid_specs_name_block_and_field(edit, words):
+    d = _official()
+    edit(d)
+    with pytest.raises(ValueError) as e:
+        ArchSpec.from_dict(d)
+    for w in words:
+        assert w in str(e.value)
+
+
+def test_bad_json_is_a_value_error():
+    with pytest.raises(ValueError, match="bad architecture JSON"):
+        ArchSpec.from_json("{not json")
+    with pytest.raises(ValueError, match="micro"):
+        ArchSpec.from_json('{"macro": []}')

@@ -1,0 +1,135 @@
+import numpy as np
+import pytest
+import torch
+
+from nasrec.baselines import BASELINES, build_baseline
+from nasrec.model import NasRecModel
+from nasrec.space import FULL, SMALL, load_arch, sample
+from nasrec.train import (SupernetScorer, TrainConfig, auc, build_supernet, evaluate,
+                          load_checkpoint, train_model, train_supernet)
+
+from .test_space import CONFIGS
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_data, tmp_path_factory):
+    sn = build_supernet(tiny_data.schema, "full", seed=0)
+    ck = tmp_path_factory.mktemp("ck") / "supernet.pt"
+    hist = train_supernet(sn, tiny_data.split("train"), TrainConfig(steps=12, batch_size=128),
+                          checkpoint=ck)
+    return sn, ck, hist
+
+
+@pytest.mark.parametrize("space", [FULL, SMALL], ids=["full", "small"])
+def test_subnet_forward_equals_standalone_with_copied_weights(tiny_data, trained, space):
+    sn = trained[0] if space is FULL else build_supernet(tiny_data.schema, "small", seed=1)
+    sn.eval()
+    d, s, _ = next(tiny_data.split("val").batches(64))
+    rng = np.random.default_rng(11)
+    specs = [sample(rng, space) for _ in range(4)]
+    specs += [load_arch(p) for p in CONFIGS if (load_arch(p).space == space.name)][:1]
+    for spec in specs:
+        model = sn.extract(spec)
+        model.eval()
+        assert isinstance(model, NasRecModel)
+        n_sub = sum(p.numel() for p in model.parameters())
+        assert n_sub < sum(p.numel() for p in sn.parameters())
+        with torch.no_grad():
+            torch.testing.assert_close(model(d, s), sn(d, s, spec), rtol=1e-5, atol=1e-5)
+
+
+def test_standalone_model_is_trainable_and_beats_constant(tiny_data):
+    spec = sample(np.random.default_rng(2), SMALL)
+    model = NasRecModel(spec, tiny_data.schema)
+    hist = train_model(model, tiny_data.split("train"), TrainConfig(steps=40, batch_size=128, lr=0.05))
+    assert np.mean(hist["train_losses"][-10:]) < np.mean(hist["train_losses"][:5])
+    res = evaluate(model, tiny_data.split("val"))
+    assert res["data"].endswith(":val") and 0 < res["logloss"] < 1.0 and 0 <= res["auc"] <= 1
+
+
+def test_supernet_training_records_and_checkpoint_round_trip(tiny_data, trained):
+    sn, ck, hist = trained
+    assert len(hist["train_losses"]) == 12 and hist["seed"] == 0 and hist["data"].endswith(":train")
+    loaded, state = load_checkpoint(ck)
+    assert state["step"] == 12
+    spec = sample(np.random.default_rng(4))
+    d, s, _ = next(tiny_data.split("val").batches(32))
+    sn.eval()
+    loaded.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(d, s, spec), sn(d, s, spec))
+    assert not list(ck.parent.glob(".*tmp"))  # atomic write leaves no temp file
+
+
+def test_supernet_training_is_deterministic_per_seed(tiny_data):
+    cfg = TrainConfig(steps=4, batch_size=64, seed=3)
+    losses = []
+    for _ in range(2):
+        sn = build_supernet(tiny_data.schema, "small", seed=3)
+        losses.append(train_supernet(sn, tiny_data.split("train"), cfg)["train_losses"])
+    assert losses[0] == losses[1]
+
+
+def test_scorer_batch_api_is_order_independent(tiny_data, trained):
+    sn = trained[0]
+    scorer = SupernetScorer(sn, tiny_data.split("train"), tiny_data.split("val"), finetune_steps=3,
+                            batch_size=128)
+    rng = np.random.default_rng(9)
+    specs = [sample(rng) for _ in range(3)]
+    a = scorer.score(specs)
+    b = scorer.score(specs[::-1])[::-1]
+    assert a.shape == (3,) and np.all(np.isfinite(a))
+    np.testing.assert_allclose(a, b)
+    r = scorer.evaluate(specs[0])
+    assert r["hash"] == specs[0].hash and r["data"].endswith(":val")
+    before = sn.head.weight.detach().clone()
+    scorer.score(specs[:1])
+    assert torch.equal(before, sn.head.weight)  # fine-tuning never touches the supernet
+
+
+def test_auc_matches_pair_counting():
+    rng = np.random.default_rng(0)
+    y = rng.random(300) < 0.3
+    p = np.round(rng.random(300), 1)  # many ties
+    pos, neg = p[y], p[~y]
+    brute = ((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()) / (len(pos) * len(neg))
+    assert auc(y, p) == pytest.approx(brute)
+    assert auc(y, y.astype(float)) == 1.0
+
+
+@pytest.mark.parametrize("name", sorted(BASELINES))
+def test_baselines_shapes_and_gradients(tiny_data, name):
+    model = build_baseline(name, tiny_data.schema, seed=0)
+    d, s, y = next(tiny_data.split("train").batches(32))
+    out = model(d, s)
+    assert out.shape == (32,)
+    torch.nn.functional.binary_cross_entropy_with_logits(out, y).backward()
+    table = [m for m in model.modules() if isinstance(m, torch.nn.Embedding)][0]
+    assert table.weight.grad is not None and table.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError):
+        build_baseline("nope", tiny_data.schema, 0)
+
+
+def test_kendall_tau_matches_definition():
+    from benchmarks.supernet_quality import kendall_tau
+    a = [1, 2, 3, 4, 5]
+    assert kendall_tau(a, a) == 1.0 and kendall_tau(a, a[::-1]) == -1.0
+    # One discordant pair out of 10: (9 - 1) / 10.
+    assert kendall_tau(a, [1, 2, 3, 5, 4]) == pytest.approx(0.8)
+
+
+def test_supernet_resume_continues_step_and_optimizer(tiny_data, tmp_path):
+    ck = tmp_path / "a.pt"
+    sn = build_supernet(tiny_data.schema, "small", seed=2)
+    train_supernet(sn, tiny_data.split("train"), TrainConfig(steps=4, batch_size=64, seed=2),
+                   checkpoint=ck, checkpoint_every=2)
+    loaded, state = load_checkpoint(ck)
+    assert state["step"] == 4
+    hist = train_supernet(loaded, tiny_data.split("train"), TrainConfig(steps=7, batch_size=64, seed=2),
+                          checkpoint=ck, resume=state)
+    assert len(hist["train_losses"]) == 3
+    _, state = load_checkpoint(ck)
+    assert state["step"] == 7
+    # The embedding table is used at every step: its Adagrad step count carries on.
+    steps = [float(v["step"]) for v in state["optimizer"]["state"].values()]
+    assert max(steps) == 7
