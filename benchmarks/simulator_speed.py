@@ -11,7 +11,6 @@ is measured apart, in a fresh process with an empty numba cache.
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import os
 import statistics
@@ -20,6 +19,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchmarks._csv import write_rows
 
 import numpy as np
 
@@ -113,14 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                        "jit_compile_s": round(first_call_s, 2), "cores": 1}
                 rows.append(row)
                 print(row, file=sys.stderr)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, out)
+    out = write_rows(rows, args.out)
     print(f"wrote {out}")
     return 0
 

@@ -17,7 +17,6 @@ Without ``--peer`` the script still writes the traces and pimsim's side of the t
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import json
 import os
@@ -26,6 +25,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchmarks._csv import write_rows
 
 import numpy as np
 
@@ -126,14 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                                                   / max(1, peer["activations"]), 2)})
             rows.append(row)
             print(json.dumps(row), file=sys.stderr)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = out.with_suffix(".csv.tmp")
-    with tmp_out.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp_out, out)
+    out = write_rows(rows, args.out)
     print(f"wrote {out}")
     return 0
 
