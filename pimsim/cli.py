@@ -50,7 +50,7 @@ def _positive_float(text: str) -> float:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="pimsim", description="Latency and energy of recommender memory traffic on "
+    p = _Parser(prog="pimsim", description="Latency and energy of recommender inference on "
                 "DRAM and processing-in-memory hardware.")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
 
@@ -79,7 +79,45 @@ def _build_parser() -> argparse.ArgumentParser:
     e.add_argument("--host", help="host-side hardware (default: the --nmp memory with its units removed)")
     e.add_argument("--seed", type=int, default=0, help="seed of the index generator (default 0)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
+
+    q = sub.add_parser("query", help="latency and energy of one whole inference batch (embeddings + dense layers)")
+    q.add_argument("--workload", default="dlrm", help="built-in (rm1, rm2, rm3, dlrm) or a TOML/JSON "
+                   "workload file (default dlrm)")
+    q.add_argument("--hardware", default="cpu-server", help="preset name or TOML file (default cpu-server)")
+    q.add_argument("--batch", type=_positive_int, help="batch size of a built-in workload (default 256)")
+    q.add_argument("--seed", type=int, default=0, help="seed of the embedding index generator (default 0)")
+    q.add_argument("--layers", action="store_true", help="also print every step of the batch")
+    q.add_argument("--json", action="store_true", help="print one JSON object")
+
+    s = sub.add_parser("sweep", help="sweep one or two hardware knobs; write a CSV and a PNG plot")
+    s.add_argument("--workload", default="dlrm", help="built-in or workload file (default dlrm)")
+    s.add_argument("--hardware", default="recnmp", help="base preset or TOML file (default recnmp)")
+    s.add_argument("--knob", required=True, type=_knob, metavar="SECTION.KEY=V1,V2,...",
+                   help="first knob and its values, e.g. org.ranks=1,2,4,8")
+    s.add_argument("--knob2", type=_knob, metavar="SECTION.KEY=V1,V2,...", help="optional second knob")
+    s.add_argument("--batch", type=_positive_int, help="batch size of a built-in workload (default 256)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the embedding index generator (default 0)")
+    s.add_argument("--out", default="sweep", help="output prefix: writes PREFIX.csv and PREFIX.png (default sweep)")
     return p
+
+
+def _value(text: str):
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def _knob(text: str) -> tuple[str, list]:
+    key, sep, values = text.partition("=")
+    if not sep or "." not in key or not values:
+        raise argparse.ArgumentTypeError(f"expected SECTION.KEY=V1,V2,..., got {text!r}")
+    parsed = [_value(v.strip()) for v in values.split(",") if v.strip()]
+    if not parsed:
+        raise argparse.ArgumentTypeError(f"no values in {text!r}")
+    return key.strip(), parsed
 
 
 def _with_scheduler(hw: Hardware, scheduler: str | None) -> Hardware:
@@ -205,6 +243,123 @@ def _cmd_embed(args, out) -> int:
     return 0
 
 
+def _cmd_query(args, out) -> int:
+    from .dense import load_workload
+    from .inference import query
+
+    workload = load_workload(args.workload, args.batch)
+    report = query(workload, args.hardware, seed=args.seed)
+    if args.json:
+        print(json.dumps(report.to_dict()), file=out)
+        return 0
+    r = report
+    print(f"{workload.name or args.workload} on {r.hardware}: batch {r.batch_size}, {len(workload.tables)} tables, "
+          f"{len(workload.dense)} dense layers ({r.dense_flops / r.batch_size / 1e6:.3f} MFLOP/sample), seed {r.seed}",
+          file=out)
+    print(f"  latency {r.latency_s * 1e6:.2f} us   throughput {r.throughput_samples_per_s:,.0f} samples/s   "
+          f"bound by {r.bound_by}", file=out)
+    print(f"  energy {r.energy_per_sample_j * 1e6:.3f} uJ/sample ({r.energy_j * 1e6:.2f} uJ per batch)", file=out)
+    print("  busy per batch: " + ", ".join(f"{k} {v * 1e6:.2f} us" for k, v in r.stages.items() if v), file=out)
+    total = sum(r.energy_breakdown_pj.values()) or 1.0
+    print("  energy by action: " + ", ".join(f"{k} {v / total:.1%}" for k, v in
+                                             sorted(r.energy_breakdown_pj.items(), key=lambda kv: -kv[1]) if v), file=out)
+    print("  energy by part: " + ", ".join(f"{k} {v / total:.1%}" for k, v in
+                                           sorted(r.energy_by_part_pj.items(), key=lambda kv: -kv[1]) if v), file=out)
+    if r.area_mm2 or r.peak_power_w:
+        print(f"  PIM parts: {r.area_mm2:.1f} mm^2, peak {r.peak_power_w:.1f} W", file=out)
+    if r.fallbacks:
+        print(f"  {r.fallbacks} layer(s) ran on the host because their mapped place cannot run them", file=out)
+    if args.layers:
+        for step in r.layers:
+            print(f"    {step.name:<28} {step.op:<12} {step.place:<15} {step.time_s * 1e6:10.2f} us "
+                  f"{step.energy_pj / 1e6:10.3f} uJ{'  (fallback)' if step.fallback else ''}", file=out)
+    return 0
+
+
+def _cmd_sweep(args, out) -> int:
+    from .dense import load_workload
+    from .inference import query
+    from .presets import with_overrides
+
+    workload = load_workload(args.workload, args.batch)
+    base = load_hardware(args.hardware)
+    (k1, v1) = args.knob
+    (k2, v2) = args.knob2 if args.knob2 else (None, [None])
+    rows = []
+    for a in v1:
+        for b in v2:
+            overrides = {k1: a} if k2 is None else {k1: a, k2: b}
+            report = query(workload, with_overrides(base, overrides), seed=args.seed)
+            row = {k1: a} if k2 is None else {k1: a, k2: b}
+            row.update(report.to_row())
+            rows.append(row)
+    csv_path, png_path = Path(f"{args.out}.csv"), Path(f"{args.out}.png")
+    _write_csv_atomic(csv_path, rows)
+    _plot_sweep(png_path, rows, k1, k2, f"{workload.name or args.workload} on {base.name}")
+    print(f"{len(rows)} configurations: {csv_path}, {png_path}", file=out)
+    return 0
+
+
+def _write_csv_atomic(path: Path, rows: list[dict]) -> None:
+    import csv
+    import os
+    import tempfile
+
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _plot_sweep(path: Path, rows: list[dict], k1: str, k2: str | None, title: str) -> None:
+    import os
+    import tempfile
+
+    try:
+        import matplotlib
+    except ImportError:
+        raise ValueError("the sweep's plot needs matplotlib (pip install matplotlib)") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    groups = {}
+    for row in rows:
+        groups.setdefault(row.get(k2) if k2 else None, []).append(row)
+    for label, group in groups.items():
+        xs = [str(r[k1]) for r in group]
+        name = f"{k2}={label}" if k2 else None
+        axes[0].plot(xs, [r["latency_s"] * 1e6 for r in group], marker="o", label=name)
+        axes[1].plot(xs, [r["energy_per_sample_j"] * 1e6 for r in group], marker="o", label=name)
+    axes[0].set_ylabel("latency per batch (us)")
+    axes[1].set_ylabel("energy per sample (uJ)")
+    for ax in axes:
+        ax.set_xlabel(k1)
+        ax.grid(alpha=0.3)
+        if k2:
+            ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=110)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    finally:
+        plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status (2 for bad input)."""
     parser = _build_parser()
@@ -218,6 +373,10 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_presets(out)
         if args.command == "trace":
             return _cmd_trace(args, out)
+        if args.command == "query":
+            return _cmd_query(args, out)
+        if args.command == "sweep":
+            return _cmd_sweep(args, out)
         return _cmd_embed(args, out)
     except _UsageError as exc:
         print(str(exc), file=err)

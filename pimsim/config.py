@@ -20,7 +20,15 @@ __all__ = [
     "Controller",
     "NearMemoryUnit",
     "Hardware",
+    "HostKind",
+    "Host",
+    "Overflow",
+    "Crossbar",
+    "Place",
+    "Mapping",
     "MAPPING_FIELDS",
+    "ADC_PJ_BY_BITS",
+    "ADC_UM2_BY_BITS",
 ]
 
 MAPPING_FIELDS = ("ro", "ch", "ra", "bg", "ba", "co")
@@ -258,6 +266,10 @@ class NearMemoryUnit:
     from the DRAM arrays to the unit (0 by default: only the channel is charged I/O).
     ``cache_ways > 0`` makes the buffer an LRU cache of embedding lines with that many
     ways (RecNMP's rank cache); 0 leaves it a plain buffer that caches nothing.
+    For dense layers on the units, ``buffer_bytes`` also bounds how many input
+    vectors share one pass over the weights; ``launch_ns`` is the host's fixed cost
+    of starting one layer on the units (mode switch, command setup);
+    ``unit_area_mm2`` is one unit's area (0: not modelled).
     """
 
     level: NmpLevel
@@ -270,6 +282,8 @@ class NearMemoryUnit:
     max_local_gbps: float = 0.0
     local_io_pj_per_bit: float = 0.0
     cache_ways: int = 0
+    launch_ns: float = 0.0
+    unit_area_mm2: float = 0.0
 
     def __post_init__(self) -> None:
         _coerce_enum(self, "level", NmpLevel)
@@ -282,6 +296,199 @@ class NearMemoryUnit:
         _check_float(self, "max_local_gbps", strict=False)
         _check_float(self, "local_io_pj_per_bit", strict=False)
         _check_int(self, "cache_ways", 0)
+        _check_float(self, "launch_ns", strict=False)
+        _check_float(self, "unit_area_mm2", strict=False)
+
+class HostKind(str, enum.Enum):
+    CPU = "cpu"
+    GPU = "gpu"
+
+
+@dataclass(frozen=True)
+class Host:
+    """A host processor as a roofline.
+
+    Peaks per precision (GFLOP/s; int8 in GOP/s), chosen by a layer's bytes per
+    element (4: fp32, 2: fp16/bf16, 1: int8). ``mem_gbps`` 0 means the DRAM of the
+    same :class:`Hardware` at its peak. Weights of all host layers stay in
+    ``cache_bytes`` of on-chip cache when they fit, and a layer's activations do
+    when its inputs plus outputs fit; everything else streams from DRAM at
+    ``dram_pj_per_byte``. Energy per FLOP is per precision; ``static_w`` is drawn
+    for the whole time the host is busy.
+    """
+
+    kind: HostKind
+    peak_fp32_gflops: float
+    peak_fp16_gflops: float
+    peak_int8_gops: float
+    pj_per_flop_fp32: float
+    pj_per_flop_fp16: float
+    pj_per_op_int8: float
+    cache_bytes: int
+    dram_pj_per_byte: float
+    kernel_overhead_ns: float
+    tdp_w: float
+    mem_gbps: float = 0.0
+    static_w: float = 0.0
+
+    def __post_init__(self) -> None:
+        _coerce_enum(self, "kind", HostKind)
+        for name in ("peak_fp32_gflops", "peak_fp16_gflops", "peak_int8_gops", "tdp_w"):
+            _check_float(self, name)
+        for name in ("pj_per_flop_fp32", "pj_per_flop_fp16", "pj_per_op_int8", "dram_pj_per_byte",
+                     "kernel_overhead_ns", "mem_gbps", "static_w"):
+            _check_float(self, name, strict=False)
+        _check_int(self, "cache_bytes", 0)
+
+    def peak_flops(self, bytes_per_element: int) -> float:
+        """Peak operations per second for elements of that size."""
+        g = {4: self.peak_fp32_gflops, 2: self.peak_fp16_gflops, 1: self.peak_int8_gops}
+        return g.get(bytes_per_element, self.peak_fp32_gflops) * 1e9
+
+    def pj_per_flop(self, bytes_per_element: int) -> float:
+        e = {4: self.pj_per_flop_fp32, 2: self.pj_per_flop_fp16, 1: self.pj_per_op_int8}
+        return e.get(bytes_per_element, self.pj_per_flop_fp32)
+
+
+# Energy per conversion (pJ) and area (um^2) of an ADC by resolution in bits: Accelergy's
+# component library, derived from ISAAC (ISCA 2016) (REFERENCE.md "Resistive crossbars").
+ADC_PJ_BY_BITS = {4: 0.79, 5: 0.99, 6: 1.20, 7: 1.42, 8: 1.67, 9: 1.97, 10: 2.38}
+ADC_UM2_BY_BITS = {4: 361.0, 5: 477.0, 6: 627.0, 7: 845.0, 8: 1200.0, 9: 1828.0, 10: 3002.0}
+
+
+class Overflow(str, enum.Enum):
+    RELOAD = "reload"  # weights that do not fit are reprogrammed every batch, at a cost
+    REJECT = "reject"  # a workload whose weights do not fit is an error
+
+
+@dataclass(frozen=True)
+class Crossbar:
+    """Resistive crossbar arrays doing analog matrix-vector products where the weights are.
+
+    Defaults are ISAAC's (ISCA 2016, REFERENCE.md): 128x128 arrays of 2-bit cells,
+    16-bit weights over 8 cells, 16-bit inputs fed one bit per cycle, an 8-bit ADC per
+    128 columns, 96 arrays per tile, 168 tiles. A weight of ``weight_bits`` spans
+    ceil(weight_bits / bits_per_cell) cells of a row; an input of ``input_bits``
+    takes ceil(input_bits / dac_bits) array cycles. One array cycle lasts the longer
+    of ``read_ns`` and the ADC converting its ``cols_per_adc`` columns one after
+    another, each in ``adc_ns_per_bit`` x ``adc_bits`` (a SAR ADC resolves one bit
+    per step). Element-wise work runs on the tiles' digital units.
+    """
+
+    rows: int = 128
+    cols: int = 128
+    bits_per_cell: int = 2
+    weight_bits: int = 16
+    input_bits: int = 16
+    dac_bits: int = 1
+    adc_bits: int = 8
+    cols_per_adc: int = 128
+    read_ns: float = 100.0
+    adc_ns_per_bit: float = 0.09765625
+    arrays_per_tile: int = 96
+    tiles: int = 168
+    cell_op_fj: float = 1.8
+    dac_pj: float = 0.4
+    shift_add_pj: float = 0.021
+    buffer_pj_per_byte: float = 2.0
+    bus_pj_per_byte: float = 0.68
+    array_area_um2: float = 25.0
+    tile_other_area_mm2: float = 0.2544
+    tile_other_mw: float = 138.6
+    digital_ops_per_ns: float = 1.0
+    digital_pj_per_op: float = 0.1
+    write_ns: float = 50.0
+    write_pj_per_cell: float = 20.0
+    overflow: Overflow = Overflow.RELOAD
+    link_gbps: float = 6.4
+    link_pj_per_bit: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("rows", "cols", "bits_per_cell", "weight_bits", "input_bits", "dac_bits",
+                     "cols_per_adc", "arrays_per_tile", "tiles"):
+            _check_int(self, name)
+        _check_int(self, "adc_bits", min(ADC_PJ_BY_BITS))
+        if self.adc_bits not in ADC_PJ_BY_BITS:
+            raise ValueError(f"Crossbar.adc_bits must be one of {min(ADC_PJ_BY_BITS)}..{max(ADC_PJ_BY_BITS)} "
+                             f"(the cited ADC table), got {self.adc_bits!r}")
+        if self.cols_per_adc > self.cols:
+            raise ValueError(f"Crossbar.cols_per_adc {self.cols_per_adc} exceeds cols {self.cols}")
+        for name in ("read_ns", "adc_ns_per_bit", "digital_ops_per_ns", "write_ns", "link_gbps"):
+            _check_float(self, name)
+        for name in ("cell_op_fj", "dac_pj", "shift_add_pj", "buffer_pj_per_byte", "bus_pj_per_byte",
+                     "array_area_um2", "tile_other_area_mm2", "tile_other_mw", "digital_pj_per_op",
+                     "write_pj_per_cell", "link_pj_per_bit"):
+            _check_float(self, name, strict=False)
+        _coerce_enum(self, "overflow", Overflow)
+
+    @property
+    def cells_per_weight(self) -> int:
+        return -(-self.weight_bits // self.bits_per_cell)
+
+    @property
+    def input_cycles(self) -> int:
+        return -(-self.input_bits // self.dac_bits)
+
+    @property
+    def adcs_per_array(self) -> int:
+        return -(-self.cols // self.cols_per_adc)
+
+    @property
+    def cycle_ns(self) -> float:
+        """One array cycle: the analog read or the shared ADCs, whichever is slower."""
+        return max(self.read_ns, self.cols_per_adc * self.adc_ns_per_bit * self.adc_bits)
+
+    @property
+    def adc_pj(self) -> float:
+        return ADC_PJ_BY_BITS[self.adc_bits]
+
+    @property
+    def arrays(self) -> int:
+        return self.arrays_per_tile * self.tiles
+
+    @property
+    def area_mm2(self) -> float:
+        per_tile = self.arrays_per_tile * (self.array_area_um2 + self.adcs_per_array
+                                           * ADC_UM2_BY_BITS[self.adc_bits]) * 1e-6
+        return self.tiles * (per_tile + self.tile_other_area_mm2)
+
+    @property
+    def peak_power_w(self) -> float:
+        """Every ADC converting back to back, plus the rest of each tile."""
+        conv_ns = self.adc_ns_per_bit * self.adc_bits
+        adc_mw = self.adc_pj / conv_ns  # pJ / ns = mW
+        return self.tiles * (self.arrays_per_tile * self.adcs_per_array * adc_mw + self.tile_other_mw) * 1e-3
+
+
+class Place(str, enum.Enum):
+    HOST = "host"
+    NMP = "nmp"  # the near-memory / bank-level units of [nmp]
+    CROSSBAR = "crossbar"
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """Where each part of a workload runs.
+
+    ``embeddings``: "auto" (near-memory units when the hardware has them, else the
+    host), "host" or "nmp". ``gemm``: products with a stationary weight operand.
+    ``other``: element-wise work, reductions, softmax and activation x activation
+    products: "follow" runs each where its producer ran when that place can (the
+    units and crossbar tiles do element-wise work and reductions; softmax and
+    activation x activation products always fall back to the host), "host" runs
+    them all on the host.
+    """
+
+    embeddings: str = "auto"
+    gemm: Place = Place.HOST
+    other: str = "follow"
+
+    def __post_init__(self) -> None:
+        if self.embeddings not in ("auto", "host", "nmp"):
+            raise ValueError(f"Mapping.embeddings must be one of auto, host, nmp, got {self.embeddings!r}")
+        _coerce_enum(self, "gemm", Place)
+        if self.other not in ("follow", "host"):
+            raise ValueError(f"Mapping.other must be one of follow, host, got {self.other!r}")
 
 
 @dataclass(frozen=True)
@@ -295,6 +502,9 @@ class Hardware:
     power: DramPower
     controller: Controller = Controller()
     nmp: NearMemoryUnit | None = None
+    host: Host | None = None
+    crossbar: Crossbar | None = None
+    mapping: Mapping = Mapping()
 
     def __post_init__(self) -> None:
         for name, cls in (("org", DramOrg), ("timing", DramTiming), ("power", DramPower),
@@ -303,6 +513,17 @@ class Hardware:
                 raise ValueError(f"Hardware.{name} must be a {cls.__name__}, got {getattr(self, name)!r}")
         if self.nmp is not None and not isinstance(self.nmp, NearMemoryUnit):
             raise ValueError(f"Hardware.nmp must be a NearMemoryUnit or None, got {self.nmp!r}")
+        for name, cls in (("host", Host), ("crossbar", Crossbar)):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), cls):
+                raise ValueError(f"Hardware.{name} must be a {cls.__name__} or None, got {getattr(self, name)!r}")
+        if not isinstance(self.mapping, Mapping):
+            raise ValueError(f"Hardware.mapping must be a Mapping, got {self.mapping!r}")
+        if self.mapping.embeddings == "nmp" and self.nmp is None:
+            raise ValueError("Hardware.mapping.embeddings is 'nmp' but the hardware has no [nmp] units")
+        if self.mapping.gemm is Place.NMP and self.nmp is None:
+            raise ValueError("Hardware.mapping.gemm is 'nmp' but the hardware has no [nmp] units")
+        if self.mapping.gemm is Place.CROSSBAR and self.crossbar is None:
+            raise ValueError("Hardware.mapping.gemm is 'crossbar' but the hardware has no [crossbar] section")
         if self.nmp is not None:
             per_rank = {NmpLevel.RANK: 1, NmpLevel.BANKGROUP: self.org.bankgroups,
                         NmpLevel.BANK: self.org.banks}[self.nmp.level]
@@ -316,6 +537,13 @@ class Hardware:
     def peak_channel_gbps(self) -> float:
         """Peak data rate of one channel in GB/s (double data rate)."""
         return self.org.bus_width / 8 * 2 / self.timing.tck_ns
+
+    @property
+    def embedding_place(self) -> Place:
+        """Where the embedding lookups run once "auto" is resolved."""
+        if self.mapping.embeddings == "auto":
+            return Place.NMP if self.nmp is not None else Place.HOST
+        return Place(self.mapping.embeddings)
 
     def nmp_units(self) -> int:
         """Total number of near-memory units (0 without them)."""

@@ -6,16 +6,18 @@ A file may say ``base = "<preset>"`` and override only some keys.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import MISSING, fields
+from dataclasses import MISSING, fields, replace
 from importlib import resources
 from pathlib import Path
 
-from .config import Controller, DramOrg, DramPower, DramTiming, Hardware, NearMemoryUnit
+from .config import (Controller, Crossbar, DramOrg, DramPower, DramTiming, Hardware, Host, Mapping,
+                     NearMemoryUnit)
 
-__all__ = ["list_presets", "load_hardware", "hardware_from_dict"]
+__all__ = ["list_presets", "load_hardware", "hardware_from_dict", "with_overrides"]
 
 _SECTIONS = {"org": DramOrg, "timing": DramTiming, "power": DramPower,
-             "controller": Controller, "nmp": NearMemoryUnit}
+             "controller": Controller, "nmp": NearMemoryUnit, "host": Host, "crossbar": Crossbar,
+             "mapping": Mapping}
 _TOP_KEYS = {"name", "description", "base"} | set(_SECTIONS)
 _MAX_BASE_DEPTH = 8
 
@@ -112,3 +114,41 @@ def load_hardware(source: str | Hardware) -> Hardware:
         return source
     data, label = _resolve(str(source))
     return hardware_from_dict(data, label)
+
+
+def with_overrides(hardware: Hardware | str, overrides: dict) -> Hardware:
+    """A validated copy of ``hardware`` with ``{"section.key": value}`` changed.
+
+    A section the hardware lacks (say ``crossbar``) is created from its defaults
+    when the class has them. ``{"name": ...}`` renames the copy.
+    """
+    hw = load_hardware(hardware)
+    changes: dict[str, dict] = {}
+    name = hw.name
+    for dotted, value in overrides.items():
+        if dotted == "name":
+            name = str(value)
+            continue
+        section, _, key = str(dotted).partition(".")
+        cls = _SECTIONS.get(section)
+        if cls is None or not key:
+            raise ValueError(f"override {dotted!r}: expected 'section.key' with section one of "
+                             f"{', '.join(_SECTIONS)}")
+        if key not in {f.name for f in fields(cls)}:
+            raise ValueError(f"override {dotted!r}: [{section}] has no key {key!r}")
+        changes.setdefault(section, {})[key] = value
+    kwargs = {}
+    for section, values in changes.items():
+        current = getattr(hw, section)
+        try:
+            if current is None:
+                kwargs[section] = _SECTIONS[section](**values)
+            else:
+                kwargs[section] = replace(current, **values)
+        except TypeError:
+            raise ValueError(f"override of [{section}]: the hardware has no [{section}] and "
+                             f"{', '.join(values)} alone cannot make one") from None
+    try:
+        return replace(hw, name=name, **kwargs)
+    except ValueError as exc:
+        raise ValueError(f"{hw.name} with {overrides}: {exc}") from None
