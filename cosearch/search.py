@@ -1,0 +1,306 @@
+"""Search algorithms with ask/tell over any candidate space.
+
+Every algorithm takes an explicit ``numpy.random.Generator``, asks for one
+generation of candidates at a time (the initial population first, then
+``children`` per generation) and is told their objective values (minimised) and
+feasibility. ``state_dict()`` is JSON-ready and, loaded into a fresh algorithm
+with ``load_state_dict``, continues exactly where the original would have.
+
+- :class:`RegularizedEvolution`: NASRec's regularised evolution (Real et al.) on
+  one scalarised objective: tournament of ``sample_size`` from the population,
+  the winner mutated ``mutations`` times (falling linearly from
+  ``mutations_start`` to ``mutations_end`` over the budget), the oldest member
+  removed, duplicates (by key) re-drawn.
+- :class:`MultiObjectiveEvolution` (the default): the same ageing population, but
+  tournaments are won by Pareto rank, then crowding distance, within the population.
+- :class:`RandomSearch`: uniform samples, duplicates re-drawn.
+
+Infeasible candidates lose every comparison to feasible ones.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from cosearch.pareto import Normalization, crowding_distance, non_dominated_sort
+
+__all__ = ["CandidateSpace", "EvolutionConfig", "RegularizedEvolution", "MultiObjectiveEvolution",
+           "RandomSearch", "Scalarization", "ALGORITHMS", "make_algorithm"]
+
+#: Re-draws of a duplicate child before it is accepted as it is (and counted).
+MAX_DUPLICATE_DRAWS = 32
+
+
+class CandidateSpace(Protocol):
+    """What a search needs of its candidates."""
+
+    def sample(self, rng: np.random.Generator) -> Any: ...
+
+    def mutate(self, candidate, rng: np.random.Generator, n_mutations: int) -> Any: ...
+
+    def key(self, candidate) -> str: ...
+
+    def encode(self, candidate) -> dict: ...
+
+    def decode(self, data: dict) -> Any: ...
+
+
+@dataclass(frozen=True)
+class EvolutionConfig:
+    """Sizes shared by the algorithms. ``budget``: total evaluations."""
+
+    budget: int = 480
+    population: int = 48
+    sample_size: int = 12
+    children: int = 16
+    mutations_start: int = 3
+    mutations_end: int = 1
+
+    def __post_init__(self):
+        for name in ("budget", "population", "sample_size", "children", "mutations_start", "mutations_end"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"search: {name} must be a positive integer, got {v!r}")
+        if self.sample_size > self.population:
+            raise ValueError(f"search: sample_size {self.sample_size} exceeds population {self.population}")
+        if self.mutations_end > self.mutations_start:
+            raise ValueError(f"search: mutations_end {self.mutations_end} exceeds mutations_start "
+                             f"{self.mutations_start} (the count falls over the run)")
+
+
+@dataclass(frozen=True)
+class Scalarization:
+    """Weighted sum of normalised objectives: ``sum_i w_i * norm(f)_i``."""
+
+    weights: tuple[float, ...]
+
+    def __post_init__(self):
+        w = tuple(float(v) for v in self.weights)
+        if not w or min(w) < 0 or sum(w) <= 0:
+            raise ValueError(f"scalarisation weights must be non-negative with a positive sum, got {w}")
+        object.__setattr__(self, "weights", w)
+
+    def __call__(self, F: np.ndarray, normalization: Normalization | None) -> np.ndarray:
+        G = normalization(F) if normalization is not None else np.asarray(F, dtype=np.float64)
+        return G @ np.array(self.weights)
+
+
+class _Base:
+    """Budget, generation counter, pending ask, duplicate rejection, RNG state."""
+
+    name = "base"
+
+    def __init__(self, space: CandidateSpace, rng: np.random.Generator, config: EvolutionConfig):
+        if not isinstance(rng, np.random.Generator):
+            raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+        self.space, self.rng, self.config = space, rng, config
+        self.generation = 0
+        self.evaluations = 0
+        self.duplicates = 0
+        self.seen: set[str] = set()
+        self.pending: list | None = None
+        self.normalization: Normalization | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.evaluations >= self.config.budget
+
+    def _fresh(self, draw) -> Any:
+        """``draw()`` until its key is new, at most MAX_DUPLICATE_DRAWS times."""
+        c = draw()
+        for _ in range(MAX_DUPLICATE_DRAWS):
+            if self.space.key(c) not in self.seen:
+                break
+            c = draw()
+        else:
+            self.duplicates += 1
+        self.seen.add(self.space.key(c))
+        return c
+
+    def _batch_size(self) -> int:
+        first = self.generation == 0
+        return min(self.config.population if first else self.config.children,
+                   self.config.budget - self.evaluations)
+
+    def ask(self) -> list:
+        """The next generation's candidates ([] once the budget is spent)."""
+        if self.pending is not None:
+            raise ValueError("ask() called twice without tell()")
+        n = max(0, self._batch_size())
+        batch = [self._fresh(self._drawer()) for _ in range(n)] if n else []
+        self.pending = batch
+        return list(batch)
+
+    def tell(self, candidates: Sequence, objectives, feasible) -> None:
+        """Objective values ``[n, k]`` (minimised) and feasibility ``[n]`` of the last ask."""
+        if self.pending is None:
+            raise ValueError("tell() without a preceding ask()")
+        F = np.asarray(objectives, dtype=np.float64).reshape(len(candidates), -1)
+        ok = np.asarray(feasible, dtype=bool).reshape(len(candidates))
+        if [self.space.key(c) for c in candidates] != [self.space.key(c) for c in self.pending]:
+            raise ValueError("tell() must receive exactly the candidates of the last ask(), in order")
+        self.pending = None
+        self._absorb(list(candidates), F, ok)
+        self.evaluations += len(candidates)
+        self.generation += 1
+
+    def _mutations(self) -> int:
+        c = self.config
+        frac = min(1.0, self.evaluations / c.budget)
+        return int(round(c.mutations_start + (c.mutations_end - c.mutations_start) * frac))
+
+    # -- state --
+    def state_dict(self) -> dict:
+        return {"algorithm": self.name, "config": asdict(self.config), "rng": self.rng.bit_generator.state,
+                "generation": self.generation, "evaluations": self.evaluations,
+                "duplicates": self.duplicates, "seen": sorted(self.seen),
+                "pending": None if self.pending is None else [self.space.encode(c) for c in self.pending],
+                "normalization": None if self.normalization is None else self.normalization.to_dict(),
+                **self._extra_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("algorithm") != self.name:
+            raise ValueError(f"checkpoint is for algorithm {state.get('algorithm')!r}, not {self.name!r}")
+        if state.get("config") != asdict(self.config):
+            raise ValueError("checkpoint was written with different search settings")
+        self.rng.bit_generator.state = state["rng"]
+        self.generation, self.evaluations = int(state["generation"]), int(state["evaluations"])
+        self.duplicates = int(state["duplicates"])
+        self.seen = set(state["seen"])
+        self.pending = None if state["pending"] is None else [self.space.decode(d) for d in state["pending"]]
+        n = state.get("normalization")
+        self.normalization = None if n is None else Normalization(tuple(n["lower"]), tuple(n["upper"]))
+        self._load_extra(state)
+
+    def _extra_state(self) -> dict:
+        return {}
+
+    def _load_extra(self, state: dict) -> None:
+        pass
+
+    def _drawer(self):
+        raise NotImplementedError
+
+    def _absorb(self, candidates, F, ok) -> None:
+        pass
+
+
+class RandomSearch(_Base):
+    """Uniform random samples, ``population`` first and then ``children`` per generation."""
+
+    name = "random"
+
+    def _drawer(self):
+        return lambda: self.space.sample(self.rng)
+
+
+class _AgingEvolution(_Base):
+    """Ageing population of (candidate, objectives, feasible), oldest first."""
+
+    def __init__(self, space, rng, config):
+        super().__init__(space, rng, config)
+        self.population: list[tuple[Any, np.ndarray, bool]] = []
+
+    def _drawer(self):
+        if self.generation == 0 or not self.population:
+            return lambda: self.space.sample(self.rng)
+        order = self._preference()  # position of each member in preference order
+        n_mut = self._mutations()
+
+        def child():
+            idx = self.rng.choice(len(self.population), size=min(self.config.sample_size, len(self.population)),
+                                  replace=False)
+            parent = self.population[int(idx[np.argmin(order[idx])])][0]
+            return self.space.mutate(parent, self.rng, n_mut)
+        return child
+
+    def _preference(self) -> np.ndarray:
+        """Preference position of each population member (0 = best), a total order."""
+        raise NotImplementedError
+
+    def _absorb(self, candidates, F, ok):
+        if self.normalization is None:
+            good = F[ok & np.isfinite(F).all(axis=1)]
+            if len(good):
+                self.normalization = Normalization.from_points(good)
+        self.population.extend((c, f, bool(o)) for c, f, o in zip(candidates, F, ok))
+        excess = len(self.population) - self.config.population
+        if excess > 0:
+            del self.population[:excess]
+
+    def _extra_state(self):
+        return {"population": [{"candidate": self.space.encode(c), "objectives": [float(v) for v in f],
+                                "feasible": o} for c, f, o in self.population]}
+
+    def _load_extra(self, state):
+        self.population = [(self.space.decode(m["candidate"]), np.array(m["objectives"], dtype=np.float64),
+                            bool(m["feasible"])) for m in state["population"]]
+
+    def _matrix(self):
+        F = np.array([f for _, f, _ in self.population], dtype=np.float64)
+        ok = np.array([o for _, _, o in self.population], dtype=bool) & np.isfinite(F).all(axis=1)
+        return F, ok
+
+
+class RegularizedEvolution(_AgingEvolution):
+    """NASRec regularised evolution on ``scalarization`` of the objectives (normalised
+    by bounds fixed from the first feasible generation)."""
+
+    name = "evolution"
+
+    def __init__(self, space, rng, config, scalarization: Scalarization):
+        super().__init__(space, rng, config)
+        self.scalarization = scalarization
+
+    def _preference(self):
+        F, ok = self._matrix()
+        s = np.full(len(F), np.inf)
+        if ok.any():
+            s[ok] = self.scalarization(F[ok], self.normalization)
+        return np.argsort(np.argsort(s, kind="stable"), kind="stable")
+
+
+class MultiObjectiveEvolution(_AgingEvolution):
+    """Regularised evolution selecting by Pareto rank, then crowding distance (larger
+    wins), then age (younger wins); infeasible members rank last."""
+
+    name = "moea"
+
+    def _preference(self):
+        F, ok = self._matrix()
+        n = len(F)
+        rank = np.full(n, n + 1, dtype=np.int64)
+        crowd = np.zeros(n)
+        if ok.any():
+            idx = np.flatnonzero(ok)
+            G = F[idx] if self.normalization is None else self.normalization(F[idx])
+            r = non_dominated_sort(G)
+            rank[idx] = r
+            for front in np.unique(r):
+                members = idx[r == front]
+                crowd[members] = crowding_distance(G[r == front])
+        age = np.arange(n)  # larger = younger
+        order = np.lexsort((-age, -crowd, rank))
+        pos = np.empty(n, dtype=np.int64)
+        pos[order] = np.arange(n)
+        return pos
+
+
+ALGORITHMS = ("moea", "evolution", "random")
+
+
+def make_algorithm(name: str, space: CandidateSpace, rng: np.random.Generator, config: EvolutionConfig,
+                   weights: tuple[float, ...] | None = None):
+    """An algorithm by name; ``weights`` (one per objective) for 'evolution'."""
+    if name == "moea":
+        return MultiObjectiveEvolution(space, rng, config)
+    if name == "evolution":
+        if weights is None:
+            raise ValueError("the 'evolution' algorithm needs scalarisation weights, one per objective")
+        return RegularizedEvolution(space, rng, config, Scalarization(tuple(weights)))
+    if name == "random":
+        return RandomSearch(space, rng, config)
+    raise ValueError(f"unknown algorithm {name!r}; known: {', '.join(ALGORITHMS)}")

@@ -1,0 +1,85 @@
+import itertools
+
+import numpy as np
+import pytest
+
+from cosearch.pareto import (Normalization, crowding_distance, dominates, hypervolume, non_dominated_sort,
+                             pareto_mask)
+
+
+def brute_ranks(F):
+    n = len(F)
+    ranks = np.full(n, -1)
+    left = set(range(n))
+    r = 0
+    while left:
+        front = {i for i in left if not any(dominates(F[j], F[i]) for j in left if j != i)}
+        for i in front:
+            ranks[i] = r
+        left -= front
+        r += 1
+    return ranks
+
+
+def brute_hv(F, ref):
+    """Exact union volume by coordinate compression: a grid cell counts when a point dominates it."""
+    F = F[(F < ref).all(axis=1)]
+    if not len(F):
+        return 0.0
+    grids = [np.unique(np.r_[F[:, j], ref[j]]) for j in range(F.shape[1])]
+    vol = 0.0
+    for cell in itertools.product(*[range(len(g) - 1) for g in grids]):
+        lo = np.array([g[c] for g, c in zip(grids, cell)])
+        hi = np.array([g[c + 1] for g, c in zip(grids, cell)])
+        if (F <= lo).all(axis=1).any():
+            vol += float(np.prod(hi - lo))
+    return vol
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("k", [2, 3, 4])
+def test_sort_matches_brute_force(seed, k):
+    rng = np.random.default_rng([seed, k])
+    # integer points: many ties and duplicates
+    F = rng.integers(0, 5, size=(40, k)).astype(float)
+    assert np.array_equal(non_dominated_sort(F), brute_ranks(F))
+    G = rng.random((60, k))
+    assert np.array_equal(non_dominated_sort(G), brute_ranks(G))
+    assert np.array_equal(pareto_mask(G), brute_ranks(G) == 0)
+
+
+def test_nan_points_rank_last():
+    F = np.array([[1.0, 2.0], [np.nan, 0.0], [2.0, 1.0], [3.0, 3.0]])
+    r = non_dominated_sort(F)
+    assert list(r) == [0, 2, 0, 1]
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("k", [2, 3])
+def test_hypervolume_matches_brute_force(seed, k):
+    rng = np.random.default_rng([seed, 10 + k])
+    F = rng.random((12, k)) * 1.2  # some points beyond the reference
+    norm = Normalization((0.0,) * k, (1.0,) * k)
+    assert hypervolume(F, norm) == pytest.approx(brute_hv(F, np.full(k, 1.1)), rel=1e-12)
+
+
+def test_hypervolume_normalisation_and_empty():
+    norm = Normalization((1.0, 10.0), (3.0, 30.0))
+    F = np.array([[2.0, 20.0]])  # -> (0.5, 0.5)
+    assert hypervolume(F, norm) == pytest.approx(0.6 * 0.6)
+    assert hypervolume(np.array([[5.0, 50.0]]), norm) == 0.0
+    assert hypervolume(np.zeros((0, 2)), norm) == 0.0
+
+
+def test_crowding_extremes_infinite():
+    F = np.array([[0.0, 3.0], [1.0, 2.0], [2.0, 1.0], [3.0, 0.0]])
+    d = crowding_distance(F)
+    assert np.isinf(d[[0, 3]]).all()
+    assert d[1] == pytest.approx(2 / 3 + 2 / 3)
+
+
+def test_normalization_validates():
+    with pytest.raises(ValueError, match="lower < upper"):
+        Normalization((1.0,), (1.0,))
+    n = Normalization.from_points(np.array([[1.0, 5.0], [3.0, 5.0]]))
+    assert n.lower == (1.0, 5.0) and n.upper[0] == 3.0 and n.upper[1] > 5.0

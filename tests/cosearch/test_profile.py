@@ -1,0 +1,96 @@
+import numpy as np
+import pytest
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+from cosearch.profile import Precision, TableSpec, arch_workload, gemm_signature, module_workload
+from nasrec import FULL, SMALL, NasRecModel, Schema, build_baseline, BASELINES, sample
+from nasrec._util import seeded_torch
+
+SCHEMA = Schema(5, (7, 30, 3, 100, 12, 9))
+B = 8
+
+
+def _inputs(schema=SCHEMA, batch=B):
+    g = torch.Generator().manual_seed(0)
+    dense = torch.rand(batch, schema.n_dense, generator=g)
+    ids = torch.stack([torch.randint(0, c, (batch,), generator=g) for c in schema.cardinalities], 1)
+    return dense, ids
+
+
+def _torch_flops(model, inputs):
+    """torch's own count. Its FLOP counter has no formula for the fused CPU attention
+    kernel, so attention runs in the math backend here (two bmm, counted)."""
+    model.eval()
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as fc:
+        model(*inputs)
+    return fc.get_total_flops()
+
+
+def _gemm_flops(w):
+    return sum(l.flops for l in w.dense if l.op == "gemm")
+
+
+@pytest.mark.parametrize("space", [FULL, SMALL])
+@pytest.mark.parametrize("seed", range(6))
+def test_analytic_matches_hooks_and_torch_flops(space, seed):
+    spec = sample(np.random.default_rng([seed, 7]), space)
+    with seeded_torch(0):
+        model = NasRecModel(spec, SCHEMA)
+    inputs = _inputs()
+    a = arch_workload(spec, SCHEMA, batch_size=B)
+    h = module_workload(model, inputs, SCHEMA)
+    assert gemm_signature(a) == gemm_signature(h)
+    assert a.tables == h.tables
+    assert len(a.tables) == SCHEMA.n_sparse
+    assert _gemm_flops(a) == _torch_flops(model, inputs) == _gemm_flops(h)
+    # softmax of attention appears in both, with the same sizes
+    sm = lambda w: sorted((l.rows, l.cols) for l in w.dense if l.op == "softmax")
+    assert sm(a) == sm(h)
+
+
+@pytest.mark.parametrize("name", sorted(BASELINES))
+def test_baseline_flops_match_torch(name):
+    model = build_baseline(name, SCHEMA, 0)
+    inputs = _inputs()
+    w = module_workload(model, inputs, SCHEMA)
+    assert _gemm_flops(w) == _torch_flops(model, inputs) > 0
+    assert w.batch_size == B
+    # every baseline reads every field's table at least once
+    assert sum(t.dim == 16 for t in w.tables) == SCHEMA.n_sparse
+
+
+def test_flops_scale_with_batch_and_precision():
+    spec = sample(np.random.default_rng(3), FULL)
+    w1 = arch_workload(spec, SCHEMA, batch_size=4)
+    w2 = arch_workload(spec, SCHEMA, batch_size=8, tables=TableSpec(Precision.INT8))
+    assert w2.dense_flops == 2 * w1.dense_flops
+    assert {t.bytes_per_element for t in w2.tables} == {1}
+    assert w1.weight_bytes == w2.weight_bytes > 0
+
+
+def test_weight_flags_and_parts():
+    spec = sample(np.random.default_rng(5), FULL)
+    w = arch_workload(spec, SCHEMA, batch_size=B)
+    parts = {l.part for l in w.dense}
+    assert "head" in parts and parts <= {"fc", "dot", "gating", "sum", "efc", "attention", "merger", "head"}
+    for l in w.dense:
+        if l.op == "gemm" and not l.weights:
+            assert l.part in ("dot", "attention")
+
+
+def test_bad_batch_size():
+    spec = sample(np.random.default_rng(0), SMALL)
+    with pytest.raises(ValueError, match="batch_size"):
+        arch_workload(spec, SCHEMA, batch_size=0)
+
+
+def test_analytic_profile_is_fast():
+    import time
+    rng = np.random.default_rng(0)
+    specs = [sample(rng, FULL) for _ in range(200)]
+    t = time.perf_counter()
+    for s in specs:
+        arch_workload(s, SCHEMA)
+    assert (time.perf_counter() - t) / len(specs) < 0.01  # well over a thousand per second in practice
