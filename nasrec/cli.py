@@ -1,5 +1,5 @@
 """The ``nasrec`` command: generate / prepare data, train a supernet, score
-architectures, train an ArchSpec or baseline from scratch. The only module that
+architectures, train an ArchSpec or baseline from scratch, prune a trained model. The only module that
 talks to the terminal."""
 from __future__ import annotations
 
@@ -85,7 +85,29 @@ def _parser() -> _Parser:
     g.add_argument("--arch", type=Path, help="architecture JSON file")
     g.add_argument("--baseline", help="dlrm, deepfm, dcnv2, autoint or xdeepfm")
     p.add_argument("--out", type=Path, default=Path("result.json"))
+    p.add_argument("--save-model", type=Path, default=None,
+                   help="also write the trained model here (input of `nasrec prune`)")
     _train_flags(p, 1000)
+    _common(p)
+
+    p = sub.add_parser("prune", help="structured pruning of a trained model (see nasrec/prune.py)")
+    p.add_argument("model", type=Path, help="model file from `nasrec train --save-model` or `nasrec prune`")
+    p.add_argument("--data", type=Path, default=None,
+                   help="data set for fine-tuning and log loss (default: the one the model was trained on)")
+    p.add_argument("--ratio", type=str, nargs="+", required=True,
+                   help="fraction(s) of units to remove, each in [0, 1)")
+    p.add_argument("--method", default="l1", help="l1 (magnitude) or mask (learned gates)")
+    p.add_argument("--schedule", default="oneshot", help="oneshot or progressive")
+    p.add_argument("--scope", default="layer", help="layer (every group) or global (per unit kind)")
+    p.add_argument("--kinds", default=",".join(("neurons", "tokens", "heads", "rows", "emb")),
+                   help="comma list of unit kinds: neurons, tokens, heads, rows, emb")
+    p.add_argument("--steps", type=int, default=3, help="pruning steps of the progressive schedule")
+    p.add_argument("--finetune-steps", type=int, default=200, help="training steps after each pruning step")
+    p.add_argument("--mask-steps", type=int, default=200, help="gate training steps (mask method)")
+    p.add_argument("--mask-penalty", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--lr", type=float, default=0.04)
+    p.add_argument("--out", type=Path, default=Path("pruned"), help="output folder")
     _common(p)
     return ap
 
@@ -192,11 +214,71 @@ def _train(args) -> int:
     atomic_write_json(args.out, result)
     print(f"wrote {args.out} ({name}: test log loss {result['test']['logloss']:.5f}, "
                f"AUC {result['test']['auc']:.4f})")
+    if args.save_model is not None:
+        from nasrec.prune import save_model
+        save_model(model, args.save_model, schema=ds.schema,
+                   meta={"data": str(Path(args.data).resolve()), "seed": args.seed, "model": name,
+                         "test_logloss": result["test"]["logloss"]})
+        print(f"wrote model {args.save_model}")
+    return 0
+
+
+def _ratio(text: str) -> float:
+    try:
+        r = float(text)
+    except ValueError:
+        raise ValueError(f"--ratio must be a number in [0, 1), got {text!r}") from None
+    if not 0.0 <= r < 1.0:
+        raise ValueError(f"--ratio must be a number in [0, 1), got {text!r}")
+    return r
+
+
+def _prune(args) -> int:
+    from nasrec.data import Dataset
+    from nasrec.prune import PruneConfig, load_model, prune, save_model
+    from nasrec.train import evaluate
+    ratios = [_ratio(t) for t in args.ratio]
+    kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
+    cfgs = [PruneConfig(r, method=args.method, schedule=args.schedule, scope=args.scope, kinds=kinds,
+                        steps=args.steps, finetune_steps=args.finetune_steps, mask_steps=args.mask_steps,
+                        mask_penalty=args.mask_penalty, batch_size=args.batch_size, lr=args.lr,
+                        seed=args.seed) for r in ratios]
+    device = resolve_device(args.device)
+    model, info = load_model(args.model, device)
+    data = args.data or info.get("meta", {}).get("data")
+    if data is None:
+        raise ValueError(f"{args.model} records no data set; pass --data")
+    ds = Dataset(data)
+    if ds.schema != info["schema"]:
+        raise ValueError(f"data set {data} does not match the model's input schema")
+    train, val, test = ds.split("train"), ds.split("val"), ds.split("test")
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for cfg in cfgs:
+        pruned, steps = prune(model, cfg, train, val, quiet=args.quiet)
+        tag = f"{cfg.method}_{cfg.schedule}_{cfg.scope}_r{cfg.ratio:.2f}"
+        path = save_model(pruned, args.out / f"model_{tag}.pt", schema=ds.schema,
+                          meta=dict(info.get("meta", {}), data=str(Path(data).resolve()),
+                                    pruning={k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
+                                    source=str(args.model)))
+        desc = args.out / f"arch_{tag}.json"
+        if hasattr(pruned, "describe"):
+            atomic_write_json(desc, pruned.describe())
+        te = evaluate(pruned, test)
+        for r in steps:
+            r.update(ratio=cfg.ratio, model_file=str(path))
+        steps[-1].update(test_logloss=te["logloss"], test_auc=te["auc"])
+        rows.extend(steps)
+        print(f"wrote {path} (ratio {cfg.ratio:g}: test log loss {te['logloss']:.5f}, "
+              f"FLOPs/sample {steps[-1]['flops_per_sample']}, params {steps[-1]['params']})")
+    table = args.out / "prune.csv"
+    atomic_write_text(table, pd.DataFrame(rows).to_csv(index=False))
+    print(f"wrote {table} ({len(rows)} rows)")
     return 0
 
 
 _COMMANDS = {"generate": _generate, "prepare": _prepare, "train-supernet": _train_supernet,
-             "score": _score, "train": _train}
+             "score": _score, "train": _train, "prune": _prune}
 
 
 def main(argv=None) -> int:

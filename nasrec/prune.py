@@ -1,0 +1,998 @@
+"""Structured pruning of trained NASRec models and baselines.
+
+Whole units go: dense neurons (the output width of every dense operator and the
+hidden neurons of baseline MLPs), EFC/attention tokens, attention heads,
+Dot-Product projection rows and embedding dimensions. The result is an ordinary
+smaller model (smaller ``nn.Linear``, ``nn.LayerNorm`` and ``nn.Embedding``
+weights), never a masked one, so a forward-hook profiler reads the pruned shapes.
+
+How it works
+------------
+A searched model is first converted to :class:`PrunableNasRec` (``to_prunable``):
+the same network as ``NasRecModel`` written with ordinary torch layers, with the
+same outputs (the conversion drops only rows and columns that can never matter:
+gate rows that multiply zero padding). Baselines are pruned in place of their own
+classes. For either, :func:`prune_spec` describes every prunable *group* of units
+and, for every parameter, which groups index each of its axes (a *layout*: a
+concatenation of segments, each an outer product of axes). Pruning a set of units
+then means indexing every parameter along its axes, which is one generic routine.
+
+Criteria
+--------
+``l1``: a unit's score is the mean absolute weight that makes it (its row in the
+producing Linear, its LayerNorm gain, its embedding column, its columns in the
+attention output projection for a head) times the mean absolute weight that
+reads it (its columns in every consuming Linear); a unit that nothing reads
+scores 0. ``mask``: a gate per unit multiplies the parameters that make it; the
+gates train with the model under an L1 penalty, are folded into those
+parameters (so the gated model is exactly what is pruned) and their absolute
+values rank the units.
+
+Schedules: ``oneshot`` prunes to the target at once; ``progressive`` reaches it
+in ``steps`` steps that each remove the same fraction of what is left. Each step
+fine-tunes. Ratios are ``layer`` (every group loses the ratio of its units) or
+``global`` (the ratio of all units of a kind, lowest scores first, anywhere).
+
+FLOPs are matrix-multiply FLOPs (2 m n k per product), the quantity that
+``torch.utils.flop_counter.FlopCounterMode`` counts; :func:`flops` counts them
+from the shapes, :func:`measured_flops` runs the model under the counter.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nasrec.baselines import DLRM, DCNv2, DeepFM, build_baseline
+from nasrec.data import Schema, Split
+from nasrec.model import FieldEmbedding, NasRecModel, path_of
+from nasrec.ops import ATTN_HEADS, D2S_TOKENS, EMB_DIM, dot_tokens
+from nasrec.space import DENSE_WIDTHS, SPARSE_TOKENS, ArchSpec
+from nasrec._util import progress, seeded_torch
+
+METHODS = ("l1", "mask")
+SCHEDULES = ("oneshot", "progressive")
+SCOPES = ("layer", "global")
+KINDS = ("neurons", "tokens", "heads", "rows", "emb")
+HEAD_DIM = EMB_DIM // ATTN_HEADS  # NASRec attention: 8 heads over the 16-d embedding
+MODEL_FORMAT = "nasrec-model"
+MODEL_VERSION = 1
+
+
+# ----------------------------------------------------------------------------- config
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """One pruning run.
+
+    ``ratio``: fraction of the units of each pruned kind to remove (layer-wise: of
+    every group; global: of all groups of the kind together). ``kinds``: which unit
+    kinds to prune. ``steps``: number of pruning steps of the progressive schedule.
+    ``finetune_steps``: training steps after every pruning step (batch
+    ``batch_size``, Adagrad ``lr`` with the NASRec cosine schedule). ``mask_steps``,
+    ``mask_penalty``, ``mask_lr``: gate training of the ``mask`` method (L1 penalty
+    on the sum of absolute gate values; Adam on the gates).
+    """
+
+    ratio: float
+    method: str = "l1"
+    schedule: str = "oneshot"
+    scope: str = "layer"
+    kinds: tuple[str, ...] = KINDS
+    steps: int = 3
+    finetune_steps: int = 200
+    mask_steps: int = 200
+    mask_penalty: float = 1e-3
+    mask_lr: float = 0.02
+    batch_size: int = 512
+    lr: float = 0.04
+    min_keep: int = 1
+    seed: int = 0
+
+    def __post_init__(self):
+        r = self.ratio
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or not (0.0 <= r < 1.0):
+            raise ValueError(f"ratio must be a number in [0, 1), got {r!r}")
+        object.__setattr__(self, "ratio", float(r))
+        if self.method not in METHODS:
+            raise ValueError(f"unknown pruning method {self.method!r}; known: {', '.join(METHODS)}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; known: {', '.join(SCHEDULES)}")
+        if self.scope not in SCOPES:
+            raise ValueError(f"unknown scope {self.scope!r}; known: {', '.join(SCOPES)}")
+        kinds = tuple(self.kinds)
+        if not kinds:
+            raise ValueError("kinds must name at least one unit kind")
+        for k in kinds:
+            if k not in KINDS:
+                raise ValueError(f"unknown unit kind {k!r}; known: {', '.join(KINDS)}")
+        object.__setattr__(self, "kinds", kinds)
+        for name in ("steps", "batch_size", "min_keep"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("finetune_steps", "mask_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("lr", "mask_lr"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not self.mask_penalty >= 0:
+            raise ValueError(f"mask_penalty must be >= 0, got {self.mask_penalty}")
+
+    def step_ratios(self) -> list[float]:
+        """Cumulative ratio reached after each step (equal fraction of what is left)."""
+        if self.schedule == "oneshot" or self.ratio == 0.0:
+            return [self.ratio]
+        n = self.steps
+        return [1.0 - (1.0 - self.ratio) ** ((k + 1) / n) for k in range(n)]
+
+
+# ----------------------------------------------------------------------------- model
+
+class _Block(nn.Module):
+    """One NASRec choice block with ordinary layers; see ``nasrec.model.Block``."""
+
+    def __init__(self, c, dense_in: int, sparse_in: int, wl: int, wr: int, n_rows: int):
+        super().__init__()
+        self.dense_idx, self.sparse_idx = c.dense_idx, c.sparse_idx
+        self.left, self.right = c.left, c.right
+        self.dense_op, self.sparse_op = c.dense_ops[0], c.sparse_ops[0]
+        self.interact, self.fm = c.interact, c.fm
+        w, t, e = c.width, c.tokens, EMB_DIM
+        op = self.dense_op
+        if op == "fc":
+            self.fc_lin, self.fc_ln = nn.Linear(dense_in, w, bias=False), nn.LayerNorm(w)
+        elif op == "dot":
+            self.dp, self.dp_ln = nn.Linear(dense_in, e, bias=False), nn.LayerNorm(e)
+            self.fp, self.fp_ln = nn.Linear(sparse_in, n_rows, bias=False), nn.LayerNorm(n_rows)
+            self.out, self.out_ln = nn.Linear(n_rows * (n_rows + 1) // 2, w, bias=False), nn.LayerNorm(w)
+        elif op == "gating":
+            # Rows of the gate beyond the right input's width multiply zero padding: dropped.
+            self.gate, self.proj, self.ln = nn.Linear(wl, wr), nn.Linear(wr, w), nn.LayerNorm(w)
+        elif op == "sum":
+            p = max(wl, wr)
+            self.proj, self.ln = nn.Linear(p, w, bias=False), nn.LayerNorm(w)
+            self.register_buffer("sum_il", torch.arange(wl))
+            self.register_buffer("sum_ir", torch.arange(wr))
+        else:
+            raise ValueError(f"unknown dense operator {op!r}")
+        self.tok_lin, self.tok_ln = nn.Linear(sparse_in, t, bias=False), nn.LayerNorm(t)
+        if self.sparse_op == "attention":
+            hd = HEAD_DIM * ATTN_HEADS
+            self.qkv, self.o = nn.Linear(e, 3 * hd), nn.Linear(hd, e)
+            self.attn_ln = nn.LayerNorm(e)
+            self.ffn1, self.ffn2, self.ffn_ln = nn.Linear(e, e), nn.Linear(e, e), nn.LayerNorm(e)
+        elif self.sparse_op != "efc":
+            raise ValueError(f"unknown sparse operator {self.sparse_op!r}")
+        if self.interact:
+            self.d2s_lin = nn.Linear(w, D2S_TOKENS * e, bias=False)
+            self.d2s_ln = nn.LayerNorm(D2S_TOKENS * e)
+        if self.fm:
+            self.fm_lin, self.fm_ln = nn.Linear(e, w, bias=False), nn.LayerNorm(w)
+
+    @staticmethod
+    def _fieldwise(lin, ln, x):
+        return ln(lin(x.transpose(1, 2))).transpose(1, 2)
+
+    def _attention(self, x):
+        b, t, _ = x.shape
+        h = self.o.in_features // HEAD_DIM
+        q, k, v = self.qkv(x).view(b, t, 3, h, HEAD_DIM).permute(2, 0, 3, 1, 4)
+        # Written out (not scaled_dot_product_attention) so that FlopCounterMode and
+        # matmul hooks see its two products on every backend.
+        a = torch.softmax(torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(HEAD_DIM), dim=-1)
+        a = torch.matmul(a, v).transpose(1, 2).reshape(b, t, h * HEAD_DIM)
+        x = self.attn_ln(x + self.o(a))
+        return self.ffn_ln(x + self.ffn2(F.relu(self.ffn1(x))))
+
+    def forward(self, dense, sparse, left, right):
+        op = self.dense_op
+        if op == "fc":
+            d = F.relu(self.fc_ln(self.fc_lin(dense)))
+        elif op == "dot":
+            x = self.dp_ln(self.dp(dense))
+            y = self._fieldwise(self.fp, self.fp_ln, sparse)
+            t = torch.cat([x.unsqueeze(1), y], dim=1)
+            z = torch.bmm(t, t.transpose(1, 2))
+            li, lj = torch.tril_indices(t.shape[1], t.shape[1], offset=-1, device=t.device)
+            d = self.out_ln(self.out(z[:, li, lj]))
+        elif op == "gating":
+            d = self.ln(self.proj(right * torch.sigmoid(self.gate(left))))
+        else:
+            u = left.new_zeros(left.shape[0], self.proj.in_features)
+            u = u.index_add(1, self.sum_il, left).index_add(1, self.sum_ir, right)
+            d = self.ln(self.proj(u))
+        s = self._fieldwise(self.tok_lin, self.tok_ln, sparse)
+        s = self._attention(s) if self.sparse_op == "attention" else F.relu(s)
+        extra = None
+        if self.interact:
+            extra = self.d2s_ln(self.d2s_lin(d)).view(d.shape[0], D2S_TOKENS, -1)
+        if self.fm:
+            d = d + self.fm_ln(self.fm_lin(s.sum(1) ** 2 - (s ** 2).sum(1)))
+        if extra is not None:
+            s = torch.cat([s, extra], dim=1)
+        return d, s
+
+
+class PrunableNasRec(nn.Module):
+    """A NASRec model for one ArchSpec built from ordinary torch layers, whose units
+    can be removed. ``forward(dense [B, n_dense], ids [B, n_fields]) -> logits [B]``.
+
+    Built at the ArchSpec's sizes; :func:`prune` returns copies with fewer units.
+    """
+
+    def __init__(self, spec: ArchSpec, schema: Schema):
+        super().__init__()
+        self.spec, self.schema = spec, schema
+        self.embedding = FieldEmbedding(schema)
+        n_rows = dot_tokens(spec.search_space.max_width)
+        widths, tokens = [schema.n_dense], [schema.n_sparse]
+        blocks = []
+        for c in path_of(spec):
+            blocks.append(_Block(c, sum(widths[j] for j in c.dense_idx), sum(tokens[j] for j in c.sparse_idx),
+                                 widths[c.left], widths[c.right], n_rows))
+            widths.append(c.width)
+            tokens.append(c.tokens + D2S_TOKENS * c.interact)
+        self.blocks = nn.ModuleList(blocks)
+        self.head = nn.Linear(widths[-1] + tokens[-1] * EMB_DIM, 1)
+
+    def forward(self, dense: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        ds, ss = [dense], [self.embedding(ids)]
+        for b in self.blocks:
+            dx = torch.cat([ds[j] for j in b.dense_idx], 1) if len(b.dense_idx) > 1 else ds[b.dense_idx[0]]
+            sx = torch.cat([ss[j] for j in b.sparse_idx], 1) if len(b.sparse_idx) > 1 else ss[b.sparse_idx[0]]
+            d, s = b(dx, sx, ds[b.left], ds[b.right])
+            ds.append(d)
+            ss.append(s)
+        return self.head(torch.cat([ds[-1], ss[-1].flatten(1)], dim=1)).squeeze(1)
+
+    # sizes -----------------------------------------------------------------
+    @property
+    def emb_dim(self) -> int:
+        return self.embedding.table.embedding_dim
+
+    def widths(self) -> list[int]:
+        """Dense width of every source (raw input first)."""
+        return [self.schema.n_dense] + [_block_width(b) for b in self.blocks]
+
+    def token_counts(self) -> list[int]:
+        """Token count of every sparse source (raw input first), merger tokens included."""
+        return [self.schema.n_sparse] + [b.tok_lin.out_features + D2S_TOKENS * b.interact for b in self.blocks]
+
+    def describe(self) -> dict:
+        """ArchSpec-like description: the official JSON shape with pruned sizes
+        (``dense_in_dims``/``sparse_in_dims``) plus ``heads``, ``dot_rows`` per
+        block and ``emb_dim``; ``fits_space`` says whether it is an ArchSpec."""
+        d = self.spec.to_dict()
+        for m, b in zip(d["micro"], self.blocks):
+            m["dense_in_dims"] = _block_width(b)
+            m["sparse_in_dims"] = b.tok_lin.out_features
+            m["heads"] = b.o.in_features // HEAD_DIM if b.sparse_op == "attention" else None
+            m["dot_rows"] = b.fp.out_features if b.dense_op == "dot" else None
+        d["emb_dim"] = self.emb_dim
+        d["fits_space"] = self.to_archspec() is not None
+        return d
+
+    def to_archspec(self) -> ArchSpec | None:
+        """The ArchSpec of this model if every size still lies in the search space
+        (widths, token counts, 8 heads, full dot rows, 16-d embeddings), else None."""
+        space = self.spec.search_space
+        if self.emb_dim != EMB_DIM:
+            return None
+        d = self.spec.to_dict()
+        for m, b in zip(d["micro"], self.blocks):
+            if b.sparse_op == "attention" and b.o.in_features != HEAD_DIM * ATTN_HEADS:
+                return None
+            if b.dense_op == "dot" and b.fp.out_features != dot_tokens(space.max_width):
+                return None
+            w, t = _block_width(b), b.tok_lin.out_features
+            if w not in space.dense_widths or t not in space.sparse_tokens:
+                return None
+            m["dense_in_dims"], m["sparse_in_dims"] = w, t
+        return ArchSpec.from_dict(d)
+
+
+def _block_width(b: _Block) -> int:
+    return {"fc": lambda: b.fc_lin.out_features, "dot": lambda: b.out.out_features,
+            "gating": lambda: b.proj.out_features, "sum": lambda: b.proj.out_features}[b.dense_op]()
+
+
+def to_prunable(model: nn.Module) -> nn.Module:
+    """A prunable copy: ``NasRecModel`` -> :class:`PrunableNasRec` with the same
+    outputs; a baseline or an already prunable model -> a deep copy."""
+    if not isinstance(model, NasRecModel):
+        if not isinstance(model, (PrunableNasRec, nn.Module)):
+            raise ValueError(f"cannot prune a {type(model).__name__}")
+        return copy.deepcopy(model)
+    device = next(model.parameters()).device
+    out = PrunableNasRec(model.spec, model.schema).to(device)
+    with torch.no_grad():
+        out.embedding.table.weight.copy_(model.embedding.table.weight)
+        out.head.weight.copy_(model.head.weight)
+        out.head.bias.copy_(model.head.bias)
+        for src, dst in zip(model.blocks, out.blocks):
+            dop = src.dense_ops[dst.dense_op]
+            sop = src.sparse_ops[dst.sparse_op]
+            pairs = []
+            if dst.dense_op == "fc":
+                pairs += [(dst.fc_lin, dop.lin), (dst.fc_ln, dop.ln)]
+            elif dst.dense_op == "dot":
+                pairs += [(dst.dp, dop.dense_proj), (dst.dp_ln, dop.dense_ln), (dst.fp, dop.field_proj),
+                          (dst.fp_ln, dop.field_ln), (dst.out, dop.out), (dst.out_ln, dop.out_ln)]
+            elif dst.dense_op == "gating":
+                wl, wr = dst.gate.in_features, dst.gate.out_features
+                dst.gate.weight.copy_(dop.gate.weight[:wr, :wl])
+                dst.gate.bias.copy_(dop.gate.bias[:wr])
+                dst.proj.weight.copy_(dop.proj.weight[:, :wr])
+                dst.proj.bias.copy_(dop.proj.bias)
+                pairs += [(dst.ln, dop.ln)]
+            else:
+                dst.proj.weight.copy_(dop.proj.weight[:, :dst.proj.in_features])
+                pairs += [(dst.ln, dop.ln)]
+            pairs += [(dst.tok_lin, sop.lin), (dst.tok_ln, sop.ln)]
+            if dst.sparse_op == "attention":
+                pairs += [(dst.qkv, sop.qkv), (dst.o, sop.o), (dst.attn_ln, sop.attn_ln),
+                          (dst.ffn1, sop.fc1), (dst.ffn2, sop.fc2), (dst.ffn_ln, sop.fc_ln)]
+            if dst.interact:
+                pairs += [(dst.d2s_lin, src.d2s.lin), (dst.d2s_ln, src.d2s.ln)]
+            if dst.fm:
+                pairs += [(dst.fm_lin, src.fm.lin), (dst.fm_ln, src.fm.ln)]
+            for d_mod, s_mod in pairs:
+                d_mod.weight.copy_(s_mod.weight)
+                if d_mod.bias is not None:
+                    d_mod.bias.copy_(s_mod.bias)
+    out.train(model.training)
+    return out
+
+
+# ----------------------------------------------------------------------------- layouts
+
+@dataclass(frozen=True)
+class Fixed:
+    """An axis that is never pruned."""
+    n: int
+
+
+@dataclass(frozen=True)
+class Group:
+    """An axis whose entries are the units of a group."""
+    name: str
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """The lower-triangle pairs of [dense token] + the rows of a Dot-Product group."""
+    name: str
+
+
+@dataclass(frozen=True)
+class Union:
+    """The zero-padded input of a Sum: the union of its left and right positions."""
+    block: int
+
+
+Segment = tuple  # of axes (outer product, first axis slowest)
+Layout = tuple  # of segments (concatenated)
+
+
+@dataclass(frozen=True)
+class UnitGroup:
+    name: str
+    kind: str
+    size: int
+
+
+@dataclass
+class PruneSpec:
+    """Groups of a model and the layout of every parameter and index buffer axis.
+
+    ``params``: parameter name -> one layout per axis. ``gates``: group -> list of
+    (parameter name, axis) whose entries a gate on that group multiplies.
+    """
+
+    groups: dict[str, UnitGroup]
+    params: dict[str, tuple]
+    gates: dict[str, list]
+    model: nn.Module = field(repr=False)
+
+
+def _seg_size(seg, spec: PruneSpec) -> int:
+    return math.prod(_axis_size(a, spec) for a in seg)
+
+
+def _axis_size(a, spec: PruneSpec) -> int:
+    if isinstance(a, Fixed):
+        return a.n
+    if isinstance(a, Group):
+        return spec.groups[a.name].size
+    if isinstance(a, Pairs):
+        t = spec.groups[a.name].size + 1
+        return t * (t - 1) // 2
+    return spec.model.blocks[a.block].proj.in_features
+
+
+def _union_kept(a: Union, spec: PruneSpec, keep: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(kept union positions, new left index, new right index) of a Sum block."""
+    b = spec.model.blocks[a.block]
+    kl = _axis_kept(_dense_axis(spec.model, b.left), spec, keep).to(b.sum_il.device)
+    kr = _axis_kept(_dense_axis(spec.model, b.right), spec, keep).to(b.sum_il.device)
+    il, ir = b.sum_il[kl], b.sum_ir[kr]
+    u = torch.unique(torch.cat([il, ir]))  # sorted
+    return u, torch.searchsorted(u, il), torch.searchsorted(u, ir)
+
+
+def _axis_kept(a, spec: PruneSpec, keep: dict) -> torch.Tensor:
+    """Positions (in the current axis) that survive ``keep``."""
+    if isinstance(a, Fixed):
+        return torch.arange(a.n)
+    if isinstance(a, Group):
+        return keep[a.name].cpu() if a.name in keep else torch.arange(spec.groups[a.name].size)
+    if isinstance(a, Pairs):
+        rows = keep[a.name].cpu() if a.name in keep else torch.arange(spec.groups[a.name].size)
+        tok = torch.cat([torch.zeros(1, dtype=torch.long), rows + 1])
+        li, lj = torch.tril_indices(len(tok), len(tok), offset=-1)
+        ta, tb = tok[li], tok[lj]
+        return ta * (ta - 1) // 2 + tb
+    return _union_kept(a, spec, keep)[0].cpu()
+
+
+def _layout_kept(layout, spec: PruneSpec, keep: dict) -> torch.Tensor:
+    out, off = [], 0
+    for seg in layout:
+        pos = torch.zeros(1, dtype=torch.long)
+        for a in seg:
+            pos = (pos[:, None] * _axis_size(a, spec) + _axis_kept(a, spec, keep)[None, :]).flatten()
+        out.append(pos + off)
+        off += _seg_size(seg, spec)
+    return torch.cat(out)
+
+
+def _unit_index(layout, group: str, spec: PruneSpec) -> torch.Tensor:
+    """For each position of a layout, the unit of ``group`` it belongs to (-1: none)."""
+    out = []
+    for seg in layout:
+        n = _seg_size(seg, spec)
+        idx = torch.full((n,), -1, dtype=torch.long)
+        stride = n
+        for a in seg:
+            size = _axis_size(a, spec)
+            stride //= size
+            if isinstance(a, Group) and a.name == group:
+                idx = (torch.arange(n) // stride) % size
+        out.append(idx)
+    return torch.cat(out)
+
+
+def _dense_axis(model: PrunableNasRec, j: int):
+    return Fixed(model.schema.n_dense) if j == 0 else Group(f"w{j - 1}")
+
+
+def _nasrec_spec(model: PrunableNasRec) -> PruneSpec:
+    groups: dict[str, UnitGroup] = {"emb": UnitGroup("emb", "emb", model.emb_dim)}
+    params: dict[str, tuple] = {"embedding.table.weight": ((( Fixed(model.embedding.table.num_embeddings),),),
+                                                           ((Group("emb"),),))}
+    gates: dict[str, list] = {"emb": [("embedding.table.weight", 1)]}
+    E = ((Group("emb"),),)
+
+    def sparse_layout(b):
+        segs = []
+        for j in b.sparse_idx:
+            if j == 0:
+                segs.append((Fixed(model.schema.n_sparse),))
+            else:
+                segs.append((Group(f"t{j - 1}"),))
+                if model.blocks[j - 1].interact:
+                    segs.append((Fixed(D2S_TOKENS),))
+        return tuple(segs)
+
+    def lin(name, rows, cols, bias=True):
+        params[f"{name}.weight"] = (rows, cols)
+        if bias:
+            params[f"{name}.bias"] = (rows,)
+
+    def ln(name, layout):
+        params[f"{name}.weight"] = (layout,)
+        params[f"{name}.bias"] = (layout,)
+
+    for i, b in enumerate(model.blocks):
+        p = f"blocks.{i}."
+        w, t = f"w{i}", f"t{i}"
+        groups[w] = UnitGroup(w, "neurons", _block_width(b))
+        groups[t] = UnitGroup(t, "tokens", b.tok_lin.out_features)
+        W, T = ((Group(w),),), ((Group(t),),)
+        dense_in = tuple((_dense_axis(model, j),) for j in b.dense_idx)
+        left, right = ((_dense_axis(model, b.left),),), ((_dense_axis(model, b.right),),)
+        if b.dense_op == "fc":
+            lin(p + "fc_lin", W, dense_in, bias=False)
+            ln(p + "fc_ln", W)
+            out_ln = p + "fc_ln"
+        elif b.dense_op == "dot":
+            r = f"r{i}"
+            groups[r] = UnitGroup(r, "rows", b.fp.out_features)
+            lin(p + "dp", E, dense_in, bias=False)
+            ln(p + "dp_ln", E)
+            lin(p + "fp", ((Group(r),),), sparse_layout(b), bias=False)
+            ln(p + "fp_ln", ((Group(r),),))
+            lin(p + "out", W, ((Pairs(r),),), bias=False)
+            ln(p + "out_ln", W)
+            gates[r] = [(p + "fp_ln.weight", 0), (p + "fp_ln.bias", 0)]
+            gates["emb"] += [(p + "dp_ln.weight", 0), (p + "dp_ln.bias", 0)]
+            out_ln = p + "out_ln"
+        elif b.dense_op == "gating":
+            lin(p + "gate", right, left)
+            lin(p + "proj", W, right)
+            ln(p + "ln", W)
+            out_ln = p + "ln"
+        else:
+            lin(p + "proj", W, ((Union(i),),), bias=False)
+            ln(p + "ln", W)
+            out_ln = p + "ln"
+        gates[w] = [(out_ln + ".weight", 0), (out_ln + ".bias", 0)]
+        lin(p + "tok_lin", T, sparse_layout(b), bias=False)
+        ln(p + "tok_ln", T)
+        gates[t] = [(p + "tok_ln.weight", 0), (p + "tok_ln.bias", 0)]
+        if b.sparse_op == "attention":
+            h = f"h{i}"
+            groups[h] = UnitGroup(h, "heads", b.o.in_features // HEAD_DIM)
+            H = ((Group(h), Fixed(HEAD_DIM)),)
+            lin(p + "qkv", ((Fixed(3), Group(h), Fixed(HEAD_DIM)),), E)
+            lin(p + "o", E, H)
+            ln(p + "attn_ln", E)
+            lin(p + "ffn1", ((Fixed(b.ffn1.out_features),),), E)
+            lin(p + "ffn2", E, ((Fixed(b.ffn2.in_features),),))
+            ln(p + "ffn_ln", E)
+            gates[h] = [(p + "o.weight", 1)]
+            gates["emb"] += [(p + "ffn_ln.weight", 0), (p + "ffn_ln.bias", 0)]
+        if b.interact:
+            DE = ((Fixed(D2S_TOKENS), Group("emb")),)
+            lin(p + "d2s_lin", DE, W, bias=False)
+            ln(p + "d2s_ln", DE)
+            gates["emb"] += [(p + "d2s_ln.weight", 0), (p + "d2s_ln.bias", 0)]
+        if b.fm:
+            lin(p + "fm_lin", W, E, bias=False)
+            ln(p + "fm_ln", W)
+            gates[w] += [(p + "fm_ln.weight", 0), (p + "fm_ln.bias", 0)]
+    last = len(model.blocks) - 1
+    head_cols = [(Group(f"w{last}"),), (Group(f"t{last}"), Group("emb"))]
+    if model.blocks[last].interact:
+        head_cols.append((Fixed(D2S_TOKENS), Group("emb")))
+    lin("head", ((Fixed(1),),), tuple(head_cols))
+    return PruneSpec(groups, params, gates, model)
+
+
+def _baseline_spec(model: nn.Module) -> PruneSpec:
+    """Hidden neurons of every ``nn.Sequential`` of Linear layers (units between two
+    Linear layers joined only by activations); for DLRM also the embedding dimension."""
+    groups: dict[str, UnitGroup] = {}
+    gates: dict[str, list] = {}
+    rows: dict[str, tuple] = {}
+    cols: dict[str, tuple] = {}
+    for sname, seq in model.named_modules():
+        if not isinstance(seq, nn.Sequential):
+            continue
+        mods = list(seq.named_children())
+        lins = [(n, m) for n, m in mods if isinstance(m, nn.Linear)]
+        for (na, a), (nb, b) in zip(lins[:-1], lins[1:]):
+            between = [m for n, m in mods[mods.index((na, a)) + 1:mods.index((nb, b))]]
+            if not all(isinstance(m, (nn.ReLU, nn.Identity, nn.Dropout, nn.Sigmoid, nn.Tanh, nn.GELU))
+                       for m in between):
+                continue
+            g = f"{sname}.{na}"
+            groups[g] = UnitGroup(g, "neurons", a.out_features)
+            rows[g] = ((Group(g),),)
+            cols[f"{sname}.{nb}"] = ((Group(g),),)
+            gates[g] = [(f"{g}.weight", 0), (f"{g}.bias", 0)]
+    if isinstance(model, DLRM):
+        groups["emb"] = UnitGroup("emb", "emb", model.embedding.table.embedding_dim)
+        last = [n for n, m in model.bottom.named_children() if isinstance(m, nn.Linear)][-1]
+        first = [n for n, m in model.top.named_children() if isinstance(m, nn.Linear)][0]
+        top0 = model.top.get_submodule(first)
+        rows[f"bottom.{last}"] = ((Group("emb"),),)
+        cols[f"top.{first}"] = ((Group("emb"),), (Fixed(top0.in_features - groups["emb"].size),))
+        gates["emb"] = [("embedding.table.weight", 1), (f"bottom.{last}.weight", 0), (f"bottom.{last}.bias", 0)]
+    params: dict[str, tuple] = {}
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Linear) and (name in rows or name in cols):
+            r = rows.get(name, ((Fixed(m.out_features),),))
+            params[f"{name}.weight"] = (r, cols.get(name, ((Fixed(m.in_features),),)))
+            if m.bias is not None:
+                params[f"{name}.bias"] = (r,)
+    if "emb" in groups:
+        params["embedding.table.weight"] = (((Fixed(model.embedding.table.num_embeddings),),),
+                                            ((Group("emb"),),))
+    return PruneSpec(groups, params, gates, model)
+
+
+def prune_spec(model: nn.Module) -> PruneSpec:
+    """The prunable groups of ``model`` (a :class:`PrunableNasRec` or a baseline)."""
+    if isinstance(model, NasRecModel):
+        raise ValueError("convert a NasRecModel with to_prunable() first")
+    if isinstance(model, PrunableNasRec):
+        return _nasrec_spec(model)
+    return _baseline_spec(model)
+
+
+# ----------------------------------------------------------------------------- surgery
+
+def _fix_attrs(module: nn.Module) -> None:
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            m.out_features, m.in_features = m.weight.shape
+        elif isinstance(m, nn.LayerNorm) and m.weight is not None:
+            m.normalized_shape = (m.weight.shape[0],)
+        elif isinstance(m, nn.Embedding):
+            m.num_embeddings, m.embedding_dim = m.weight.shape
+
+
+def apply_keep(model: nn.Module, keep: dict[str, torch.Tensor], spec: PruneSpec | None = None) -> nn.Module:
+    """A copy of ``model`` keeping, for each group named in ``keep``, the units at the
+    given (sorted, current) positions. The copy is an ordinary smaller model."""
+    spec = spec or prune_spec(model)
+    for g, k in keep.items():
+        if g not in spec.groups:
+            raise ValueError(f"unknown group {g!r}")
+        k = torch.as_tensor(k, dtype=torch.long)
+        if len(k) < 1 or len(torch.unique(k)) != len(k) or k.min() < 0 or k.max() >= spec.groups[g].size:
+            raise ValueError(f"group {g}: bad kept positions {k.tolist()}")
+    keep = {g: torch.sort(torch.as_tensor(k, dtype=torch.long))[0] for g, k in keep.items()}
+    new = copy.deepcopy(model)
+    named = dict(new.named_parameters())
+    with torch.no_grad():
+        for pname, layouts in spec.params.items():
+            p = named[pname]
+            t = p.data
+            for axis, layout in enumerate(layouts):
+                idx = _layout_kept(layout, spec, keep)
+                if len(idx) != t.shape[axis] or not torch.equal(idx, torch.arange(t.shape[axis])):
+                    t = t.index_select(axis, idx.to(t.device))
+            p.data = t.contiguous()
+            p.grad = None
+        if isinstance(new, PrunableNasRec):
+            for i, b in enumerate(new.blocks):
+                if b.dense_op == "sum":
+                    _, il, ir = _union_kept(Union(i), spec, keep)
+                    b.sum_il, b.sum_ir = il, ir
+    _fix_attrs(new)
+    return new
+
+
+# ----------------------------------------------------------------------------- scores
+
+def _mean_abs_per_unit(t: torch.Tensor, axis: int, layout, group: str, spec: PruneSpec) -> torch.Tensor | None:
+    idx = _unit_index(layout, group, spec)
+    if (idx < 0).all():
+        return None
+    n = spec.groups[group].size
+    a = t.detach().abs().movedim(axis, 0).reshape(t.shape[axis], -1).mean(1).cpu()
+    m = idx >= 0
+    s = torch.zeros(n).index_add_(0, idx[m], a[m])
+    c = torch.zeros(n).index_add_(0, idx[m], torch.ones(int(m.sum())))
+    return s / c.clamp_min(1)
+
+
+def l1_scores(model: nn.Module, spec: PruneSpec | None = None) -> dict[str, torch.Tensor]:
+    """L1 score of every unit: mean |weight| making it x mean |weight| reading it."""
+    spec = spec or prune_spec(model)
+    named = dict(model.named_parameters())
+    out = {}
+    for g in spec.groups:
+        producers = {p for p, _ in spec.gates[g] if p.endswith("weight")}
+        prod, cons = [], []
+        for pname, layouts in spec.params.items():
+            if not pname.endswith("weight"):
+                continue
+            for axis, layout in enumerate(layouts):
+                v = _mean_abs_per_unit(named[pname], axis, layout, g, spec)
+                if v is not None:
+                    (prod if pname in producers else cons).append(v)
+        p = torch.stack(prod).mean(0) if prod else torch.ones(spec.groups[g].size)
+        c = torch.stack(cons).mean(0) if cons else torch.zeros(spec.groups[g].size)
+        out[g] = p * c
+    return out
+
+
+def _gate_scale(spec: PruneSpec, gates: dict[str, torch.Tensor], named: dict) -> dict[str, torch.Tensor]:
+    """Parameter name -> multiplier tensor (broadcastable) from the group gates."""
+    scale: dict[str, torch.Tensor] = {}
+    for g, points in spec.gates.items():
+        if g not in gates:
+            continue
+        for pname, axis in points:
+            idx = _unit_index(spec.params[pname][axis], g, spec).to(gates[g].device)
+            v = torch.where(idx >= 0, gates[g][idx.clamp_min(0)], torch.ones((), device=idx.device))
+            shape = [1] * named[pname].dim()
+            shape[axis] = -1
+            v = v.view(shape)
+            scale[pname] = scale[pname] * v if pname in scale else v
+    return scale
+
+
+def _train_masks(model: nn.Module, spec: PruneSpec, groups: list[str], train: Split, cfg: PruneConfig,
+                 rng: np.random.Generator, quiet: bool) -> dict[str, torch.Tensor]:
+    """Train one gate per unit (and the weights) with an L1 penalty on the gates,
+    fold the gates into the parameters they scale, return |gate| per unit."""
+    device = next(model.parameters()).device
+    gates = {g: nn.Parameter(torch.ones(spec.groups[g].size, device=device)) for g in groups}
+    named = dict(model.named_parameters())
+    opt_w = torch.optim.Adagrad(model.parameters(), lr=cfg.lr, eps=1e-2)
+    opt_g = torch.optim.Adam(gates.values(), lr=cfg.mask_lr)
+    loss_fn = nn.BCEWithLogitsLoss()
+    batches = train.infinite_batches(cfg.batch_size, rng, device)
+    model.train()
+    for _ in progress(range(cfg.mask_steps), desc="masks", quiet=quiet):
+        dense, ids, y = next(batches)
+        scale = _gate_scale(spec, gates, named)
+        params = {n: (p * scale[n] if n in scale else p) for n, p in named.items()}
+        logits = torch.func.functional_call(model, params, (dense, ids))
+        penalty = sum(g.abs().sum() for g in gates.values())
+        loss = loss_fn(logits, y) + cfg.mask_penalty * penalty
+        opt_w.zero_grad(set_to_none=True)
+        opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt_w.step()
+        opt_g.step()
+    with torch.no_grad():
+        scale = _gate_scale(spec, gates, named)
+        for n, s in scale.items():
+            named[n].mul_(s)
+    return {g: v.detach().abs().cpu() for g, v in gates.items()}
+
+
+# ----------------------------------------------------------------------------- selection
+
+def select_units(spec: PruneSpec, scores: dict[str, torch.Tensor], targets: dict[str, int] | None,
+                 kinds, ratio_of_orig: float, orig: dict[str, int], scope: str,
+                 min_keep: int = 1) -> dict[str, torch.Tensor]:
+    """Kept positions per group so that ``ratio_of_orig`` of the original units are
+    gone (per group for 'layer', per kind over all groups for 'global')."""
+    keep: dict[str, torch.Tensor] = {}
+    pruned = [g for g, u in spec.groups.items() if u.kind in kinds]
+    if scope == "layer":
+        for g in pruned:
+            n_keep = max(min(min_keep, orig[g]), round(orig[g] * (1.0 - ratio_of_orig)))
+            n_keep = min(n_keep, spec.groups[g].size)
+            keep[g] = torch.sort(torch.argsort(scores[g], descending=True, stable=True)[:n_keep])[0]
+        return keep
+    for kind in kinds:
+        gs = [g for g in pruned if spec.groups[g].kind == kind]
+        if not gs:
+            continue
+        total_orig = sum(orig[g] for g in gs)
+        total_now = sum(spec.groups[g].size for g in gs)
+        n_remove = max(0, total_now - round(total_orig * (1.0 - ratio_of_orig)))
+        cand = sorted(((float(scores[g][u]), g, u) for g in gs for u in range(spec.groups[g].size)),
+                      key=lambda x: (x[0], x[1], x[2]))
+        left = {g: spec.groups[g].size for g in gs}
+        dropped: dict[str, set] = {g: set() for g in gs}
+        for _, g, u in cand:
+            if n_remove == 0:
+                break
+            if left[g] <= min(min_keep, orig[g]):
+                continue
+            dropped[g].add(u)
+            left[g] -= 1
+            n_remove -= 1
+        for g in gs:
+            keep[g] = torch.tensor([u for u in range(spec.groups[g].size) if u not in dropped[g]], dtype=torch.long)
+    return keep
+
+
+# ----------------------------------------------------------------------------- driver
+
+def count_params(model: nn.Module) -> dict:
+    """Parameters: total, in embedding tables, and the rest (dense)."""
+    emb = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Embedding))
+    total = sum(p.numel() for p in model.parameters())
+    return {"params": total, "embedding_params": emb, "dense_params": total - emb}
+
+
+def _finetune(model: nn.Module, train: Split, cfg: PruneConfig, seed_offset: int, quiet: bool) -> None:
+    from nasrec.train import TrainConfig, train_model
+    if cfg.finetune_steps == 0:
+        return
+    tc = TrainConfig(steps=cfg.finetune_steps, batch_size=cfg.batch_size, lr=cfg.lr,
+                     seed=cfg.seed * 1000 + seed_offset)
+    train_model(model, train, tc, quiet=quiet)
+
+
+def prune(model: nn.Module, cfg: PruneConfig, train: Split | None = None, val: Split | None = None,
+          *, quiet: bool = True) -> tuple[nn.Module, list[dict]]:
+    """Prune ``model`` (trained ``NasRecModel``, :class:`PrunableNasRec` or baseline)
+    by ``cfg``; returns the pruned ordinary model and one row per step (step 0 is the
+    input model): target ratio, unit counts, parameters, FLOPs per sample and, when
+    ``val`` is given, validation log loss and AUC. ``train`` is needed for
+    fine-tuning and for the mask method."""
+    from nasrec.train import evaluate
+    needs_data = cfg.finetune_steps > 0 or cfg.method == "mask"
+    if needs_data and cfg.ratio > 0 and train is None:
+        raise ValueError("fine-tuning and the mask method need training data")
+    model = to_prunable(model)
+    spec = prune_spec(model)
+    orig = {g: u.size for g, u in spec.groups.items()}
+    rng = np.random.default_rng([cfg.seed, 6])
+
+    def row(step: int, ratio: float) -> dict:
+        s = prune_spec(model)
+        r = {"step": step, "target_ratio": ratio, "method": cfg.method, "schedule": cfg.schedule,
+             "scope": cfg.scope, "kinds": "+".join(cfg.kinds), "seed": cfg.seed}
+        for kind in KINDS:
+            r[f"{kind}"] = sum(u.size for u in s.groups.values() if u.kind == kind)
+        r.update(count_params(model))
+        r["flops_per_sample"] = flops(model, 1)
+        if val is not None:
+            ev = evaluate(model, val)
+            r.update(val_logloss=ev["logloss"], val_auc=ev["auc"], data=ev["data"])
+        return r
+
+    rows = [row(0, 0.0)]
+    if cfg.ratio == 0.0:
+        return model, rows
+    with seeded_torch(cfg.seed):
+        for step, ratio in enumerate(cfg.step_ratios(), start=1):
+            spec = prune_spec(model)
+            if cfg.method == "l1":
+                scores = l1_scores(model, spec)
+            else:
+                groups = [g for g, u in spec.groups.items() if u.kind in cfg.kinds]
+                scores = _train_masks(model, spec, groups, train, cfg, rng, quiet)
+            keep = select_units(spec, scores, None, cfg.kinds, ratio, orig, cfg.scope, cfg.min_keep)
+            model = apply_keep(model, keep, spec)
+            _finetune(model, train, cfg, step, quiet)
+            rows.append(row(step, ratio))
+    return model, rows
+
+
+# ----------------------------------------------------------------------------- FLOPs
+
+def _lin(m: nn.Linear, rows: int) -> int:
+    return 2 * rows * m.in_features * m.out_features
+
+
+def flops(model: nn.Module, batch_size: int) -> int:
+    """Matrix-multiply FLOPs of one forward pass on ``batch_size`` samples, from the
+    shapes (what ``FlopCounterMode`` counts: 2 m n k per product, nothing else).
+    Defined for :class:`PrunableNasRec`, DLRM, DeepFM and DCN-v2. (AutoInt and the
+    unconverted ``NasRecModel`` call ``scaled_dot_product_attention``, which
+    ``FlopCounterMode`` counts as 0 on CPU in torch 2.13; :class:`PrunableNasRec`
+    writes its attention out as two matmuls for that reason.)"""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    B = batch_size
+    if isinstance(model, PrunableNasRec):
+        e = model.emb_dim
+        total = _lin(model.head, B)
+        for b in model.blocks:
+            if b.dense_op == "fc":
+                total += _lin(b.fc_lin, B)
+            elif b.dense_op == "dot":
+                t = b.fp.out_features + 1
+                total += _lin(b.dp, B) + _lin(b.fp, B * e) + 2 * B * t * t * e + _lin(b.out, B)
+            elif b.dense_op == "gating":
+                total += _lin(b.gate, B) + _lin(b.proj, B)
+            else:
+                total += _lin(b.proj, B)
+            t = b.tok_lin.out_features
+            total += _lin(b.tok_lin, B * e)
+            if b.sparse_op == "attention":
+                h = b.o.in_features // HEAD_DIM
+                total += (_lin(b.qkv, B * t) + _lin(b.o, B * t) + _lin(b.ffn1, B * t) + _lin(b.ffn2, B * t)
+                          + 2 * (2 * B * h * t * t * HEAD_DIM))
+            if b.interact:
+                total += _lin(b.d2s_lin, B)
+            if b.fm:
+                total += _lin(b.fm_lin, B)
+        return total
+    if isinstance(model, NasRecModel):
+        raise ValueError("count FLOPs of a NasRecModel via to_prunable(model)")
+    if isinstance(model, (DLRM, DeepFM, DCNv2)):
+        total = sum(_lin(m, B) for m in model.modules() if isinstance(m, nn.Linear))
+        if isinstance(model, DLRM):
+            n = model.embedding.offsets.numel() + 1
+            total += 2 * B * n * n * model.embedding.table.embedding_dim
+        return total
+    raise ValueError(f"no analytic FLOP count for {type(model).__name__}; use measured_flops")
+
+
+@torch.no_grad()
+def measured_flops(model: nn.Module, schema: Schema, batch_size: int) -> int:
+    """FLOPs that ``FlopCounterMode`` records for one forward pass on zeros."""
+    from torch.utils.flop_counter import FlopCounterMode
+    device = next(model.parameters()).device
+    dense = torch.zeros(batch_size, schema.n_dense, device=device)
+    ids = torch.zeros(batch_size, schema.n_sparse, dtype=torch.int64, device=device)
+    was = model.training
+    model.eval()
+    with FlopCounterMode(display=False) as fc:
+        model(dense, ids)
+    model.train(was)
+    return int(fc.get_total_flops())
+
+
+# ----------------------------------------------------------------------------- files
+
+def _schema_dict(schema: Schema) -> dict:
+    return {"n_dense": schema.n_dense, "cardinalities": list(schema.cardinalities)}
+
+
+def save_model(model: nn.Module, path, *, schema: Schema, meta: dict | None = None) -> Path:
+    """Write a trained or pruned model (NasRecModel, PrunableNasRec or baseline) to
+    ``path`` (temporary file + rename). :func:`load_model` reads it back."""
+    path = Path(path)
+    if isinstance(model, NasRecModel):
+        kind, arch, name = "arch", model.spec.to_json(), None
+    elif isinstance(model, PrunableNasRec):
+        kind, arch, name = "prunable-arch", model.spec.to_json(), None
+    else:
+        name = next((k for k, cls in _baseline_classes().items() if type(model) is cls), None)
+        if name is None:
+            raise ValueError(f"cannot save a {type(model).__name__}")
+        kind, arch = "baseline", None
+    state = {"format": MODEL_FORMAT, "version": MODEL_VERSION, "kind": kind, "arch": arch, "baseline": name,
+             "schema": _schema_dict(schema), "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+             "meta": meta or {}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def _baseline_classes() -> dict:
+    from nasrec.baselines import BASELINES
+    return BASELINES
+
+
+def load_model(path, device="cpu") -> tuple[nn.Module, dict]:
+    """(model, file dict) from a file written by :func:`save_model`; a pruned model
+    comes back at its pruned sizes as an ordinary module."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"model file not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is bad input
+        raise ValueError(f"{path}: not a model file ({type(e).__name__})") from None
+    if not isinstance(state, dict) or state.get("format") != MODEL_FORMAT:
+        raise ValueError(f"{path}: not a nasrec model file (write one with `nasrec train --save-model`)")
+    if state.get("version") != MODEL_VERSION:
+        raise ValueError(f"{path}: unsupported model file version {state.get('version')!r}")
+    s = state["schema"]
+    schema = Schema(int(s["n_dense"]), tuple(int(c) for c in s["cardinalities"]))
+    kind = state["kind"]
+    if kind == "arch":
+        with seeded_torch(0):
+            model = NasRecModel(ArchSpec.from_json(state["arch"]), schema)
+    elif kind == "prunable-arch":
+        with seeded_torch(0):
+            model = PrunableNasRec(ArchSpec.from_json(state["arch"]), schema)
+    elif kind == "baseline":
+        model = build_baseline(state["baseline"], schema, 0)
+    else:
+        raise ValueError(f"{path}: unknown model kind {kind!r}")
+    sd = state["state_dict"]
+    named = dict(model.named_parameters())
+    named.update(dict(model.named_buffers()))
+    for k, v in sd.items():
+        if k in named and named[k].shape != v.shape:
+            named[k].data = torch.empty_like(v)
+    _fix_attrs(model)
+    try:
+        model.load_state_dict(sd)
+    except RuntimeError as e:
+        raise ValueError(f"{path}: weights do not fit the model ({str(e).splitlines()[0]})") from None
+    return model.to(device), dict(state, schema=schema)
