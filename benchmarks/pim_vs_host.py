@@ -11,6 +11,8 @@ Three parts, each with its CSV in ``benchmarks/results/``:
   45.8% memory energy saved with 8 ranks; REFERENCE.md).
 - ``pim_vs_host_hbmpim.csv``: an HBM-PIM-like FP16 GEMV against its published
   1.2 TFLOPS per cube (REFERENCE.md), over matrix sizes and batch sizes.
+- ``pim_vs_host_crossbar.csv``: operations per joule of the crossbars on large
+  layers, beside ISAAC's published 628 GOPS/W (16-bit), and the ADCs' share.
 
     python -m benchmarks.pim_vs_host [--batch 256] [--seeds 3]
 """
@@ -38,6 +40,7 @@ WORKLOADS = ("rm1", "rm2", "rm3", "dlrm")
 # RecNMP, ISCA 2020 (REFERENCE.md): with 8 ranks, up to these
 RECNMP_MEMORY_SPEEDUP, RECNMP_THROUGHPUT, RECNMP_ENERGY_SAVED = 9.8, 4.2, 0.458
 HBM_PIM_PEAK_TFLOPS = 1.2  # Samsung HBM-PIM per cube (REFERENCE.md)
+ISAAC_GOPS_PER_W = 628.0  # ISAAC, 16-bit (REFERENCE.md)
 MEMORY_ACTIONS = ("act_pre", "read", "write", "refresh", "background", "io", "compute")
 
 
@@ -117,6 +120,26 @@ def hbm_pim_gemv() -> list[dict]:
     return rows
 
 
+def crossbar_efficiency() -> list[dict]:
+    """Operations per joule of the crossbar alone on large layers, beside ISAAC's published figure."""
+    from pimsim import Gemm, Workload, load_hardware, query
+
+    rows = []
+    for preset in ("isaac", "neurosim"):
+        hw = load_hardware(preset)
+        for size in (512, 1024, 2048):
+            g = Gemm(m=1024, n=size, k=size, name="fc")
+            r = query(Workload(batch_size=1024, dense=(g,)), hw)
+            xb = {k: v for k, v in r.energy_breakdown_pj.items() if k.startswith("xbar")}
+            joules = sum(xb.values()) * 1e-12
+            t = next(s for s in r.layers if s.name == "fc").time_s
+            rows.append({"preset": preset, "n": size, "k": size, "batch": 1024, "gops": g.flops / t / 1e9,
+                         "gops_per_w": g.flops / joules / 1e9, "adc_share": xb["xbar_adc"] / sum(xb.values()),
+                         "static_share": xb["xbar_static"] / sum(xb.values()),
+                         "published_isaac_gops_per_w": ISAAC_GOPS_PER_W})
+    return rows
+
+
 def plot(rows: list[dict], out: Path) -> None:
     import matplotlib
 
@@ -167,6 +190,11 @@ def main(argv: list[str] | None = None) -> int:
     for r in gemv:
         print(f"HBM-PIM GEMV {r['n']}x{r['k']} batch {r['batch']}: {r['tflops']:.3f} TFLOPS "
               f"({r['fraction_of_published']:.0%} of published {HBM_PIM_PEAK_TFLOPS})")
+    eff = crossbar_efficiency()
+    write_rows(eff, RESULTS / "pim_vs_host_crossbar.csv")
+    for r in eff:
+        print(f"crossbar {r['preset']} {r['n']}x{r['k']}: {r['gops_per_w']:.0f} GOPS/W (ISAAC published "
+              f"{ISAAC_GOPS_PER_W:.0f}), ADC share {r['adc_share']:.0%}, static share {r['static_share']:.0%}")
     return 0
 
 

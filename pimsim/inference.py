@@ -18,7 +18,8 @@ The model (README "Whole-inference model" has the long form):
   bounded also by the units' SIMD lanes.
 - Crossbar: arrays hold the weights in ``cells_per_weight`` cells each; every input
   vector takes ``input_cycles`` array cycles; energy is counted per ADC conversion,
-  DAC row drive, cell operation and shift-and-add. Weights that do not fit the
+  DAC row drive, cell operation and shift-and-add, plus the rest of each tile in use
+  drawing its power while the crossbar is busy. Weights that do not fit the
   arrays are reprogrammed every batch (``overflow = "reload"``) or rejected.
 - Successive batches pipeline over four resources: ``memory`` (DRAM, units and
   channels), ``host``, ``crossbar`` and ``link``. Throughput is the batch over the
@@ -356,6 +357,15 @@ def query(workload: Workload | str, hardware: Hardware | str, *, seed: int | Non
         prev = place
     if prev is not Place.HOST and w.dense:
         _move(tally, hw, w.dense[-1].out_bytes, prev, Place.HOST, "output")
+    if xb_layers:
+        # the rest of every tile holding weights (buffers, routers, digital units) draws
+        # its power while the crossbar is busy; idle tiles are assumed power-gated
+        xb = hw.crossbar
+        needed = sum(_crossbar_arrays(l, hw) for l in xb_layers)
+        tiles = min(xb.tiles, -(-min(needed * replicas, xb.arrays) // xb.arrays_per_tile))
+        static_pj = tiles * xb.tile_other_mw * 1e-3 * tally.busy["crossbar"] * 1e12
+        tally.add(LayerCost("crossbar.static", "static", "static", "crossbar", "crossbar", 0.0, 0.0),
+                  {"xbar_static": static_pj})
     latency_s = sum(s.time_s for s in tally.steps)
     bound_by = max(tally.busy, key=tally.busy.get)
     bottleneck_s = tally.busy[bound_by]

@@ -182,6 +182,15 @@ def test_weights_that_do_not_fit_are_reloaded_or_rejected():
         query(dense_only(layer, batch=4), reject)
 
 
+def test_crossbar_static_energy_covers_only_tiles_in_use():
+    layer = Gemm(m=64, n=128, k=128)
+    one_tile = with_overrides(ISAAC, {"crossbar.tiles": 1, "crossbar.arrays_per_tile": _crossbar_arrays(layer, ISAAC)})
+    r = query(dense_only(layer, batch=64), one_tile)
+    busy = r.stages["crossbar"]
+    assert r.energy_breakdown_pj["xbar_static"] == pytest.approx(ISAAC.crossbar.tile_other_mw * 1e-3 * busy * 1e12)
+    assert "xbar_static" not in query(dense_only(layer, batch=64), CPU).energy_breakdown_pj
+
+
 def test_spare_arrays_replicate_weights():
     layer = Gemm(m=64, n=128, k=128)
     r_many = query(dense_only(layer, batch=64), ISAAC)
@@ -205,7 +214,7 @@ def test_layers_follow_their_producer_and_fall_back_to_the_host():
     w = dense_only(Gemm(m=8, n=64, k=64), Elementwise(elements=512), Softmax(rows=8, cols=64),
                    Gemm(m=8, n=8, k=64, weights=False), Reduction(elements=64, outputs=8), batch=8)
     r = query(w, ISAAC)
-    places = [(s.op, s.place) for s in r.layers if s.op != "transfer"]
+    places = [(s.op, s.place) for s in r.layers if s.op not in ("transfer", "static")]
     assert places == [("gemm", "crossbar"), ("elementwise", "crossbar"), ("softmax", "host"),
                       ("gemm", "host"), ("reduction", "host")]
     moves = [s.place for s in r.layers if s.op == "transfer"]
