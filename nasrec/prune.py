@@ -699,19 +699,25 @@ def l1_scores(model: nn.Module, spec: PruneSpec | None = None) -> dict[str, torc
     return out
 
 
-def _gate_scale(spec: PruneSpec, gates: dict[str, torch.Tensor], named: dict) -> dict[str, torch.Tensor]:
-    """Parameter name -> multiplier tensor (broadcastable) from the group gates."""
-    scale: dict[str, torch.Tensor] = {}
-    for g, points in spec.gates.items():
-        if g not in gates:
-            continue
-        for pname, axis in points:
-            idx = _unit_index(spec.params[pname][axis], g, spec).to(gates[g].device)
-            v = torch.where(idx >= 0, gates[g][idx.clamp_min(0)], torch.ones((), device=idx.device))
+def _gate_plan(spec: PruneSpec, groups, named: dict, device) -> list:
+    """(parameter, group, unit index per entry along the axis (-1: none), view shape)."""
+    plan = []
+    for g in groups:
+        for pname, axis in spec.gates.get(g, []):
+            idx = _unit_index(spec.params[pname][axis], g, spec).to(device)
             shape = [1] * named[pname].dim()
             shape[axis] = -1
-            v = v.view(shape)
-            scale[pname] = scale[pname] * v if pname in scale else v
+            plan.append((pname, g, idx, shape))
+    return plan
+
+
+def _gate_scale(plan: list, gates: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Parameter name -> multiplier tensor (broadcastable) from the group gates."""
+    scale: dict[str, torch.Tensor] = {}
+    for pname, g, idx, shape in plan:
+        gv = torch.cat([gates[g], gates[g].new_ones(1)])  # index -1 -> 1 (no gate)
+        v = gv[idx].view(shape)
+        scale[pname] = scale[pname] * v if pname in scale else v
     return scale
 
 
@@ -722,6 +728,7 @@ def _train_masks(model: nn.Module, spec: PruneSpec, groups: list[str], train: Sp
     device = next(model.parameters()).device
     gates = {g: nn.Parameter(torch.ones(spec.groups[g].size, device=device)) for g in groups}
     named = dict(model.named_parameters())
+    plan = _gate_plan(spec, groups, named, device)
     opt_w = torch.optim.Adagrad(model.parameters(), lr=cfg.lr, eps=1e-2)
     opt_g = torch.optim.Adam(gates.values(), lr=cfg.mask_lr)
     loss_fn = nn.BCEWithLogitsLoss()
@@ -729,7 +736,7 @@ def _train_masks(model: nn.Module, spec: PruneSpec, groups: list[str], train: Sp
     model.train()
     for _ in progress(range(cfg.mask_steps), desc="masks", quiet=quiet):
         dense, ids, y = next(batches)
-        scale = _gate_scale(spec, gates, named)
+        scale = _gate_scale(plan, gates)
         params = {n: (p * scale[n] if n in scale else p) for n, p in named.items()}
         logits = torch.func.functional_call(model, params, (dense, ids))
         penalty = sum(g.abs().sum() for g in gates.values())
@@ -741,7 +748,7 @@ def _train_masks(model: nn.Module, spec: PruneSpec, groups: list[str], train: Sp
         opt_w.step()
         opt_g.step()
     with torch.no_grad():
-        scale = _gate_scale(spec, gates, named)
+        scale = _gate_scale(plan, gates)
         for n, s in scale.items():
             named[n].mul_(s)
     return {g: v.detach().abs().cpu() for g, v in gates.items()}

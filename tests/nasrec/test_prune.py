@@ -273,3 +273,37 @@ def test_cli_prune_missing_model_is_status_2(tmp_path, capsys):
     assert main(["prune", str(tmp_path / "nope.pt"), "--ratio", "0.5"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "model file not found" in err
+
+
+@pytest.mark.parametrize("name", ["nasrec", "dlrm"])
+def test_gates_fold_exactly_into_the_parameters(name, tiny_data):
+    """The gated model the mask method trains equals the model with gates folded in."""
+    from nasrec.prune import _gate_plan, _gate_scale
+    m = to_prunable(_models(tiny_data.schema)[name]).eval()
+    spec = prune_spec(m)
+    named = dict(m.named_parameters())
+    gen = torch.Generator().manual_seed(0)
+    gates = {g: torch.rand(u.size, generator=gen) for g, u in spec.groups.items()}
+    scale = _gate_scale(_gate_plan(spec, list(gates), named, "cpu"), gates)
+    assert set(scale) and all(n in named for n in scale)
+    d, s = _batch(tiny_data)
+    gated = torch.func.functional_call(m, {n: p * scale[n] if n in scale else p for n, p in named.items()}, (d, s))
+    with torch.no_grad():
+        for n, v in scale.items():
+            named[n].mul_(v)
+    torch.testing.assert_close(m(d, s), gated)
+    assert not torch.allclose(gated, _models(tiny_data.schema)[name].eval()(d, s))
+
+
+@pytest.mark.parametrize("name", ["nasrec", "dlrm"])
+def test_cosearch_profiler_sees_the_pruned_shapes(name, tiny_data):
+    """The forward profiler's matrix products add up to the analytic count of the pruned model."""
+    module_workload = pytest.importorskip("cosearch.profile").module_workload
+    m = to_prunable(_models(tiny_data.schema)[name])
+    spec = prune_spec(m)
+    p = apply_keep(m, {g: torch.arange(max(1, u.size // 2)) for g, u in spec.groups.items()})
+    B = 4
+    w = module_workload(p, (torch.zeros(B, tiny_data.schema.n_dense),
+                            torch.zeros(B, tiny_data.schema.n_sparse, dtype=torch.int64)), tiny_data.schema)
+    assert sum(layer.flops for layer in w.dense if layer.op == "gemm") == flops(p, B) < flops(m, B)
+    assert {t.dim for t in w.tables} == {p.embedding.table.embedding_dim} == {spec.groups["emb"].size // 2}
