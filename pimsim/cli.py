@@ -230,7 +230,9 @@ def _cmd_embed(args, out) -> int:
             ("energy/sample (uJ)", lambda r: f"{r.energy_per_sample_j * 1e6:.3f}"),
             ("bound by", lambda r: r.bound_by),
             ("channel bytes", lambda r: f"{r.channel_bytes:,}"),
-            ("row-hit rate", lambda r: f"{r.row_hit_rate:.3f}")]
+            ("row-hit rate", lambda r: f"{r.row_hit_rate:.3f}"),
+            ("host cache hit rate", lambda r: f"{r.host_cache_hit_rate:.3f}"),
+            ("unit cache hit rate", lambda r: f"{r.cache_hit_rate:.3f}")]
     rows += [(f"  {k} (uJ)", lambda r, k=k: f"{r.energy_breakdown_pj[k] / 1e6:.2f}")
              for k in b.energy_breakdown_pj]
     w0 = max(len(name) for name, _ in rows)

@@ -314,7 +314,8 @@ class Host:
     ``cache_bytes`` of on-chip cache when they fit, and a layer's activations do
     when its inputs plus outputs fit; everything else streams from DRAM at
     ``dram_pj_per_byte``. Energy per FLOP is per precision; ``static_w`` is drawn
-    for the whole time the host is busy.
+    for the whole time the host is busy. Embedding lookups that hit the cache move
+    at ``cache_gbps`` and cost ``cache_pj_per_byte``.
     """
 
     kind: HostKind
@@ -330,9 +331,13 @@ class Host:
     tdp_w: float
     mem_gbps: float = 0.0
     static_w: float = 0.0
+    cache_gbps: float = 1000.0
+    cache_pj_per_byte: float = 10.0
 
     def __post_init__(self) -> None:
         _coerce_enum(self, "kind", HostKind)
+        _check_float(self, "cache_gbps")
+        _check_float(self, "cache_pj_per_byte", strict=False)
         for name in ("peak_fp32_gflops", "peak_fp16_gflops", "peak_int8_gops", "tdp_w"):
             _check_float(self, name)
         for name in ("pj_per_flop_fp32", "pj_per_flop_fp16", "pj_per_op_int8", "dram_pj_per_byte",

@@ -35,7 +35,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .config import Hardware, Mapping, NmpLevel, Overflow, Place
+from .config import Hardware, NmpLevel, Overflow, Place
 from .dense import Elementwise, Gemm, Reduction, Workload, load_workload
 from .embedding import Report, simulate
 from .energy import ActionCounts, EnergyTable, energy_breakdown_pj
@@ -293,17 +293,16 @@ def query(workload: Workload | str, hardware: Hardware | str, *, seed: int | Non
     tally = _Tally()
     emb_report = None
     if w.tables:
-        emb_place = hw.embedding_place
-        emb_hw = hw if emb_place is Place.NMP else replace(hw, nmp=None, mapping=Mapping())
-        emb_report = simulate(w.embeddings, emb_hw, seed=seed)
+        emb_report = simulate(w.embeddings, hw, seed=seed)
         actions = dict(emb_report.energy_breakdown_pj)
-        if emb_place is Place.HOST:
+        host_tables = [t for t, d in zip(w.tables, emb_report.per_table) if d["place"] == "host"]
+        if host_tables:
             # the host adds the gathered vectors; its cores overlap with the gathers
-            adds = sum(t.pooling * t.dim for t in w.tables) * w.batch_size
-            bpe = w.tables[0].bytes_per_element
-            actions["host_compute"] = adds * hw.host.pj_per_flop(bpe)
-        tally.add(LayerCost("embedding", "embedding", "embedding", emb_place.value, "memory",
-                            emb_report.latency_s, 0.0), actions)
+            adds = sum(t.pooling * t.dim for t in host_tables) * w.batch_size
+            actions["host_compute"] = adds * hw.host.pj_per_flop(host_tables[0].bytes_per_element)
+        place = emb_report.mode.split("-")[0]
+        tally.add(LayerCost("embedding", "embedding", "embedding", place, "memory", emb_report.latency_s, 0.0),
+                  actions)
     host_weights = sum(l.weight_bytes for l in w.dense if not (isinstance(l, Gemm) and l.weights
                                                                and hw.mapping.gemm is not Place.HOST))
     weights_cached = host_weights <= hw.host.cache_bytes

@@ -35,16 +35,22 @@ class EmbeddingTable:
     pooling: int = 1
     distribution: IndexDistribution = IndexDistribution.UNIFORM
     zipf_alpha: float = 1.05
+    place: str = "auto"  # "auto": as the hardware's mapping says; "host" or "nmp" pins this table
+    row_overhead_bytes: int = 0  # per-row extras stored with the vector, e.g. an int8 row's scale and bias
 
     def __post_init__(self) -> None:
         for name in ("rows", "dim", "bytes_per_element", "pooling"):
             _check_int(self, name)
+        _check_int(self, "row_overhead_bytes", 0)
         _coerce_enum(self, "distribution", IndexDistribution)
         _check_float(self, "zipf_alpha")
+        if self.place not in ("auto", "host", "nmp"):
+            raise ValueError(f"EmbeddingTable.place must be one of auto, host, nmp, got {self.place!r}")
 
     @property
     def vector_bytes(self) -> int:
-        return self.dim * self.bytes_per_element
+        """Bytes of one stored row: the vector and its per-row extras."""
+        return self.dim * self.bytes_per_element + self.row_overhead_bytes
 
 
 @dataclass(frozen=True)

@@ -156,7 +156,8 @@ def test_cli_bad_arguments_exit_2(capsys, argv, needle, tmp_path):
 
 def test_cli_embed_json_and_workload_file(tmp_path, capsys):
     wl = tmp_path / "wl.toml"
-    wl.write_text('batch_size = 8\n[[tables]]\ncount = 3\nrows = 10000\ndim = 16\npooling = 20\n')
+    # tables larger than the host's last-level cache, so the host gathers from DRAM
+    wl.write_text('batch_size = 8\n[[tables]]\ncount = 3\nrows = 1000000\ndim = 16\npooling = 20\n')
     code, out, _ = run_cli(capsys, "embed", "--workload", str(wl), "--json", "--seed", "4")
     assert code == 0
     d = json.loads(out)

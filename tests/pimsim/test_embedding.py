@@ -1,6 +1,7 @@
 """Embedding gathers on the host and on near-memory units."""
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -144,3 +145,79 @@ def test_rank_cache_serves_hot_rows_only_when_enabled():
     assert cached.energy_j < plain.energy_j
     cold = EmbeddingWorkload((EmbeddingTable(rows=4_000_000, dim=16, pooling=40),) * 4, batch_size=32)
     assert simulate(cold, "recnmp", seed=2).cache_hit_rate < 0.02
+
+
+# ---- per-table placement, host cache, reduced precision -------------------------------------
+
+def _tables(**kw):
+    small = EmbeddingTable(rows=2_000, dim=16, pooling=1, **kw)
+    big = EmbeddingTable(rows=4_000_000, dim=16, pooling=1, **kw)
+    return small, big
+
+
+def test_table_places_follow_the_mapping_unless_pinned():
+    from pimsim.embedding import table_places
+    small, big = _tables()
+    hw = load_hardware("recnmp")
+    pinned = dataclasses.replace(small, place="host")
+    assert table_places((small, big), hw).tolist() == [True, True]
+    assert table_places((pinned, big), hw).tolist() == [False, True]
+    host_mapped = dataclasses.replace(hw, mapping=dataclasses.replace(hw.mapping, embeddings="host"))
+    assert table_places((small, dataclasses.replace(big, place="nmp")), host_mapped).tolist() == [False, True]
+    with pytest.raises(ValueError, match="table 0 is placed on 'nmp'"):
+        table_places((dataclasses.replace(small, place="nmp"),), load_hardware("ddr4-2400"))
+    with pytest.raises(ValueError, match="place must be one of"):
+        EmbeddingTable(rows=10, dim=4, place="gpu")
+
+
+def test_small_tables_on_the_host_cache_and_big_tables_on_units():
+    small, big = _tables()
+    tables = (dataclasses.replace(small, place="host"),) * 4 + (big,) * 4
+    r = simulate(EmbeddingWorkload(tables, batch_size=64), "recnmp", seed=1)
+    assert r.mode == "mixed-rank"
+    assert r.host_cache_hit_rate == 1.0  # 4 x 2,000 rows fit the last-level cache together
+    places = [t["place"] for t in r.per_table]
+    assert places == ["host"] * 4 + ["nmp"] * 4
+    assert all(t["dram_bursts"] == 0 and t["channel_bytes"] == 0 for t in r.per_table[:4])
+    assert r.energy_breakdown_pj["host_cache"] > 0
+    all_units = simulate(EmbeddingWorkload((small,) * 4 + (big,) * 4, batch_size=64), "recnmp", seed=1)
+    # one-hot lookups gain nothing from pooling near memory; the cached small tables are cheaper on the host
+    assert r.latency_s < all_units.latency_s and r.energy_j < all_units.energy_j
+
+
+def test_per_table_counts_add_up():
+    small, big = _tables(distribution="zipf")
+    tables = (dataclasses.replace(small, place="host", pooling=3), big, dataclasses.replace(big, dim=64))
+    r = simulate(EmbeddingWorkload(tables, batch_size=32), "recnmp", seed=5)
+    assert sum(t["lookups"] for t in r.per_table) == r.lookups
+    assert sum(t["dram_bursts"] for t in r.per_table) == r.dram_bursts
+    assert sum(t["channel_bytes"] for t in r.per_table) == r.channel_bytes
+    assert sum(t["time_s"] for t in r.per_table) == pytest.approx(r.host_s + r.nmp_s, rel=1e-9)
+    assert r.per_table[2]["bursts"] == 4 * r.per_table[1]["bursts"]  # 256 B vectors: four bursts
+    json.dumps(r.to_dict())
+    assert "per_table" not in r.to_row()
+
+
+def test_int8_tables_move_a_quarter_of_the_fp32_bytes():
+    fp32 = EmbeddingTable(rows=4_000_000, dim=64, pooling=8, bytes_per_element=4)
+    int8 = dataclasses.replace(fp32, bytes_per_element=1)
+    host = load_hardware("ddr4-2400")
+    r32 = simulate(EmbeddingWorkload((fp32,) * 2, batch_size=16), host, seed=0)
+    r8 = simulate(EmbeddingWorkload((int8,) * 2, batch_size=16), host, seed=0)
+    assert r8.dram_bursts * 4 == pytest.approx(r32.dram_bursts, rel=0.02)
+    assert r8.channel_bytes * 4 == pytest.approx(r32.channel_bytes, rel=0.02)
+    # an int8 row's scale and bias ride with the vector: 64 + 8 bytes take two bursts
+    scaled = dataclasses.replace(int8, row_overhead_bytes=8)
+    rs = simulate(EmbeddingWorkload((scaled,) * 2, batch_size=16), host, seed=0)
+    assert rs.per_table[0]["bursts"] == 2 * r8.per_table[0]["bursts"]
+
+
+def test_warmup_batches_warm_the_caches_deterministically():
+    hot = EmbeddingWorkload((EmbeddingTable(rows=200_000, dim=16, pooling=20, distribution="zipf",
+                                            zipf_alpha=1.1),) * 4, batch_size=16)
+    cold = simulate(hot, "recnmp", seed=3, warmup_batches=0)
+    warm = simulate(hot, "recnmp", seed=3, warmup_batches=4)
+    assert warm.cache_hit_rate > cold.cache_hit_rate
+    assert simulate(hot, "recnmp", seed=3, warmup_batches=4) == warm
+    with pytest.raises(ValueError, match="warmup_batches"):
+        simulate(hot, "recnmp", warmup_batches=-1)
