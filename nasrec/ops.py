@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nasrec.sliced import take
+
 EMB_DIM = 16  # NASRec: embedding dimension 16
 D2S_TOKENS = 8  # NASRec: dense-to-sparse merger appends 8 tokens of 16 (DS_INTERACT_NUM_SPLITS)
 ATTN_HEADS = 8  # NASRec: transformer layer with 8 heads
@@ -53,13 +55,13 @@ class ElasticLinear(nn.Module):
             in_ranges = ((0, x.shape[-1]),)
         # Remembered so that a standalone model can copy exactly the weights used.
         self.last_slice = (out_dim, in_ranges)
-        w = self.weight[:out_dim]
+        rows = slice(None, out_dim)
         if len(in_ranges) == 1:
             a, b = in_ranges[0]
-            w = w[:, a:b]
+            w = take(self.weight, (rows, slice(a, b)))
         else:
-            w = torch.cat([w[:, a:b] for a, b in in_ranges], dim=1)
-        b = None if self.bias is None else self.bias[:out_dim]
+            w = torch.cat([take(self.weight, (rows, slice(a, b))) for a, b in in_ranges], dim=1)
+        b = None if self.bias is None else take(self.bias, (rows,))
         return F.linear(x, w, b)
 
     def sliced_state(self) -> dict:
@@ -84,7 +86,7 @@ class ElasticLayerNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         d = x.shape[-1]
         self.last_slice = d
-        return F.layer_norm(x, (d,), self.weight[:d], self.bias[:d])
+        return F.layer_norm(x, (d,), take(self.weight, (slice(None, d),)), take(self.bias, (slice(None, d),)))
 
     def sliced_state(self) -> dict:
         d = self.last_slice
