@@ -1,0 +1,307 @@
+"""Co-search on the default synthetic data and the rank-level NMP preset (recnmp).
+
+(c) end-to-end wall time of the default pipeline (``cosearch run`` settings);
+(a) hypervolume against evaluations for multi-objective regularised evolution (the
+    default), scalarised regularised evolution, random search and pymoo's NSGA-II
+    with mixed variables, several seeds, same objectives (log loss, latency,
+    energy per sample), budget, hardware space and reference point: all runs share
+    one normalisation taken from the union of their points, reference 1.1;
+(b) the front's best models retrained from scratch next to DLRM, DeepFM, DCN-v2,
+    AutoInt and xDeepFM, all costed on recnmp with its own settings (fp32).
+
+Writes benchmarks/results/cosearch_synthetic_{hv,hv_summary,models,wall}.csv and
+cosearch_synthetic_hv.png. Needs the ``bench`` extra (pymoo) for the NSGA-II row.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks._csv import write_rows
+from cosearch import hwmodel
+from cosearch.config import DEFAULT, QUICK, RunConfig
+from cosearch.hardware import HardwareKnobs, KnobSpace
+from cosearch.objectives import Candidate, CoSpace, Evaluator, PimsimCost, SupernetAccuracy
+from cosearch.pareto import Normalization, hypervolume, pareto_mask
+from cosearch.pipeline import ensure_dataset, ensure_supernet, run_pipeline, table_spec
+from cosearch.profile import module_workload
+from cosearch.scoring import InheritedScorer
+from cosearch.search import EvolutionConfig, make_algorithm
+from nasrec.space import (BINARY_OPS, MACRO_FIELDS, ArchSpec, BlockSpec, get_space)
+
+RESULTS = Path(__file__).resolve().parent / "results"
+OBJECTIVES = ("logloss", "latency_s", "energy_per_sample_j")
+#: The recnmp family's own knobs (rank-level near-memory units).
+KNOBS = KnobSpace(families=("recnmp",), embeddings=("host", "nmp"), gemm=("host", "nmp"), ranks=(2, 4, 8))
+
+
+def _evaluator(cfg: RunConfig, ds, sn, scoring_steps: int, val_rows: int) -> Evaluator:
+    scorer = InheritedScorer(sn, ds.split("train"), ds.split("val", val_rows), finetune_steps=scoring_steps,
+                             batch_size=cfg.scoring.batch_size, seed=cfg.seed)
+    cost = PimsimCost(ds.schema, hwmodel.query, hwmodel.build_hardware, batch_size=cfg.inference.batch_size,
+                      tables=table_spec(ds), seed=cfg.seed)
+    return Evaluator([SupernetAccuracy(scorer), cost], OBJECTIVES)
+
+
+def run_ours(name, space, ev, seed, evo: EvolutionConfig):
+    algo = make_algorithm(name, space, np.random.default_rng([seed, 5]), evo, weights=(1.0, 1.0, 1.0))
+    cands, F, ok = [], [], []
+    while not algo.done:
+        c = algo.ask()
+        e = ev.evaluate(c)
+        algo.tell(c, e.objectives, e.feasible)
+        cands += c
+        F.append(e.objectives)
+        ok.append(e.feasible)
+    return cands, np.concatenate(F), np.concatenate(ok)
+
+
+# -- pymoo NSGA-II over the same space, mixed variables --------------------------------------
+
+def _subsets(i: int, max_inputs: int) -> list[tuple[int, ...]]:
+    return [s for n in range(1, min(i + 1, max_inputs) + 1) for s in itertools.combinations(range(i + 1), n)]
+
+
+def run_nsga2(space: CoSpace, ev, seed, evo: EvolutionConfig):
+    from pymoo.algorithms.moo.nsga2 import RankAndCrowdingSurvival
+    from pymoo.core.mixed import MixedVariableGA
+    from pymoo.core.problem import Problem
+    from pymoo.core.variable import Choice
+    from pymoo.optimize import minimize
+
+    s = space.arch_space
+    k = space.knobs
+    variables = {}
+    subsets = {i: [",".join(map(str, t)) for t in _subsets(i, s.max_inputs)] for i in range(s.num_blocks)}
+    for i in range(s.num_blocks):
+        variables.update({
+            f"b{i}_dense_idx": Choice(options=subsets[i]), f"b{i}_sparse_idx": Choice(options=subsets[i]),
+            f"b{i}_left": Choice(options=list(range(i + 1))), f"b{i}_right": Choice(options=list(range(i + 1))),
+            f"b{i}_dense_op": Choice(options=list(s.dense_ops)), f"b{i}_sparse_op": Choice(options=list(s.sparse_ops)),
+            f"b{i}_width": Choice(options=list(s.dense_widths)), f"b{i}_tokens": Choice(options=list(s.sparse_tokens)),
+            f"b{i}_d2s": Choice(options=[0, 1]), f"b{i}_fm": Choice(options=[0, 1])})
+    variables.update({"hw_embeddings": Choice(options=list(k.embeddings)), "hw_gemm": Choice(options=list(k.gemm)),
+                      "hw_ranks": Choice(options=list(k.ranks)),
+                      "hw_precision": Choice(options=[p.value for p in k.precisions])})
+    log = {"cands": [], "F": [], "ok": []}
+
+    def decode(x) -> Candidate:
+        blocks = tuple(BlockSpec(
+            dense_idx=tuple(int(v) for v in x[f"b{i}_dense_idx"].split(",")),
+            sparse_idx=tuple(int(v) for v in x[f"b{i}_sparse_idx"].split(",")),
+            dense_left_idx=int(x[f"b{i}_left"]), dense_right_idx=int(x[f"b{i}_right"]),
+            dense_op=x[f"b{i}_dense_op"], sparse_op=x[f"b{i}_sparse_op"], dense_width=int(x[f"b{i}_width"]),
+            sparse_tokens=int(x[f"b{i}_tokens"]), dense_sparse_interact=bool(x[f"b{i}_d2s"]),
+            deep_fm=bool(x[f"b{i}_fm"])) for i in range(s.num_blocks))
+        hw = HardwareKnobs(family=k.families[0], embeddings=x["hw_embeddings"], gemm=x["hw_gemm"],
+                           ranks=int(x["hw_ranks"]), precision=x["hw_precision"])
+        return Candidate(ArchSpec(blocks, s.name), hw)
+
+    class CoProblem(Problem):
+        def __init__(self):
+            super().__init__(vars=variables, n_obj=len(OBJECTIVES))
+
+        def _evaluate(self, X, out, *args, **kwargs):
+            cands = [decode(x) for x in X]
+            left = evo.budget - len(log["cands"])
+            e = ev.evaluate(cands)
+            F = np.where(e.feasible[:, None], e.objectives, 1e9)
+            log["cands"] += cands[:max(0, left)]
+            log["F"].append(e.objectives[:max(0, left)])
+            log["ok"].append(e.feasible[:max(0, left)])
+            out["F"] = F
+
+    algo = MixedVariableGA(pop_size=evo.population, n_offsprings=evo.children, survival=RankAndCrowdingSurvival())
+    minimize(CoProblem(), algo, ("n_evals", evo.budget), seed=seed, verbose=False)
+    return log["cands"], np.concatenate(log["F"]), np.concatenate(log["ok"])
+
+
+def hv_curve(F, ok, norm: Normalization, step: int) -> list[tuple[int, float]]:
+    out = []
+    for n in list(range(step, len(F), step)) + [len(F)]:
+        G = F[:n][ok[:n]]
+        out.append((n, hypervolume(G[pareto_mask(G)], norm) if len(G) else 0.0))
+    return out
+
+
+# -- (b) retrained models ----------------------------------------------------------------------
+
+def models_table(cfg: RunConfig, ds, cands, F, ok, top: int, steps: int) -> list[dict]:
+    """Top front models by search log loss and the five baselines, trained ``steps``
+    from scratch, tested, costed on recnmp's own settings."""
+    import torch
+    from nasrec.baselines import BASELINES, build_baseline
+    from nasrec.model import NasRecModel
+    from nasrec.train import TrainConfig, evaluate, train_model
+    from nasrec._util import seeded_torch
+    cost = PimsimCost(ds.schema, hwmodel.query, hwmodel.build_hardware, batch_size=cfg.inference.batch_size,
+                      tables=table_spec(ds), seed=cfg.seed)
+    ref = HardwareKnobs("recnmp")
+    hw = hwmodel.build_hardware(ref)
+    b = cfg.inference.batch_size
+    g = torch.Generator().manual_seed(0)
+    dense = torch.rand(b, ds.schema.n_dense, generator=g)
+    ids = torch.stack([torch.randint(0, c, (b,), generator=g) for c in ds.schema.cardinalities], 1)
+    tc = TrainConfig(steps=steps, seed=cfg.seed)
+    train, test = ds.split("train"), ds.split("test")
+    rows = []
+    idx = np.flatnonzero(ok)
+    front = idx[pareto_mask(F[idx])]
+    chosen, seen = [], set()
+    for i in front[np.argsort(F[front, 0])]:
+        if cands[i].arch.hash not in seen:
+            seen.add(cands[i].arch.hash)
+            chosen.append(i)
+        if len(chosen) >= top:
+            break
+    for i in chosen:
+        spec = cands[i].arch
+        with seeded_torch(cfg.seed):
+            model = NasRecModel(spec, ds.schema)
+        t0 = time.perf_counter()
+        train_model(model, train, tc)
+        r = evaluate(model, test)
+        c = cost.cost_of(cost.workload(Candidate(spec, ref)), ref)
+        rows.append({"model": f"searched:{spec.hash[:12]}", "search_logloss": float(F[i, 0]),
+                     "test_logloss": r["logloss"], "test_auc": r["auc"], "latency_s": c[0],
+                     "energy_per_sample_j": c[1], "searched_hardware": cands[i].hw.label,
+                     "searched_latency_s": float(F[i, 1]), "train_seconds": time.perf_counter() - t0})
+    for name in sorted(BASELINES):
+        model = build_baseline(name, ds.schema, cfg.seed)
+        w = module_workload(model, (dense, ids), ds.schema, tables=cost.tables, name=name)
+        rep = hwmodel.query(w, hw, seed=cfg.seed)
+        t0 = time.perf_counter()
+        train_model(model, train, tc)
+        r = evaluate(model, test)
+        rows.append({"model": name, "test_logloss": r["logloss"], "test_auc": r["auc"], "latency_s": rep.latency_s,
+                     "energy_per_sample_j": rep.energy_per_sample_j, "train_seconds": time.perf_counter() - t0})
+    for r in rows:
+        r.update(hardware="recnmp", train_steps=steps, seed=cfg.seed, data=test.tag,
+                 bayes_test_logloss=ds.bayes_logloss["test"])
+    return rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--budget", type=int, default=96)
+    ap.add_argument("--population", type=int, default=24)
+    ap.add_argument("--children", type=int, default=8)
+    ap.add_argument("--sample-size", type=int, default=6)
+    ap.add_argument("--scoring-steps", type=int, default=DEFAULT.scoring.finetune_steps)
+    ap.add_argument("--val-rows", type=int, default=DEFAULT.scoring.val_rows)
+    ap.add_argument("--top", type=int, default=3)
+    ap.add_argument("--train-steps", type=int, default=300)
+    ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "cosearch-bench-cache")
+    ap.add_argument("--skip-e2e", action="store_true", help="skip (c), the default end-to-end run")
+    ap.add_argument("--skip-models", action="store_true", help="skip (b), the retraining table")
+    ap.add_argument("--quick", action="store_true", help="the --quick data set and supernet (smoke test)")
+    args = ap.parse_args(argv)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    cfg = QUICK if args.quick else DEFAULT
+    wall = []
+    if not args.skip_e2e:
+        out = Path(tempfile.mkdtemp(prefix="cosearch-e2e-"))
+        stages, t_last = {}, [time.perf_counter(), None]
+
+        def on_stage(name):
+            now = time.perf_counter()
+            if t_last[1] is not None:
+                stages[t_last[1]] = now - t_last[0]
+            t_last[0], t_last[1] = now, name
+        t0 = time.perf_counter()
+        res = run_pipeline(cfg, out, args.cache, on_stage=on_stage)
+        on_stage("end")
+        wall.append({"what": "cosearch run (defaults)", "seconds": time.perf_counter() - t0,
+                     **{f"{k}_seconds": v for k, v in stages.items()}, "evaluations": len(res.keys),
+                     "front": int(res.front.sum()), "cores": _cores(), "seed": cfg.seed, "out": str(out)})
+        write_rows(wall, RESULTS / "cosearch_synthetic_wall.csv")
+        print(f"(c) default run: {wall[0]['seconds']:.0f} s ({stages})", flush=True)
+    ds = ensure_dataset(cfg, args.cache)
+    sn, _ = ensure_supernet(cfg, ds, args.cache)
+    ev = _evaluator(cfg, ds, sn, args.scoring_steps, args.val_rows)
+    space = CoSpace(get_space(cfg.supernet.space), KNOBS, cfg.search.arch_prob, hwmodel.knobs_valid)
+    evo = EvolutionConfig(budget=args.budget, population=args.population, sample_size=args.sample_size,
+                          children=args.children)
+    runs = {}
+    algos = ["moea", "evolution", "random"]
+    try:
+        import pymoo  # noqa: F401
+        algos.append("nsga2-pymoo")
+    except ImportError:
+        print("pymoo not installed (pip install '.[bench]'): skipping NSGA-II", file=sys.stderr)
+    for seed in range(args.seeds):
+        for a in algos:
+            t0 = time.perf_counter()
+            runs[(a, seed)] = (run_nsga2(space, ev, seed, evo) if a == "nsga2-pymoo"
+                               else run_ours(a, space, ev, seed, evo)) + (time.perf_counter() - t0,)
+            print(f"(a) {a} seed {seed}: {time.perf_counter() - t0:.0f} s", flush=True)
+    allF = np.concatenate([F[ok] for _, F, ok, _ in runs.values()])
+    norm = Normalization.from_points(allF)
+    hv_rows, summary = [], []
+    step = max(1, args.children)
+    for (a, seed), (cands, F, ok, secs) in runs.items():
+        for n, hv in hv_curve(F, ok, norm, step):
+            hv_rows.append({"algorithm": a, "seed": seed, "evaluations": n, "hypervolume": hv})
+    for a in algos:
+        finals = [hv_curve(runs[(a, s)][1], runs[(a, s)][2], norm, args.budget)[-1][1] for s in range(args.seeds)]
+        summary.append({"algorithm": a, "seeds": args.seeds, "budget": args.budget, "hv_mean": float(np.mean(finals)),
+                        "hv_std": float(np.std(finals)), "hv_per_seed": " ".join(f"{v:.4f}" for v in finals),
+                        "seconds_mean": float(np.mean([runs[(a, s)][3] for s in range(args.seeds)]))})
+    rnd = next(r["hv_mean"] for r in summary if r["algorithm"] == "random")
+    for r in summary:
+        r.update(ratio_to_random=r["hv_mean"] / rnd if rnd else float("nan"), lower=" ".join(map(repr, norm.lower)),
+                 upper=" ".join(map(repr, norm.upper)), reference=1.1, objectives=" ".join(OBJECTIVES),
+                 hardware="recnmp", cores=_cores())
+    write_rows(hv_rows, RESULTS / "cosearch_synthetic_hv.csv")
+    write_rows(summary, RESULTS / "cosearch_synthetic_hv_summary.csv")
+    _plot(hv_rows, algos, RESULTS / "cosearch_synthetic_hv.png")
+    for r in summary:
+        print(f"(a) {r['algorithm']}: hv {r['hv_mean']:.4f} +- {r['hv_std']:.4f} ({r['ratio_to_random']:.2f}x random)")
+    if not args.skip_models:
+        cands = [c for s in range(args.seeds) for c in runs[("moea", s)][0]]
+        F = np.concatenate([runs[("moea", s)][1] for s in range(args.seeds)])
+        ok = np.concatenate([runs[("moea", s)][2] for s in range(args.seeds)])
+        rows = models_table(cfg, ds, cands, F, ok, args.top, args.train_steps)
+        write_rows(rows, RESULTS / "cosearch_synthetic_models.csv")
+        for r in rows:
+            print(f"(b) {r['model']}: test log loss {r['test_logloss']:.5f}, latency {r['latency_s'] * 1e3:.4f} ms, "
+                  f"energy {r['energy_per_sample_j'] * 1e6:.3f} uJ/sample")
+    return 0
+
+
+def _cores() -> int:
+    import os
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def _plot(rows, algos, path):
+    from cosearch.plots import _plt, save_png
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for i, a in enumerate(algos):
+        rs = [r for r in rows if r["algorithm"] == a]
+        seeds = sorted({r["seed"] for r in rs})
+        ns = sorted({r["evaluations"] for r in rs})
+        M = np.array([[next(r["hypervolume"] for r in rs if r["seed"] == s and r["evaluations"] == n) for n in ns]
+                      for s in seeds])
+        ax.plot(ns, M.mean(0), "-", c=f"C{i}", label=f"{a} (mean of {len(seeds)})")
+        ax.fill_between(ns, M.min(0), M.max(0), color=f"C{i}", alpha=0.15)
+    ax.set_xlabel("evaluations")
+    ax.set_ylabel("hypervolume (normalised, ref 1.1)")
+    ax.set_title("co-search on synthetic data, recnmp: log loss x latency x energy", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_png(fig, path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

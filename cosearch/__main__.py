@@ -1,0 +1,5 @@
+import sys
+
+from cosearch.cli import main
+
+sys.exit(main())

@@ -1,0 +1,265 @@
+"""Run configuration: frozen, validated dataclasses, read from TOML at the edge.
+
+A config file has the sections of :class:`RunConfig` (``[data]``, ``[supernet]``,
+``[scoring]``, ``[search]``, ``[hardware]``, ``[constraints]``, ``[inference]``,
+``[baselines]``, ``[execution]``) plus a top-level ``seed``; every key is
+optional and unknown keys are errors. ``QUICK`` is the ``--quick`` preset.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+from cosearch.executor import EXECUTORS
+from cosearch.hardware import KnobSpace
+from cosearch.objectives import COST_METRICS
+from cosearch.search import ALGORITHMS, EvolutionConfig
+from nasrec.baselines import BASELINES
+from nasrec.space import SPACES
+
+__all__ = ["DataConfig", "SupernetConfig", "ScoringConfig", "SearchConfig", "InferenceConfig",
+           "BaselineConfig", "ExecutionConfig", "RunConfig", "DEFAULT", "QUICK", "load_config", "config_hash"]
+
+METRICS = ("logloss",) + COST_METRICS
+
+
+def _pos_int(obj, *names, minimum=1):
+    for n in names:
+        v = getattr(obj, n)
+        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+            raise ValueError(f"{type(obj).__name__}.{n} must be an integer >= {minimum}, got {v!r}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The built-in synthetic data set (``nasrec.SyntheticConfig``), or ``path`` to a
+    prepared data folder (``nasrec prepare``)."""
+
+    rows: int = 200_000
+    max_cardinality: int = 100_000
+    zipf_exponent: float = 1.1
+    path: str = ""
+
+    def __post_init__(self):
+        _pos_int(self, "rows", "max_cardinality")
+        if self.rows < 10_000:
+            raise ValueError(f"DataConfig.rows must be >= 10000, got {self.rows}")
+        if not self.zipf_exponent > 0:
+            raise ValueError(f"DataConfig.zipf_exponent must be > 0, got {self.zipf_exponent!r}")
+
+
+@dataclass(frozen=True)
+class SupernetConfig:
+    """Supernet training (NASRec settings apart from the number of steps)."""
+
+    space: str = "full"
+    steps: int = 240
+    batch_size: int = 512
+
+    def __post_init__(self):
+        if self.space not in SPACES:
+            raise ValueError(f"SupernetConfig.space must be one of {sorted(SPACES)}, got {self.space!r}")
+        _pos_int(self, "steps", "batch_size")
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    """Supernet scoring: head fine-tuning steps (of ``batch_size`` training rows) and
+    validation rows per architecture (the same rows for every architecture)."""
+
+    finetune_steps: int = 8
+    batch_size: int = 256
+    val_rows: int = 2048
+
+    def __post_init__(self):
+        _pos_int(self, "finetune_steps", minimum=0)
+        _pos_int(self, "val_rows", "batch_size")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Algorithm, budget and sizes; objectives (minimised metrics); ``weights`` for
+    the scalarised 'evolution' (one per objective); ``arch_prob``: probability that a
+    mutation changes the architecture rather than a hardware knob."""
+
+    algorithm: str = "moea"
+    budget: int = 400
+    population: int = 48
+    sample_size: int = 12
+    children: int = 16
+    mutations_start: int = 3
+    mutations_end: int = 1
+    arch_prob: float = 0.5
+    objectives: tuple[str, ...] = ("logloss", "latency_s", "energy_per_sample_j")
+    weights: tuple[float, ...] = (1.0, 1.0, 1.0)
+
+    def __post_init__(self):
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"SearchConfig.algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
+        object.__setattr__(self, "objectives", tuple(self.objectives))
+        object.__setattr__(self, "weights", tuple(float(w) for w in self.weights))
+        if not self.objectives or len(set(self.objectives)) != len(self.objectives):
+            raise ValueError(f"SearchConfig.objectives must be distinct metric names, got {self.objectives!r}")
+        for o in self.objectives:
+            if o not in METRICS:
+                raise ValueError(f"SearchConfig.objectives: unknown metric {o!r}; known: {', '.join(METRICS)}")
+        if len(self.weights) != len(self.objectives):
+            raise ValueError(f"SearchConfig.weights needs one weight per objective ({len(self.objectives)}), "
+                             f"got {len(self.weights)}")
+        if not 0.0 <= self.arch_prob <= 1.0:
+            raise ValueError(f"SearchConfig.arch_prob must lie in [0, 1], got {self.arch_prob!r}")
+        self.evolution()
+
+    def evolution(self) -> EvolutionConfig:
+        return EvolutionConfig(self.budget, self.population, self.sample_size, self.children,
+                               self.mutations_start, self.mutations_end)
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """Inference batch the cost model is asked about."""
+
+    batch_size: int = 256
+
+    def __post_init__(self):
+        _pos_int(self, "batch_size")
+
+
+@dataclass(frozen=True)
+class BaselineConfig:
+    """Hand-crafted baselines marked on the plots: costed on ``hardware`` (a preset),
+    trained ``train_steps`` steps for their validation log loss (0: cost only)."""
+
+    names: tuple[str, ...] = tuple(sorted(BASELINES))
+    hardware: str = "recnmp"
+    train_steps: int = 100
+
+    def __post_init__(self):
+        object.__setattr__(self, "names", tuple(self.names))
+        for n in self.names:
+            if n not in BASELINES:
+                raise ValueError(f"BaselineConfig.names: unknown baseline {n!r}; known: {sorted(BASELINES)}")
+        _pos_int(self, "train_steps", minimum=0)
+
+
+@dataclass(frozen=True)
+class ExecutionConfig:
+    """Where evaluations run: 'inprocess', 'process' (local pool) or 'ray'."""
+
+    executor: str = "inprocess"
+    workers: int = 1
+
+    def __post_init__(self):
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"ExecutionConfig.executor must be one of {EXECUTORS}, got {self.executor!r}")
+        _pos_int(self, "workers")
+
+
+DEFAULT_KNOBS = KnobSpace(families=("recnmp", "recnmp-isaac"), embeddings=("host", "nmp"),
+                          gemm=("host", "nmp", "crossbar"), ranks=(0, 2, 4, 8), crossbar_sizes=(64, 128, 256),
+                          adc_bits=(4, 6, 8))
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run depends on; recorded in ``run.json``."""
+
+    seed: int = 0
+    data: DataConfig = DataConfig()
+    supernet: SupernetConfig = SupernetConfig()
+    scoring: ScoringConfig = ScoringConfig()
+    search: SearchConfig = SearchConfig()
+    hardware: KnobSpace = DEFAULT_KNOBS
+    constraints: dict = field(default_factory=dict)
+    inference: InferenceConfig = InferenceConfig()
+    baselines: BaselineConfig = BaselineConfig()
+    execution: ExecutionConfig = ExecutionConfig()
+
+    def __post_init__(self):
+        _pos_int(self, "seed", minimum=0)
+        if not isinstance(self.constraints, dict):
+            raise ValueError(f"constraints must be a table of metric = limit, got {self.constraints!r}")
+        for k, v in self.constraints.items():
+            if k not in METRICS:
+                raise ValueError(f"constraints: unknown metric {k!r}; known: {', '.join(METRICS)}")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+                raise ValueError(f"constraints: {k} limit must be a positive number, got {v!r}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["hardware"] = self.hardware.to_dict()
+        return json.loads(json.dumps(d))
+
+    @classmethod
+    def from_dict(cls, d: dict, base: "RunConfig | None" = None) -> "RunConfig":
+        """``base`` (default :data:`DEFAULT`) updated by the sections of ``d``."""
+        base = base or DEFAULT
+        if not isinstance(d, dict):
+            raise ValueError("config must be a table")
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"config: unknown section or key {sorted(unknown)[0]!r} (known: {', '.join(sorted(known))})")
+        changes = {}
+        for name, value in d.items():
+            current = getattr(base, name)
+            if name == "hardware":
+                merged = dict(current.to_dict(), **_table(name, value))
+                changes[name] = KnobSpace.from_dict(merged)
+            elif name == "constraints":
+                changes[name] = dict(_table(name, value))
+            elif dataclasses.is_dataclass(current):
+                sec = _table(name, value)
+                allowed = {f.name for f in fields(current)}
+                bad = set(sec) - allowed
+                if bad:
+                    raise ValueError(f"config [{name}]: unknown key {sorted(bad)[0]!r} "
+                                     f"(known: {', '.join(sorted(allowed))})")
+                sec = {k: tuple(v) if isinstance(v, list) else v for k, v in sec.items()}
+                try:
+                    changes[name] = replace(current, **sec)
+                except TypeError as e:
+                    raise ValueError(f"config [{name}]: {e}") from None
+            else:
+                changes[name] = value
+        return replace(base, **changes)
+
+
+def _table(name, value) -> dict:
+    if not isinstance(value, dict):
+        raise ValueError(f"config: [{name}] must be a table, got {value!r}")
+    return value
+
+
+DEFAULT = RunConfig()
+#: ``--quick``: a small data set, a short supernet, a small budget (a minute or two).
+QUICK = replace(DEFAULT, data=DataConfig(rows=20_000), supernet=SupernetConfig(steps=30),
+                scoring=ScoringConfig(finetune_steps=5, val_rows=1024),
+                search=replace(DEFAULT.search, budget=64, population=16, sample_size=4, children=8),
+                baselines=replace(DEFAULT.baselines, train_steps=0))
+
+
+def load_config(path, base: RunConfig | None = None) -> RunConfig:
+    """A TOML config file over ``base``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ValueError(f"cannot read config {path}: {e.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"{path}: invalid TOML: {e}") from None
+    try:
+        return RunConfig.from_dict(data, base)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+
+
+def config_hash(obj) -> str:
+    """sha256 of the canonical JSON of ``obj``."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

@@ -1,0 +1,306 @@
+"""The whole co-search pipeline behind ``cosearch run``: data, supernet, search, report.
+
+Data sets and supernets are cached under ``cache_dir`` by the settings that make
+them (a changed setting trains a new one; equal settings reuse it). A run
+directory holds ``run.json`` (config, seed, dataset and supernet hashes),
+``results.csv``, ``checkpoint.json``, ``front.csv``, ``baselines.csv``, the plots
+and ``summary.md``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from cosearch.config import RunConfig, config_hash
+from cosearch.executor import make_executor
+from cosearch.hardware import HardwareKnobs
+from cosearch.objectives import Candidate, Constraint, CoSpace, Evaluator, PimsimCost, SupernetAccuracy
+from cosearch.profile import TableSpec, module_workload
+from cosearch.run import (CHECKPOINT, GenerationInfo, SearchResult, atomic_write_json, atomic_write_text,
+                          read_results, run_search)
+from cosearch.search import make_algorithm
+
+__all__ = ["ensure_dataset", "ensure_supernet", "run_pipeline", "resume_pipeline", "finish_run",
+           "baseline_costs", "load_run", "front_rows", "table_spec", "RUN_FILE"]
+
+RUN_FILE = "run.json"
+RUN_VERSION = 1
+
+
+def _file_hash(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def ensure_dataset(cfg: RunConfig, cache_dir, quiet: bool = True):
+    """The data set of ``cfg.data``: a prepared folder, or the synthetic one generated
+    once into ``cache_dir`` (keyed by its settings and the seed)."""
+    from nasrec.data import Dataset, SyntheticConfig, generate_synthetic
+    if cfg.data.path:
+        return Dataset(cfg.data.path)
+    syn = SyntheticConfig(rows=cfg.data.rows, max_cardinality=cfg.data.max_cardinality,
+                          zipf_exponent=cfg.data.zipf_exponent, seed=cfg.seed)
+    folder = Path(cache_dir) / f"data-{config_hash(asdict(syn))[:16]}"
+    if (folder / "meta.json").is_file():
+        return Dataset(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    return generate_synthetic(syn, folder, overwrite=True, quiet=quiet)
+
+
+def _train_config(cfg: RunConfig):
+    from nasrec.train import TrainConfig
+    return TrainConfig(steps=cfg.supernet.steps, batch_size=cfg.supernet.batch_size, seed=cfg.seed)
+
+
+def ensure_supernet(cfg: RunConfig, dataset, cache_dir, quiet: bool = True):
+    """(supernet, checkpoint path): trained once per (data hash, space, training
+    settings) into ``cache_dir`` and reused afterwards."""
+    from nasrec.train import build_supernet, load_checkpoint, train_supernet
+    tc = _train_config(cfg)
+    key = config_hash({"data": dataset.content_hash, "space": cfg.supernet.space, "train": asdict(tc)})
+    path = Path(cache_dir) / f"supernet-{key[:16]}.pt"
+    if not path.is_file():
+        sn = build_supernet(dataset.schema, cfg.supernet.space, cfg.seed)
+        train_supernet(sn, dataset.split("train"), tc, quiet=quiet, checkpoint=path)
+    sn, _ = load_checkpoint(path)
+    return sn, path
+
+
+def table_spec(dataset) -> TableSpec:
+    """Index distribution of the tables: Zipf with the data's exponent for synthetic data."""
+    syn = dataset.meta.get("config") if dataset.meta.get("source") == "synthetic" else None
+    if syn:
+        return TableSpec(distribution="zipf", zipf_alpha=float(syn["zipf_exponent"]))
+    return TableSpec()
+
+
+def _providers(cfg: RunConfig, dataset, supernet, quiet: bool):
+    from cosearch import hwmodel
+    from cosearch.scoring import InheritedScorer
+    scorer = InheritedScorer(supernet, dataset.split("train"), dataset.split("val", cfg.scoring.val_rows),
+                             finetune_steps=cfg.scoring.finetune_steps, batch_size=cfg.scoring.batch_size,
+                             seed=cfg.seed)
+    cost = PimsimCost(dataset.schema, hwmodel.query, hwmodel.build_hardware,
+                      batch_size=cfg.inference.batch_size, tables=table_spec(dataset), seed=cfg.seed)
+    return SupernetAccuracy(scorer), cost
+
+
+def _row_fields(c: Candidate) -> dict:
+    d = {"arch_hash": c.arch.hash[:16], "hardware": c.hw.label}
+    d.update({f"hw_{k}": v for k, v in c.hw.to_dict().items()})
+    d["arch"] = c.arch.to_json()
+    return d
+
+
+def _space(cfg: RunConfig) -> CoSpace:
+    from nasrec.space import get_space
+    from cosearch import hwmodel
+    return CoSpace(get_space(cfg.supernet.space), cfg.hardware, cfg.search.arch_prob, hwmodel.knobs_valid)
+
+
+def run_pipeline(cfg: RunConfig, out_dir, cache_dir, *, quiet: bool = True,
+                 on_stage: Callable[[str], None] | None = None,
+                 on_generation: Callable[[GenerationInfo], None] | None = None,
+                 max_generations: int | None = None) -> SearchResult:
+    """Prepare data and supernet, write ``run.json``, search (resuming if the
+    directory holds a checkpoint of the same config) and write the report."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    run_path = out / RUN_FILE
+    if run_path.is_file():
+        old = json.loads(run_path.read_text(encoding="utf-8"))
+        if old.get("config") != cfg.to_dict():
+            raise ValueError(f"{out} holds a run with a different configuration; use another --out "
+                             "or 'cosearch resume' on it")
+    t0 = time.perf_counter()
+    stage = on_stage or (lambda s: None)
+    stage("dataset")
+    ds = ensure_dataset(cfg, cache_dir, quiet)
+    stage("supernet")
+    sn, sn_path = ensure_supernet(cfg, ds, cache_dir, quiet)
+    meta = {"version": RUN_VERSION, "config": cfg.to_dict(), "seed": cfg.seed, "dataset": str(ds.path),
+            "dataset_hash": ds.content_hash, "bayes_logloss": ds.bayes_logloss, "supernet": str(sn_path),
+            "supernet_hash": _file_hash(sn_path), "cache_dir": str(Path(cache_dir))}
+    if not run_path.is_file():
+        atomic_write_json(run_path, meta)
+    stage("search")
+    acc, cost = _providers(cfg, ds, sn, quiet)
+    executor = make_executor(cfg.execution.executor, cfg.execution.workers)
+    try:
+        evaluator = Evaluator([acc, cost], cfg.search.objectives,
+                              [Constraint(k, float(v)) for k, v in cfg.constraints.items()], executor)
+        algo = make_algorithm(cfg.search.algorithm, _space(cfg), np.random.default_rng([cfg.seed, 5]),
+                              cfg.search.evolution(), cfg.search.weights)
+        result = run_search(out, algo, evaluator, row_fields=_row_fields, seed=cfg.seed,
+                            on_generation=on_generation, max_generations=max_generations)
+    finally:
+        executor.close()
+    if result.complete:
+        stage("report")
+        finish_run(out, cfg, ds, cost, quiet=quiet, search_seconds=time.perf_counter() - t0)
+    return result
+
+
+def load_run(run_dir) -> tuple[RunConfig, dict]:
+    """(config, run.json dict) of a run directory."""
+    path = Path(run_dir) / RUN_FILE
+    if not path.is_file():
+        raise ValueError(f"not a cosearch run directory (no {RUN_FILE}): {run_dir}")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: bad JSON: {e}") from None
+    return RunConfig.from_dict(meta["config"]), meta
+
+
+def resume_pipeline(run_dir, **kw) -> SearchResult:
+    """Continue the run in ``run_dir`` with its recorded config and cache."""
+    cfg, meta = load_run(run_dir)
+    if not (Path(run_dir) / CHECKPOINT).is_file():
+        raise ValueError(f"{run_dir} has no checkpoint to resume from")
+    return run_pipeline(cfg, run_dir, meta["cache_dir"], **kw)
+
+
+def front_rows(run_dir, objectives) -> list[dict]:
+    """Rows of the final Pareto front (feasible, non-dominated), by the first objective."""
+    from cosearch.pareto import pareto_mask
+    rows = [r for r in read_results(run_dir) if r["feasible"] == "1"]
+    if not rows:
+        return []
+    F = np.array([[float(r[o]) for o in objectives] for r in rows])
+    front = [r for r, m in zip(rows, pareto_mask(F)) if m]
+    return sorted(front, key=lambda r: float(r[objectives[0]]))
+
+
+def baseline_costs(cfg: RunConfig, dataset, cost: PimsimCost, *, quiet: bool = True) -> list[dict]:
+    """Each baseline's latency and energy on ``cfg.baselines.hardware`` (profiled with
+    the same cost model), and its validation log loss after ``train_steps`` steps."""
+    import torch
+    from nasrec.baselines import build_baseline
+    from nasrec.train import TrainConfig, evaluate, train_model
+    from cosearch import hwmodel
+    rows = []
+    b = cfg.inference.batch_size
+    g = torch.Generator().manual_seed(cfg.seed)
+    dense = torch.rand(b, dataset.schema.n_dense, generator=g)
+    ids = torch.stack([torch.randint(0, c, (b,), generator=g) for c in dataset.schema.cardinalities], 1)
+    hw = hwmodel.build_hardware(HardwareKnobs(cfg.baselines.hardware))
+    for name in cfg.baselines.names:
+        model = build_baseline(name, dataset.schema, cfg.seed)
+        w = module_workload(model, (dense, ids), dataset.schema, tables=cost.tables, name=name)
+        rep = cost.query(w, hw, seed=cost.seed)
+        row = {"model": name, "hardware": cfg.baselines.hardware, "latency_s": rep.latency_s,
+               "energy_per_sample_j": rep.energy_per_sample_j, "dense_flops": w.dense_flops,
+               "logloss": float("nan"), "train_steps": cfg.baselines.train_steps, "seed": cfg.seed}
+        if cfg.baselines.train_steps:
+            train_model(model, dataset.split("train"), TrainConfig(steps=cfg.baselines.train_steps, seed=cfg.seed),
+                        quiet=quiet)
+            row["logloss"] = evaluate(model, dataset.split("val", cfg.scoring.val_rows))["logloss"]
+        rows.append(row)
+    return rows
+
+
+def _csv(rows: list[dict]) -> str:
+    import pandas as pd
+    return pd.DataFrame(rows).to_csv(index=False)
+
+
+def finish_run(out, cfg: RunConfig, dataset, cost: PimsimCost, *, quiet: bool = True,
+               search_seconds: float = float("nan")) -> None:
+    """front.csv, baselines.csv (kept if present), plots and summary.md of a finished run."""
+    from cosearch import plots
+    out = Path(out)
+    front = front_rows(out, cfg.search.objectives)
+    atomic_write_text(out / "front.csv", _csv(front) if front else "")
+    bpath = out / "baselines.csv"
+    if not bpath.is_file():
+        atomic_write_text(bpath, _csv(baseline_costs(cfg, dataset, cost, quiet=quiet)))
+    plots.plot_run(out)
+    write_summary(out, cfg, search_seconds)
+
+
+def write_summary(out, cfg: RunConfig, seconds: float) -> None:
+    """A short ``summary.md``: provenance, hypervolume, front and baselines."""
+    import pandas as pd
+    out = Path(out)
+    meta = json.loads((out / RUN_FILE).read_text(encoding="utf-8"))
+    ck = json.loads((out / CHECKPOINT).read_text(encoding="utf-8"))
+    rows = read_results(out)
+    front = front_rows(out, cfg.search.objectives)
+    cols = ["arch_hash", "hardware"] + list(cfg.search.objectives)
+    lines = [f"# cosearch run ({cfg.search.algorithm}, seed {cfg.seed})", "",
+             f"- evaluations: {len(rows)} ({sum(r['feasible'] == '1' for r in rows)} feasible), "
+             f"generations: {ck['algorithm']['generation']}",
+             f"- final hypervolume: {ck['hv_history'][-1][1]:.4f} (objectives {', '.join(cfg.search.objectives)}, "
+             f"normalised by lower {ck['normalization']['lower']} / upper {ck['normalization']['upper']}, "
+             "reference point 1.1 in each)",
+             f"- dataset: {meta['dataset']} (hash {meta['dataset_hash'][:16]}); supernet: {meta['supernet']} "
+             f"(sha256 {meta['supernet_hash'][:16]})",
+             f"- wall time of this invocation: {seconds:.0f} s", "",
+             f"## Pareto front ({len(front)} candidates)", ""]
+    if front:
+        df = pd.DataFrame([{c: r[c] for c in cols} for r in front])
+        lines.append(df.to_markdown(index=False) if _has_tabulate() else "```\n" + df.to_string(index=False) + "\n```")
+    bpath = out / "baselines.csv"
+    if bpath.is_file() and bpath.stat().st_size:
+        b = pd.read_csv(bpath)
+        lines += ["", f"## Baselines on {cfg.baselines.hardware}", "",
+                  "```\n" + b.to_string(index=False) + "\n```", "",
+                  "Searched models are scored with inherited supernet weights (head fine-tuned "
+                  f"{cfg.scoring.finetune_steps} steps); baselines are trained {cfg.baselines.train_steps} steps from "
+                  "scratch. Compare accuracy after `cosearch retrain`."]
+    lines += ["", "Plots: `logloss_vs_latency.png`, `logloss_vs_energy.png`, `hypervolume.png`.", ""]
+    atomic_write_text(out / "summary.md", "\n".join(lines))
+
+
+def _has_tabulate() -> bool:
+    try:
+        import tabulate  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def retrain(run_dir, top: int, *, steps: int = 300, quiet: bool = True) -> list[dict]:
+    """Train the ``top`` front members with the lowest log loss from scratch and test
+    them; written to ``retrain.csv`` beside their search-time scores."""
+    from nasrec.model import NasRecModel
+    from nasrec.space import ArchSpec
+    from nasrec.train import TrainConfig, evaluate, train_model
+    from nasrec._util import seeded_torch
+    from nasrec.data import Dataset
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise ValueError(f"--top must be a positive integer, got {top!r}")
+    cfg, meta = load_run(run_dir)
+    ds = Dataset(meta["dataset"])
+    front = front_rows(run_dir, cfg.search.objectives)
+    if not front:
+        raise ValueError(f"{run_dir} has no feasible front to retrain")
+    by_loss = sorted(front, key=lambda r: float(r["logloss"]))
+    rows, done = [], set()
+    for r in by_loss:
+        if len(rows) >= top:
+            break
+        if r["arch_hash"] in done:
+            continue
+        done.add(r["arch_hash"])
+        spec = ArchSpec.from_json(r["arch"])
+        with seeded_torch(cfg.seed):
+            model = NasRecModel(spec, ds.schema)
+        train_model(model, ds.split("train"), TrainConfig(steps=steps, seed=cfg.seed), quiet=quiet)
+        test = evaluate(model, ds.split("test"))
+        rows.append({"arch_hash": r["arch_hash"], "hardware": r["hardware"], "search_logloss": float(r["logloss"]),
+                     "test_logloss": test["logloss"], "test_auc": test["auc"], "latency_s": float(r["latency_s"]),
+                     "energy_per_sample_j": float(r["energy_per_sample_j"]), "train_steps": steps,
+                     "seed": cfg.seed, "data": test["data"]})
+    atomic_write_text(Path(run_dir) / "retrain.csv", _csv(rows))
+    return rows

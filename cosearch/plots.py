@@ -1,0 +1,114 @@
+"""Plots of a run (matplotlib, Agg backend, PNG): log loss against latency and
+against energy with the front highlighted and the baselines marked, and
+hypervolume against evaluations."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from cosearch.pareto import pareto_mask
+from cosearch.run import CHECKPOINT, read_results
+
+__all__ = ["plot_run", "plot_tradeoff", "plot_hypervolume", "save_png"]
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def save_png(fig, path, dpi: int = 110) -> None:
+    """Save ``fig`` as PNG atomically (temp file + rename) and close it."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=dpi, format="png")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        _plt().close(fig)
+
+
+def plot_tradeoff(rows: list[dict], x: str, path, *, baselines: list[dict] = (), title: str = "",
+                  xlabel: str = "") -> None:
+    """Log loss against metric ``x`` (log axis) for every feasible row, the 2-d front
+    of (x, logloss) highlighted, baselines marked (a vertical line when their log loss
+    is unknown)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    ok = [r for r in rows if r.get("feasible") == "1"]
+    if ok:
+        X = np.array([float(r[x]) for r in ok])
+        Y = np.array([float(r["logloss"]) for r in ok])
+        ax.scatter(X, Y, s=9, c="0.7", label=f"evaluated ({len(ok)})")
+        front = pareto_mask(np.c_[X, Y])
+        order = np.argsort(X[front])
+        ax.plot(X[front][order], Y[front][order], "o-", c="tab:red", ms=4, lw=1.2, label="front (log loss vs this)")
+    for i, b in enumerate(baselines):
+        bx, by = float(b[x]), float(b.get("logloss", "nan"))
+        color = f"C{i % 10}"
+        if np.isfinite(by):
+            ax.scatter([bx], [by], marker="*", s=120, c=color, edgecolors="k", zorder=5, label=b["model"])
+        else:
+            ax.axvline(bx, c=color, ls="--", lw=1, label=f"{b['model']} (cost only)")
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel or x)
+    ax.set_ylabel("validation log loss")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    save_png(fig, path)
+
+
+def plot_hypervolume(series: dict[str, list[tuple[int, float]]], path, *, title: str = "") -> None:
+    """Hypervolume against evaluations, one line per name."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for name, pts in series.items():
+        if pts:
+            e, h = zip(*pts)
+            ax.plot(e, h, "-", lw=1.5, label=name)
+    ax.set_xlabel("evaluations")
+    ax.set_ylabel("hypervolume (normalised)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_png(fig, path)
+
+
+def plot_run(run_dir) -> list[Path]:
+    """The three plots of a run directory; returns their paths."""
+    import pandas as pd
+    run_dir = Path(run_dir)
+    rows = read_results(run_dir)
+    if not rows:
+        raise ValueError(f"{run_dir}: no results to plot")
+    if "logloss" not in rows[0]:
+        raise ValueError(f"{run_dir}: results have no logloss column")
+    bpath = run_dir / "baselines.csv"
+    baselines = []
+    if bpath.is_file() and bpath.stat().st_size:
+        baselines = pd.read_csv(bpath).to_dict("records")
+    hw = baselines[0]["hardware"] if baselines else ""
+    out = []
+    for x, label in (("latency_s", "latency per batch (s)"), ("energy_per_sample_j", "energy per sample (J)")):
+        p = run_dir / f"logloss_vs_{x.split('_')[0]}.png"
+        plot_tradeoff(rows, x, p, baselines=baselines, xlabel=label,
+                      title=f"co-search: log loss vs {x.split('_')[0]}" + (f" (baselines on {hw})" if hw else ""))
+        out.append(p)
+    ck = json.loads((run_dir / CHECKPOINT).read_text(encoding="utf-8"))
+    p = run_dir / "hypervolume.png"
+    plot_hypervolume({ck["algorithm"]["algorithm"]: [tuple(v) for v in ck["hv_history"]]}, p,
+                     title="hypervolume of the front")
+    out.append(p)
+    return out

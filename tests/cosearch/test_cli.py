@@ -1,0 +1,152 @@
+import csv
+import json
+
+import pytest
+
+from cosearch.cli import main
+from cosearch.config import DEFAULT, QUICK, RunConfig, load_config
+
+TINY = """
+seed = 3
+[data]
+rows = 10000
+max_cardinality = 1000
+[supernet]
+space = "small"
+steps = 2
+batch_size = 64
+[scoring]
+finetune_steps = 1
+batch_size = 64
+val_rows = 256
+[search]
+budget = 12
+population = 6
+sample_size = 3
+children = 3
+[hardware]
+families = ["recnmp"]
+gemm = ["host"]
+[baselines]
+names = ["dlrm"]
+train_steps = 0
+[inference]
+batch_size = 32
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """(config file, cache dir holding its data set and supernet)."""
+    import tomllib
+    from cosearch.pipeline import ensure_dataset, ensure_supernet
+    root = tmp_path_factory.mktemp("tiny")
+    cfgp = root / "tiny.toml"
+    cfgp.write_text(TINY)
+    cfg = RunConfig.from_dict(tomllib.loads(TINY))
+    ensure_supernet(cfg, ensure_dataset(cfg, root / "cache"), root / "cache")
+    return cfgp, root / "cache"
+
+
+def _err(capsys):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("[search]\nbudget = 0\n", "budget"),
+    ("[search]\nalgorithm = 'simulated-annealing'\n", "algorithm"),
+    ("[search]\nobjectives = ['logloss', 'speed']\n", "speed"),
+    ("[search]\nobjectives = ['logloss']\nweights = [1.0, 2.0]\n", "weights"),
+    ("[nonsense]\nx = 1\n", "nonsense"),
+    ("[data]\nrowz = 10\n", "rowz"),
+    ("[hardware]\ngemm = ['gpu']\n", "gpu"),
+    ("[hardware]\nprecisions = ['fp64']\n", "precisions"),
+    ("[constraints]\narea_mm2 = -1\n", "area_mm2"),
+    ("[execution]\nexecutor = 'mpi'\n", "executor"),
+    ("this is not toml", "invalid TOML"),
+])
+def test_bad_config_one_line_exit_2(tmp_path, capsys, text, needle):
+    p = tmp_path / "bad.toml"
+    p.write_text(text)
+    assert main(["run", "--config", str(p), "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c")]) == 2
+    line = _err(capsys)
+    assert line.startswith("cosearch") and needle in line and "Traceback" not in line
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["run", "--budget", "x"], "invalid int"),
+    (["run", "--budget", "0"], "budget"),
+    (["frobnicate"], "invalid choice"),
+    (["run", "--config", "/nonexistent/cfg.toml"], "cannot read config"),
+    (["resume", "/nonexistent/run"], "not a cosearch run"),
+    (["plot", "/nonexistent/run"], "no results"),
+    (["retrain", "/nonexistent/run", "--top", "2"], "not a cosearch run"),
+    (["query", "/nonexistent/arch.json", "--hardware", "recnmp", "--data", "/nonexistent/data"], "meta.json"),
+    (["query", "dlrm"], "--hardware"),
+])
+def test_bad_flags_and_paths(tmp_path, capsys, argv, needle):
+    assert main(argv) == 2
+    assert needle in _err(capsys)
+
+
+def test_config_round_trip_and_quick():
+    assert RunConfig.from_dict(DEFAULT.to_dict()) == DEFAULT
+    assert RunConfig.from_dict(QUICK.to_dict()) == QUICK
+    assert QUICK.search.budget < DEFAULT.search.budget
+
+
+def test_tiny_run_resume_plot_query_retrain(tmp_path, capsys, tiny):
+    cfgp, cache = tiny
+    out = tmp_path / "run"
+    sn_mtime = next(cache.glob("supernet-*.pt")).stat().st_mtime_ns
+    assert main(["run", "--config", str(cfgp), "--out", str(out), "--cache", str(cache), "--quiet"]) == 0
+    for f in ("run.json", "results.csv", "checkpoint.json", "front.csv", "baselines.csv", "summary.md",
+              "logloss_vs_latency.png", "logloss_vs_energy.png", "hypervolume.png"):
+        assert (out / f).is_file() and (out / f).stat().st_size > 0, f
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["seed"] == 3 and len(meta["dataset_hash"]) == 64 and len(meta["supernet_hash"]) == 64
+    assert meta["config"] == load_config(cfgp).to_dict()
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert len(rows) == 12 and {r["seed"] for r in rows} == {"3"}
+    assert all(float(r["latency_s"]) > 0 and float(r["logloss"]) > 0 for r in rows)
+    # the run reused the data set and supernet cached by the fixture
+    assert len(list(cache.glob("supernet-*.pt"))) == 1 and len(list(cache.glob("data-*"))) == 1
+    assert meta["supernet"] == str(next(cache.glob("supernet-*.pt")))
+    assert next(cache.glob("supernet-*.pt")).stat().st_mtime_ns == sn_mtime
+    # a finished run resumes to the same result; plot redraws
+    capsys.readouterr()
+    before = (out / "results.csv").read_text()
+    assert main(["resume", str(out), "--quiet"]) == 0
+    assert (out / "results.csv").read_text() == before
+    assert main(["plot", str(out)]) == 0
+    # query an architecture from the front and a baseline
+    arch = tmp_path / "a.json"
+    arch.write_text(rows[0]["arch"])
+    data = meta["dataset"]
+    assert main(["query", str(arch), "--hardware", "recnmp", "--data", data]) == 0
+    assert "latency" in capsys.readouterr().out
+    assert main(["query", "dlrm", "--hardware", "recnmp", "--data", data, "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["latency_s"] > 0 and rep["energy_per_sample_j"] > 0
+    assert main(["retrain", str(out), "--top", "1", "--steps", "2", "--quiet"]) == 0
+    rt = list(csv.DictReader(open(out / "retrain.csv")))
+    assert len(rt) == 1 and float(rt[0]["test_logloss"]) > 0
+
+
+def test_inherited_scorer_equals_nasrec_scorer(tiny):
+    import numpy as np
+    import tomllib
+    from cosearch.pipeline import ensure_dataset, ensure_supernet
+    from cosearch.scoring import InheritedScorer
+    from nasrec import SupernetScorer, sample
+    cfg = RunConfig.from_dict(tomllib.loads(TINY))
+    ds = ensure_dataset(cfg, tiny[1])
+    sn, _ = ensure_supernet(cfg, ds, tiny[1])
+    tr, va = ds.split("train"), ds.split("val", 200)
+    specs = [sample(np.random.default_rng(i), sn.space) for i in range(2)]
+    a = SupernetScorer(sn, tr, va, finetune_steps=3, batch_size=32, seed=1).score(specs)
+    b = InheritedScorer(sn, tr, va, finetune_steps=3, batch_size=32, seed=1).score(specs)
+    assert np.allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert b[0] != b[1]  # the architectures really differ
