@@ -188,7 +188,9 @@ class _Block(nn.Module):
         q, k, v = self.qkv(x).view(b, t, 3, h, HEAD_DIM).permute(2, 0, 3, 1, 4)
         # Written out (not scaled_dot_product_attention) so that FlopCounterMode and
         # matmul hooks see its two products on every backend.
-        a = torch.softmax(torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(HEAD_DIM), dim=-1)
+        # q is scaled before the product: an element-wise pass over [B, H, T, HEAD_DIM],
+        # not over the T x T scores.
+        a = torch.softmax(torch.matmul(q * HEAD_DIM ** -0.5, k.transpose(-1, -2)), dim=-1)
         a = torch.matmul(a, v).transpose(1, 2).reshape(b, t, h * HEAD_DIM)
         x = self.attn_ln(x + self.o(a))
         return self.ffn_ln(x + self.ffn2(F.relu(self.ffn1(x))))
