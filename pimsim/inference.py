@@ -10,7 +10,8 @@ The model (README "Whole-inference model" has the long form):
   A layer's input is the previous layer's output; when consecutive layers sit in
   different places the tensor moves through the host (DRAM channels for the units,
   the crossbar's link for the crossbar).
-- Host: a roofline, time = launch overhead + max(FLOPs / peak, DRAM bytes / bandwidth).
+- Host: a roofline, time = launch overhead + max(FLOPs / peak, DRAM bytes / bandwidth);
+  DRAM bytes are the weights that do not fit the cache and the activations beyond it.
 - Units beside the DRAM banks: weights resident in their banks, input vectors
   broadcast over every channel, each unit streams its share of the weights once per
   group of inputs its buffer holds, at the rate the DRAM engine gives for one
@@ -127,12 +128,17 @@ class _Tally:
             self.by_action[k] = self.by_action.get(k, 0.0) + float(v)
 
 
-def _host_layer(layer, hw: Hardware, weights_cached: bool) -> tuple[float, dict, float]:
-    """Roofline time (s), energy by action (pJ) and DRAM bytes of one layer on the host."""
+def _host_layer(layer, hw: Hardware, weight_miss: float) -> tuple[float, dict, float]:
+    """Roofline time (s), energy by action (pJ) and DRAM bytes of one layer on the host.
+
+    ``weight_miss``: the fraction of the host's weights that do not fit its cache.
+    Activations spill to DRAM only by what exceeds the cache, so costs grow smoothly
+    with tensor size rather than jumping when a tensor stops fitting.
+    """
     host = hw.host
     bpe = layer.bytes_per_element
     act_bytes = layer.in_bytes + layer.out_bytes
-    dram_bytes = (0 if act_bytes <= host.cache_bytes else act_bytes) + (0 if weights_cached else layer.weight_bytes)
+    dram_bytes = max(0, act_bytes - host.cache_bytes) + layer.weight_bytes * weight_miss
     bw = _host_bandwidth(hw)
     compute_s = layer.flops / host.peak_flops(bpe)
     mem_s = dram_bytes / bw
@@ -305,7 +311,7 @@ def query(workload: Workload | str, hardware: Hardware | str, *, seed: int | Non
                   actions)
     host_weights = sum(l.weight_bytes for l in w.dense if not (isinstance(l, Gemm) and l.weights
                                                                and hw.mapping.gemm is not Place.HOST))
-    weights_cached = host_weights <= hw.host.cache_bytes
+    weight_miss = max(0.0, 1.0 - hw.host.cache_bytes / host_weights) if host_weights else 0.0
     xb_layers = [l for l in w.dense if isinstance(l, Gemm) and l.weights] if hw.mapping.gemm is Place.CROSSBAR else []
     replicas = 1
     if xb_layers:
@@ -343,7 +349,7 @@ def query(workload: Workload | str, hardware: Hardware | str, *, seed: int | Non
         elif place is not prev:
             _move(tally, hw, moved, prev, place, f"{name}.in")
         if place is Place.HOST:
-            time_s, actions, _ = _host_layer(layer, hw, weights_cached)
+            time_s, actions, _ = _host_layer(layer, hw, weight_miss)
         elif place is Place.NMP:
             time_s, actions = (_nmp_gemm(layer, hw)[:2] if isinstance(layer, Gemm)
                                else _nmp_elementwise(layer, hw))

@@ -37,10 +37,10 @@ def step(report, name):
 
 @settings(max_examples=40, deadline=None)
 @given(m=st.integers(1, 4096), n=st.integers(1, 4096), k=st.integers(1, 4096), bpe=st.sampled_from([1, 2, 4]),
-       hw=st.sampled_from([CPU, GPU]), cached=st.booleans())
-def test_host_never_beats_its_peaks(m, n, k, bpe, hw, cached):
+       hw=st.sampled_from([CPU, GPU]), miss=st.floats(0, 1))
+def test_host_never_beats_its_peaks(m, n, k, bpe, hw, miss):
     g = Gemm(m=m, n=n, k=k, bytes_per_element=bpe)
-    time_s, actions, dram_bytes = _host_layer(g, hw, cached)
+    time_s, actions, dram_bytes = _host_layer(g, hw, miss)
     assert time_s >= g.flops / hw.host.peak_flops(bpe) * (1 - 1e-12)
     assert time_s >= dram_bytes / _host_bandwidth(hw) * (1 - 1e-12)
     assert time_s >= hw.host.kernel_overhead_ns * 1e-9
@@ -53,10 +53,10 @@ def test_gemm_and_gemv_fall_on_either_side_of_the_ridge(hw):
     gemv = Gemm(m=1, n=16384, k=16384)  # 1 GB of weights, 2 FLOP per weight: memory bound
     peak, bw = hw.host.peak_flops(4), _host_bandwidth(hw)
     overhead = hw.host.kernel_overhead_ns * 1e-9
-    t_big, _, bytes_big = _host_layer(big, hw, weights_cached=False)
+    t_big, _, bytes_big = _host_layer(big, hw, weight_miss=1.0)
     assert big.flops / peak > bytes_big / bw
     assert t_big == pytest.approx(overhead + big.flops / peak)
-    t_gemv, _, bytes_gemv = _host_layer(gemv, hw, weights_cached=False)
+    t_gemv, _, bytes_gemv = _host_layer(gemv, hw, weight_miss=1.0)
     assert bytes_gemv >= gemv.weight_bytes
     assert t_gemv == pytest.approx(overhead + bytes_gemv / bw)
     assert gemv.flops / peak < bytes_gemv / bw
@@ -64,10 +64,27 @@ def test_gemm_and_gemv_fall_on_either_side_of_the_ridge(hw):
 
 def test_weights_that_fit_the_cache_stay_there():
     small = Gemm(m=64, n=256, k=256)
-    t_cached, a_cached, b_cached = _host_layer(small, CPU, weights_cached=True)
-    t_cold, a_cold, b_cold = _host_layer(small, CPU, weights_cached=False)
+    t_cached, a_cached, b_cached = _host_layer(small, CPU, weight_miss=0.0)
+    t_cold, a_cold, b_cold = _host_layer(small, CPU, weight_miss=1.0)
     assert b_cached == 0 and b_cold == small.weight_bytes
     assert a_cold["host_dram"] > a_cached["host_dram"] == 0
+
+
+@settings(max_examples=30, deadline=None)
+@given(elements=st.integers(1, 10**8), more=st.integers(1, 10**6))
+def test_host_activation_traffic_grows_smoothly(elements, more):
+    small, large = Elementwise(elements=elements), Elementwise(elements=elements + more)
+    _, _, b_small = _host_layer(small, CPU, 0.0)
+    _, _, b_large = _host_layer(large, CPU, 0.0)
+    # no cliff: a few more elements cost at most their own bytes in and out
+    assert 0 <= b_large - b_small <= 2 * more * 4
+
+
+def test_host_weights_beyond_the_cache_stream_in_proportion():
+    layer = Gemm(m=1, n=8192, k=8192)  # 256 MB of weights: about 15% fit a 38.5 MB cache
+    r = query(dense_only(layer), CPU)
+    miss = 1 - CPU.host.cache_bytes / layer.weight_bytes
+    assert r.energy_breakdown_pj["host_dram"] == pytest.approx((layer.weight_bytes * miss) * CPU.host.dram_pj_per_byte)
 
 
 # ---- bank-level units ------------------------------------------------------------------------
