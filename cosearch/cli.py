@@ -3,7 +3,7 @@
     cosearch run [--config FILE] [--budget N] [--quick] [--quiet] [--out DIR] [--seed N]
     cosearch resume DIR
     cosearch plot DIR
-    cosearch query ARCH.json|BASELINE --hardware NAME|PATH [--json]
+    cosearch query ARCH.json|MODEL.pt|BASELINE --hardware NAME|PATH [--json]
     cosearch retrain DIR --top K
 """
 from __future__ import annotations
@@ -53,7 +53,8 @@ def _parser() -> _Parser:
     p.add_argument("dir", type=Path)
 
     p = sub.add_parser("query", help="latency and energy of one model on one hardware")
-    p.add_argument("arch", help="architecture JSON file, or a baseline name (dlrm, deepfm, dcnv2, autoint, xdeepfm)")
+    p.add_argument("arch", help="architecture JSON file, model file (.pt, from `nasrec train --save-model` or "
+                   "`nasrec prune`), or a baseline name (dlrm, deepfm, dcnv2, autoint, xdeepfm)")
     p.add_argument("--hardware", required=True, help="pimsim preset name or hardware TOML file")
     p.add_argument("--data", type=Path, help="prepared data folder for the table sizes "
                    "(default: the default synthetic data set)")
@@ -146,27 +147,31 @@ def _query(args) -> int:
     import pimsim
     from cosearch.config import DEFAULT
     from cosearch.pipeline import ensure_dataset, table_spec
-    from cosearch.profile import Precision, arch_workload, module_workload
+    from cosearch.profile import Precision, TableSpec, arch_workload, module_workload
     from nasrec.baselines import BASELINES, build_baseline
     from nasrec.data import Dataset
     from nasrec.space import load_arch
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    ds = Dataset(args.data) if args.data else ensure_dataset(DEFAULT, args.cache or _default_cache())
-    tables = replace(table_spec(ds), precision=Precision(args.precision))
-    if args.arch in BASELINES:
-        import torch
-        g = torch.Generator().manual_seed(0)
-        dense = torch.rand(args.batch_size, ds.schema.n_dense, generator=g)
-        ids = torch.stack([torch.randint(0, c, (args.batch_size,), generator=g) for c in ds.schema.cardinalities], 1)
-        w = module_workload(build_baseline(args.arch, ds.schema, 0), (dense, ids), ds.schema, tables=tables,
-                            name=args.arch)
+    path = Path(args.arch)
+    if path.suffix == ".pt":  # a model file of `nasrec train --save-model` / `nasrec prune`
+        from nasrec.prune import load_model
+        model, state = load_model(path)
+        schema = state["schema"]
+        tables = replace(table_spec(Dataset(args.data)) if args.data else TableSpec(),
+                         precision=Precision(args.precision))
+        w = module_workload(model, _random_inputs(schema, args.batch_size), schema, tables=tables, name=path.stem)
     else:
-        path = Path(args.arch)
-        if not path.is_file():
-            raise ValueError(f"{args.arch}: neither an architecture file nor a baseline ({', '.join(sorted(BASELINES))})")
-        spec = load_arch(path)
-        w = arch_workload(spec, ds.schema, batch_size=args.batch_size, tables=tables, name=path.stem)
+        ds = Dataset(args.data) if args.data else ensure_dataset(DEFAULT, args.cache or _default_cache())
+        tables = replace(table_spec(ds), precision=Precision(args.precision))
+        if args.arch in BASELINES:
+            w = module_workload(build_baseline(args.arch, ds.schema, 0), _random_inputs(ds.schema, args.batch_size),
+                                ds.schema, tables=tables, name=args.arch)
+        elif path.is_file():
+            w = arch_workload(load_arch(path), ds.schema, batch_size=args.batch_size, tables=tables, name=path.stem)
+        else:
+            raise ValueError(f"{args.arch}: neither an architecture/model file nor a baseline "
+                             f"({', '.join(sorted(BASELINES))})")
     rep = pimsim.query(w, args.hardware, seed=0)
     if args.json:
         print(json.dumps(rep.to_dict(), indent=1, default=str))
@@ -183,6 +188,15 @@ def _query(args) -> int:
                                               sorted(rep.energy_by_part_pj.items(), key=lambda kv: -kv[1]) if v))
     print("  time by stage:     " + ", ".join(f"{k} {v * 1e3:.4f} ms" for k, v in rep.stages.items() if v))
     return 0
+
+
+def _random_inputs(schema, batch: int):
+    """A batch of random (dense, ids) for profiling; shapes are what matter."""
+    import torch
+    g = torch.Generator().manual_seed(0)
+    dense = torch.rand(batch, schema.n_dense, generator=g)
+    ids = torch.stack([torch.randint(0, c, (batch,), generator=g) for c in schema.cardinalities], 1)
+    return dense, ids
 
 
 def _retrain(args) -> int:

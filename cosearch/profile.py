@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 from torch import nn
@@ -62,6 +63,7 @@ class TableSpec:
             raise ValueError(f"zipf_alpha must be > 0, got {self.zipf_alpha!r}")
 
 
+@lru_cache(maxsize=256)
 def schema_tables(schema: Schema, tables: TableSpec = TableSpec(), dim: int = EMB_DIM
                   ) -> tuple[EmbeddingTable, ...]:
     """One ``rows x dim`` table per categorical field, one lookup per sample."""

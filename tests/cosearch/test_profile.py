@@ -94,3 +94,21 @@ def test_analytic_profile_is_fast():
     for s in specs:
         arch_workload(s, SCHEMA)
     assert (time.perf_counter() - t) / len(specs) < 0.01  # well over a thousand per second in practice
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_pruned_models_profile_like_torch(seed, tmp_path):
+    """A pruned model (nasrec.prune: ordinary smaller modules) is profiled from its
+    real shapes, through a model file as `cosearch query MODEL.pt` reads it."""
+    prune = pytest.importorskip("nasrec.prune")
+    spec = sample(np.random.default_rng([seed, 11]), FULL)
+    with seeded_torch(0):
+        model = NasRecModel(spec, SCHEMA)
+    pruned, _ = prune.prune(model, prune.PruneConfig(ratio=0.5, finetune_steps=0))
+    path = prune.save_model(pruned, tmp_path / "m.pt", schema=SCHEMA)
+    loaded, state = prune.load_model(path)
+    inputs = _inputs()
+    w = module_workload(loaded, inputs, state["schema"])
+    full = module_workload(model, inputs, SCHEMA)
+    assert _gemm_flops(w) == _torch_flops(loaded, inputs) == prune.flops(loaded, B)
+    assert 0 < _gemm_flops(w) < _gemm_flops(full)

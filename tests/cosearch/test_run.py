@@ -98,6 +98,7 @@ def test_results_do_not_depend_on_worker_count(tmp_path, co_space):
     assert _table(tmp_path / "one") == _table(tmp_path / "two")
 
 
+@pytest.mark.slow  # starting a local Ray instance takes half a minute on 2 cores
 def test_ray_executor_matches_in_process(tmp_path, co_space):
     pytest.importorskip("ray")
     from cosearch.executor import RayExecutor
