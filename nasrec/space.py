@@ -112,12 +112,98 @@ class BlockSpec:
     deep_fm: bool
 
 
+#: Per-field embedding dimensions of the extended space (0 drops the field) and the
+#: published space's single dimension (NASRec: 16 for every field).
+EMB_DIM_CHOICES = (0, 4, 8, 16, 32, 64)
+PUBLISHED_EMB_DIM = 16
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclass(frozen=True)
+class EmbeddingSpace:
+    """Choices of the embedding side: a dimension and a storage precision per field."""
+
+    dims: tuple[int, ...] = EMB_DIM_CHOICES
+    precisions: tuple[str, ...] = PRECISIONS
+
+    def __post_init__(self):
+        if not self.dims or min(self.dims) < 0 or max(self.dims) < 1:
+            raise ValueError(f"dims must be non-negative with at least one positive choice, got {self.dims}")
+        for p in self.precisions:
+            if p not in PRECISIONS:
+                raise ValueError(f"precisions: unknown precision {p!r} (known: {', '.join(PRECISIONS)})")
+        if not self.precisions:
+            raise ValueError("precisions must not be empty")
+
+    @property
+    def max_dim(self) -> int:
+        return max(self.dims)
+
+
+EMBEDDING_SPACE = EmbeddingSpace()
+
+
+@dataclass(frozen=True)
+class EmbeddingSpec:
+    """Per-field embedding dimension (0: the field is dropped) and storage precision."""
+
+    dims: tuple[int, ...]
+    precisions: tuple[str, ...]
+
+    def __post_init__(self):
+        object.__setattr__(self, "dims", tuple(self.dims))
+        object.__setattr__(self, "precisions", tuple(self.precisions))
+        if not self.dims:
+            raise ValueError("embedding: dims must name one dimension per field")
+        if len(self.precisions) != len(self.dims):
+            raise ValueError(f"embedding: {len(self.dims)} dims but {len(self.precisions)} precisions")
+        for f, (d, p) in enumerate(zip(self.dims, self.precisions)):
+            if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 0:
+                raise ValueError(f"embedding field {f}: dim must be a non-negative integer, got {d!r}")
+            if p not in PRECISIONS:
+                raise ValueError(f"embedding field {f}: precision must be one of {', '.join(PRECISIONS)}, got {p!r}")
+        object.__setattr__(self, "dims", tuple(int(d) for d in self.dims))
+        if max(self.dims) == 0:
+            raise ValueError("embedding: every field is dropped (all dims are 0)")
+
+    @classmethod
+    def published(cls, n_fields: int) -> "EmbeddingSpec":
+        """NASRec's own choice: every field at 16 dimensions in fp32."""
+        return cls((PUBLISHED_EMB_DIM,) * n_fields, ("fp32",) * n_fields)
+
+    @property
+    def n_fields(self) -> int:
+        return len(self.dims)
+
+    @property
+    def kept_fields(self) -> tuple[int, ...]:
+        return tuple(f for f, d in enumerate(self.dims) if d > 0)
+
+    def to_dict(self) -> dict:
+        return {"dims": list(self.dims), "precision": list(self.precisions)}
+
+    @classmethod
+    def from_dict(cls, d) -> "EmbeddingSpec":
+        if not isinstance(d, dict) or not isinstance(d.get("dims"), list):
+            raise ValueError("embedding: expected an object with a 'dims' list")
+        prec = d.get("precision", ["fp32"] * len(d["dims"]))
+        if not isinstance(prec, list):
+            raise ValueError(f"embedding: precision must be a list, got {prec!r}")
+        return cls(tuple(d["dims"]), tuple(prec))
+
+
 @dataclass(frozen=True)
 class ArchSpec:
-    """One NASRec architecture: ``space.num_blocks`` blocks of a named space. Immutable."""
+    """One NASRec architecture: ``space.num_blocks`` blocks of a named space. Immutable.
+
+    ``embedding`` (optional) extends the published space with a dimension and a
+    precision per field; None is the published space (every field 16-dim, fp32), and
+    the JSON and the hash are then exactly those of the published shape.
+    """
 
     blocks: tuple[BlockSpec, ...]
     space: str = "full"
+    embedding: EmbeddingSpec | None = None
 
     def __post_init__(self):
         space = get_space(self.space)
@@ -126,6 +212,8 @@ class ArchSpec:
             raise ValueError(f"blocks: expected {space.num_blocks}, got {len(self.blocks)}")
         for i, b in enumerate(self.blocks):
             _validate_block(i, b, space)
+        if self.embedding is not None and not isinstance(self.embedding, EmbeddingSpec):
+            raise ValueError(f"embedding must be an EmbeddingSpec or None, got {self.embedding!r}")
 
     @property
     def search_space(self) -> SearchSpace:
@@ -142,8 +230,11 @@ class ArchSpec:
         macro = [{"dense_idx": list(b.dense_idx), "sparse_idx": list(b.sparse_idx),
                   "dense_left_idx": [b.dense_left_idx], "dense_right_idx": [b.dense_right_idx]}
                  for b in self.blocks]
-        return {"micro": micro, "macro": macro, "num_blocks": space.num_blocks,
-                "use_layernorm": 1, "config": space.config}
+        out = {"micro": micro, "macro": macro, "num_blocks": space.num_blocks,
+               "use_layernorm": 1, "config": space.config}
+        if self.embedding is not None:
+            out["embedding"] = self.embedding.to_dict()
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
@@ -177,7 +268,8 @@ class ArchSpec:
             raise ValueError(f"micro has {len(d['micro'])} blocks but macro has {len(d['macro'])}")
         blocks = tuple(_block_from_dict(i, mi, ma, space)
                        for i, (mi, ma) in enumerate(zip(d["micro"], d["macro"])))
-        return cls(blocks, space.name)
+        embedding = EmbeddingSpec.from_dict(d["embedding"]) if d.get("embedding") is not None else None
+        return cls(blocks, space.name, embedding)
 
     @classmethod
     def from_json(cls, text: str) -> "ArchSpec":
@@ -287,23 +379,67 @@ def _draw_field(field: str, i: int, rng: np.random.Generator, space: SearchSpace
     return choices[int(rng.integers(len(choices)))]
 
 
-def sample(rng: np.random.Generator, space: SearchSpace = FULL) -> ArchSpec:
-    """A uniformly drawn architecture (any-path inputs, uniform micro choices)."""
+def sample(rng: np.random.Generator, space: SearchSpace = FULL, n_fields: int | None = None,
+           embedding_space: EmbeddingSpace = EMBEDDING_SPACE) -> ArchSpec:
+    """A uniformly drawn architecture (any-path inputs, uniform micro choices).
+
+    With ``n_fields``, also a per-field embedding choice from ``embedding_space``
+    (the extended space); without, the published space.
+    """
     blocks = tuple(BlockSpec(**{f: _draw_field(f, i, rng, space) for f in MACRO_FIELDS + MICRO_FIELDS})
                    for i in range(space.num_blocks))
-    return ArchSpec(blocks, space.name)
+    embedding = sample_embedding(rng, n_fields, embedding_space) if n_fields is not None else None
+    return ArchSpec(blocks, space.name, embedding)
 
 
-def mutate(spec: ArchSpec, rng: np.random.Generator, n_mutations: int = 1) -> ArchSpec:
+def sample_embedding(rng: np.random.Generator, n_fields: int,
+                     space: EmbeddingSpace = EMBEDDING_SPACE) -> EmbeddingSpec:
+    """Uniform per-field dimensions and precisions (re-drawn while every field is dropped)."""
+    if n_fields < 1:
+        raise ValueError(f"n_fields must be >= 1, got {n_fields}")
+    for _ in range(64):
+        dims = tuple(int(space.dims[int(rng.integers(len(space.dims)))]) for _ in range(n_fields))
+        if max(dims) > 0:
+            break
+    else:
+        dims = (space.max_dim,) + dims[1:]
+    precisions = tuple(space.precisions[int(rng.integers(len(space.precisions)))] for _ in range(n_fields))
+    return EmbeddingSpec(dims, precisions)
+
+
+def _mutate_embedding(emb: EmbeddingSpec, rng: np.random.Generator, space: EmbeddingSpace) -> EmbeddingSpec:
+    """Re-draw one field's dimension or precision to a different allowed value."""
+    f = int(rng.integers(emb.n_fields))
+    dims, precisions = list(emb.dims), list(emb.precisions)
+    if rng.random() < 0.5 or len(space.precisions) < 2:
+        others = [d for d in space.dims if d != dims[f]]
+        if sum(1 for d in dims if d > 0) == 1 and dims[f] > 0:
+            others = [d for d in others if d > 0]  # never drop the last field
+        if others:
+            dims[f] = int(others[int(rng.integers(len(others)))])
+    else:
+        others = [p for p in space.precisions if p != precisions[f]]
+        precisions[f] = others[int(rng.integers(len(others)))]
+    return EmbeddingSpec(tuple(dims), tuple(precisions))
+
+
+def mutate(spec: ArchSpec, rng: np.random.Generator, n_mutations: int = 1,
+           embedding_space: EmbeddingSpace = EMBEDDING_SPACE) -> ArchSpec:
     """NASRec mutation, ``n_mutations`` times: re-draw one macro selector or one micro
     choice of one random block, to a value different from the current one where the
-    field has more than one possible value."""
+    field has more than one possible value. A spec with an ``embedding`` treats it as
+    one more block: each mutation changes one field's dimension or precision with
+    probability 1 / (blocks + 1)."""
     if n_mutations < 1:
         raise ValueError(f"n_mutations must be >= 1, got {n_mutations}")
     space = spec.search_space
     fields = MACRO_FIELDS + MICRO_FIELDS
     blocks = list(spec.blocks)
+    embedding = spec.embedding
     for _ in range(n_mutations):
+        if embedding is not None and rng.integers(len(blocks) + 1) == len(blocks):
+            embedding = _mutate_embedding(embedding, rng, embedding_space)
+            continue
         i = int(rng.integers(len(blocks)))
         field = fields[int(rng.integers(len(fields)))]
         old = getattr(blocks[i], field)
@@ -314,7 +450,7 @@ def mutate(spec: ArchSpec, rng: np.random.Generator, n_mutations: int = 1) -> Ar
             if new != old:
                 break
         blocks[i] = dataclasses.replace(blocks[i], **{field: new})
-    return ArchSpec(tuple(blocks), spec.space)
+    return ArchSpec(tuple(blocks), spec.space, embedding)
 
 
 def load_arch(path) -> ArchSpec:

@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nasrec.space import (FULL, MACRO_FIELDS, MICRO_FIELDS, SMALL, ArchSpec, load_arch, mutate,
+from nasrec.space import (FULL, EmbeddingSpec, MACRO_FIELDS, MICRO_FIELDS, SMALL, ArchSpec, load_arch, mutate,
                           sample)
 
 CONFIGS = sorted(Path("/work/shared/nasrec-configs").glob("*.json"))
@@ -93,3 +93,56 @@ def test_bad_json_is_a_value_error():
         ArchSpec.from_json("{not json")
     with pytest.raises(ValueError, match="micro"):
         ArchSpec.from_json('{"macro": []}')
+
+
+# ---- the extended space: per-field embedding dimension and precision (issue 7) -------------
+
+def test_published_specs_keep_their_json_and_hash():
+    spec = sample(np.random.default_rng(3))
+    assert spec.embedding is None and "embedding" not in spec.to_dict()
+    again = ArchSpec.from_json(spec.to_json())
+    assert again == spec and again.hash == spec.hash
+    assert "embedding" not in json.loads(spec.canonical_json())
+
+
+def test_embedding_choices_round_trip_and_change_the_hash():
+    rng = np.random.default_rng(0)
+    spec = sample(rng, n_fields=26)
+    assert spec.embedding.n_fields == 26 and max(spec.embedding.dims) > 0
+    again = ArchSpec.from_json(spec.to_json())
+    assert again == spec and again.hash == spec.hash
+    published = ArchSpec(spec.blocks, spec.space)
+    assert published.hash != spec.hash
+    explicit = ArchSpec(spec.blocks, spec.space, EmbeddingSpec.published(26))
+    assert explicit.embedding.dims == (16,) * 26 and explicit.hash != published.hash
+
+
+@pytest.mark.parametrize("emb, match", [
+    ({"dims": [0, 0]}, "every field is dropped"),
+    ({"dims": [16, 12, -1]}, "field 2: dim must be a non-negative integer"),
+    ({"dims": [16, 8], "precision": ["fp32", "bf8"]}, "field 1: precision must be one of"),
+    ({"dims": [16, 8], "precision": ["fp32"]}, "2 dims but 1 precisions"),
+    ({"size": 3}, "'dims' list"),
+])
+def test_bad_embedding_choices_name_the_field(emb, match):
+    d = sample(np.random.default_rng(1)).to_dict()
+    d["embedding"] = emb
+    with pytest.raises(ValueError, match=match):
+        ArchSpec.from_dict(d)
+
+
+def test_mutation_reaches_the_embedding_and_never_drops_every_field():
+    rng = np.random.default_rng(7)
+    spec = sample(rng, n_fields=4)
+    only_one = ArchSpec(spec.blocks, spec.space, EmbeddingSpec((0, 0, 8, 0), ("fp32",) * 4))
+    changed_embedding = 0
+    for _ in range(200):
+        child = mutate(only_one, rng)
+        assert max(child.embedding.dims) > 0
+        if child.embedding != only_one.embedding:
+            changed_embedding += 1
+            assert child.blocks == only_one.blocks
+    # one chance in (blocks + 1) = 1/8 per mutation
+    assert 10 <= changed_embedding <= 50
+    published = sample(rng)
+    assert all(mutate(published, rng).embedding is None for _ in range(20))
