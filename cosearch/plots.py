@@ -52,6 +52,10 @@ def plot_tradeoff(rows: list[dict], x: str, path, *, baselines: list[dict] = (),
         front = pareto_mask(np.c_[X, Y])
         order = np.argsort(X[front])
         ax.plot(X[front][order], Y[front][order], "o-", c="tab:red", ms=4, lw=1.2, label="front (log loss vs this)")
+        # keep the interesting part in view: diverged scores above the upper quartile are cut
+        top = max(float(np.quantile(Y, 0.75)), float(Y[front].max()))
+        span = max(top - float(Y.min()), 1e-3)
+        ax.set_ylim(float(Y.min()) - 0.05 * span, top + 0.15 * span)
     for i, b in enumerate(baselines):
         bx, by = float(b[x]), float(b.get("logloss", "nan"))
         color = f"C{i % 10}"
@@ -64,7 +68,7 @@ def plot_tradeoff(rows: list[dict], x: str, path, *, baselines: list[dict] = (),
     ax.set_ylabel("validation log loss")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7, loc="upper right")
+    ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     save_png(fig, path)
 
