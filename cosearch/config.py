@@ -57,7 +57,7 @@ class SupernetConfig:
     """Supernet training (NASRec settings apart from the number of steps)."""
 
     space: str = "full"
-    steps: int = 240
+    steps: int = 120
     batch_size: int = 512
 
     def __post_init__(self):
@@ -87,9 +87,9 @@ class SearchConfig:
     mutation changes the architecture rather than a hardware knob."""
 
     algorithm: str = "moea"
-    budget: int = 400
-    population: int = 48
-    sample_size: int = 12
+    budget: int = 320
+    population: int = 40
+    sample_size: int = 10
     children: int = 16
     mutations_start: int = 3
     mutations_end: int = 1
