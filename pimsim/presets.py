@@ -5,6 +5,7 @@ A file may say ``base = "<preset>"`` and override only some keys.
 
 from __future__ import annotations
 
+import functools
 import tomllib
 from dataclasses import MISSING, fields, replace
 from importlib import resources
@@ -112,7 +113,15 @@ def load_hardware(source: str | Hardware) -> Hardware:
     """A preset name, a TOML path, or a :class:`Hardware` (returned unchanged)."""
     if isinstance(source, Hardware):
         return source
+    if (_preset_dir() / f"{source}.toml").is_file():
+        return _load_preset(str(source))  # shipped presets do not change: parse once
     data, label = _resolve(str(source))
+    return hardware_from_dict(data, label)
+
+
+@functools.lru_cache(maxsize=64)
+def _load_preset(name: str) -> Hardware:
+    data, label = _resolve(name)
     return hardware_from_dict(data, label)
 
 
