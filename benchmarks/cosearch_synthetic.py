@@ -4,7 +4,8 @@
     default), scalarised regularised evolution, random search and pymoo's NSGA-II
     with mixed variables, several seeds, same objectives (log loss, latency,
     energy per sample), budget, hardware space and reference point: all runs share
-    one normalisation taken from the union of their points, reference 1.1;
+    one normalisation taken from the union of their feasible points (latency and
+    energy in log10, log loss capped at the constant predictor's), reference 1.1;
 (b) the front's best models retrained from scratch next to DLRM, DeepFM, DCN-v2,
     AutoInt and xDeepFM, all costed on recnmp with its own settings (fp32);
 (c) wall time of the default pipeline (``cosearch run`` settings): data set and
@@ -31,7 +32,7 @@ from cosearch.config import DEFAULT, QUICK, RunConfig
 from cosearch.hardware import HardwareKnobs, KnobSpace
 from cosearch.objectives import Candidate, CoSpace, Evaluator, PimsimCost, SupernetAccuracy
 from cosearch.pareto import Normalization, hypervolume, pareto_mask
-from cosearch.pipeline import ensure_dataset, ensure_supernet, run_pipeline, table_spec
+from cosearch.pipeline import ensure_dataset, ensure_supernet, normalization_settings, run_pipeline, table_spec
 from cosearch.profile import module_workload
 from cosearch.scoring import InheritedScorer
 from cosearch.search import EvolutionConfig, make_algorithm
@@ -51,8 +52,9 @@ def _evaluator(cfg: RunConfig, ds, sn, scoring_steps: int, val_rows: int) -> Eva
     return Evaluator([SupernetAccuracy(scorer), cost], OBJECTIVES)
 
 
-def run_ours(name, space, ev, seed, evo: EvolutionConfig):
-    algo = make_algorithm(name, space, np.random.default_rng([seed, 5]), evo, weights=(1.0, 1.0, 1.0))
+def run_ours(name, space, ev, seed, evo: EvolutionConfig, log, cap):
+    algo = make_algorithm(name, space, np.random.default_rng([seed, 5]), evo, weights=(1.0, 1.0, 1.0),
+                          log=log, cap=cap)
     cands, F, ok = [], [], []
     while not algo.done:
         c = algo.ask()
@@ -222,6 +224,7 @@ def main(argv=None) -> int:
     evo = EvolutionConfig(budget=args.budget, population=args.population, sample_size=args.sample_size,
                           children=args.children)
     runs = {}
+    log, cap = normalization_settings(OBJECTIVES, ds)
     algos = ["moea", "evolution", "random"]
     try:
         import pymoo  # noqa: F401
@@ -232,10 +235,14 @@ def main(argv=None) -> int:
         for a in algos:
             t0 = time.perf_counter()
             runs[(a, seed)] = (run_nsga2(space, ev, seed, evo) if a == "nsga2-pymoo"
-                               else run_ours(a, space, ev, seed, evo)) + (time.perf_counter() - t0,)
+                               else run_ours(a, space, ev, seed, evo, log, cap)) + (time.perf_counter() - t0,)
             print(f"(a) {a} seed {seed}: {time.perf_counter() - t0:.0f} s", flush=True)
     allF = np.concatenate([F[ok] for _, F, ok, _ in runs.values()])
-    norm = Normalization.from_points(allF)
+    norm = Normalization.from_points(allF, log, cap)
+    points = [{"algorithm": a, "seed": seed, "index": i, "arch_hash": c.arch.hash[:16], "hardware": c.hw.label,
+               **{o: float(v) for o, v in zip(OBJECTIVES, F[i])}, "feasible": bool(ok[i])}
+              for (a, seed), (cands, F, ok, _) in runs.items() for i, c in enumerate(cands)]
+    write_rows(points, RESULTS / "cosearch_synthetic_points.csv")
     hv_rows, summary = [], []
     step = max(1, args.children)
     for (a, seed), (cands, F, ok, secs) in runs.items():
@@ -249,7 +256,7 @@ def main(argv=None) -> int:
     rnd = next(r["hv_mean"] for r in summary if r["algorithm"] == "random")
     for r in summary:
         r.update(ratio_to_random=r["hv_mean"] / rnd if rnd else float("nan"), lower=" ".join(map(repr, norm.lower)),
-                 upper=" ".join(map(repr, norm.upper)), reference=1.1, objectives=" ".join(OBJECTIVES),
+                 upper=" ".join(map(repr, norm.upper)), log10=" ".join(map(str, norm.log)), reference=1.1, objectives=" ".join(OBJECTIVES),
                  hardware="recnmp", cores=_cores())
     write_rows(hv_rows, RESULTS / "cosearch_synthetic_hv.csv")
     write_rows(summary, RESULTS / "cosearch_synthetic_hv_summary.csv")

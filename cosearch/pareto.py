@@ -3,7 +3,8 @@ hypervolume.
 
 Hypervolume is computed by ``moocore`` (the library pymoo itself calls) on
 objectives normalised by a recorded :class:`Normalization`: objective i maps
-``lower[i] -> 0`` and ``upper[i] -> 1``; the reference point is ``1 + margin``
+``lower[i] -> 0`` and ``upper[i] -> 1`` (in log10 for log-scaled ones); the
+reference point is ``1 + margin``
 in every normalised objective (``REF_MARGIN`` = 0.1 by default), and only points
 that strictly dominate it count.
 """
@@ -85,43 +86,64 @@ def crowding_distance(F) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Normalization:
-    """Linear map of each objective: ``(f - lower) / (upper - lower)``."""
+    """Map of each objective to [0, 1] between ``lower`` and ``upper`` (original
+    units): linear, or linear in log10 where ``log`` is true (for costs that span
+    orders of magnitude; those need positive bounds and values)."""
 
     lower: tuple[float, ...]
     upper: tuple[float, ...]
+    log: tuple[bool, ...] = ()
 
     def __post_init__(self):
         lo = tuple(float(v) for v in self.lower)
         hi = tuple(float(v) for v in self.upper)
-        if len(lo) != len(hi) or not lo:
-            raise ValueError(f"normalisation: lower {lo} and upper {hi} must have the same non-zero length")
-        for a, b in zip(lo, hi):
+        lg = tuple(bool(v) for v in self.log) or (False,) * len(lo)
+        if len(lo) != len(hi) or len(lg) != len(lo) or not lo:
+            raise ValueError(f"normalisation: lower {lo}, upper {hi} and log {lg} must have the same non-zero length")
+        for a, b, g in zip(lo, hi, lg):
             if not (np.isfinite(a) and np.isfinite(b) and b > a):
                 raise ValueError(f"normalisation: need finite lower < upper, got {a} and {b}")
+            if g and a <= 0:
+                raise ValueError(f"normalisation: a log-scaled objective needs lower > 0, got {a}")
         object.__setattr__(self, "lower", lo)
         object.__setattr__(self, "upper", hi)
+        object.__setattr__(self, "log", lg)
 
     def __call__(self, F) -> np.ndarray:
         F = _as_matrix(F)
         if F.shape[1] != len(self.lower):
             raise ValueError(f"normalisation has {len(self.lower)} objectives, points have {F.shape[1]}")
+        lg = np.array(self.log)
         lo, hi = np.array(self.lower), np.array(self.upper)
-        return (F - lo) / (hi - lo)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            G = np.where(lg, np.log10(np.where(lg, np.maximum(F, 1e-300), 1.0)), F)
+            lo = np.where(lg, np.log10(np.where(lg, lo, 1.0)), lo)
+            hi = np.where(lg, np.log10(np.where(lg, hi, 1.0)), hi)
+        return (G - lo) / (hi - lo)
 
     @classmethod
-    def from_points(cls, F) -> "Normalization":
-        """Bounds from the finite points of ``F``: column minimum and maximum (a
-        column without spread gets upper = lower + max(1e-12, 1e-6 |lower|))."""
+    def from_points(cls, F, log=(), cap=()) -> "Normalization":
+        """Bounds from the finite points of ``F``: column minimum and maximum, the
+        maximum lowered to ``cap[i]`` where given (not None) and above the minimum
+        (e.g. log loss capped at the constant predictor's); a column without spread
+        gets upper = lower + max(1e-12, 1e-6 |lower|)."""
         F = _as_matrix(F)
         F = F[np.isfinite(F).all(axis=1)]
         if not len(F):
             raise ValueError("normalisation: no finite points to take bounds from")
         lo, hi = F.min(axis=0), F.max(axis=0)
+        for i, c in enumerate(cap):
+            if c is not None and lo[i] < c < hi[i]:
+                hi[i] = c
         hi = np.where(hi > lo, hi, lo + np.maximum(1e-12, 1e-6 * np.abs(lo)))
-        return cls(tuple(lo), tuple(hi))
+        return cls(tuple(lo), tuple(hi), tuple(log))
 
     def to_dict(self) -> dict:
-        return {"lower": list(self.lower), "upper": list(self.upper)}
+        return {"lower": list(self.lower), "upper": list(self.upper), "log": list(self.log)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Normalization":
+        return cls(tuple(d["lower"]), tuple(d["upper"]), tuple(d.get("log", ())))
 
 
 def hypervolume(F, normalization: Normalization | None = None, margin: float = REF_MARGIN) -> float:

@@ -26,7 +26,7 @@ from cosearch.run import (CHECKPOINT, GenerationInfo, SearchResult, atomic_write
                           read_results, run_search)
 from cosearch.search import make_algorithm
 
-__all__ = ["ensure_dataset", "ensure_supernet", "run_pipeline", "resume_pipeline", "finish_run",
+__all__ = ["ensure_dataset", "ensure_supernet", "run_pipeline", "normalization_settings", "resume_pipeline", "finish_run",
            "baseline_costs", "load_run", "front_rows", "table_spec", "RUN_FILE"]
 
 RUN_FILE = "run.json"
@@ -94,6 +94,17 @@ def _providers(cfg: RunConfig, dataset, supernet, quiet: bool):
     return SupernetAccuracy(scorer), cost
 
 
+def normalization_settings(objectives, dataset) -> tuple[tuple[bool, ...], tuple]:
+    """(log, cap) for normalising objectives: cost metrics in log10 (they span orders
+    of magnitude), log loss linear and capped at the constant predictor's log loss
+    (the entropy of the data's click rate): anything worse is worthless."""
+    from nasrec.data import binary_entropy
+    ctr = dataset.meta.get("ctr")
+    base = float(binary_entropy(ctr)) if ctr is not None else None
+    return (tuple(o != "logloss" for o in objectives),
+            tuple(base if o == "logloss" else None for o in objectives))
+
+
 def _row_fields(c: Candidate) -> dict:
     d = {"arch_hash": c.arch.hash[:16], "hardware": c.hw.label}
     d.update({f"hw_{k}": v for k, v in c.hw.to_dict().items()})
@@ -138,9 +149,10 @@ def run_pipeline(cfg: RunConfig, out_dir, cache_dir, *, quiet: bool = True,
     try:
         evaluator = Evaluator([acc, cost], cfg.search.objectives,
                               [Constraint(k, float(v)) for k, v in cfg.constraints.items()], executor)
+        log, cap = normalization_settings(cfg.search.objectives, ds)
         algo = make_algorithm(cfg.search.algorithm, _space(cfg), np.random.default_rng([cfg.seed, 5]),
-                              cfg.search.evolution(), cfg.search.weights)
-        result = run_search(out, algo, evaluator, row_fields=_row_fields, seed=cfg.seed,
+                              cfg.search.evolution(), cfg.search.weights, log=log, cap=cap)
+        result = run_search(out, algo, evaluator, row_fields=_row_fields, seed=cfg.seed, hv_log=log, hv_cap=cap,
                             on_generation=on_generation, max_generations=max_generations)
     finally:
         executor.close()
@@ -242,7 +254,7 @@ def write_summary(out, cfg: RunConfig, seconds: float) -> None:
              f"generations: {ck['algorithm']['generation']}",
              f"- final hypervolume: {ck['hv_history'][-1][1]:.4f} (objectives {', '.join(cfg.search.objectives)}, "
              f"normalised by lower {ck['normalization']['lower']} / upper {ck['normalization']['upper']}, "
-             "reference point 1.1 in each)",
+             f"log10 scale {ck['normalization']['log']}, reference point 1.1 in each)",
              f"- dataset: {meta['dataset']} (hash {meta['dataset_hash'][:16]}); supernet: {meta['supernet']} "
              f"(sha256 {meta['supernet_hash'][:16]})",
              f"- wall time of this invocation: {seconds:.0f} s", "",

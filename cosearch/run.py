@@ -112,14 +112,16 @@ def _front_mask(F: np.ndarray, ok: np.ndarray) -> np.ndarray:
 
 
 def run_search(out_dir, algorithm, evaluator, *, row_fields: Callable[[object], dict],
-               normalization: Normalization | None = None, seed: int = 0,
+               normalization: Normalization | None = None, hv_log: tuple[bool, ...] = (),
+               hv_cap: tuple = (), seed: int = 0,
                on_generation: Callable[[GenerationInfo], None] | None = None,
                max_generations: int | None = None) -> SearchResult:
     """Run (or resume, when ``out_dir`` holds a checkpoint) ``algorithm`` with
     ``evaluator`` until its budget is spent, or for at most ``max_generations``
     more generations. ``row_fields(candidate)`` gives the descriptive columns of a
     result row. ``normalization``: for the hypervolume; None takes the bounds of the
-    first generation's feasible points (then fixed and recorded)."""
+    first generation's feasible points (then fixed and recorded), log-scaled where
+    ``hv_log`` says so, upper bounds capped by ``hv_cap`` (see ``Normalization.from_points``)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ck_path = out / CHECKPOINT
@@ -141,7 +143,7 @@ def run_search(out_dir, algorithm, evaluator, *, row_fields: Callable[[object], 
         keys, F_rows, ok_rows = ck["archive"]["keys"], ck["archive"]["objectives"], ck["archive"]["feasible"]
         hv_hist = ck["hv_history"]
         n = ck["normalization"]
-        normalization = None if n is None else Normalization(tuple(n["lower"]), tuple(n["upper"]))
+        normalization = None if n is None else Normalization.from_dict(n)
         rows = read_results(out)[:ck["rows"]]
         if len(rows) != ck["rows"]:
             raise ValueError(f"{out / RESULTS} holds {len(rows)} rows, the checkpoint expects {ck['rows']}")
@@ -165,7 +167,7 @@ def run_search(out_dir, algorithm, evaluator, *, row_fields: Callable[[object], 
             rows.append({k: _fmt(v) for k, v in row.items()})
         F, ok = np.array(F_rows, dtype=np.float64), np.array(ok_rows, dtype=bool)
         if normalization is None and ok.any():
-            normalization = Normalization.from_points(F[ok])
+            normalization = Normalization.from_points(F[ok], hv_log, hv_cap)
         front = _front_mask(F, ok)
         hv = hypervolume(F[front], normalization) if normalization is not None else 0.0
         hv_hist.append([algorithm.evaluations, hv])

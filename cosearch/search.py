@@ -103,6 +103,9 @@ class _Base:
         self.seen: set[str] = set()
         self.pending: list | None = None
         self.normalization: Normalization | None = None
+        # how the first feasible generation's bounds become the normalisation
+        self.norm_log: tuple[bool, ...] = ()
+        self.norm_cap: tuple = ()
 
     @property
     def done(self) -> bool:
@@ -172,7 +175,7 @@ class _Base:
         self.seen = set(state["seen"])
         self.pending = None if state["pending"] is None else [self.space.decode(d) for d in state["pending"]]
         n = state.get("normalization")
-        self.normalization = None if n is None else Normalization(tuple(n["lower"]), tuple(n["upper"]))
+        self.normalization = None if n is None else Normalization.from_dict(n)
         self._load_extra(state)
 
     def _extra_state(self) -> dict:
@@ -225,7 +228,7 @@ class _AgingEvolution(_Base):
         if self.normalization is None:
             good = F[ok & np.isfinite(F).all(axis=1)]
             if len(good):
-                self.normalization = Normalization.from_points(good)
+                self.normalization = Normalization.from_points(good, self.norm_log, self.norm_cap)
         self.population.extend((c, f, bool(o)) for c, f, o in zip(candidates, F, ok))
         excess = len(self.population) - self.config.population
         if excess > 0:
@@ -293,14 +296,19 @@ ALGORITHMS = ("moea", "evolution", "random")
 
 
 def make_algorithm(name: str, space: CandidateSpace, rng: np.random.Generator, config: EvolutionConfig,
-                   weights: tuple[float, ...] | None = None):
-    """An algorithm by name; ``weights`` (one per objective) for 'evolution'."""
+                   weights: tuple[float, ...] | None = None, *, log: tuple[bool, ...] = (), cap: tuple = ()):
+    """An algorithm by name; ``weights`` (one per objective) for 'evolution'; ``log``
+    and ``cap``: how objectives are normalised for crowding and scalarisation (see
+    ``Normalization.from_points``)."""
     if name == "moea":
-        return MultiObjectiveEvolution(space, rng, config)
-    if name == "evolution":
+        algo = MultiObjectiveEvolution(space, rng, config)
+    elif name == "evolution":
         if weights is None:
             raise ValueError("the 'evolution' algorithm needs scalarisation weights, one per objective")
-        return RegularizedEvolution(space, rng, config, Scalarization(tuple(weights)))
-    if name == "random":
-        return RandomSearch(space, rng, config)
-    raise ValueError(f"unknown algorithm {name!r}; known: {', '.join(ALGORITHMS)}")
+        algo = RegularizedEvolution(space, rng, config, Scalarization(tuple(weights)))
+    elif name == "random":
+        algo = RandomSearch(space, rng, config)
+    else:
+        raise ValueError(f"unknown algorithm {name!r}; known: {', '.join(ALGORITHMS)}")
+    algo.norm_log, algo.norm_cap = tuple(log), tuple(cap)
+    return algo

@@ -83,3 +83,13 @@ def test_normalization_validates():
         Normalization((1.0,), (1.0,))
     n = Normalization.from_points(np.array([[1.0, 5.0], [3.0, 5.0]]))
     assert n.lower == (1.0, 5.0) and n.upper[0] == 3.0 and n.upper[1] > 5.0
+
+
+def test_log_normalisation_and_cap():
+    n = Normalization((1e-4, 0.4), (1e-2, 0.6), (True, False))
+    assert np.allclose(n(np.array([[1e-3, 0.5], [1e-4, 0.4], [1e-2, 0.6]])), [[0.5, 0.5], [0, 0], [1, 1]])
+    m = Normalization.from_points(np.array([[1e-3, 0.45], [1e-1, 7.0]]), log=(True, False), cap=(None, 0.56))
+    assert m.upper == (1e-1, 0.56) and m.log == (True, False)
+    assert Normalization.from_dict(m.to_dict()) == m
+    with pytest.raises(ValueError, match="lower > 0"):
+        Normalization((0.0,), (1.0,), (True,))
