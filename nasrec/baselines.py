@@ -75,7 +75,8 @@ class DeepFM(nn.Module):
     def forward(self, dense, ids):
         t = self.tokens(dense, ids)
         fm = 0.5 * (t.sum(1) ** 2 - (t ** 2).sum(1)).sum(1)
-        first = self.first(ids + self.tokens.embedding.offsets).sum((1, 2)) + self.first_dense(dense).squeeze(1)
+        emb = self.tokens.embedding
+        first = emb.pool(self.first(emb.row_ids(ids))).sum((1, 2)) + self.first_dense(dense).squeeze(1)
         return first + fm + self.dnn(t.flatten(1)).squeeze(1)
 
 

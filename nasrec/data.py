@@ -33,22 +33,60 @@ SPLIT_SEED = 2018  # NASRec official split: StratifiedKFold(10, shuffle, random_
 SPLIT_PARTS = (8, 1, 1)  # NASRec official split 8:1:1
 
 
+#: MLPerf DLRM-v2 multi-hot sizes of the 26 Criteo fields (REFERENCE.md "Workloads").
+MLPERF_POOLING = (3, 2, 1, 2, 6, 1, 1, 1, 1, 7, 3, 8, 1, 6, 9, 5, 1, 1, 1, 12, 100, 27, 10, 3, 1, 1)
+
+
 @dataclass(frozen=True)
 class Schema:
-    """Input shape of a dataset: dense feature count and per-field embedding rows."""
+    """Input shape of a dataset: dense feature count, per-field embedding rows and
+    per-field lookups per sample (``pooling``; None means one-hot, 1 per field).
+
+    A sample's ids are ``sum(pooling)`` columns, field by field: field f owns
+    ``pooling[f]`` consecutive columns, and models pool (mean) them into one vector.
+    """
 
     n_dense: int
     cardinalities: tuple[int, ...]
+    pooling: tuple[int, ...] | None = None
 
     def __post_init__(self):
         if self.n_dense < 1:
             raise ValueError(f"n_dense must be >= 1, got {self.n_dense}")
         if not self.cardinalities or min(self.cardinalities) < 1:
             raise ValueError(f"cardinalities must be non-empty and positive, got {self.cardinalities}")
+        if self.pooling is not None:
+            object.__setattr__(self, "pooling", tuple(int(p) for p in self.pooling))
+            if len(self.pooling) != len(self.cardinalities) or min(self.pooling) < 1:
+                raise ValueError(f"pooling must give a positive lookup count per field "
+                                 f"({len(self.cardinalities)} fields), got {self.pooling}")
+            if max(self.pooling) == 1:
+                object.__setattr__(self, "pooling", None)  # one-hot: the plain form
 
     @property
     def n_sparse(self) -> int:
         return len(self.cardinalities)
+
+    @property
+    def lookups(self) -> tuple[int, ...]:
+        """Lookups per sample of each field."""
+        return self.pooling or (1,) * self.n_sparse
+
+    @property
+    def n_id_columns(self) -> int:
+        return sum(self.lookups)
+
+    def to_dict(self) -> dict:
+        out = {"n_dense": self.n_dense, "cardinalities": list(self.cardinalities)}
+        if self.pooling is not None:
+            out["pooling"] = list(self.pooling)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Schema":
+        pooling = d.get("pooling")
+        return cls(int(d["n_dense"]), tuple(int(c) for c in d["cardinalities"]),
+                   tuple(int(p) for p in pooling) if pooling is not None else None)
 
 
 @dataclass(frozen=True)
@@ -74,6 +112,7 @@ class SyntheticConfig:
     target_ctr: float = 0.25  # Criteo Kaggle click rate is about 0.256
     chunk_rows: int = 131_072
     seed: int = 0
+    pooling: tuple[int, ...] | None = None  # lookups per sample per field; None: one-hot
 
     def __post_init__(self):
         for name in ("rows", "n_dense", "n_sparse", "min_cardinality", "fm_dim", "chunk_rows"):
@@ -91,6 +130,15 @@ class SyntheticConfig:
             raise ValueError("fm_pairs and higher_order_terms must be >= 0")
         if self.n_sparse < 3 and (self.fm_pairs or self.higher_order_terms):
             raise ValueError(f"n_sparse must be >= 3 for interaction terms, got {self.n_sparse}")
+        if self.pooling is not None:
+            object.__setattr__(self, "pooling", tuple(self.pooling))
+            if len(self.pooling) != self.n_sparse or min(self.pooling) < 1:
+                raise ValueError(f"pooling must give a positive lookup count for each of the {self.n_sparse} "
+                                 f"fields, got {self.pooling}")
+
+    @property
+    def lookups(self) -> tuple[int, ...]:
+        return self.pooling or (1,) * self.n_sparse
 
 
 def binary_entropy(p: np.ndarray) -> np.ndarray:
@@ -138,6 +186,7 @@ class _Teacher:
         tri_fields = sorted({f for t in self.triples for f in t})
         self.tri_emb = {f: rng.normal(0, 1.0, self.cards[f]) for f in tri_fields}
         self.tri_dense = rng.integers(cfg.n_dense, size=cfg.higher_order_terms)
+        self.starts = np.concatenate([[0], np.cumsum(cfg.lookups)[:-1]]).astype(np.int64)
         self.tri_scale = 0.3
         pilot_dense, pilot_sparse = self._features(np.random.default_rng([cfg.seed, 2]), 20_000)
         self.dense_center = pilot_dense.mean(0)
@@ -158,23 +207,36 @@ class _Teacher:
         raw = np.floor(np.exp(rng.normal(self.dense_mu, self.dense_sigma, (n, cfg.n_dense))))
         raw[rng.random((n, cfg.n_dense)) < self.dense_missing] = 0
         dense = np.log(np.maximum(raw, 0) + 1).astype(np.float32)  # NASRec dense transform
-        sparse = np.empty((n, cfg.n_sparse), dtype=np.int32)
-        u = rng.random((n, cfg.n_sparse))
+        lookups = cfg.lookups
+        sparse = np.empty((n, sum(lookups)), dtype=np.int32)
+        if cfg.pooling is None:
+            u = rng.random((n, cfg.n_sparse))  # one-hot: the original draw, unchanged
+        else:
+            u = rng.random((n, sum(lookups)))
+        col = 0
         for f, cdf in enumerate(self.cdfs):
             # Value k >= 0 of field f stored as id k + 1: id 0 means "missing".
-            sparse[:, f] = np.minimum(np.searchsorted(cdf, u[:, f]), len(cdf) - 1) + 1
+            p = lookups[f]
+            sparse[:, col:col + p] = np.minimum(np.searchsorted(cdf, u[:, col:col + p]), len(cdf) - 1) + 1
+            col += p
         return dense, sparse
+
+    def _pooled(self, table: np.ndarray, v: np.ndarray, f: int) -> np.ndarray:
+        """Mean of field f's rows of ``table`` over its bag (one-hot: the row itself)."""
+        a = self.starts[f]
+        return table[v[:, a:a + self.cfg.lookups[f]]].mean(axis=1)
 
     def logit(self, dense: np.ndarray, sparse: np.ndarray) -> np.ndarray:
         v = sparse.astype(np.int64) - 1
         xd = (dense - self.dense_center) / self.dense_scale
         z = self.bias + xd @ self.w_dense
         for f, w in enumerate(self.w_first):
-            z += w[v[:, f]]
+            z += self._pooled(w, v, f)
         for a, b in self.pairs:
-            z += np.einsum("nk,nk->n", self.fm_emb[a][v[:, a]], self.fm_emb[b][v[:, b]])
+            z += np.einsum("nk,nk->n", self._pooled(self.fm_emb[a], v, a), self._pooled(self.fm_emb[b], v, b))
         for (a, b, c), d in zip(self.triples, self.tri_dense):
-            prod = self.tri_emb[a][v[:, a]] * self.tri_emb[b][v[:, b]] * self.tri_emb[c][v[:, c]]
+            prod = self._pooled(self.tri_emb[a], v, a) * self._pooled(self.tri_emb[b], v, b) \
+                * self._pooled(self.tri_emb[c], v, c)
             z += self.tri_scale * np.tanh(prod + 0.5 * xd[:, d])
         return z
 
@@ -255,7 +317,7 @@ def generate_synthetic(cfg: SyntheticConfig, out_dir, *, overwrite: bool = False
     """Generate the synthetic data set into ``out_dir``; splits are contiguous 8:1:1
     ranges (rows are i.i.d.). Deterministic for ``cfg`` (including ``chunk_rows``)."""
     teacher = _Teacher(cfg)
-    w = _Writer(out_dir, cfg.rows, cfg.n_dense, cfg.n_sparse, True, overwrite)
+    w = _Writer(out_dir, cfg.rows, cfg.n_dense, sum(cfg.lookups), True, overwrite)
     n_train = cfg.rows * SPLIT_PARTS[0] // sum(SPLIT_PARTS)
     n_val = cfg.rows * SPLIT_PARTS[1] // sum(SPLIT_PARTS)
     bounds = {"train": (0, n_train), "val": (n_train, n_train + n_val), "test": (n_train + n_val, cfg.rows)}
@@ -277,7 +339,7 @@ def generate_synthetic(cfg: SyntheticConfig, out_dir, *, overwrite: bool = False
     bayes["all"] = sum(entropy_sum.values()) / cfg.rows
     cards = tuple(int(c) + 1 for c in teacher.cards)  # + 1 for the "missing" id 0
     meta = {"source": "synthetic", "seed": cfg.seed, "config": asdict(cfg),
-            "schema": {"n_dense": cfg.n_dense, "cardinalities": list(cards)},
+            "schema": Schema(cfg.n_dense, cards, cfg.pooling).to_dict(),
             "bayes_logloss": bayes, "ctr": float(np.asarray(w.arrays["label"]).mean(dtype=np.float64)),
             "malformed_lines": 0}
     return w.finish(splits, meta)
@@ -537,8 +599,7 @@ class Dataset:
             raise ValueError(f"{meta_path}: bad JSON: {e}") from None
         if self.meta.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{meta_path}: unsupported format_version {self.meta.get('format_version')!r}")
-        s = self.meta["schema"]
-        self.schema = Schema(int(s["n_dense"]), tuple(int(c) for c in s["cardinalities"]))
+        self.schema = Schema.from_dict(self.meta["schema"])
 
     @property
     def content_hash(self) -> str:

@@ -19,19 +19,41 @@ from nasrec.space import BINARY_OPS, ArchSpec, SearchSpace
 class FieldEmbedding(nn.Module):
     """All categorical fields in one table with per-field row offsets.
 
-    ``forward(ids [B, F] int64) -> [B, F, dim]``; id 0 of each field means missing.
+    ``forward(ids [B, L] int64) -> [B, F, dim]`` with ``L = schema.n_id_columns``;
+    id 0 of each field means missing. Multi-hot fields (``schema.pooling``) own
+    consecutive columns whose vectors are averaged into the field's one vector.
     """
 
     def __init__(self, schema: Schema, dim: int = EMB_DIM):
         super().__init__()
         cards = torch.tensor((0,) + schema.cardinalities[:-1], dtype=torch.int64)
         self.register_buffer("offsets", torch.cumsum(cards, 0), persistent=False)
+        self.multi_hot = schema.pooling is not None
+        if self.multi_hot:
+            lookups = torch.tensor(schema.lookups, dtype=torch.int64)
+            field_of_col = torch.repeat_interleave(torch.arange(schema.n_sparse), lookups)
+            self.register_buffer("field_of_col", field_of_col, persistent=False)
+            self.register_buffer("col_offsets", self.offsets[field_of_col], persistent=False)
+            self.register_buffer("inv_lookups", 1.0 / lookups.to(torch.float32), persistent=False)
+        self.n_fields = schema.n_sparse
         self.table = nn.Embedding(sum(schema.cardinalities), dim)
         # Small uniform init as in DLRM (sqrt(1/n) scale); N(0, 1) saturates the FM terms.
         nn.init.uniform_(self.table.weight, -0.05, 0.05)
 
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-column rows ``[B, L, ...]`` -> per-field means ``[B, F, ...]`` (one-hot: as is)."""
+        if not self.multi_hot:
+            return x
+        out = x.new_zeros((x.shape[0], self.n_fields) + tuple(x.shape[2:]))
+        out.index_add_(1, self.field_of_col, x)
+        return out * self.inv_lookups.view((1, -1) + (1,) * (x.dim() - 2))
+
+    def row_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        """Rows of the shared table that ``ids`` name."""
+        return ids + (self.col_offsets if self.multi_hot else self.offsets)
+
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.table(ids + self.offsets)
+        return self.pool(self.table(self.row_ids(ids)))
 
 
 @dataclass(frozen=True)

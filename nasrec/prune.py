@@ -917,7 +917,7 @@ def measured_flops(model: nn.Module, schema: Schema, batch_size: int) -> int:
     from torch.utils.flop_counter import FlopCounterMode
     device = next(model.parameters()).device
     dense = torch.zeros(batch_size, schema.n_dense, device=device)
-    ids = torch.zeros(batch_size, schema.n_sparse, dtype=torch.int64, device=device)
+    ids = torch.zeros(batch_size, schema.n_id_columns, dtype=torch.int64, device=device)
     was = model.training
     model.eval()
     with FlopCounterMode(display=False) as fc:
@@ -929,7 +929,7 @@ def measured_flops(model: nn.Module, schema: Schema, batch_size: int) -> int:
 # ----------------------------------------------------------------------------- files
 
 def _schema_dict(schema: Schema) -> dict:
-    return {"n_dense": schema.n_dense, "cardinalities": list(schema.cardinalities)}
+    return schema.to_dict()
 
 
 def save_model(model: nn.Module, path, *, schema: Schema, meta: dict | None = None) -> Path:
@@ -980,8 +980,7 @@ def load_model(path, device="cpu") -> tuple[nn.Module, dict]:
         raise ValueError(f"{path}: not a nasrec model file (write one with `nasrec train --save-model`)")
     if state.get("version") != MODEL_VERSION:
         raise ValueError(f"{path}: unsupported model file version {state.get('version')!r}")
-    s = state["schema"]
-    schema = Schema(int(s["n_dense"]), tuple(int(c) for c in s["cardinalities"]))
+    schema = Schema.from_dict(state["schema"])
     kind = state["kind"]
     if kind == "arch":
         with seeded_torch(0):

@@ -75,7 +75,7 @@ class Supernet(_Network):
         was_training = self.training
         self.eval()
         dense = torch.zeros(2, self.schema.n_dense, device=self.head.weight.device)
-        ids = torch.zeros(2, self.schema.n_sparse, dtype=torch.int64, device=dense.device)
+        ids = torch.zeros(2, self.schema.n_id_columns, dtype=torch.int64, device=dense.device)
         self(dense, ids, spec)  # records which slice of every layer the subnet uses
         self.train(was_training)
         model.embedding.load_state_dict(self.embedding.state_dict())
