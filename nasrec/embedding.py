@@ -1,6 +1,6 @@
-"""Elastic per-field embeddings: a dimension and a storage precision per field.
+"""Simulated storage precision of embedding rows; the elastic embedding's rules.
 
-One table per model holds every field at the largest dimension of the embedding
+``nasrec.model.FieldEmbedding(schema, max_dim=...)`` is the elastic embedding: one table per model holds every field at the largest dimension of the embedding
 space; a field of dimension ``d`` uses the first ``d`` columns of its rows (elastic
 width, so a supernet scores any per-field choice without retraining). Fields whose
 dimension differs from the operators' token width (``EMB_DIM``) are projected to it
@@ -18,13 +18,8 @@ element is at most ``s / 2 = max|row| / 254``.
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from nasrec.data import Schema
-from nasrec.ops import EMB_DIM
-from nasrec.space import EmbeddingSpec
-
-__all__ = ["quantize", "ElasticEmbedding", "INT8_LEVELS"]
+__all__ = ["quantize", "INT8_LEVELS", "table_bytes"]
 
 INT8_LEVELS = 127  # symmetric int8: [-127, 127]
 
@@ -46,51 +41,7 @@ def quantize(x: torch.Tensor, precision: str) -> torch.Tensor:
     return x + (q - x).detach()
 
 
-class ElasticEmbedding(nn.Module):
-    """``forward(ids [B, F] int64, spec: EmbeddingSpec | None) -> [B, F, EMB_DIM]``.
-
-    ``spec`` None is the published space: the first ``EMB_DIM`` columns, fp32.
-    Field id 0 means missing, as everywhere in nasrec.
-    """
-
-    def __init__(self, schema: Schema, max_dim: int = 64, dim: int = EMB_DIM):
-        super().__init__()
-        if max_dim < dim:
-            raise ValueError(f"max_dim {max_dim} must be at least the token width {dim}")
-        self.n_fields, self.max_dim, self.dim = schema.n_sparse, max_dim, dim
-        cards = torch.tensor((0,) + schema.cardinalities[:-1], dtype=torch.int64)
-        self.register_buffer("offsets", torch.cumsum(cards, 0), persistent=False)
-        self.table = nn.Embedding(sum(schema.cardinalities), max_dim)
-        # the same small uniform init as the plain FieldEmbedding (DLRM's sqrt(1/n) scale)
-        nn.init.uniform_(self.table.weight, -0.05, 0.05)
-        # per-field projections to the token width; scaled so a projected token has about
-        # the variance of an unprojected one
-        self.proj = nn.Parameter(torch.randn(self.n_fields, max_dim, dim) / dim ** 0.5)
-
-    def forward(self, ids: torch.Tensor, spec: EmbeddingSpec | None = None) -> torch.Tensor:
-        x = self.table(ids + self.offsets)  # [B, F, max_dim]
-        if spec is None:
-            return x[..., :self.dim]
-        if spec.n_fields != self.n_fields:
-            raise ValueError(f"embedding spec has {spec.n_fields} fields, the data has {self.n_fields}")
-        if max(spec.dims) > self.max_dim:
-            raise ValueError(f"embedding dim {max(spec.dims)} exceeds this table's {self.max_dim}")
-        out = x.new_zeros(x.shape[0], self.n_fields, self.dim)
-        groups: dict[tuple[int, str], list[int]] = {}
-        for f, (d, p) in enumerate(zip(spec.dims, spec.precisions)):
-            if d > 0:
-                groups.setdefault((d, p), []).append(f)
-        for (d, p), fields in groups.items():
-            idx = torch.tensor(fields, device=x.device)
-            xf = quantize(x[:, idx, :d], p)
-            if d != self.dim:
-                xf = torch.einsum("bfd,fde->bfe", xf, self.proj[idx, :d, :])
-            out[:, idx] = xf
-        return out
-
-    def table_bytes(self, spec: EmbeddingSpec | None, cardinalities) -> int:
-        """Bytes of the tables ``spec`` stores (per-row int8 scales not counted)."""
-        if spec is None:
-            return sum(int(c) for c in cardinalities) * self.dim * 4
-        size = {"fp32": 4, "fp16": 2, "int8": 1}
-        return sum(int(c) * d * size[p] for c, d, p in zip(cardinalities, spec.dims, spec.precisions))
+def table_bytes(cardinalities, dims, precisions) -> int:
+    """Bytes of the tables stored at these per-field dims and precisions (int8 scales not counted)."""
+    size = {"fp32": 4, "fp16": 2, "int8": 1}
+    return sum(int(c) * int(d) * size[p] for c, d, p in zip(cardinalities, dims, precisions))

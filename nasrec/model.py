@@ -13,7 +13,8 @@ from torch import nn
 from nasrec.data import Schema
 from nasrec.ops import (D2S_TOKENS, DENSE_OP_CLASSES, EMB_DIM, SPARSE_OP_CLASSES, DenseToSparse,
                         DotProduct, ElasticLinear, FMToDense, Ranges, dot_tokens)
-from nasrec.space import BINARY_OPS, ArchSpec, SearchSpace
+from nasrec.embedding import quantize
+from nasrec.space import BINARY_OPS, ArchSpec, EmbeddingSpec, SearchSpace
 
 
 class FieldEmbedding(nn.Module):
@@ -24,21 +25,30 @@ class FieldEmbedding(nn.Module):
     consecutive columns whose vectors are averaged into the field's one vector.
     """
 
-    def __init__(self, schema: Schema, dim: int = EMB_DIM):
+    def __init__(self, schema: Schema, dim: int = EMB_DIM, max_dim: int | None = None):
         super().__init__()
         cards = torch.tensor((0,) + schema.cardinalities[:-1], dtype=torch.int64)
         self.register_buffer("offsets", torch.cumsum(cards, 0), persistent=False)
         self.multi_hot = schema.pooling is not None
+        lookups = torch.tensor(schema.lookups, dtype=torch.int64)
+        field_of_col = torch.repeat_interleave(torch.arange(schema.n_sparse), lookups)
         if self.multi_hot:
-            lookups = torch.tensor(schema.lookups, dtype=torch.int64)
-            field_of_col = torch.repeat_interleave(torch.arange(schema.n_sparse), lookups)
             self.register_buffer("field_of_col", field_of_col, persistent=False)
             self.register_buffer("col_offsets", self.offsets[field_of_col], persistent=False)
             self.register_buffer("inv_lookups", 1.0 / lookups.to(torch.float32), persistent=False)
-        self.n_fields = schema.n_sparse
-        self.table = nn.Embedding(sum(schema.cardinalities), dim)
+        self.n_fields, self.dim = schema.n_sparse, dim
+        self._cols = [torch.nonzero(field_of_col == f).flatten() for f in range(schema.n_sparse)]
+        self._lookups = schema.lookups
+        self._groups: dict = {}
+        # elastic: one table at max_dim, per-field prefixes and projections (nasrec.embedding)
+        self.elastic = max_dim is not None
+        self.max_dim = max_dim if self.elastic else dim
+        self.table = nn.Embedding(sum(schema.cardinalities), self.max_dim)
         # Small uniform init as in DLRM (sqrt(1/n) scale); N(0, 1) saturates the FM terms.
         nn.init.uniform_(self.table.weight, -0.05, 0.05)
+        if self.elastic:
+            # scaled so a projected token has about the variance of an unprojected one
+            self.proj = nn.Parameter(torch.randn(schema.n_sparse, self.max_dim, dim) / dim ** 0.5)
 
     def pool(self, x: torch.Tensor) -> torch.Tensor:
         """Per-column rows ``[B, L, ...]`` -> per-field means ``[B, F, ...]`` (one-hot: as is)."""
@@ -52,8 +62,59 @@ class FieldEmbedding(nn.Module):
         """Rows of the shared table that ``ids`` name."""
         return ids + (self.col_offsets if self.multi_hot else self.offsets)
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.table(self.row_ids(ids)))
+    def forward(self, ids: torch.Tensor, spec: EmbeddingSpec | None = None) -> torch.Tensor:
+        rows = self.table(self.row_ids(ids))
+        if spec is None:
+            if self.max_dim < self.dim:
+                raise ValueError(f"this embedding holds {self.max_dim} dims; it needs an embedding spec")
+            x = self.pool(rows)
+            return x[..., :self.dim] if self.elastic else x
+        if not self.elastic:
+            raise ValueError("per-field embedding choices need an elastic embedding (build with max_dim)")
+        return self._elastic(rows, spec)
+
+    def _group_index(self, spec: EmbeddingSpec):
+        """Per (dim, precision) group: its fields, their columns, each column's field within it."""
+        key = (spec.dims, spec.precisions)
+        if key not in self._groups:
+            if spec.n_fields != self.n_fields:
+                raise ValueError(f"embedding spec has {spec.n_fields} fields, the data has {self.n_fields}")
+            if max(spec.dims) > self.max_dim:
+                raise ValueError(f"embedding dim {max(spec.dims)} exceeds this table's {self.max_dim}")
+            groups = {}
+            for f, (d, p) in enumerate(zip(spec.dims, spec.precisions)):
+                if d > 0:
+                    groups.setdefault((d, p), []).append(f)
+            out = []
+            for (d, p), fields in groups.items():
+                cols = torch.cat([self._cols[f] for f in fields])
+                local = torch.repeat_interleave(torch.arange(len(fields)),
+                                                torch.tensor([self._lookups[f] for f in fields]))
+                inv = 1.0 / torch.tensor([self._lookups[f] for f in fields], dtype=torch.float32)
+                out.append((d, p, torch.tensor(fields), cols, local, inv))
+            self._groups[key] = out
+        return self._groups[key]
+
+    def _elastic(self, rows: torch.Tensor, spec: EmbeddingSpec) -> torch.Tensor:
+        out = rows.new_zeros(rows.shape[0], self.n_fields, self.dim)
+        dev = rows.device
+        for d, p, fields, cols, local, inv in self._group_index(spec):
+            fields, cols = fields.to(dev), cols.to(dev)
+            x = quantize(rows[:, cols, :d], p)  # stored precision, read back
+            if self.multi_hot:
+                pooled = x.new_zeros(x.shape[0], len(fields), d)
+                x = pooled.index_add_(1, local.to(dev), x) * inv.to(dev).view(1, -1, 1)
+            if d != self.dim:
+                x = torch.einsum("bfd,fde->bfe", x, self.proj[fields, :d])
+            out[:, fields] = x
+        return out
+
+    def load_prefix(self, other: "FieldEmbedding") -> None:
+        """Copy ``other``'s table and projections, cut to this embedding's sizes."""
+        with torch.no_grad():
+            self.table.weight.copy_(other.table.weight[:, :self.max_dim])
+            if self.elastic:
+                self.proj.copy_(other.proj[:, :self.max_dim])
 
 
 @dataclass(frozen=True)
@@ -72,11 +133,22 @@ class Choice:
     fm: bool
 
 
-def path_of(spec: ArchSpec) -> tuple[Choice, ...]:
+class Path(tuple):
+    """The per-block Choices of one forward pass, and its embedding choice
+    (``embedding``: an EmbeddingSpec, or None for the published embedding)."""
+
+    def __new__(cls, choices, embedding: EmbeddingSpec | None = None):
+        obj = super().__new__(cls, choices)
+        obj.embedding = embedding
+        return obj
+
+
+def path_of(spec: ArchSpec) -> Path:
     """The per-block choices of an ArchSpec (inputs in ascending index order)."""
-    return tuple(Choice(tuple(sorted(b.dense_idx)), tuple(sorted(b.sparse_idx)), b.dense_left_idx,
+    return Path((Choice(tuple(sorted(b.dense_idx)), tuple(sorted(b.sparse_idx)), b.dense_left_idx,
                         b.dense_right_idx, (b.dense_op,), (b.sparse_op,), b.dense_width,
-                        b.sparse_tokens, b.dense_sparse_interact, b.deep_fm) for b in spec.blocks)
+                        b.sparse_tokens, b.dense_sparse_interact, b.deep_fm) for b in spec.blocks),
+                spec.embedding)
 
 
 class Block(nn.Module):
@@ -168,16 +240,16 @@ def _merge(ranges) -> Ranges:
 class _Network(nn.Module):
     """Embedding, blocks, head; runs a path of Choices. ``layout`` None = exact sizes."""
 
-    def __init__(self, schema: Schema, space: SearchSpace):
+    def __init__(self, schema: Schema, space: SearchSpace, emb_max_dim: int | None = None):
         super().__init__()
         self.schema, self.space = schema, space
-        self.embedding = FieldEmbedding(schema)
+        self.embedding = FieldEmbedding(schema, max_dim=emb_max_dim)
         self.dot_rows = dot_tokens(space.max_width)
 
     def _run(self, dense: torch.Tensor, ids: torch.Tensor, path, layout: _Layout | None,
              features_only: bool = False) -> torch.Tensor:
         ds = [dense]
-        ss = [self.embedding(ids)]
+        ss = [self.embedding(ids, getattr(path, "embedding", None))]
         for block, c in zip(self.blocks, path):
             dx = ds[c.dense_idx[0]] if len(c.dense_idx) == 1 else torch.cat([ds[j] for j in c.dense_idx], 1)
             sx = ss[c.sparse_idx[0]] if len(c.sparse_idx) == 1 else torch.cat([ss[j] for j in c.sparse_idx], 1)
@@ -200,7 +272,8 @@ class NasRecModel(_Network):
     ids [B, n_fields]) -> logits [B]``."""
 
     def __init__(self, spec: ArchSpec, schema: Schema):
-        super().__init__(schema, spec.search_space)
+        emb_max_dim = max(spec.embedding.dims) if spec.embedding is not None else None
+        super().__init__(schema, spec.search_space, emb_max_dim)
         self.spec = spec
         self.path = path_of(spec)
         widths = [schema.n_dense]

@@ -11,17 +11,18 @@ import torch
 from torch import nn
 
 from nasrec.data import Schema
-from nasrec.model import Block, Choice, NasRecModel, _Layout, _Network, path_of
+from nasrec.model import Block, Choice, NasRecModel, Path, _Layout, _Network, path_of
 from nasrec.ops import D2S_TOKENS, EMB_DIM, ElasticLayerNorm, ElasticLinear
-from nasrec.space import FULL, ArchSpec, SearchSpace, sample
+from nasrec.space import FULL, ArchSpec, EmbeddingSpace, EmbeddingSpec, SearchSpace, sample
 
 
 class Supernet(_Network):
     """``forward(dense [B, n_dense], ids [B, n_fields], spec) -> logits [B]``, where
     ``spec`` is an ArchSpec or a path of Choices (see ``full_path``)."""
 
-    def __init__(self, schema: Schema, space: SearchSpace = FULL):
-        super().__init__(schema, space)
+    def __init__(self, schema: Schema, space: SearchSpace = FULL, embedding_space: EmbeddingSpace | None = None):
+        super().__init__(schema, space, embedding_space.max_dim if embedding_space is not None else None)
+        self.embedding_space = embedding_space
         w, t = space.max_width, space.max_tokens
         self.layout = _Layout(schema.n_dense, schema.n_sparse, w, t)
         slot = t + D2S_TOKENS
@@ -37,8 +38,11 @@ class Supernet(_Network):
         if isinstance(spec, ArchSpec):
             if spec.space != self.space.name:
                 raise ValueError(f"spec is from space {spec.space!r}, supernet is {self.space.name!r}")
+            if spec.embedding is not None and self.embedding_space is None:
+                raise ValueError("spec chooses per-field embeddings; this supernet has none "
+                                 "(build it with an embedding_space)")
             return path_of(spec)
-        return tuple(spec)
+        return spec if isinstance(spec, Path) else Path(spec)
 
     def forward(self, dense: torch.Tensor, ids: torch.Tensor, spec) -> torch.Tensor:
         return self._run(dense, ids, self._path(spec), self.layout)
@@ -57,15 +61,22 @@ class Supernet(_Network):
         """Warm-up path: every operator, input and merger at maximum width. The binary
         operators take one random left and right input each (their only form in the space)."""
         s = self.space
-        return tuple(Choice(tuple(range(i + 1)), tuple(range(i + 1)), int(rng.integers(i + 1)),
-                            int(rng.integers(i + 1)), s.dense_ops, s.sparse_ops, s.max_width,
-                            s.max_tokens, True, True) for i in range(s.num_blocks))
+        choices = tuple(Choice(tuple(range(i + 1)), tuple(range(i + 1)), int(rng.integers(i + 1)),
+                               int(rng.integers(i + 1)), s.dense_ops, s.sparse_ops, s.max_width,
+                               s.max_tokens, True, True) for i in range(s.num_blocks))
+        emb = None
+        if self.embedding_space is not None:  # every field at the largest dimension, fp32
+            n = self.schema.n_sparse
+            emb = EmbeddingSpec((self.embedding_space.max_dim,) * n, ("fp32",) * n)
+        return Path(choices, emb)
 
     def sample_path(self, rng: np.random.Generator, full_prob: float) -> tuple[Choice, ...]:
         """NASRec training path: the full supernet with probability ``full_prob``,
         otherwise single-operator any-connection sampling (a random ArchSpec)."""
         if rng.random() < full_prob:
             return self.full_path(rng)
+        if self.embedding_space is not None:
+            return path_of(sample(rng, self.space, self.schema.n_sparse, self.embedding_space))
         return path_of(sample(rng, self.space))
 
     @torch.no_grad()
@@ -78,7 +89,7 @@ class Supernet(_Network):
         ids = torch.zeros(2, self.schema.n_id_columns, dtype=torch.int64, device=dense.device)
         self(dense, ids, spec)  # records which slice of every layer the subnet uses
         self.train(was_training)
-        model.embedding.load_state_dict(self.embedding.state_dict())
+        model.embedding.load_prefix(self.embedding)
         for name, mod in model.named_modules():
             if isinstance(mod, (ElasticLinear, ElasticLayerNorm)):
                 mod.load_state_dict(self.get_submodule(name).sliced_state())

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from nasrec.data import Schema, Split, log_loss
-from nasrec.space import ArchSpec, get_space
+from nasrec.space import ArchSpec, EmbeddingSpace, get_space
 from nasrec.sliced import SlicedAdagrad, SliceRecorder, recording
 from nasrec.supernet import Supernet
 from nasrec._util import progress, seeded_torch
@@ -180,10 +180,15 @@ def train_model(model: nn.Module, train: Split, cfg: TrainConfig, *, quiet: bool
     return dict(hist, seed=cfg.seed, data=train.tag)
 
 
-def build_supernet(schema: Schema, space_name: str, seed: int, device="cpu") -> Supernet:
-    """A freshly initialised supernet; initial weights depend only on ``seed``."""
+def build_supernet(schema: Schema, space_name: str, seed: int, device="cpu",
+                   embedding_space: EmbeddingSpace | None = None) -> Supernet:
+    """A freshly initialised supernet; initial weights depend only on ``seed``.
+
+    ``embedding_space``: also share weights over per-field embedding dimensions and
+    precisions (the extended space); None keeps NASRec's 16-dim fp32 embedding.
+    """
     with seeded_torch(seed):
-        return Supernet(schema, get_space(space_name)).to(device)
+        return Supernet(schema, get_space(space_name), embedding_space).to(device)
 
 
 def train_supernet(supernet: Supernet, train: Split, cfg: TrainConfig, *, quiet: bool = True,
@@ -215,7 +220,9 @@ def train_supernet(supernet: Supernet, train: Split, cfg: TrainConfig, *, quiet:
         return net(d, s, supernet.sample_path(rng, full_prob))
 
     meta = {"config": asdict(cfg), "seed": cfg.seed, "data": train.tag,
-            "space": supernet.space.name, "schema": asdict(supernet.schema)}
+            "space": supernet.space.name, "schema": supernet.schema.to_dict()}
+    if supernet.embedding_space is not None:
+        meta["embedding_space"] = asdict(supernet.embedding_space)
 
     def on_step(step, o, sc):
         if checkpoint and _distributed()[0] == 0 and checkpoint_every and (step + 1) % checkpoint_every == 0:
@@ -255,9 +262,10 @@ def load_checkpoint(path, device="cpu") -> tuple[Supernet, dict]:
     try:
         state = torch.load(path, map_location=device, weights_only=False)
         meta = state["meta"]
-        s = meta["schema"]
-        schema = Schema(int(s["n_dense"]), tuple(int(c) for c in s["cardinalities"]))
-        supernet = Supernet(schema, get_space(meta["space"])).to(device)
+        schema = Schema.from_dict(meta["schema"])
+        es = meta.get("embedding_space")
+        embedding_space = EmbeddingSpace(tuple(es["dims"]), tuple(es["precisions"])) if es else None
+        supernet = Supernet(schema, get_space(meta["space"]), embedding_space).to(device)
         supernet.load_state_dict(state["model"])
     except (KeyError, RuntimeError, EOFError, OSError) as e:
         raise ValueError(f"{path}: not a supernet checkpoint ({e})") from None

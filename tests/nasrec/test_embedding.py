@@ -1,12 +1,16 @@
 """Elastic per-field embeddings and simulated storage precision (issue 7)."""
 
+import numpy as np
 import pytest
 import torch
 
-from nasrec.data import Schema
-from nasrec.embedding import INT8_LEVELS, ElasticEmbedding, quantize
+from nasrec.data import Schema, SyntheticConfig, generate_synthetic
+from nasrec.embedding import INT8_LEVELS, quantize, table_bytes
+from nasrec.model import FieldEmbedding
 from nasrec.ops import EMB_DIM
-from nasrec.space import EmbeddingSpec
+from nasrec.space import EMBEDDING_SPACE, SMALL, ArchSpec, EmbeddingSpec, sample
+from nasrec.supernet import Supernet
+from nasrec.train import TrainConfig, build_supernet, load_checkpoint, train_supernet
 
 SCHEMA = Schema(n_dense=3, cardinalities=(5, 7, 11, 13))
 
@@ -17,22 +21,22 @@ def ids(batch=6, seed=0):
 
 
 def test_published_spec_is_the_plain_embedding():
-    emb = ElasticEmbedding(SCHEMA, max_dim=64)
+    emb = FieldEmbedding(SCHEMA, max_dim=64)
     x = ids()
     plain = emb(x, None)
     assert plain.shape == (6, 4, EMB_DIM)
     torch.testing.assert_close(emb(x, EmbeddingSpec.published(4)), plain, rtol=0, atol=0)
-    torch.testing.assert_close(plain, emb.table(x + emb.offsets)[..., :EMB_DIM])
+    torch.testing.assert_close(plain, emb.table(emb.row_ids(x))[..., :EMB_DIM])
 
 
 def test_dims_use_prefixes_and_dropped_fields_give_zero_tokens():
-    emb = ElasticEmbedding(SCHEMA, max_dim=64)
+    emb = FieldEmbedding(SCHEMA, max_dim=64)
     x = ids()
     spec = EmbeddingSpec((0, 8, 16, 64), ("fp32",) * 4)
     out = emb(x, spec)
     assert out.shape == (6, 4, EMB_DIM)
     assert torch.all(out[:, 0] == 0)
-    rows = emb.table(x + emb.offsets)
+    rows = emb.table(emb.row_ids(x))
     torch.testing.assert_close(out[:, 1], rows[:, 1, :8] @ emb.proj[1, :8])
     torch.testing.assert_close(out[:, 2], rows[:, 2, :16])
     # columns beyond a field's dimension do not matter to it
@@ -42,7 +46,7 @@ def test_dims_use_prefixes_and_dropped_fields_give_zero_tokens():
 
 
 def test_gradients_reach_only_the_used_slices():
-    emb = ElasticEmbedding(SCHEMA, max_dim=32)
+    emb = FieldEmbedding(SCHEMA, max_dim=32)
     spec = EmbeddingSpec((4, 0, 16, 8), ("fp32", "fp32", "int8", "fp16"))
     emb(ids(), spec).sum().backward()
     g = emb.table.weight.grad
@@ -73,17 +77,74 @@ def test_straight_through_gradient():
 
 
 def test_bad_specs_are_refused():
-    emb = ElasticEmbedding(SCHEMA, max_dim=32)
+    emb = FieldEmbedding(SCHEMA, max_dim=32)
     with pytest.raises(ValueError, match="3 fields, the data has 4"):
         emb(ids(), EmbeddingSpec((8, 8, 8), ("fp32",) * 3))
     with pytest.raises(ValueError, match="exceeds this table's 32"):
         emb(ids(), EmbeddingSpec((64, 8, 8, 8), ("fp32",) * 4))
-    with pytest.raises(ValueError, match="max_dim"):
-        ElasticEmbedding(SCHEMA, max_dim=8)
+    with pytest.raises(ValueError, match="need an elastic embedding"):
+        FieldEmbedding(SCHEMA)(ids(), EmbeddingSpec((8, 8, 8, 8), ("fp32",) * 4))
+    with pytest.raises(ValueError, match="needs an embedding spec"):
+        FieldEmbedding(SCHEMA, max_dim=8)(ids())
 
 
 def test_table_bytes_follow_precision():
-    emb = ElasticEmbedding(SCHEMA, max_dim=64)
-    fp32 = emb.table_bytes(EmbeddingSpec((16,) * 4, ("fp32",) * 4), SCHEMA.cardinalities)
-    int8 = emb.table_bytes(EmbeddingSpec((16,) * 4, ("int8",) * 4), SCHEMA.cardinalities)
-    assert fp32 == 4 * int8 == emb.table_bytes(None, SCHEMA.cardinalities)
+    cards = SCHEMA.cardinalities
+    assert table_bytes(cards, (16,) * 4, ("fp32",) * 4) == 4 * table_bytes(cards, (16,) * 4, ("int8",) * 4)
+
+
+# ---- the elastic supernet ------------------------------------------------------------------
+
+def batch(schema, n=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    dense = torch.rand(n, schema.n_dense, generator=g)
+    cols = [torch.randint(0, c, (n, p), generator=g) for c, p in zip(schema.cardinalities, schema.lookups)]
+    return dense, torch.cat(cols, 1)
+
+
+def test_published_choices_reproduce_the_published_model_exactly():
+    torch.manual_seed(0)
+    net = Supernet(SCHEMA, embedding_space=EMBEDDING_SPACE).eval()
+    spec = sample(np.random.default_rng(2))
+    same = ArchSpec(spec.blocks, spec.space, EmbeddingSpec.published(SCHEMA.n_sparse))
+    dense, x = batch(SCHEMA)
+    torch.testing.assert_close(net(dense, x, same), net(dense, x, spec), rtol=0, atol=0)
+    torch.testing.assert_close(net.extract(same).eval()(dense, x), net(dense, x, spec), rtol=1e-6, atol=1e-6)
+
+
+def test_a_subnet_with_mixed_embeddings_equals_its_standalone_model():
+    torch.manual_seed(1)
+    net = Supernet(SCHEMA, embedding_space=EMBEDDING_SPACE).eval()
+    rng = np.random.default_rng(4)
+    dense, x = batch(SCHEMA, seed=3)
+    for _ in range(3):
+        spec = sample(rng, n_fields=SCHEMA.n_sparse)
+        model = net.extract(spec).eval()
+        assert model.embedding.table.embedding_dim == max(spec.embedding.dims)
+        torch.testing.assert_close(model(dense, x), net(dense, x, spec), rtol=1e-5, atol=1e-5)
+
+
+def test_a_plain_supernet_refuses_embedding_choices():
+    net = Supernet(SCHEMA)
+    spec = sample(np.random.default_rng(0), n_fields=SCHEMA.n_sparse)
+    dense, x = batch(SCHEMA)
+    with pytest.raises(ValueError, match="build it with an embedding_space"):
+        net(dense, x, spec)
+
+
+def test_elastic_multi_hot_supernet_trains_and_reloads(tmp_path):
+    cfg = SyntheticConfig(rows=600, n_sparse=4, max_cardinality=50, fm_pairs=2, higher_order_terms=1,
+                          pooling=(2, 1, 3, 1), seed=0)
+    ds = generate_synthetic(cfg, tmp_path / "d")
+    net = build_supernet(ds.schema, "small", seed=0, embedding_space=EMBEDDING_SPACE)
+    before = net.embedding.proj.detach().clone()
+    hist = train_supernet(net, ds.split("train"), TrainConfig(steps=6, batch_size=64, seed=0),
+                          checkpoint=tmp_path / "ck.pt")
+    assert not torch.equal(before, net.embedding.proj)  # the projections learn
+    again, state = load_checkpoint(tmp_path / "ck.pt")
+    assert again.embedding_space == EMBEDDING_SPACE and again.schema == ds.schema
+    spec = sample(np.random.default_rng(5), SMALL, n_fields=4)
+    dense, x = batch(ds.schema)
+    torch.testing.assert_close(again.eval()(dense, x, spec), net.eval()(dense, x, spec))
+    assert hist["seed"] == 0
+
