@@ -8,8 +8,10 @@ Two profilers produce the same :class:`pimsim.dense.Workload`:
   or pruned NASRec models), by running one forward pass under a dispatch mode that
   records every matrix product, attention, embedding lookup and element-wise op.
 
-Embedding tables come from the schema: one table per categorical field, one
-lookup per sample and field. Every dense layer holds whole-batch sizes
+Embedding tables come from the schema: one table per categorical field with the
+schema's lookups per sample (multi-hot fields pool several); an ArchSpec's
+per-field embedding choices set each table's dimension and precision, and drop
+the tables of dropped fields. Every dense layer holds whole-batch sizes
 (an FC layer on batch B is ``Gemm(m=B, n=out, k=in)``).
 """
 from __future__ import annotations
@@ -24,7 +26,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from nasrec.data import Schema
 from nasrec.ops import ATTN_HEADS, D2S_TOKENS, EMB_DIM, dot_tokens
-from nasrec.space import ArchSpec
+from nasrec.space import ArchSpec, EmbeddingSpec
 from pimsim.dense import Elementwise, Gemm, Layer, Reduction, Softmax, Workload
 from pimsim.workload import EmbeddingTable
 
@@ -64,12 +66,45 @@ class TableSpec:
 
 
 @lru_cache(maxsize=256)
-def schema_tables(schema: Schema, tables: TableSpec = TableSpec(), dim: int = EMB_DIM
-                  ) -> tuple[EmbeddingTable, ...]:
-    """One ``rows x dim`` table per categorical field, one lookup per sample."""
-    return tuple(EmbeddingTable(rows=int(c), dim=dim, bytes_per_element=tables.precision.bytes,
-                                pooling=1, distribution=tables.distribution, zipf_alpha=tables.zipf_alpha)
-                 for c in schema.cardinalities)
+def schema_tables(schema: Schema, tables: TableSpec = TableSpec(), dim: int = EMB_DIM,
+                  embedding: EmbeddingSpec | None = None) -> tuple[EmbeddingTable, ...]:
+    """One ``rows x dim`` table per categorical field, ``schema.lookups[f]`` lookups per sample.
+
+    With ``embedding`` (an ArchSpec's per-field choices), each field has its own
+    dimension and precision, and a dropped field (dimension 0) has no table at all.
+    """
+    if embedding is None:
+        return tuple(EmbeddingTable(rows=int(c), dim=dim, bytes_per_element=tables.precision.bytes,
+                                    pooling=int(p), distribution=tables.distribution,
+                                    zipf_alpha=tables.zipf_alpha)
+                     for c, p in zip(schema.cardinalities, schema.lookups))
+    if embedding.n_fields != schema.n_sparse:
+        raise ValueError(f"the architecture chooses embeddings for {embedding.n_fields} fields, "
+                         f"the data has {schema.n_sparse}")
+    return tuple(EmbeddingTable(rows=int(c), dim=d, bytes_per_element=Precision(q).bytes, pooling=int(p),
+                                distribution=tables.distribution, zipf_alpha=tables.zipf_alpha)
+                 for c, p, d, q in zip(schema.cardinalities, schema.lookups, embedding.dims,
+                                       embedding.precisions) if d > 0)
+
+
+def _embedding_layers(L: "_Layers", schema: Schema, embedding: EmbeddingSpec | None) -> None:
+    """Dequantisation of reduced-precision rows and projections of fields not at EMB_DIM."""
+    if embedding is None:
+        return
+    L.name, L.part = "embedding", "embedding_proj"
+    groups: dict[int, int] = {}
+    dequant = 0
+    for d, q, p in zip(embedding.dims, embedding.precisions, schema.lookups):
+        if d == 0:
+            continue
+        if q == "int8":
+            dequant += L.b * p * d  # one multiply by the row's scale per element read
+        if d != EMB_DIM:
+            groups[d] = groups.get(d, 0) + 1
+    if dequant:
+        L.ew(dequant, "dequant")
+    for d, count in sorted(groups.items()):
+        L.gemm(L.b, EMB_DIM, d, f"proj{d}", count=count)
 
 
 class _Layers:
@@ -156,6 +191,7 @@ def arch_workload(spec: ArchSpec, schema: Schema, *, batch_size: int = 256,
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     L = _Layers(batch_size)
+    _embedding_layers(L, schema, spec.embedding)
     rows = dot_tokens(spec.search_space.max_width)
     widths, tokens = [schema.n_dense], [schema.n_sparse]
     for i, blk in enumerate(spec.blocks):
@@ -194,8 +230,8 @@ def arch_workload(spec: ArchSpec, schema: Schema, *, batch_size: int = 256,
         tokens.append(t + D2S_TOKENS * blk.dense_sparse_interact)
     L.name, L.part = "head", "head"
     L.gemm(batch_size, 1, widths[-1] + tokens[-1] * EMB_DIM, "lin")
-    return Workload(batch_size=batch_size, tables=schema_tables(schema, tables), dense=tuple(L.out),
-                    name=name or f"arch:{spec.hash[:16]}")
+    return Workload(batch_size=batch_size, tables=schema_tables(schema, tables, embedding=spec.embedding),
+                    dense=tuple(L.out), name=name or f"arch:{spec.hash[:16]}")
 
 
 def gemm_signature(workload: Workload) -> list[tuple[int, int, int, int, bool]]:

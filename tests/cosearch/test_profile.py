@@ -5,7 +5,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from cosearch.profile import Precision, TableSpec, arch_workload, gemm_signature, module_workload
-from nasrec import FULL, SMALL, NasRecModel, Schema, build_baseline, BASELINES, sample
+from nasrec import FULL, SMALL, ArchSpec, EmbeddingSpec, NasRecModel, Schema, build_baseline, BASELINES, sample
 from nasrec._util import seeded_torch
 
 SCHEMA = Schema(5, (7, 30, 3, 100, 12, 9))
@@ -112,3 +112,59 @@ def test_pruned_models_profile_like_torch(seed, tmp_path):
     full = module_workload(model, inputs, SCHEMA)
     assert _gemm_flops(w) == _torch_flops(loaded, inputs) == prune.flops(loaded, B)
     assert 0 < _gemm_flops(w) < _gemm_flops(full)
+
+
+# ---- per-field embedding choices and multi-hot fields (issue 7) --------------------------------
+
+
+def _with_embedding(spec, dims, precisions):
+    return ArchSpec(spec.blocks, spec.space, EmbeddingSpec(dims, precisions))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_embedding_choices_profile_like_torch(seed):
+    spec = _with_embedding(sample(np.random.default_rng([seed, 9]), FULL),
+                           (0, 8, 16, 64, 4, 16), ("fp32", "int8", "fp16", "fp32", "int8", "fp32"))
+    with seeded_torch(0):
+        model = NasRecModel(spec, SCHEMA)
+    a = arch_workload(spec, SCHEMA, batch_size=B)
+    assert _gemm_flops(a) == _torch_flops(model, _inputs())
+    assert [t.dim for t in a.tables] == [8, 16, 64, 4, 16]  # the dropped field has no table
+    assert [t.bytes_per_element for t in a.tables] == [1, 2, 4, 1, 4]
+
+
+def test_dropping_a_field_removes_its_lookups():
+    spec = sample(np.random.default_rng(1), FULL)
+    keep = _with_embedding(spec, (16,) * 6, ("fp32",) * 6)
+    drop = _with_embedding(spec, (16, 0, 16, 0, 16, 16), ("fp32",) * 6)
+    wk, wd = arch_workload(keep, SCHEMA, batch_size=B), arch_workload(drop, SCHEMA, batch_size=B)
+    lookups = lambda w: sum(t.pooling for t in w.tables) * w.batch_size  # noqa: E731
+    assert lookups(wk) - lookups(wd) == 2 * B
+    assert [t.rows for t in wd.tables] == [7, 3, 12, 9]
+
+
+def test_published_choices_profile_as_the_published_space():
+    spec = sample(np.random.default_rng(2), FULL)
+    same = _with_embedding(spec, (16,) * 6, ("fp32",) * 6)
+    a, b = arch_workload(spec, SCHEMA, batch_size=B), arch_workload(same, SCHEMA, batch_size=B)
+    assert a.tables == b.tables and a.dense == b.dense
+
+
+def test_int8_tables_cost_a_quarter_of_fp32_in_pimsim():
+    import pimsim
+
+    schema = Schema(5, (100_000,) * 6)
+    spec = sample(np.random.default_rng(3), FULL)
+    fp32 = arch_workload(_with_embedding(spec, (64,) * 6, ("fp32",) * 6), schema, batch_size=64)
+    int8 = arch_workload(_with_embedding(spec, (64,) * 6, ("int8",) * 6), schema, batch_size=64)
+    assert 4 * int8.embedding_bytes == fp32.embedding_bytes
+    host = pimsim.with_overrides("ddr4-2400", {"host.cache_bytes": 0})  # every lookup to DRAM
+    r32, r8 = pimsim.simulate(fp32.embeddings, host, seed=0), pimsim.simulate(int8.embeddings, host, seed=0)
+    # 256 B fp32 rows take four 64 B bursts, int8 rows one (below 64 B a row still takes a burst)
+    assert 4 * r8.dram_bursts == r32.dram_bursts and 4 * r8.channel_bytes == r32.channel_bytes
+
+
+def test_multi_hot_fields_become_pooled_tables():
+    schema = Schema(5, (7, 30, 3, 100, 12, 9), (3, 1, 2, 1, 5, 1))
+    w = arch_workload(sample(np.random.default_rng(4), FULL), schema, batch_size=B)
+    assert [t.pooling for t in w.tables] == [3, 1, 2, 1, 5, 1]
