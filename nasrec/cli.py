@@ -48,6 +48,9 @@ def _parser() -> _Parser:
     p.add_argument("--sparse", type=int, default=26)
     p.add_argument("--max-cardinality", type=int, default=100_000)
     p.add_argument("--ctr", type=float, default=0.25)
+    p.add_argument("--pooling", default=None, metavar="mlperf|N|N,N,...",
+                   help="lookups per sample per field: 'mlperf' (the MLPerf DLRM-v2 multi-hot mix, "
+                        "26 fields), one count for every field, or one per field (default: one-hot)")
     p.add_argument("--overwrite", action="store_true")
     _common(p)
 
@@ -63,6 +66,9 @@ def _parser() -> _Parser:
     p.add_argument("data", type=Path)
     p.add_argument("out", type=Path, help="checkpoint file to write")
     p.add_argument("--space", default="full", choices=("full", "small"))
+    p.add_argument("--embeddings", default="published", choices=("published", "extended"),
+                   help="extended: also share weights over per-field embedding dims (0-64) and "
+                        "precisions (fp32, fp16, int8)")
     p.add_argument("--checkpoint-every", type=int, default=0)
     _train_flags(p, 1000)
     _common(p)
@@ -126,10 +132,28 @@ def _device_and_rank(args):
     return device, rank
 
 
+def _pooling(text: str | None, n_fields: int) -> tuple[int, ...] | None:
+    from nasrec.data import MLPERF_POOLING
+    if text is None:
+        return None
+    if text == "mlperf":
+        if n_fields != len(MLPERF_POOLING):
+            raise ValueError(f"--pooling mlperf needs --sparse {len(MLPERF_POOLING)}, got {n_fields}")
+        return MLPERF_POOLING
+    try:
+        counts = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"--pooling must be 'mlperf' or comma-separated integers, got {text!r}") from None
+    if len(counts) == 1:
+        counts = counts * n_fields
+    return counts
+
+
 def _generate(args) -> int:
     from nasrec.data import SyntheticConfig, generate_synthetic
     cfg = SyntheticConfig(rows=args.rows, n_dense=args.dense, n_sparse=args.sparse,
-                          max_cardinality=args.max_cardinality, target_ctr=args.ctr, seed=args.seed)
+                          max_cardinality=args.max_cardinality, target_ctr=args.ctr, seed=args.seed,
+                          pooling=_pooling(args.pooling, args.sparse))
     ds = generate_synthetic(cfg, args.out, overwrite=args.overwrite, quiet=args.quiet)
     b = ds.bayes_logloss
     print(f"wrote {ds.meta['rows']} rows to {ds.path} (hash {ds.content_hash[:16]}, "
@@ -152,7 +176,9 @@ def _train_supernet(args) -> int:
     device, rank = _device_and_rank(args)
     ds = Dataset(args.data)
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
-    sn = build_supernet(ds.schema, args.space, args.seed, device)
+    from nasrec.space import EMBEDDING_SPACE
+    sn = build_supernet(ds.schema, args.space, args.seed, device,
+                        EMBEDDING_SPACE if args.embeddings == "extended" else None)
     h = train_supernet(sn, ds.split("train"), cfg, quiet=args.quiet, checkpoint=args.out,
                        checkpoint_every=args.checkpoint_every)
     if rank > 0:
@@ -164,7 +190,7 @@ def _train_supernet(args) -> int:
 
 def _score(args) -> int:
     from nasrec.data import Dataset
-    from nasrec.space import load_arch, sample
+    from nasrec.space import EMBEDDING_SPACE, load_arch, sample
     from nasrec.train import SupernetScorer, load_checkpoint
     device = resolve_device(args.device)
     sn, _ = load_checkpoint(args.checkpoint, device)
@@ -175,7 +201,8 @@ def _score(args) -> int:
         if args.sample < 1:
             raise ValueError(f"--sample must be >= 1, got {args.sample}")
         rng = np.random.default_rng(args.seed)
-        specs = [sample(rng, sn.space) for _ in range(args.sample)]
+        n_fields = ds.schema.n_sparse if sn.embedding_space is not None else None
+        specs = [sample(rng, sn.space, n_fields, sn.embedding_space or EMBEDDING_SPACE) for _ in range(args.sample)]
     val = ds.split("val", args.val_rows)
     scorer = SupernetScorer(sn, ds.split("train"), val, finetune_steps=args.finetune_steps,
                             batch_size=args.batch_size, seed=args.seed, quiet=args.quiet)

@@ -1,0 +1,5 @@
+import sys
+
+from nasrec.cli import main
+
+sys.exit(main())
