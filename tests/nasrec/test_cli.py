@@ -61,3 +61,24 @@ def test_cli_prepare_reports_malformed_lines(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "20 rows" in out and "1 malformed" in out and str(tmp_path / "out") in out
     assert main(["prepare", "criteo", str(tmp_path / "missing.txt"), str(tmp_path / "o2")]) == 2
+
+
+def test_cli_multi_hot_data_and_extended_supernet(tmp_path, capsys):
+    data = tmp_path / "mh"
+    assert main(["generate", str(data), "--rows", "600", "--sparse", "4", "--max-cardinality", "50",
+                 "--pooling", "3,1,2,1", "--quiet"]) == 0
+    meta = json.loads((data / "meta.json").read_text())
+    assert meta["schema"]["pooling"] == [3, 1, 2, 1]
+    ck = tmp_path / "sn.pt"
+    assert main(["train-supernet", str(data), str(ck), "--space", "small", "--embeddings", "extended",
+                 "--steps", "2", "--batch-size", "32", "--quiet"]) == 0
+    scores = tmp_path / "s.csv"
+    assert main(["score", str(ck), str(data), "--sample", "2", "--finetune-steps", "1", "--batch-size", "32",
+                 "--out", str(scores), "--quiet"]) == 0
+    archs = [json.loads(a) for a in pd.read_csv(scores)["arch"]]
+    assert all(len(a["embedding"]["dims"]) == 4 for a in archs)
+    capsys.readouterr()
+    for bad in (["--pooling", "x"], ["--pooling", "1,2"], ["--pooling", "mlperf"]):
+        assert main(["generate", str(tmp_path / "bad"), "--rows", "100", "--sparse", "4"] + bad) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "pooling" in err
