@@ -24,6 +24,8 @@ def _best_arch(seed: int) -> tuple[ArchSpec, str]:
     path = RESULTS / "supernet_quality.csv"
     if path.is_file():
         df = pd.read_csv(path)
+        if (df["seed"] == seed).any():
+            df = df[df["seed"] == seed]
         row = df.loc[df["supernet_val_logloss"].idxmin()]
         return ArchSpec.from_json(row["arch"]), "best-by-supernet"
     return sample(np.random.default_rng(seed)), "random"

@@ -1,12 +1,17 @@
 """Supernet ranking quality: Kendall tau between supernet-inherited validation log loss
 and from-scratch test log loss over random NASRec-Full architectures (target >= 0.5).
 
-Writes benchmarks/results/supernet_quality.csv (one row per architecture) and
-benchmarks/results/supernet_quality_summary.csv.
+Writes benchmarks/results/supernet_quality.csv (one row per architecture and seed)
+and benchmarks/results/supernet_quality_summary.csv (one row per seed; a rerun with
+the same seed replaces that seed's rows). With ``--scratch-seeds 2`` every
+architecture is also trained from scratch with a second initialisation and data
+order, and the Kendall tau between the two from-scratch runs is reported: the
+ceiling that the noise of the from-scratch "truth" puts on any one-shot score.
 """
 from __future__ import annotations
 
 import argparse
+import csv
 import sys
 import tempfile
 import time
@@ -18,7 +23,8 @@ import torch
 
 from nasrec import (Dataset, NasRecModel, SupernetScorer, SyntheticConfig, TrainConfig,
                     build_supernet, evaluate, generate_synthetic, sample, train_model, train_supernet)
-from nasrec._util import atomic_write_text, seeded_torch
+from benchmarks._csv import write_rows
+from nasrec._util import seeded_torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -45,10 +51,17 @@ def default_data(rows: int, seed: int, data_dir: Path | None = None) -> Dataset:
 
 
 def write_csv(df: pd.DataFrame, name: str) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    return write_rows(df.to_dict("records"), RESULTS / name)
+
+
+def _merge_by_seed(rows: list[dict], name: str, seed: int) -> Path:
+    """Write ``rows`` to ``name``, keeping the rows of other seeds already there."""
     path = RESULTS / name
-    atomic_write_text(path, df.to_csv(index=False))
-    return path
+    old = []
+    if path.is_file():
+        with path.open(newline="") as f:
+            old = [r for r in csv.DictReader(f) if str(r.get("seed")) != str(seed)]
+    return write_rows(old + rows, path)
 
 
 def main(argv=None) -> int:
@@ -60,6 +73,10 @@ def main(argv=None) -> int:
     ap.add_argument("--scratch-steps", type=int, default=300)
     ap.add_argument("--batch-size", type=int, default=512)
     ap.add_argument("--val-rows", type=int, default=10_000)
+    ap.add_argument("--supernet-lr", type=float, default=0.12, help="Adagrad lr of supernet training")
+    ap.add_argument("--scratch-lr", type=float, default=0.12, help="Adagrad lr of from-scratch training")
+    ap.add_argument("--scratch-seeds", type=int, default=1,
+                    help="from-scratch runs per architecture (>= 2 also measures their own rank agreement)")
     ap.add_argument("--space", default="full", choices=("full", "small"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
@@ -72,7 +89,7 @@ def main(argv=None) -> int:
     train, val, test = ds.split("train"), ds.split("val", args.val_rows), ds.split("test")
     sn = build_supernet(ds.schema, args.space, args.seed)
     hist = train_supernet(sn, train, TrainConfig(steps=args.supernet_steps, batch_size=args.batch_size,
-                                                 seed=args.seed), quiet=False)
+                                                 lr=args.supernet_lr, seed=args.seed), quiet=False)
     t_supernet = time.perf_counter() - t0
     rng = np.random.default_rng([args.seed, 100])
     specs = [sample(rng, sn.space) for _ in range(args.archs)]
@@ -89,35 +106,47 @@ def main(argv=None) -> int:
     rows = []
     t2 = time.perf_counter()
     for k, (spec, sc) in enumerate(zip(specs, scores)):
+        extra = {}
         if spec.hash in previous:
             old = previous[spec.hash]
             te = {"logloss": old["scratch_test_logloss"], "auc": old["scratch_test_auc"]}
             params = old["params"]
         else:
-            with seeded_torch(args.seed + k):
-                model = NasRecModel(spec, ds.schema)
-            train_model(model, train, TrainConfig(steps=args.scratch_steps, batch_size=args.batch_size,
-                                                  seed=args.seed))
-            te = evaluate(model, test)
+            runs = []
+            for r in range(args.scratch_seeds):
+                s_seed = args.seed + 1000 * r
+                with seeded_torch(s_seed + k):
+                    model = NasRecModel(spec, ds.schema)
+                train_model(model, train, TrainConfig(steps=args.scratch_steps, batch_size=args.batch_size,
+                                                      lr=args.scratch_lr, seed=s_seed))
+                runs.append(evaluate(model, test))
+            te = runs[0]
+            extra = {f"scratch_test_logloss_run{r}": x["logloss"] for r, x in enumerate(runs)}
             params = sum(p.numel() for p in model.parameters())
         rows.append({"hash": spec.hash, "supernet_val_logloss": sc["logloss"],
                      "supernet_val_auc": sc["auc"], "scratch_test_logloss": te["logloss"],
-                     "scratch_test_auc": te["auc"], "params": params,
+                     "scratch_test_auc": te["auc"], **extra, "params": params,
                      "seed": args.seed, "data": ds.content_hash[:16], "arch": spec.to_json()})
         print(f"{k + 1}/{len(specs)} supernet {sc['logloss']:.4f} scratch {te['logloss']:.4f}",
               file=sys.stderr)
     t_scratch = time.perf_counter() - t2
     df = pd.DataFrame(rows)
     tau = kendall_tau(df["supernet_val_logloss"], df["scratch_test_logloss"])
+    tau_scratch = (kendall_tau(df["scratch_test_logloss_run0"], df["scratch_test_logloss_run1"])
+                   if "scratch_test_logloss_run1" in df else float("nan"))
     summary = pd.DataFrame([{
-        "kendall_tau": tau, "archs": len(df), "space": args.space, "rows": args.rows,
+        "kendall_tau": tau, "kendall_tau_scratch_vs_scratch": tau_scratch,
+        "archs": len(df), "space": args.space, "rows": args.rows,
+        "supernet_lr": args.supernet_lr, "scratch_lr": args.scratch_lr,
+        "val_rows": len(val), "scratch_seeds": args.scratch_seeds,
         "supernet_steps": args.supernet_steps, "finetune_steps": args.finetune_steps,
         "scratch_steps": args.scratch_steps, "scratch_reused": len(previous) > 0, "batch_size": args.batch_size, "threads": args.threads,
         "supernet_seconds": t_supernet, "score_seconds_per_arch": t_score / len(df),
         "scratch_seconds": t_scratch, "supernet_final_loss": float(np.mean(hist["train_losses"][-50:])),
         "bayes_test_logloss": ds.bayes_logloss["test"], "best_scratch_test_logloss": df["scratch_test_logloss"].min(),
         "seed": args.seed, "data": ds.content_hash[:16]}])
-    p1, p2 = write_csv(df, "supernet_quality.csv"), write_csv(summary, "supernet_quality_summary.csv")
+    p1 = _merge_by_seed(df.to_dict("records"), "supernet_quality.csv", args.seed)
+    p2 = _merge_by_seed(summary.to_dict("records"), "supernet_quality_summary.csv", args.seed)
     print(summary.T.to_string())
     print(f"wrote {p1} and {p2}")
     return 0
