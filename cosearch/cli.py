@@ -195,7 +195,8 @@ def _random_inputs(schema, batch: int):
     import torch
     g = torch.Generator().manual_seed(0)
     dense = torch.rand(batch, schema.n_dense, generator=g)
-    ids = torch.stack([torch.randint(0, c, (batch,), generator=g) for c in schema.cardinalities], 1)
+    ids = torch.cat([torch.randint(0, c, (batch, p), generator=g) for c, p in zip(schema.cardinalities, schema.lookups)],
+                    1)
     return dense, ids
 
 

@@ -43,9 +43,12 @@ class DataConfig:
     max_cardinality: int = 100_000
     zipf_exponent: float = 1.1
     path: str = ""
+    pooling: str = "none"  # "none" (one-hot) or "mlperf" (the MLPerf DLRM-v2 multi-hot mix)
 
     def __post_init__(self):
         _pos_int(self, "rows", "max_cardinality")
+        if self.pooling not in ("none", "mlperf"):
+            raise ValueError(f"DataConfig.pooling must be 'none' or 'mlperf', got {self.pooling!r}")
         if self.rows < 10_000:
             raise ValueError(f"DataConfig.rows must be >= 10000, got {self.rows}")
         if not self.zipf_exponent > 0:
@@ -59,11 +62,21 @@ class SupernetConfig:
     space: str = "full"
     steps: int = 120
     batch_size: int = 512
+    # NASRec's Adagrad lr 0.12 belongs to its 71k-step runs; over a few hundred steps it
+    # blows the first updates up (nasrec's quality benchmark: mean loss 6.8 over the first
+    # 25 of 200 steps at 0.12, 2.6 at 0.03), so short co-search supernets use 0.03
+    lr: float = 0.03
+    # "extended": per-field embedding dims and precisions join the search (issue 7)
+    embeddings: str = "published"
 
     def __post_init__(self):
         if self.space not in SPACES:
             raise ValueError(f"SupernetConfig.space must be one of {sorted(SPACES)}, got {self.space!r}")
         _pos_int(self, "steps", "batch_size")
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not self.lr > 0:
+            raise ValueError(f"SupernetConfig.lr must be a positive number, got {self.lr!r}")
+        if self.embeddings not in ("published", "extended"):
+            raise ValueError(f"SupernetConfig.embeddings must be 'published' or 'extended', got {self.embeddings!r}")
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,9 @@ class HardwareKnobs:
     weight GEMMs run. ``ranks``: DRAM ranks (near-memory units at rank level), 0 keeps
     the preset's. ``crossbar_size``: rows = columns of a crossbar array; ``adc_bits``:
     ADC resolution; both 0 unless GEMMs run on crossbars. ``precision``: embedding
-    storage precision.
+    storage precision. ``host_rows_max``: tables of at most that many rows are pinned to
+    the host (served from its last-level cache when they fit), the rest follow
+    ``embeddings``; 0 pins none.
     """
 
     family: str
@@ -41,6 +43,7 @@ class HardwareKnobs:
     crossbar_size: int = 0
     adc_bits: int = 0
     precision: Precision = Precision.FP32
+    host_rows_max: int = 0
 
     def __post_init__(self):
         object.__setattr__(self, "precision", Precision(self.precision))
@@ -50,7 +53,7 @@ class HardwareKnobs:
             raise ValueError(f"embeddings must be one of {EMBEDDING_PLACES}, got {self.embeddings!r}")
         if self.gemm not in GEMM_PLACES:
             raise ValueError(f"gemm must be one of {GEMM_PLACES}, got {self.gemm!r}")
-        for name in ("ranks", "crossbar_size", "adc_bits"):
+        for name in ("ranks", "crossbar_size", "adc_bits", "host_rows_max"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
@@ -98,6 +101,8 @@ class HardwareKnobs:
         if self.gemm == "crossbar":
             parts.append(f"xb{self.crossbar_size}/adc{self.adc_bits}")
         parts.append(self.precision.value)
+        if self.host_rows_max:
+            parts.append(f"host<={self.host_rows_max}")
         return "/".join(parts)
 
 
@@ -126,17 +131,19 @@ class KnobSpace:
     crossbar_sizes: tuple[int, ...] = (128,)
     adc_bits: tuple[int, ...] = (8,)
     precisions: tuple[Precision, ...] = (Precision.FP32, Precision.FP16, Precision.INT8)
+    host_rows_max: tuple[int, ...] = (0,)
 
     def __post_init__(self):
         object.__setattr__(self, "families", _tuple("families", self.families))
         object.__setattr__(self, "embeddings", _tuple("embeddings", self.embeddings, EMBEDDING_PLACES))
         object.__setattr__(self, "gemm", _tuple("gemm", self.gemm, GEMM_PLACES))
-        for name in ("ranks", "crossbar_sizes", "adc_bits"):
+        for name in ("ranks", "crossbar_sizes", "adc_bits", "host_rows_max"):
             vals = _tuple(name, getattr(self, name))
+            zero_ok = name in ("ranks", "host_rows_max")
             for v in vals:
-                if isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "ranks" else 1):
+                if isinstance(v, bool) or not isinstance(v, int) or v < (0 if zero_ok else 1):
                     raise ValueError(f"knob space: {name} choice {v!r} must be a "
-                                     f"{'non-negative' if name == 'ranks' else 'positive'} integer")
+                                     f"{'non-negative' if zero_ok else 'positive'} integer")
             object.__setattr__(self, name, vals)
         try:
             precs = tuple(Precision(p) for p in self.precisions)
@@ -151,7 +158,7 @@ class KnobSpace:
     # The knobs a mutation can re-draw, with their choices (crossbar ones only under 'crossbar').
     def _choices(self, knobs: HardwareKnobs | None) -> dict:
         out = {"family": self.families, "embeddings": self.embeddings, "gemm": self.gemm,
-               "ranks": self.ranks, "precision": self.precisions}
+               "ranks": self.ranks, "precision": self.precisions, "host_rows_max": self.host_rows_max}
         if knobs is None or knobs.gemm == "crossbar":
             out.update(crossbar_size=self.crossbar_sizes, adc_bits=self.adc_bits)
         return out
@@ -163,7 +170,8 @@ class KnobSpace:
         xb = gemm == "crossbar"
         return HardwareKnobs(family=pick(self.families), embeddings=pick(self.embeddings), gemm=gemm,
                              ranks=pick(self.ranks), crossbar_size=pick(self.crossbar_sizes) if xb else 0,
-                             adc_bits=pick(self.adc_bits) if xb else 0, precision=pick(self.precisions))
+                             adc_bits=pick(self.adc_bits) if xb else 0, precision=pick(self.precisions),
+                             host_rows_max=pick(self.host_rows_max))
 
     def sample(self, rng: np.random.Generator,
                valid: Callable[[HardwareKnobs], bool] | None = None) -> HardwareKnobs:

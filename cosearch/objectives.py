@@ -21,7 +21,7 @@ from cosearch.executor import Executor, InProcess
 from cosearch.hardware import HardwareKnobs, KnobSpace
 from cosearch.profile import TableSpec, arch_workload
 from nasrec.data import Schema
-from nasrec.space import ArchSpec, SearchSpace, mutate, sample
+from nasrec.space import EMBEDDING_SPACE, ArchSpec, EmbeddingSpace, SearchSpace, mutate, sample
 
 __all__ = ["Candidate", "CoSpace", "Constraint", "Evaluation", "Evaluator", "SupernetAccuracy",
            "PimsimCost", "COST_METRICS"]
@@ -58,19 +58,22 @@ class CoSpace:
     knobs: KnobSpace
     arch_prob: float = 0.5
     valid: Callable[[HardwareKnobs], bool] | None = None
+    n_fields: int | None = None  # set: the extended space, with per-field embedding choices
+    embedding_space: EmbeddingSpace = EMBEDDING_SPACE
 
     def __post_init__(self):
         if not 0.0 <= self.arch_prob <= 1.0:
             raise ValueError(f"arch_prob must lie in [0, 1], got {self.arch_prob}")
 
     def sample(self, rng: np.random.Generator) -> Candidate:
-        return Candidate(sample(rng, self.arch_space), self.knobs.sample(rng, self.valid))
+        return Candidate(sample(rng, self.arch_space, self.n_fields, self.embedding_space),
+                         self.knobs.sample(rng, self.valid))
 
     def mutate(self, c: Candidate, rng: np.random.Generator, n_mutations: int = 1) -> Candidate:
         arch, hw = c.arch, c.hw
         for _ in range(n_mutations):
             if rng.random() < self.arch_prob:
-                arch = mutate(arch, rng, 1)
+                arch = mutate(arch, rng, 1, self.embedding_space)
             else:
                 hw = self.knobs.mutate(hw, rng, self.valid)
         return Candidate(arch, hw)
@@ -221,8 +224,12 @@ class PimsimCost:
         return c.key
 
     def workload(self, c: Candidate):
-        return arch_workload(c.arch, self.schema, batch_size=self.batch_size,
-                             tables=replace(self.tables, precision=c.hw.precision))
+        w = arch_workload(c.arch, self.schema, batch_size=self.batch_size,
+                          tables=replace(self.tables, precision=c.hw.precision))
+        if c.hw.host_rows_max:
+            w = replace(w, tables=tuple(replace(t, place="host") if t.rows <= c.hw.host_rows_max else t
+                                        for t in w.tables))
+        return w
 
     def cost_of(self, workload, knobs: HardwareKnobs) -> np.ndarray:
         """The four metrics of any workload on ``knobs`` (NaN where pimsim refuses)."""

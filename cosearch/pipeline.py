@@ -47,8 +47,10 @@ def ensure_dataset(cfg: RunConfig, cache_dir, quiet: bool = True):
     from nasrec.data import Dataset, SyntheticConfig, generate_synthetic
     if cfg.data.path:
         return Dataset(cfg.data.path)
+    from nasrec.data import MLPERF_POOLING
     syn = SyntheticConfig(rows=cfg.data.rows, max_cardinality=cfg.data.max_cardinality,
-                          zipf_exponent=cfg.data.zipf_exponent, seed=cfg.seed)
+                          zipf_exponent=cfg.data.zipf_exponent, seed=cfg.seed,
+                          pooling=MLPERF_POOLING if cfg.data.pooling == "mlperf" else None)
     folder = Path(cache_dir) / f"data-{config_hash(asdict(syn))[:16]}"
     if (folder / "meta.json").is_file():
         return Dataset(folder)
@@ -58,7 +60,8 @@ def ensure_dataset(cfg: RunConfig, cache_dir, quiet: bool = True):
 
 def _train_config(cfg: RunConfig):
     from nasrec.train import TrainConfig
-    return TrainConfig(steps=cfg.supernet.steps, batch_size=cfg.supernet.batch_size, seed=cfg.seed)
+    return TrainConfig(steps=cfg.supernet.steps, batch_size=cfg.supernet.batch_size, lr=cfg.supernet.lr,
+                       seed=cfg.seed)
 
 
 def ensure_supernet(cfg: RunConfig, dataset, cache_dir, quiet: bool = True):
@@ -66,10 +69,15 @@ def ensure_supernet(cfg: RunConfig, dataset, cache_dir, quiet: bool = True):
     settings) into ``cache_dir`` and reused afterwards."""
     from nasrec.train import build_supernet, load_checkpoint, train_supernet
     tc = _train_config(cfg)
-    key = config_hash({"data": dataset.content_hash, "space": cfg.supernet.space, "train": asdict(tc)})
+    from nasrec.space import EMBEDDING_SPACE
+    emb = EMBEDDING_SPACE if cfg.supernet.embeddings == "extended" else None
+    settings = {"data": dataset.content_hash, "space": cfg.supernet.space, "train": asdict(tc)}
+    if emb is not None:
+        settings["embedding_space"] = asdict(emb)
+    key = config_hash(settings)
     path = Path(cache_dir) / f"supernet-{key[:16]}.pt"
     if not path.is_file():
-        sn = build_supernet(dataset.schema, cfg.supernet.space, cfg.seed)
+        sn = build_supernet(dataset.schema, cfg.supernet.space, cfg.seed, embedding_space=emb)
         train_supernet(sn, dataset.split("train"), tc, quiet=quiet, checkpoint=path)
     sn, _ = load_checkpoint(path)
     return sn, path
@@ -112,10 +120,12 @@ def _row_fields(c: Candidate) -> dict:
     return d
 
 
-def _space(cfg: RunConfig) -> CoSpace:
+def _space(cfg: RunConfig, schema) -> CoSpace:
     from nasrec.space import get_space
     from cosearch import hwmodel
-    return CoSpace(get_space(cfg.supernet.space), cfg.hardware, cfg.search.arch_prob, hwmodel.knobs_valid)
+    n_fields = schema.n_sparse if cfg.supernet.embeddings == "extended" else None
+    return CoSpace(get_space(cfg.supernet.space), cfg.hardware, cfg.search.arch_prob, hwmodel.knobs_valid,
+                   n_fields)
 
 
 def run_pipeline(cfg: RunConfig, out_dir, cache_dir, *, quiet: bool = True,
@@ -150,7 +160,7 @@ def run_pipeline(cfg: RunConfig, out_dir, cache_dir, *, quiet: bool = True,
         evaluator = Evaluator([acc, cost], cfg.search.objectives,
                               [Constraint(k, float(v)) for k, v in cfg.constraints.items()], executor)
         log, cap = normalization_settings(cfg.search.objectives, ds)
-        algo = make_algorithm(cfg.search.algorithm, _space(cfg), np.random.default_rng([cfg.seed, 5]),
+        algo = make_algorithm(cfg.search.algorithm, _space(cfg, ds.schema), np.random.default_rng([cfg.seed, 5]),
                               cfg.search.evolution(), cfg.search.weights, log=log, cap=cap)
         result = run_search(out, algo, evaluator, row_fields=_row_fields, seed=cfg.seed, hv_log=log, hv_cap=cap,
                             on_generation=on_generation, max_generations=max_generations)
@@ -204,7 +214,9 @@ def baseline_costs(cfg: RunConfig, dataset, cost: PimsimCost, *, quiet: bool = T
     b = cfg.inference.batch_size
     g = torch.Generator().manual_seed(cfg.seed)
     dense = torch.rand(b, dataset.schema.n_dense, generator=g)
-    ids = torch.stack([torch.randint(0, c, (b,), generator=g) for c in dataset.schema.cardinalities], 1)
+    schema = dataset.schema
+    ids = torch.cat([torch.randint(0, c, (b, p), generator=g) for c, p in zip(schema.cardinalities, schema.lookups)],
+                    1)
     hw = hwmodel.build_hardware(HardwareKnobs(cfg.baselines.hardware))
     for name in cfg.baselines.names:
         model = build_baseline(name, dataset.schema, cfg.seed)

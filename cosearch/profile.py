@@ -387,7 +387,7 @@ def module_workload(model: nn.Module, inputs: tuple, schema: Schema, *,
     total_rows = sum(schema.cardinalities)
     out_tables: list[EmbeddingTable] = []
     for _, (rows, dim), ids_shape in rec.lookups:
-        if rows == total_rows and len(ids_shape) == 2 and ids_shape[1] == schema.n_sparse:
+        if rows == total_rows and len(ids_shape) == 2 and ids_shape[1] == schema.n_id_columns:
             out_tables.extend(schema_tables(schema, tables, dim))
         else:
             n = 1

@@ -1,0 +1,89 @@
+"""The embedding side in the co-search: per-field choices, multi-hot data, table placement (issue 7)."""
+
+import csv
+import json
+import tomllib
+
+import numpy as np
+import pytest
+
+from cosearch.cli import main
+from cosearch.config import RunConfig
+from cosearch.hardware import HardwareKnobs, KnobSpace
+from cosearch.objectives import Candidate, CoSpace, PimsimCost
+from cosearch import hwmodel
+from nasrec import SMALL, Schema, sample
+
+from .test_cli import TINY
+
+EXTENDED = TINY.replace('[supernet]\n', '[supernet]\nembeddings = "extended"\n').replace(
+    '[data]\n', '[data]\npooling = "mlperf"\n').replace(
+    '[hardware]\n', '[hardware]\nhost_rows_max = [0, 1000]\n')
+
+
+def test_extended_space_samples_and_mutates_embedding_choices():
+    space = CoSpace(SMALL, KnobSpace(), n_fields=5)
+    rng = np.random.default_rng(0)
+    c = space.sample(rng)
+    assert c.arch.embedding is not None and c.arch.embedding.n_fields == 5
+    children = [space.mutate(c, rng, 3) for _ in range(40)]
+    assert all(k.arch.embedding is not None for k in children)
+    assert any(k.arch.embedding != c.arch.embedding for k in children)
+    assert CoSpace(SMALL, KnobSpace()).sample(rng).arch.embedding is None
+
+
+def test_host_rows_max_pins_small_tables_to_the_host():
+    schema = Schema(3, (50, 5000, 200_000, 30))
+    cost = PimsimCost(schema, hwmodel.query, hwmodel.build_hardware, batch_size=16)
+    arch = sample(np.random.default_rng(1), SMALL)
+    plain = Candidate(arch, HardwareKnobs("recnmp", embeddings="nmp"))
+    pinned = Candidate(arch, HardwareKnobs("recnmp", embeddings="nmp", host_rows_max=5000))
+    assert [t.place for t in cost.workload(plain).tables] == ["auto"] * 4
+    assert [t.place for t in cost.workload(pinned).tables] == ["host", "host", "auto", "host"]
+    assert "host<=5000" in pinned.hw.label and plain.key != pinned.key
+    a, b = cost([plain, pinned])
+    assert np.all(np.isfinite(a)) and np.all(np.isfinite(b)) and not np.array_equal(a, b)
+    with pytest.raises(ValueError, match="host_rows_max"):
+        HardwareKnobs("recnmp", host_rows_max=-1)
+    with pytest.raises(ValueError, match="host_rows_max"):
+        KnobSpace(host_rows_max=(0, -5))
+
+
+@pytest.mark.parametrize("section, text, needle", [
+    ("supernet", 'embeddings = "everything"', "embeddings"),
+    ("supernet", "lr = 0", "lr"),
+    ("data", 'pooling = "lots"', "pooling"),
+])
+def test_bad_embedding_settings(section, text, needle):
+    with pytest.raises(ValueError, match=needle):
+        RunConfig.from_dict(tomllib.loads(f"[{section}]\n{text}\n"))
+
+
+def test_tiny_extended_multi_hot_run(tmp_path, capsys):
+    cfgp = tmp_path / "ext.toml"
+    cfgp.write_text(EXTENDED)
+    out = tmp_path / "run"
+    assert main(["run", "--config", str(cfgp), "--out", str(out), "--cache", str(tmp_path / "cache"),
+                 "--quiet"]) == 0
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert len(rows) == 12
+    archs = [json.loads(r["arch"]) for r in rows]
+    assert all(len(a["embedding"]["dims"]) == 26 for a in archs)
+    assert {r["hw_host_rows_max"] for r in rows} <= {"0", "1000"}
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["config"]["supernet"]["embeddings"] == "extended" and meta["config"]["data"]["pooling"] == "mlperf"
+
+
+def test_hook_profiler_reads_multi_hot_tables():
+    import torch
+    from cosearch.profile import arch_workload, module_workload
+    from nasrec import NasRecModel, build_baseline
+    schema = Schema(3, (40, 70, 9), (3, 1, 2))
+    g = torch.Generator().manual_seed(0)
+    dense = torch.rand(4, 3, generator=g)
+    ids = torch.cat([torch.randint(0, c, (4, p), generator=g) for c, p in zip(schema.cardinalities, schema.lookups)], 1)
+    w = module_workload(build_baseline("dlrm", schema, 0), (dense, ids), schema)
+    assert [t.pooling for t in w.tables] == [3, 1, 2]
+    spec = sample(np.random.default_rng(2), SMALL)
+    hooked = module_workload(NasRecModel(spec, schema), (dense, ids), schema)
+    assert hooked.tables == arch_workload(spec, schema, batch_size=4).tables
