@@ -102,7 +102,7 @@ def _warm_hits(lines: np.ndarray, warm_lines: list[np.ndarray], units: np.ndarra
 
 
 def simulate(workload: EmbeddingWorkload | EmbeddingBatch, hardware: Hardware | str, *,
-             seed: int | None = 0, warmup_batches: int = 2) -> Report:
+             seed: int | None = 0, warmup_batches: int = 1) -> Report:
     """Latency and energy of one batch of pooled lookups.
 
     Tables on the host: every gathered burst that misses the host's last-level
