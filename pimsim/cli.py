@@ -154,43 +154,20 @@ def _cmd_trace(args, out) -> int:
     return 0
 
 
-_TABLE_KEYS = {f.name for f in dataclasses.fields(EmbeddingTable)} | {"count"}
-_WORKLOAD_KEYS = {"batch_size", "placement", "tables"}
-
-
 def workload_from_toml(path: str) -> EmbeddingWorkload:
-    """Read ``batch_size``, ``placement`` and ``[[tables]]`` (each may say ``count = N``)."""
+    """The embedding part of a workload file: ``batch_size``, ``placement``, ``[[tables]]``."""
+    from .dense import workload_from_dict
+
     try:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
         raise ValueError(f"cannot read workload {path!r}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{path}: invalid TOML: {exc}") from None
-    for key in data:
-        if key not in _WORKLOAD_KEYS:
-            raise ValueError(f"{path}: unknown key {key!r} (allowed: {', '.join(sorted(_WORKLOAD_KEYS))})")
-    if "tables" not in data or not isinstance(data["tables"], list):
+    if not data.get("tables"):
         raise ValueError(f"{path}: needs at least one [[tables]] entry")
-    tables = []
-    for k, entry in enumerate(data["tables"]):
-        for key in entry:
-            if key not in _TABLE_KEYS:
-                raise ValueError(f"{path}: unknown key {key!r} in tables[{k}] (allowed: {', '.join(sorted(_TABLE_KEYS))})")
-        entry = dict(entry)
-        count = entry.pop("count", 1)
-        if not isinstance(count, int) or count < 1:
-            raise ValueError(f"{path}: tables[{k}].count must be a positive integer, got {count!r}")
-        try:
-            tables.extend([EmbeddingTable(**entry)] * count)
-        except TypeError:
-            raise ValueError(f"{path}: tables[{k}] needs at least 'rows' and 'dim'") from None
-        except ValueError as exc:
-            raise ValueError(f"{path}: tables[{k}]: {exc}") from None
-    try:
-        return EmbeddingWorkload(tuple(tables), batch_size=data.get("batch_size", DEFAULT_BATCH),
-                                 placement=data.get("placement", "contiguous"))
-    except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from None
+    data.setdefault("batch_size", DEFAULT_BATCH)
+    return workload_from_dict(data, str(path)).embeddings
 
 
 def _cmd_embed(args, out) -> int:
