@@ -12,8 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +20,7 @@ from typing import Callable
 import numpy as np
 
 from cosearch.pareto import Normalization, hypervolume, non_dominated_sort
+from nasrec._util import atomic_write_json, atomic_write_text
 
 __all__ = ["GenerationInfo", "SearchResult", "run_search", "atomic_write_text", "atomic_write_json",
            "read_results", "CHECKPOINT", "RESULTS", "EXCLUDED_FROM_EQUALITY"]
@@ -31,24 +30,6 @@ RESULTS = "results.csv"
 CHECKPOINT_VERSION = 1
 #: Columns that measure the machine rather than the search (differ between equal runs).
 EXCLUDED_FROM_EQUALITY = ("eval_seconds",)
-
-
-def atomic_write_text(path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and os.replace."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_json(path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True) + "\n")
 
 
 @dataclass(frozen=True)

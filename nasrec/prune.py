@@ -41,8 +41,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -56,7 +54,7 @@ from nasrec.data import Schema, Split
 from nasrec.model import FieldEmbedding, NasRecModel, path_of
 from nasrec.ops import ATTN_HEADS, D2S_TOKENS, EMB_DIM, dot_tokens
 from nasrec.space import DENSE_WIDTHS, SPARSE_TOKENS, ArchSpec
-from nasrec._util import progress, seeded_torch
+from nasrec._util import atomic_torch_save, progress, seeded_torch
 
 METHODS = ("l1", "mask")
 SCHEDULES = ("oneshot", "progressive")
@@ -949,15 +947,7 @@ def save_model(model: nn.Module, path, *, schema: Schema, meta: dict | None = No
              "schema": _schema_dict(schema), "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
              "meta": meta or {}}
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_torch_save(state, path)
     return path
 
 

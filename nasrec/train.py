@@ -7,8 +7,6 @@ batch 512; scoring fine-tunes only the final layer with Adagrad lr 0.04.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,7 +19,7 @@ from nasrec.data import Schema, Split, log_loss
 from nasrec.space import ArchSpec, EmbeddingSpace, get_space
 from nasrec.sliced import SlicedAdagrad, SliceRecorder, recording
 from nasrec.supernet import Supernet
-from nasrec._util import progress, seeded_torch
+from nasrec._util import atomic_torch_save, progress, seeded_torch
 
 
 @dataclass(frozen=True)
@@ -243,15 +241,7 @@ def save_checkpoint(path, supernet: Supernet, opt, sched, rng: np.random.Generat
     state = {"model": supernet.state_dict(), "optimizer": opt.state_dict(),
              "scheduler": sched.state_dict(), "rng_state": rng.bit_generator.state,
              "step": step, "meta": meta}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_torch_save(state, path)
 
 
 def load_checkpoint(path, device="cpu") -> tuple[Supernet, dict]:
