@@ -1,4 +1,4 @@
-"""Atomic CSV output shared by the benchmark scripts."""
+"""Atomic outputs shared by the benchmark scripts: CSV tables and PNG figures."""
 
 from __future__ import annotations
 
@@ -16,5 +16,17 @@ def write_rows(rows: list[dict], out: str | os.PathLike) -> Path:
         w = csv.DictWriter(fh, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
         w.writeheader()
         w.writerows(rows)
+    os.replace(tmp, out)
+    return out
+
+
+def save_figure(fig, out: str | os.PathLike, dpi: int = 110) -> Path:
+    """Save a matplotlib figure as PNG via a temp file and rename, then close it."""
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    tmp = out.with_name(out.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=dpi)
+    plt.close(fig)
     os.replace(tmp, out)
     return out

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._csv import write_rows
+from benchmarks._csv import save_figure, write_rows
 from cosearch.config import RunConfig
 from cosearch.pareto import Normalization, hypervolume, pareto_mask
 from cosearch.pipeline import normalization_settings, run_pipeline
@@ -149,10 +149,7 @@ def _plot_dims(front, ds, out: Path) -> None:
         ax.grid(alpha=0.3)
     fig.suptitle(f"per-field embedding dims, {len(front)} front members")
     fig.tight_layout()
-    tmp = out.with_name(out.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(out)
+    save_figure(fig, out)
 
 
 if __name__ == "__main__":

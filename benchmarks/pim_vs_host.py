@@ -23,7 +23,7 @@ import argparse
 import statistics
 from pathlib import Path
 
-from benchmarks._csv import write_rows
+from benchmarks._csv import save_figure, write_rows
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -163,10 +163,7 @@ def plot(rows: list[dict], out: Path) -> None:
     axes[0].legend(fontsize=8)
     fig.suptitle(f"pimsim whole-inference, batch {rows[0]['batch']}")
     fig.tight_layout()
-    tmp = out.with_name(out.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(out)
+    save_figure(fig, out)
 
 
 def main(argv: list[str] | None = None) -> int:

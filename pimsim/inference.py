@@ -314,8 +314,8 @@ def query(workload: Workload | str, hardware: Hardware | str, *, seed: int | Non
     weight_miss = max(0.0, 1.0 - hw.host.cache_bytes / host_weights) if host_weights else 0.0
     xb_layers = [l for l in w.dense if isinstance(l, Gemm) and l.weights] if hw.mapping.gemm is Place.CROSSBAR else []
     replicas = 1
+    needed = sum(_crossbar_arrays(l, hw) for l in xb_layers)
     if xb_layers:
-        needed = sum(_crossbar_arrays(l, hw) for l in xb_layers)
         available = hw.crossbar.arrays
         if needed > available:
             if hw.crossbar.overflow is Overflow.REJECT:
@@ -366,7 +366,6 @@ def query(workload: Workload | str, hardware: Hardware | str, *, seed: int | Non
         # the rest of every tile holding weights (buffers, routers, digital units) draws
         # its power while the crossbar is busy; idle tiles are assumed power-gated
         xb = hw.crossbar
-        needed = sum(_crossbar_arrays(l, hw) for l in xb_layers)
         tiles = min(xb.tiles, -(-min(needed * replicas, xb.arrays) // xb.arrays_per_tile))
         static_pj = tiles * xb.tile_other_mw * 1e-3 * tally.busy["crossbar"] * 1e12
         tally.add(LayerCost("crossbar.static", "static", "static", "crossbar", "crossbar", 0.0, 0.0),
