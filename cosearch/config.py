@@ -109,6 +109,7 @@ class SearchConfig:
     children: int = 16
     mutations_start: int = 3
     mutations_end: int = 1
+    survival: str = "elitist"  # or "age": NASRec's regularised evolution (see cosearch.search)
     arch_prob: float = 0.5
     objectives: tuple[str, ...] = ("logloss", "latency_s", "energy_per_sample_j")
     weights: tuple[float, ...] = (1.0, 1.0, 1.0)
@@ -132,7 +133,7 @@ class SearchConfig:
 
     def evolution(self) -> EvolutionConfig:
         return EvolutionConfig(self.budget, self.population, self.sample_size, self.children,
-                               self.mutations_start, self.mutations_end)
+                               self.mutations_start, self.mutations_end, self.survival)
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,16 @@ with ``load_state_dict``, continues exactly where the original would have.
 - :class:`RegularizedEvolution`: NASRec's regularised evolution (Real et al.) on
   one scalarised objective: tournament of ``sample_size`` from the population,
   the winner mutated ``mutations`` times (falling linearly from
-  ``mutations_start`` to ``mutations_end`` over the budget), the oldest member
-  removed, duplicates (by key) re-drawn.
-- :class:`MultiObjectiveEvolution` (the default): the same ageing population, but
-  tournaments are won by Pareto rank, then crowding distance, within the population.
+  ``mutations_start`` to ``mutations_end`` over the budget), duplicates (by key)
+  re-drawn, then replaced by uniform samples.
+- :class:`MultiObjectiveEvolution` (the default): the same loop, but tournaments are
+  won by Pareto rank, then crowding distance, within the population.
+
+``EvolutionConfig.survival`` decides who leaves the population once it is full:
+``"age"`` removes the oldest (Real et al.'s regularised evolution, as NASRec) and
+``"elitist"`` (the default) removes the least preferred of population and children
+together (NSGA-II's survival for ``moea``, the worst scalarised value for
+``evolution``), so good early candidates are not lost on short budgets.
 - :class:`RandomSearch`: uniform samples, duplicates re-drawn.
 
 Infeasible candidates lose every comparison to feasible ones.
@@ -29,6 +35,9 @@ from cosearch.pareto import Normalization, crowding_distance, non_dominated_sort
 
 __all__ = ["CandidateSpace", "EvolutionConfig", "RegularizedEvolution", "MultiObjectiveEvolution",
            "RandomSearch", "Scalarization", "ALGORITHMS", "make_algorithm"]
+
+#: Population replacement rules (see the module docstring).
+SURVIVALS = ("elitist", "age")
 
 #: Re-draws of a duplicate child before it is accepted as it is (and counted).
 MAX_DUPLICATE_DRAWS = 32
@@ -58,8 +67,11 @@ class EvolutionConfig:
     children: int = 16
     mutations_start: int = 3
     mutations_end: int = 1
+    survival: str = "elitist"
 
     def __post_init__(self):
+        if self.survival not in SURVIVALS:
+            raise ValueError(f"search: survival must be one of {', '.join(SURVIVALS)}, got {self.survival!r}")
         for name in ("budget", "population", "sample_size", "children", "mutations_start", "mutations_end"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -112,12 +124,14 @@ class _Base:
         return self.evaluations >= self.config.budget
 
     def _fresh(self, draw) -> Any:
-        """``draw()`` until its key is new, at most MAX_DUPLICATE_DRAWS times."""
+        """``draw()`` until its key is new, at most MAX_DUPLICATE_DRAWS times, then
+        as many uniform samples (a converged population's neighbours may all be
+        known); failing that, the duplicate is accepted and counted."""
         c = draw()
-        for _ in range(MAX_DUPLICATE_DRAWS):
+        for i in range(2 * MAX_DUPLICATE_DRAWS):
             if self.space.key(c) not in self.seen:
                 break
-            c = draw()
+            c = draw() if i < MAX_DUPLICATE_DRAWS - 1 else self.space.sample(self.rng)
         else:
             self.duplicates += 1
         self.seen.add(self.space.key(c))
@@ -201,7 +215,8 @@ class RandomSearch(_Base):
 
 
 class _AgingEvolution(_Base):
-    """Ageing population of (candidate, objectives, feasible), oldest first."""
+    """Population of (candidate, objectives, feasible), oldest first; replacement by
+    ``config.survival``."""
 
     def __init__(self, space, rng, config):
         super().__init__(space, rng, config)
@@ -231,8 +246,13 @@ class _AgingEvolution(_Base):
                 self.normalization = Normalization.from_points(good, self.norm_log, self.norm_cap)
         self.population.extend((c, f, bool(o)) for c, f, o in zip(candidates, F, ok))
         excess = len(self.population) - self.config.population
-        if excess > 0:
+        if excess <= 0:
+            return
+        if self.config.survival == "age":
             del self.population[:excess]
+        else:
+            pos = self._preference()  # on population and children together
+            self.population = [m for m, p in zip(self.population, pos) if p < self.config.population]
 
     def _extra_state(self):
         return {"population": [{"candidate": self.space.encode(c), "objectives": [float(v) for v in f],

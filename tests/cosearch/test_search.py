@@ -9,11 +9,12 @@ from tests.cosearch.conftest import GridMetrics, GridSpace, standin_evaluator
 N = 21
 
 
-def _run(name, seed, budget=240, space=None, evaluator=None):
+def _run(name, seed, budget=240, space=None, evaluator=None, survival="elitist"):
     space = space or GridSpace(N)
     ev = evaluator or Evaluator([GridMetrics(N)], ("f1", "f2"))
     algo = make_algorithm(name, space, np.random.default_rng(seed),
-                          EvolutionConfig(budget=budget, population=24, sample_size=6, children=12),
+                          EvolutionConfig(budget=budget, population=24, sample_size=6, children=12,
+                                          survival=survival),
                           weights=(1.0, 1.0))
     cands, F = [], []
     while not algo.done:
@@ -39,10 +40,47 @@ def test_moea_finds_known_front():
     assert algo.evaluations == 240 and len(cands) == 240
 
 
-def test_moea_beats_random_on_average():
-    moea = np.mean([_grid_hv(_run("moea", s, budget=120)[1]) for s in range(4)])
+@pytest.mark.parametrize("survival", ["elitist", "age"])
+def test_moea_beats_random_on_average(survival):
+    moea = np.mean([_grid_hv(_run("moea", s, budget=120, survival=survival)[1]) for s in range(4)])
     rand = np.mean([_grid_hv(_run("random", s, budget=120)[1]) for s in range(4)])
     assert moea > rand
+
+
+def _population_keys(algo):
+    return [algo.space.key(c) for c, _, _ in algo.population]
+
+
+def test_elitist_survival_keeps_the_best_and_age_the_newest():
+    # one generation of 24 then one of 12 children: the population holds 24 of 36
+    ev = Evaluator([GridMetrics(N)], ("f1", "f2"))
+    for survival in ("elitist", "age"):
+        algo = make_algorithm("moea", GridSpace(N), np.random.default_rng(5),
+                              EvolutionConfig(budget=36, population=24, sample_size=6, children=12,
+                                              survival=survival))
+        told, F = [], []
+        while not algo.done:
+            c = algo.ask()
+            e = ev.evaluate(c)
+            algo.tell(c, e.objectives, e.feasible)
+            told += c
+            F.append(e.objectives)
+        F = np.concatenate(F)
+        kept = set(_population_keys(algo))
+        assert len(kept) == 24
+        if survival == "age":
+            assert kept == {algo.space.key(c) for c in told[12:]}
+        else:
+            from cosearch.pareto import non_dominated_sort
+            rank = non_dominated_sort(F)
+            worst_kept = max(rank[i] for i, c in enumerate(told) if algo.space.key(c) in kept)
+            # nobody of a better front than the worst kept member was dropped
+            assert all(algo.space.key(c) in kept for i, c in enumerate(told) if rank[i] < worst_kept)
+
+
+def test_survival_is_validated():
+    with pytest.raises(ValueError, match="survival.*'oldest'"):
+        EvolutionConfig(survival="oldest")
 
 
 def test_scalarised_evolution_minimises_the_sum():
@@ -80,10 +118,11 @@ def test_ask_tell_protocol_errors():
         EvolutionConfig(population=4, sample_size=8)
 
 
+@pytest.mark.parametrize("survival", ["elitist", "age"])
 @pytest.mark.parametrize("name", ["moea", "evolution", "random"])
-def test_state_dict_round_trip_continues_identically(name):
+def test_state_dict_round_trip_continues_identically(name, survival):
     import json
-    cfg = EvolutionConfig(budget=90, population=20, sample_size=5, children=10)
+    cfg = EvolutionConfig(budget=90, population=20, sample_size=5, children=10, survival=survival)
     space, ev = GridSpace(), Evaluator([GridMetrics()], ("f1", "f2"))
     a = make_algorithm(name, space, np.random.default_rng(7), cfg, weights=(1.0, 2.0))
     for _ in range(3):
@@ -112,9 +151,14 @@ def test_infeasible_never_selected_over_feasible():
 
     from cosearch.objectives import Constraint
     ev = Evaluator([Half()], ("f1", "f2"), [Constraint("area", 0.5)])
-    _, cands, _ = _run("moea", 3, evaluator=ev)
+    algo, cands, _ = _run("moea", 3, evaluator=ev, survival="age")
     late = cands[-48:]
-    assert np.mean([a < 10 for a, _ in late]) > 0.8
+    assert np.mean([a < 10 for a, _ in late]) > 0.6  # random search: 10 / 21
+    # elitist: with more than a population's worth of feasible points seen, no infeasible
+    # member survives
+    algo, cands, _ = _run("moea", 3, evaluator=ev)
+    assert sum(a < 10 for a, _ in cands) > 24
+    assert all(ok and c[0] < 10 for c, _, ok in algo.population)
 
 
 def test_co_space_search_with_standin(co_space):
