@@ -1,7 +1,8 @@
 """Co-search on the default synthetic data and the rank-level NMP preset (recnmp).
 
-(a) hypervolume against evaluations for multi-objective regularised evolution (the
-    default), scalarised regularised evolution, random search and pymoo's NSGA-II
+(a) hypervolume against evaluations for multi-objective evolution (the default,
+    elitist survival), the same with ageing survival (``moea-age``), NASRec's
+    scalarised regularised evolution (ageing), random search and pymoo's NSGA-II
     with mixed variables, several seeds, same objectives (log loss, latency,
     energy per sample), budget, hardware space and reference point: all runs share
     one normalisation taken from the union of their feasible points (latency and
@@ -52,9 +53,15 @@ def _evaluator(cfg: RunConfig, ds, sn, scoring_steps: int, val_rows: int) -> Eva
     return Evaluator([SupernetAccuracy(scorer), cost], OBJECTIVES)
 
 
-def run_ours(name, space, ev, seed, evo: EvolutionConfig, log, cap):
-    algo = make_algorithm(name, space, np.random.default_rng([seed, 5]), evo, weights=(1.0, 1.0, 1.0),
-                          log=log, cap=cap)
+#: Benchmark rows of this project's algorithms: (algorithm, survival).
+VARIANTS = {"moea": ("moea", "elitist"), "moea-age": ("moea", "age"), "evolution": ("evolution", "age"),
+            "random": ("random", "elitist")}
+
+
+def run_ours(variant, space, ev, seed, evo: EvolutionConfig, log, cap):
+    name, survival = VARIANTS[variant]
+    algo = make_algorithm(name, space, np.random.default_rng([seed, 5]), replace(evo, survival=survival),
+                          weights=(1.0, 1.0, 1.0), log=log, cap=cap)
     cands, F, ok = [], [], []
     while not algo.done:
         c = algo.ask()
@@ -225,7 +232,7 @@ def main(argv=None) -> int:
                           children=args.children)
     runs = {}
     log, cap = normalization_settings(OBJECTIVES, ds)
-    algos = ["moea", "evolution", "random"]
+    algos = list(VARIANTS)
     try:
         import pymoo  # noqa: F401
         algos.append("nsga2-pymoo")

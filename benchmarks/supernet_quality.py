@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from nasrec import (Dataset, NasRecModel, SupernetScorer, SyntheticConfig, TrainConfig,
-                    build_supernet, evaluate, generate_synthetic, sample, train_model, train_supernet)
+                    build_supernet, evaluate, generate_synthetic, load_checkpoint, sample, train_model, train_supernet)
 from benchmarks._csv import write_rows
 from nasrec._util import seeded_torch
 
@@ -74,12 +74,16 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=512)
     ap.add_argument("--val-rows", type=int, default=10_000)
     ap.add_argument("--supernet-lr", type=float, default=0.12, help="Adagrad lr of supernet training")
+    ap.add_argument("--initial-accumulator", type=float, default=0.0,
+                    help="Adagrad initial accumulator of supernet training (NASRec: 0)")
     ap.add_argument("--scratch-lr", type=float, default=0.12, help="Adagrad lr of from-scratch training")
     ap.add_argument("--scratch-seeds", type=int, default=1,
                     help="from-scratch runs per architecture (>= 2 also measures their own rank agreement)")
     ap.add_argument("--space", default="full", choices=("full", "small"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--checkpoint", type=Path, default=None,
+                    help="supernet checkpoint: loaded if it exists (no training), else written after training")
     ap.add_argument("--scratch-from", type=Path, default=None,
                     help="reuse from-scratch results of an earlier run (same seed, data, archs)")
     args = ap.parse_args(argv)
@@ -87,9 +91,15 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     ds = default_data(args.rows, args.seed)
     train, val, test = ds.split("train"), ds.split("val", args.val_rows), ds.split("test")
-    sn = build_supernet(ds.schema, args.space, args.seed)
-    hist = train_supernet(sn, train, TrainConfig(steps=args.supernet_steps, batch_size=args.batch_size,
-                                                 lr=args.supernet_lr, seed=args.seed), quiet=False)
+    if args.checkpoint is not None and args.checkpoint.is_file():
+        sn, _ = load_checkpoint(args.checkpoint)
+        hist = {"train_losses": [float("nan")]}  # trained elsewhere
+    else:
+        sn = build_supernet(ds.schema, args.space, args.seed)
+        hist = train_supernet(sn, train, TrainConfig(steps=args.supernet_steps, batch_size=args.batch_size,
+                                                     lr=args.supernet_lr, seed=args.seed,
+                                                     initial_accumulator=args.initial_accumulator),
+                              quiet=False, checkpoint=args.checkpoint)
     t_supernet = time.perf_counter() - t0
     rng = np.random.default_rng([args.seed, 100])
     specs = [sample(rng, sn.space) for _ in range(args.archs)]
@@ -137,7 +147,8 @@ def main(argv=None) -> int:
     summary = pd.DataFrame([{
         "kendall_tau": tau, "kendall_tau_scratch_vs_scratch": tau_scratch,
         "archs": len(df), "space": args.space, "rows": args.rows,
-        "supernet_lr": args.supernet_lr, "scratch_lr": args.scratch_lr,
+        "supernet_lr": args.supernet_lr, "initial_accumulator": args.initial_accumulator,
+        "scratch_lr": args.scratch_lr,
         "val_rows": len(val), "scratch_seeds": args.scratch_seeds,
         "supernet_steps": args.supernet_steps, "finetune_steps": args.finetune_steps,
         "scratch_steps": args.scratch_steps, "scratch_reused": len(previous) > 0, "batch_size": args.batch_size, "threads": args.threads,

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["quantize", "INT8_LEVELS", "table_bytes"]
+__all__ = ["quantize", "INT8_LEVELS", "table_bytes", "pack_tables", "unpack_tables"]
+
+_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "int8": torch.int8}
 
 INT8_LEVELS = 127  # symmetric int8: [-127, 127]
 
@@ -45,3 +47,52 @@ def table_bytes(cardinalities, dims, precisions) -> int:
     """Bytes of the tables stored at these per-field dims and precisions (int8 scales not counted)."""
     size = {"fp32": 4, "fp16": 2, "int8": 1}
     return sum(int(c) * int(d) * size[p] for c, d, p in zip(cardinalities, dims, precisions))
+
+
+def pack_tables(table: torch.Tensor, cardinalities, dims, precisions) -> list[dict]:
+    """Per-field tables as stored: field ``f`` keeps its rows' first ``dims[f]``
+    columns in ``precisions[f]`` (int8 with a float32 scale per row); dropped fields
+    are not stored. ``table``: ``[sum(cardinalities), max_dim]``, fields in order.
+
+    Reading them back with :func:`unpack_tables` gives the values that ``quantize``
+    gives on lookup, so a model keeps its predictions.
+    """
+    packed, start = [], 0
+    for f, (c, d, prec) in enumerate(zip(cardinalities, dims, precisions)):
+        rows = table[start:start + c, :d].detach().cpu().float()
+        start += c
+        if d == 0:
+            continue
+        entry = {"field": f, "dim": d, "precision": prec, "scale": None}
+        if prec == "int8":
+            scale = rows.abs().amax(dim=-1, keepdim=True).clamp_min(1e-12) / INT8_LEVELS
+            entry["rows"] = torch.round(rows / scale).clamp(-INT8_LEVELS, INT8_LEVELS).to(torch.int8)
+            entry["scale"] = scale.squeeze(-1)
+        elif prec in _DTYPES:
+            entry["rows"] = rows.to(_DTYPES[prec])
+        else:
+            raise ValueError(f"unknown precision {prec!r} of field {f} (fp32, fp16, int8)")
+        packed.append(entry)
+    return packed
+
+
+def unpack_tables(packed: list[dict], cardinalities, max_dim: int) -> torch.Tensor:
+    """The ``[sum(cardinalities), max_dim]`` float32 table of :func:`pack_tables`'
+    output; columns and fields that were not stored are zero."""
+    starts = [0]
+    for c in cardinalities:
+        starts.append(starts[-1] + int(c))
+    table = torch.zeros(starts[-1], max_dim)
+    for e in packed:
+        f, d = int(e["field"]), int(e["dim"])
+        if not 0 <= f < len(cardinalities) or not 0 < d <= max_dim:
+            raise ValueError(f"packed table of field {f} with dim {d} does not fit {len(cardinalities)} "
+                             f"fields of at most {max_dim} dims")
+        rows = e["rows"].float()
+        if e["precision"] == "int8":
+            rows = rows * e["scale"].float().unsqueeze(-1)
+        if rows.shape != (cardinalities[f], d):
+            raise ValueError(f"packed table of field {f} has shape {tuple(rows.shape)}, "
+                             f"expected {(cardinalities[f], d)}")
+        table[starts[f]:starts[f + 1], :d] = rows
+    return table

@@ -51,6 +51,7 @@ from torch import nn
 
 from nasrec.baselines import DLRM, DCNv2, DeepFM, build_baseline
 from nasrec.data import Schema, Split
+from nasrec.embedding import pack_tables, unpack_tables
 from nasrec.model import FieldEmbedding, NasRecModel, path_of
 from nasrec.ops import ATTN_HEADS, D2S_TOKENS, EMB_DIM, dot_tokens
 from nasrec.space import DENSE_WIDTHS, SPARSE_TOKENS, ArchSpec
@@ -63,6 +64,8 @@ KINDS = ("neurons", "tokens", "heads", "rows", "emb")
 HEAD_DIM = EMB_DIM // ATTN_HEADS  # NASRec attention: 8 heads over the 16-d embedding
 MODEL_FORMAT = "nasrec-model"
 MODEL_VERSION = 1
+#: The shared embedding table's state-dict key in NasRecModel.
+_TABLE_KEY = "embedding.table.weight"
 
 
 # ----------------------------------------------------------------------------- config
@@ -932,7 +935,11 @@ def _schema_dict(schema: Schema) -> dict:
 
 def save_model(model: nn.Module, path, *, schema: Schema, meta: dict | None = None) -> Path:
     """Write a trained or pruned model (NasRecModel, PrunableNasRec or baseline) to
-    ``path`` (temporary file + rename). :func:`load_model` reads it back."""
+    ``path`` (temporary file + rename). :func:`load_model` reads it back.
+
+    An architecture with per-field embedding choices stores its table as it would be
+    deployed (``nasrec.embedding.pack_tables``): each field's used columns in its
+    precision, int8 with a scale per row, dropped fields absent."""
     path = Path(path)
     if isinstance(model, NasRecModel):
         kind, arch, name = "arch", model.spec.to_json(), None
@@ -943,9 +950,14 @@ def save_model(model: nn.Module, path, *, schema: Schema, meta: dict | None = No
         if name is None:
             raise ValueError(f"cannot save a {type(model).__name__}")
         kind, arch = "baseline", None
+    sd = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    packed = None
+    if kind == "arch" and model.spec.embedding is not None:
+        # the embedding as it is stored: per-field prefixes in their own precisions
+        emb = model.spec.embedding
+        packed = pack_tables(sd.pop(_TABLE_KEY), schema.cardinalities, emb.dims, emb.precisions)
     state = {"format": MODEL_FORMAT, "version": MODEL_VERSION, "kind": kind, "arch": arch, "baseline": name,
-             "schema": _schema_dict(schema), "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-             "meta": meta or {}}
+             "schema": _schema_dict(schema), "state_dict": sd, "embedding_tables": packed, "meta": meta or {}}
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_torch_save(state, path)
     return path
@@ -983,6 +995,12 @@ def load_model(path, device="cpu") -> tuple[nn.Module, dict]:
     else:
         raise ValueError(f"{path}: unknown model kind {kind!r}")
     sd = state["state_dict"]
+    if state.get("embedding_tables") is not None:
+        if kind != "arch" or model.spec.embedding is None:
+            raise ValueError(f"{path}: packed embedding tables belong to an architecture with embedding choices")
+        table = model.embedding.table.weight
+        sd = dict(sd, **{_TABLE_KEY: unpack_tables(state["embedding_tables"], schema.cardinalities,
+                                                   table.shape[1])})
     named = dict(model.named_parameters())
     named.update(dict(model.named_buffers()))
     for k, v in sd.items():

@@ -32,6 +32,10 @@ class TrainConfig:
     batch_size: int = 512  # NASRec
     lr: float = 0.12  # NASRec Adagrad
     eps: float = 1e-2  # NASRec Adagrad
+    # Adagrad's starting sum of squared gradients (torch's initial_accumulator_value;
+    # NASRec: 0). A positive value damps the sign-like first updates that make short
+    # runs blow up before their warm-up ends.
+    initial_accumulator: float = 0.0
     warmup_fraction: float = 0.1  # NASRec cosine schedule with 10% warm-up
     clip: float = 5.0  # NASRec gradient clipping
     full_path_fraction: float = 0.2
@@ -44,6 +48,8 @@ class TrainConfig:
         for name in ("lr", "eps", "clip"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not self.initial_accumulator >= 0:
+            raise ValueError(f"initial_accumulator must be >= 0, got {self.initial_accumulator}")
         for name in ("warmup_fraction", "full_path_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
@@ -77,7 +83,8 @@ def _lr_factor(step: int, cfg: TrainConfig) -> float:
 
 
 def _optimizer(params, cfg: TrainConfig, sliced: bool = False):
-    opt = (SlicedAdagrad if sliced else torch.optim.Adagrad)(params, lr=cfg.lr, eps=cfg.eps)
+    kind = SlicedAdagrad if sliced else torch.optim.Adagrad
+    opt = kind(params, lr=cfg.lr, eps=cfg.eps, initial_accumulator_value=cfg.initial_accumulator)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg))
     return opt, sched
 

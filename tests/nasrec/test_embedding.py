@@ -148,3 +148,36 @@ def test_elastic_multi_hot_supernet_trains_and_reloads(tmp_path):
     torch.testing.assert_close(again.eval()(dense, x, spec), net.eval()(dense, x, spec))
     assert hist["seed"] == 0
 
+
+
+def test_saved_model_stores_reduced_precision_tables(tmp_path):
+    from nasrec.embedding import pack_tables, unpack_tables
+    from nasrec.prune import load_model, save_model
+    torch.manual_seed(5)
+    net = Supernet(SCHEMA, embedding_space=EMBEDDING_SPACE).eval()
+    blocks = sample(np.random.default_rng(6)).blocks
+    emb = EmbeddingSpec((64, 0, 8, 16), ("int8", "fp32", "fp16", "int8"))
+    model = net.extract(ArchSpec(blocks, "full", emb)).eval()
+    dense, x = batch(SCHEMA, seed=2)
+    path = save_model(model, tmp_path / "m.pt", schema=SCHEMA)
+    raw = torch.load(path, weights_only=True)
+    assert "embedding.table.weight" not in raw["state_dict"]
+    packed = {e["field"]: e for e in raw["embedding_tables"]}
+    assert sorted(packed) == [0, 2, 3]  # the dropped field is not stored
+    assert packed[0]["rows"].dtype == torch.int8 and packed[0]["rows"].shape == (5, 64)
+    assert packed[2]["rows"].dtype == torch.float16 and packed[2]["rows"].shape == (11, 8)
+    assert packed[3]["scale"].shape == (13,)
+    stored = sum(e["rows"].numel() * e["rows"].element_size() for e in packed.values())
+    assert stored == table_bytes(SCHEMA.cardinalities, emb.dims, emb.precisions)
+    loaded, _ = load_model(path)
+    torch.testing.assert_close(loaded.eval()(dense, x), model(dense, x), rtol=1e-5, atol=1e-6)
+    # unpacked values are what quantize() gives on lookup
+    table = model.embedding.table.weight.detach()
+    back = unpack_tables(pack_tables(table, SCHEMA.cardinalities, emb.dims, emb.precisions),
+                         SCHEMA.cardinalities, 64)
+    torch.testing.assert_close(back[:5], quantize(table[:5], "int8"), rtol=0, atol=1e-7)
+    assert torch.all(back[5:12] == 0)
+    with pytest.raises(ValueError, match="field 2 has shape"):
+        bad = pack_tables(table, SCHEMA.cardinalities, emb.dims, emb.precisions)
+        bad[1]["rows"] = bad[1]["rows"][:3]
+        unpack_tables(bad, SCHEMA.cardinalities, 64)

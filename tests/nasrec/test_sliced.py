@@ -6,10 +6,10 @@ from nasrec.sliced import SlicedAdagrad, SliceRecorder, recording, take
 from nasrec.train import TrainConfig, build_supernet, load_checkpoint, train_supernet
 
 
-@pytest.mark.parametrize("space", ["small", "full"])
-def test_sliced_training_matches_plain_training(tiny_data, space):
+@pytest.mark.parametrize("space,acc", [("small", 0.0), ("full", 0.0), ("small", 0.5)])
+def test_sliced_training_matches_plain_training(tiny_data, space, acc):
     # Half the steps on the full-supernet warm-up path, half on sampled subnets.
-    cfg = TrainConfig(steps=6, batch_size=64, full_path_fraction=0.5, seed=4, clip=0.5)
+    cfg = TrainConfig(steps=6, batch_size=64, full_path_fraction=0.5, seed=4, clip=0.5, initial_accumulator=acc)
     nets, hists = [], []
     for sliced in (False, True):
         sn = build_supernet(tiny_data.schema, space, seed=4)
@@ -64,3 +64,16 @@ def test_sliced_checkpoint_resumes_into_the_same_optimizer_state(tiny_data, tmp_
     opt.load_state_dict(state["optimizer"])  # plain Adagrad reads the sliced optimiser's state
     sums = [s["sum"] for s in opt.state.values()]
     assert any(bool((s > 0).any()) and bool((s == 0).any()) for s in sums)  # only slices were updated
+
+
+def test_initial_accumulator_damps_the_first_update(tiny_data):
+    moved = []
+    for acc in (0.0, 1.0):
+        cfg = TrainConfig(steps=2, batch_size=64, full_path_fraction=0.0, seed=1, initial_accumulator=acc)
+        sn = build_supernet(tiny_data.schema, "small", seed=1)
+        before = sn.head.weight.detach().clone()
+        train_supernet(sn, tiny_data.split("train"), cfg)
+        moved.append(float((sn.head.weight.detach() - before).abs().max()))
+    assert 0 < moved[1] < moved[0]
+    with pytest.raises(ValueError, match="initial_accumulator must be >= 0, got -1"):
+        TrainConfig(initial_accumulator=-1)
