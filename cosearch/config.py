@@ -44,9 +44,12 @@ class DataConfig:
     zipf_exponent: float = 1.1
     path: str = ""
     pooling: str = "none"  # "none" (one-hot) or "mlperf" (the MLPerf DLRM-v2 multi-hot mix)
+    bag: str = "mean"  # "mean" or "sum": how multi-hot rows combine (teacher and models)
 
     def __post_init__(self):
         _pos_int(self, "rows", "max_cardinality")
+        if self.bag not in ("mean", "sum"):
+            raise ValueError(f"DataConfig.bag must be 'mean' or 'sum', got {self.bag!r}")
         if self.pooling not in ("none", "mlperf"):
             raise ValueError(f"DataConfig.pooling must be 'none' or 'mlperf', got {self.pooling!r}")
         if self.rows < 10_000:

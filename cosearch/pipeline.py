@@ -50,7 +50,7 @@ def ensure_dataset(cfg: RunConfig, cache_dir, quiet: bool = True):
     from nasrec.data import MLPERF_POOLING
     syn = SyntheticConfig(rows=cfg.data.rows, max_cardinality=cfg.data.max_cardinality,
                           zipf_exponent=cfg.data.zipf_exponent, seed=cfg.seed,
-                          pooling=MLPERF_POOLING if cfg.data.pooling == "mlperf" else None)
+                          pooling=MLPERF_POOLING if cfg.data.pooling == "mlperf" else None, bag=cfg.data.bag)
     folder = Path(cache_dir) / f"data-{config_hash(asdict(syn))[:16]}"
     if (folder / "meta.json").is_file():
         return Dataset(folder)

@@ -51,6 +51,8 @@ def _parser() -> _Parser:
     p.add_argument("--pooling", default=None, metavar="mlperf|N|N,N,...",
                    help="lookups per sample per field: 'mlperf' (the MLPerf DLRM-v2 multi-hot mix, "
                         "26 fields), one count for every field, or one per field (default: one-hot)")
+    p.add_argument("--bag", choices=("mean", "sum"), default="mean",
+                   help="how a multi-hot field's rows combine, in the teacher and in every model")
     p.add_argument("--overwrite", action="store_true")
     _common(p)
 
@@ -153,7 +155,7 @@ def _generate(args) -> int:
     from nasrec.data import SyntheticConfig, generate_synthetic
     cfg = SyntheticConfig(rows=args.rows, n_dense=args.dense, n_sparse=args.sparse,
                           max_cardinality=args.max_cardinality, target_ctr=args.ctr, seed=args.seed,
-                          pooling=_pooling(args.pooling, args.sparse))
+                          pooling=_pooling(args.pooling, args.sparse), bag=args.bag)
     ds = generate_synthetic(cfg, args.out, overwrite=args.overwrite, quiet=args.quiet)
     b = ds.bayes_logloss
     print(f"wrote {ds.meta['rows']} rows to {ds.path} (hash {ds.content_hash[:16]}, "

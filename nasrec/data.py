@@ -33,6 +33,9 @@ SPLIT_SEED = 2018  # NASRec official split: StratifiedKFold(10, shuffle, random_
 SPLIT_PARTS = (8, 1, 1)  # NASRec official split 8:1:1
 
 
+#: How a multi-hot field's rows combine into one vector.
+BAGS = ("mean", "sum")
+
 #: MLPerf DLRM-v2 multi-hot sizes of the 26 Criteo fields (REFERENCE.md "Workloads").
 MLPERF_POOLING = (3, 2, 1, 2, 6, 1, 1, 1, 1, 7, 3, 8, 1, 6, 9, 5, 1, 1, 1, 12, 100, 27, 10, 3, 1, 1)
 
@@ -43,14 +46,18 @@ class Schema:
     per-field lookups per sample (``pooling``; None means one-hot, 1 per field).
 
     A sample's ids are ``sum(pooling)`` columns, field by field: field f owns
-    ``pooling[f]`` consecutive columns, and models pool (mean) them into one vector.
+    ``pooling[f]`` consecutive columns, and models pool them into one vector by
+    ``bag`` ("mean" or "sum", as the data's generator did).
     """
 
     n_dense: int
     cardinalities: tuple[int, ...]
     pooling: tuple[int, ...] | None = None
+    bag: str = "mean"
 
     def __post_init__(self):
+        if self.bag not in BAGS:
+            raise ValueError(f"bag must be one of {', '.join(BAGS)}, got {self.bag!r}")
         if self.n_dense < 1:
             raise ValueError(f"n_dense must be >= 1, got {self.n_dense}")
         if not self.cardinalities or min(self.cardinalities) < 1:
@@ -80,13 +87,15 @@ class Schema:
         out = {"n_dense": self.n_dense, "cardinalities": list(self.cardinalities)}
         if self.pooling is not None:
             out["pooling"] = list(self.pooling)
+        if self.bag != "mean":  # the default is left out: older files stay as they were
+            out["bag"] = self.bag
         return out
 
     @classmethod
     def from_dict(cls, d: dict) -> "Schema":
         pooling = d.get("pooling")
         return cls(int(d["n_dense"]), tuple(int(c) for c in d["cardinalities"]),
-                   tuple(int(p) for p in pooling) if pooling is not None else None)
+                   tuple(int(p) for p in pooling) if pooling is not None else None, d.get("bag", "mean"))
 
 
 @dataclass(frozen=True)
@@ -113,6 +122,7 @@ class SyntheticConfig:
     chunk_rows: int = 131_072
     seed: int = 0
     pooling: tuple[int, ...] | None = None  # lookups per sample per field; None: one-hot
+    bag: str = "mean"  # how a multi-hot field's rows combine, in the teacher and the models
 
     def __post_init__(self):
         for name in ("rows", "n_dense", "n_sparse", "min_cardinality", "fm_dim", "chunk_rows"):
@@ -130,6 +140,8 @@ class SyntheticConfig:
             raise ValueError("fm_pairs and higher_order_terms must be >= 0")
         if self.n_sparse < 3 and (self.fm_pairs or self.higher_order_terms):
             raise ValueError(f"n_sparse must be >= 3 for interaction terms, got {self.n_sparse}")
+        if self.bag not in BAGS:
+            raise ValueError(f"bag must be one of {', '.join(BAGS)}, got {self.bag!r}")
         if self.pooling is not None:
             object.__setattr__(self, "pooling", tuple(self.pooling))
             if len(self.pooling) != self.n_sparse or min(self.pooling) < 1:
@@ -222,9 +234,11 @@ class _Teacher:
         return dense, sparse
 
     def _pooled(self, table: np.ndarray, v: np.ndarray, f: int) -> np.ndarray:
-        """Mean of field f's rows of ``table`` over its bag (one-hot: the row itself)."""
+        """Mean (or sum, ``cfg.bag``) of field f's rows of ``table`` over its bag
+        (one-hot: the row itself)."""
         a = self.starts[f]
-        return table[v[:, a:a + self.cfg.lookups[f]]].mean(axis=1)
+        rows = table[v[:, a:a + self.cfg.lookups[f]]]
+        return rows.sum(axis=1) if self.cfg.bag == "sum" else rows.mean(axis=1)
 
     def logit(self, dense: np.ndarray, sparse: np.ndarray) -> np.ndarray:
         v = sparse.astype(np.int64) - 1
@@ -339,7 +353,7 @@ def generate_synthetic(cfg: SyntheticConfig, out_dir, *, overwrite: bool = False
     bayes["all"] = sum(entropy_sum.values()) / cfg.rows
     cards = tuple(int(c) + 1 for c in teacher.cards)  # + 1 for the "missing" id 0
     meta = {"source": "synthetic", "seed": cfg.seed, "config": asdict(cfg),
-            "schema": Schema(cfg.n_dense, cards, cfg.pooling).to_dict(),
+            "schema": Schema(cfg.n_dense, cards, cfg.pooling, cfg.bag).to_dict(),
             "bayes_logloss": bayes, "ctr": float(np.asarray(w.arrays["label"]).mean(dtype=np.float64)),
             "malformed_lines": 0}
     return w.finish(splits, meta)

@@ -22,7 +22,8 @@ class FieldEmbedding(nn.Module):
 
     ``forward(ids [B, L] int64) -> [B, F, dim]`` with ``L = schema.n_id_columns``;
     id 0 of each field means missing. Multi-hot fields (``schema.pooling``) own
-    consecutive columns whose vectors are averaged into the field's one vector.
+    consecutive columns whose vectors are averaged (``schema.bag`` "mean") or summed
+    ("sum") into the field's one vector.
     """
 
     def __init__(self, schema: Schema, dim: int = EMB_DIM, max_dim: int | None = None):
@@ -35,10 +36,12 @@ class FieldEmbedding(nn.Module):
         if self.multi_hot:
             self.register_buffer("field_of_col", field_of_col, persistent=False)
             self.register_buffer("col_offsets", self.offsets[field_of_col], persistent=False)
-            self.register_buffer("inv_lookups", 1.0 / lookups.to(torch.float32), persistent=False)
+            weight = 1.0 / lookups.to(torch.float32) if schema.bag == "mean" else torch.ones(len(lookups))
+            self.register_buffer("inv_lookups", weight, persistent=False)
         self.n_fields, self.dim = schema.n_sparse, dim
         self._cols = [torch.nonzero(field_of_col == f).flatten() for f in range(schema.n_sparse)]
         self._lookups = schema.lookups
+        self._bag = schema.bag
         self._groups: dict = {}
         # elastic: one table at max_dim, per-field prefixes and projections (nasrec.embedding)
         self.elastic = max_dim is not None
@@ -51,7 +54,7 @@ class FieldEmbedding(nn.Module):
             self.proj = nn.Parameter(torch.randn(schema.n_sparse, self.max_dim, dim) / dim ** 0.5)
 
     def pool(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-column rows ``[B, L, ...]`` -> per-field means ``[B, F, ...]`` (one-hot: as is)."""
+        """Per-column rows ``[B, L, ...]`` -> per-field means or sums ``[B, F, ...]`` (one-hot: as is)."""
         if not self.multi_hot:
             return x
         out = x.new_zeros((x.shape[0], self.n_fields) + tuple(x.shape[2:]))
@@ -90,7 +93,8 @@ class FieldEmbedding(nn.Module):
                 cols = torch.cat([self._cols[f] for f in fields])
                 local = torch.repeat_interleave(torch.arange(len(fields)),
                                                 torch.tensor([self._lookups[f] for f in fields]))
-                inv = 1.0 / torch.tensor([self._lookups[f] for f in fields], dtype=torch.float32)
+                inv = 1.0 / torch.tensor([self._lookups[f] if self._bag == "mean" else 1 for f in fields],
+                                         dtype=torch.float32)
                 out.append((d, p, torch.tensor(fields), cols, local, inv))
             self._groups[key] = out
         return self._groups[key]

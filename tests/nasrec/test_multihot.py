@@ -77,3 +77,35 @@ def test_baselines_and_nasrec_models_run_on_multi_hot_ids(multi_hot, name):
     assert net(dense, ids, spec).shape == (16,)
     sub = net.extract(spec)
     torch.testing.assert_close(sub.eval()(dense, ids), net.eval()(dense, ids, spec), rtol=1e-5, atol=1e-5)
+
+
+def test_sum_bags_in_the_embedding_and_the_elastic_embedding():
+    from nasrec.space import EmbeddingSpec
+    schema = Schema(2, (10, 20, 30), (2, 1, 3), bag="sum")
+    assert Schema.from_dict(schema.to_dict()) == schema
+    assert "bag" not in Schema(2, (10, 20, 30), (2, 1, 3)).to_dict()  # mean: files as before
+    ids = torch.tensor([[1, 2, 5, 1, 1, 4]])
+    emb = FieldEmbedding(schema)
+    t = emb.table.weight
+    out = emb(ids)
+    torch.testing.assert_close(out[0, 0], t[1] + t[2])
+    torch.testing.assert_close(out[0, 2], 2 * t[30 + 1] + t[30 + 4])
+    elastic = FieldEmbedding(schema, max_dim=64)
+    t = elastic.table.weight
+    out = elastic(ids, EmbeddingSpec((16, 16, 16), ("fp32",) * 3))
+    torch.testing.assert_close(out[0, 2], (2 * t[30 + 1] + t[30 + 4])[:16])
+    with pytest.raises(ValueError, match="bag must be one of mean, sum, got 'max'"):
+        Schema(2, (10,), bag="max")
+
+
+def test_sum_bag_teacher_sums_the_rows(tmp_path):
+    kw = dict(rows=8000, n_sparse=6, max_cardinality=500, fm_pairs=4, higher_order_terms=2, pooling=POOLING, seed=3)
+    mean = generate_synthetic(SyntheticConfig(**kw), tmp_path / "mean")
+    total = generate_synthetic(SyntheticConfig(**kw, bag="sum"), tmp_path / "sum")
+    assert total.schema.bag == "sum" and mean.schema.bag == "mean"
+    a, b = mean.split("test"), total.split("test")
+    np.testing.assert_array_equal(a.sparse, b.sparse)  # same bags, different teacher pooling
+    assert not np.allclose(a.prob, b.prob)
+    parts = [total.split(k) for k in ("train", "val", "test")]
+    y, p = np.concatenate([s.label for s in parts]), np.concatenate([s.prob for s in parts])
+    assert total.bayes_logloss["all"] == pytest.approx(log_loss(y, p), abs=0.01)
