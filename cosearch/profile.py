@@ -25,6 +25,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from nasrec.data import Schema
+from nasrec.model import NasRecModel
 from nasrec.ops import ATTN_HEADS, D2S_TOKENS, EMB_DIM, dot_tokens
 from nasrec.space import ArchSpec, EmbeddingSpec
 from pimsim.dense import Elementwise, Gemm, Layer, Reduction, Softmax, Workload
@@ -351,7 +352,8 @@ def module_workload(model: nn.Module, inputs: tuple, schema: Schema, *,
     inside attention, LayerNorm, reductions and element-wise arithmetic. Embedding
     lookups become tables: a lookup into one table holding all of the schema's
     fields (``FieldEmbedding``-style, ids ``[B, n_fields]``) becomes the schema's
-    per-field tables at the looked-up dim; any other table is kept whole with its
+    per-field tables at the looked-up dim (a NasRecModel with per-field embedding
+    choices: at its chosen dims and precisions); any other table is kept whole with its
     lookups per sample as pooling. Runs under ``torch.no_grad`` in eval mode.
     """
     if not inputs or not isinstance(inputs[0], torch.Tensor) or inputs[0].dim() < 1:
@@ -385,10 +387,13 @@ def module_workload(model: nn.Module, inputs: tuple, schema: Schema, *,
             h.remove()
         model.train(was_training)
     total_rows = sum(schema.cardinalities)
+    # an elastic NasRecModel reads its shared table at the widest dim; what it stores
+    # and moves per field are its ArchSpec's dims and precisions
+    embedding = model.spec.embedding if isinstance(model, NasRecModel) else None
     out_tables: list[EmbeddingTable] = []
     for _, (rows, dim), ids_shape in rec.lookups:
         if rows == total_rows and len(ids_shape) == 2 and ids_shape[1] == schema.n_id_columns:
-            out_tables.extend(schema_tables(schema, tables, dim))
+            out_tables.extend(schema_tables(schema, tables, dim, embedding))
         else:
             n = 1
             for s in ids_shape:

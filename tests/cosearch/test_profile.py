@@ -131,6 +131,9 @@ def test_embedding_choices_profile_like_torch(seed):
     assert _gemm_flops(a) == _torch_flops(model, _inputs())
     assert [t.dim for t in a.tables] == [8, 16, 64, 4, 16]  # the dropped field has no table
     assert [t.bytes_per_element for t in a.tables] == [1, 2, 4, 1, 4]
+    h = module_workload(model, _inputs(), SCHEMA)  # the hook profiler knows the choices too
+    assert h.tables == a.tables
+    assert _gemm_flops(h) == _gemm_flops(a)
 
 
 def test_dropping_a_field_removes_its_lookups():
