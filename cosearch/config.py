@@ -72,8 +72,9 @@ class SupernetConfig:
     # blows the first updates up (nasrec's quality benchmark: mean loss 6.8 over the first
     # 25 of 200 steps at 0.12, 2.6 at 0.03), so short co-search supernets use 0.03
     lr: float = 0.03
-    # "extended": per-field embedding dims and precisions join the search (issue 7)
-    embeddings: str = "published"
+    # "extended" (default): per-field embedding dims {0,...,64} and precisions join the
+    # search; "published": NASRec's 16-dim fp32 embedding of every field
+    embeddings: str = "extended"
 
     def __post_init__(self):
         if self.space not in SPACES:
@@ -182,7 +183,7 @@ class ExecutionConfig:
 
 DEFAULT_KNOBS = KnobSpace(families=("recnmp", "recnmp-isaac"), embeddings=("host", "nmp"),
                           gemm=("host", "nmp", "crossbar"), ranks=(0, 2, 4, 8), crossbar_sizes=(64, 128, 256),
-                          adc_bits=(4, 6, 8))
+                          adc_bits=(4, 6, 8), host_rows_max=(0, 1_000, 100_000))
 
 
 @dataclass(frozen=True)

@@ -123,9 +123,13 @@ def _row_fields(c: Candidate) -> dict:
 def _space(cfg: RunConfig, schema) -> CoSpace:
     from nasrec.space import get_space
     from cosearch import hwmodel
-    n_fields = schema.n_sparse if cfg.supernet.embeddings == "extended" else None
-    return CoSpace(get_space(cfg.supernet.space), cfg.hardware, cfg.search.arch_prob, hwmodel.knobs_valid,
-                   n_fields)
+    knobs, n_fields = cfg.hardware, None
+    if cfg.supernet.embeddings == "extended":
+        n_fields = schema.n_sparse
+        # each field's precision is the architecture's choice; a hardware-wide one
+        # would only repeat candidates with identical costs
+        knobs = replace(knobs, precisions=knobs.precisions[:1])
+    return CoSpace(get_space(cfg.supernet.space), knobs, cfg.search.arch_prob, hwmodel.knobs_valid, n_fields)
 
 
 def run_pipeline(cfg: RunConfig, out_dir, cache_dir, *, quiet: bool = True,
