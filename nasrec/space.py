@@ -240,11 +240,19 @@ class ArchSpec:
         return json.dumps(self.to_dict())
 
     def canonical_json(self) -> str:
-        """Order-free form: selectors sorted, keys sorted, no whitespace."""
+        """Form that equivalent architectures share: selectors sorted, the binary-op
+        inputs of blocks whose dense operator is not binary set to 0 (they are not
+        read), the precision of dropped fields set to fp32 (nothing is stored), keys
+        sorted, no whitespace."""
         d = self.to_dict()
-        for m in d["macro"]:
+        for b, m in zip(self.blocks, d["macro"]):
             for k in ("dense_idx", "sparse_idx"):
                 m[k] = sorted(m[k])
+            if b.dense_op not in BINARY_OPS:
+                m["dense_left_idx"], m["dense_right_idx"] = [0], [0]
+        if "embedding" in d:
+            e = d["embedding"]
+            e["precision"] = [p if dim else "fp32" for dim, p in zip(e["dims"], e["precision"])]
         return json.dumps(d, sort_keys=True, separators=(",", ":"))
 
     @property

@@ -52,6 +52,25 @@ def test_hash_ignores_selector_order_but_not_content():
     assert len(spec.hash) == 64
 
 
+def test_hash_ignores_inputs_that_are_not_read():
+    from dataclasses import replace
+    from nasrec.space import BINARY_OPS, EmbeddingSpec
+    spec = sample(np.random.default_rng(3), FULL)
+    blocks = list(spec.blocks)
+    i = 4
+    for op, same in (("fc", True), ("gating", False)):
+        blocks[i] = replace(blocks[i], dense_op=op, dense_left_idx=0, dense_right_idx=0)
+        a = ArchSpec(tuple(blocks), spec.space)
+        blocks[i] = replace(blocks[i], dense_left_idx=3, dense_right_idx=2)
+        b = ArchSpec(tuple(blocks), spec.space)
+        assert (a.hash == b.hash) is same, op
+    assert "gating" in BINARY_OPS
+    dropped = [ArchSpec(spec.blocks, spec.space, EmbeddingSpec((0, 16), (p, "fp32"))) for p in ("int8", "fp32")]
+    assert dropped[0].hash == dropped[1].hash
+    kept = [ArchSpec(spec.blocks, spec.space, EmbeddingSpec((8, 16), (p, "fp32"))) for p in ("int8", "fp32")]
+    assert kept[0].hash != kept[1].hash
+
+
 def test_mutate_changes_exactly_one_field_of_one_block():
     rng = np.random.default_rng(5)
     for _ in range(40):
