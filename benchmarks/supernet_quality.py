@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from nasrec import (Dataset, NasRecModel, SupernetScorer, SyntheticConfig, TrainConfig,
+from nasrec import (ArchSpec, Dataset, NasRecModel, SupernetScorer, SyntheticConfig, TrainConfig,
                     build_supernet, evaluate, generate_synthetic, load_checkpoint, sample, train_model, train_supernet)
 from benchmarks._csv import write_rows
 from nasrec._util import seeded_torch
@@ -112,7 +112,9 @@ def main(argv=None) -> int:
     if args.scratch_from is not None:
         prev = pd.read_csv(args.scratch_from)
         prev = prev[prev["data"] == ds.content_hash[:16]]
-        previous = {r["hash"]: r for r in prev.to_dict("records")}
+        # keyed by the current hash of the stored architecture (older files may hold
+        # hashes from before ArchSpec.hash ignored unread inputs)
+        previous = {ArchSpec.from_json(r["arch"]).hash: r for r in prev.to_dict("records")}
     rows = []
     t2 = time.perf_counter()
     for k, (spec, sc) in enumerate(zip(specs, scores)):
