@@ -34,6 +34,8 @@ def _train_flags(p: argparse.ArgumentParser, steps: int) -> None:
     p.add_argument("--steps", type=int, default=steps)
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--lr", type=float, default=0.12)
+    p.add_argument("--initial-accumulator", type=float, default=0.0,
+                   help="Adagrad's starting sum of squares (NASRec: 0; > 0 damps the first updates)")
 
 
 def _parser() -> _Parser:
@@ -177,7 +179,8 @@ def _train_supernet(args) -> int:
     from nasrec.train import TrainConfig, build_supernet, train_supernet
     device, rank = _device_and_rank(args)
     ds = Dataset(args.data)
-    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                      initial_accumulator=args.initial_accumulator)
     from nasrec.space import EMBEDDING_SPACE
     sn = build_supernet(ds.schema, args.space, args.seed, device,
                         EMBEDDING_SPACE if args.embeddings == "extended" else None)
@@ -224,7 +227,8 @@ def _train(args) -> int:
     from nasrec._util import seeded_torch
     device, rank = _device_and_rank(args)
     ds = Dataset(args.data)
-    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                      initial_accumulator=args.initial_accumulator)
     if args.arch:
         spec = load_arch(args.arch)
         with seeded_torch(args.seed):

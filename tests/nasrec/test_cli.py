@@ -39,12 +39,20 @@ def test_cli_pipeline(tmp_path, capsys):
     ["frobnicate"],
     ["generate", "x", "--rows", "3"],
     ["train-supernet", "/nonexistent/data", "out.pt"],
+    ["generate", "x", "--bag", "max"],
 ])
 def test_cli_bad_input_is_one_line_and_status_2(argv, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("nasrec:") and err.count("\n") == 1
+
+
+def test_cli_bad_initial_accumulator_names_the_value(tmp_path, capsys, tiny_data):
+    assert main(["train", str(tiny_data.path), "--baseline", "dlrm", "--initial-accumulator", "-1",
+                 "--out", str(tmp_path / "r.json")]) == 2
+    err = capsys.readouterr().err
+    assert "initial_accumulator must be >= 0, got -1" in err and err.count("\n") == 1
 
 
 def test_cli_bad_arch_json(tmp_path, capsys, tiny_data):
