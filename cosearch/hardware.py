@@ -89,8 +89,12 @@ class HardwareKnobs:
 
     @property
     def key(self) -> str:
-        """Stable text key (sorted JSON); equal for equal knobs."""
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """Stable text key (sorted JSON); equal for knobs that configure the same
+        hardware (with every table on the host, pinning small ones there changes nothing)."""
+        d = self.to_dict()
+        if self.embeddings == "host":
+            d["host_rows_max"] = 0
+        return json.dumps(d, sort_keys=True, separators=(",", ":"))
 
     @property
     def label(self) -> str:

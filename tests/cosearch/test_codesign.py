@@ -43,6 +43,10 @@ def test_host_rows_max_pins_small_tables_to_the_host():
     assert "host<=5000" in pinned.hw.label and plain.key != pinned.key
     a, b = cost([plain, pinned])
     assert np.all(np.isfinite(a)) and np.all(np.isfinite(b)) and not np.array_equal(a, b)
+    # with every table on the host already, pinning changes nothing: one key, one cost
+    on_host = [Candidate(arch, HardwareKnobs("recnmp", embeddings="host", host_rows_max=n)) for n in (0, 5000)]
+    assert on_host[0].key == on_host[1].key
+    np.testing.assert_array_equal(*cost(on_host))
     with pytest.raises(ValueError, match="host_rows_max"):
         HardwareKnobs("recnmp", host_rows_max=-1)
     with pytest.raises(ValueError, match="host_rows_max"):
