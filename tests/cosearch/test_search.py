@@ -165,6 +165,9 @@ def test_co_space_search_with_standin(co_space):
     algo, cands, F = _run("moea", 0, budget=96, space=co_space, evaluator=standin_evaluator())
     assert len({c.key for c in cands}) == 96
     assert {c.hw.embeddings for c in cands} == {"host", "nmp"}
-    # hardware choice matters to the stand-in latency: the best-latency candidates use nmp and int8
-    best = cands[int(np.argmin(F[:, 1]))]
-    assert best.hw.embeddings == "nmp" and best.hw.precision.value == "int8"
+    # hardware choice matters to the stand-in latency (nmp and int8 are faster at equal
+    # quality): the front holds them far more often than uniform sampling would (1/2, 1/3)
+    from cosearch.pareto import pareto_mask
+    front = [c for c, m in zip(cands, pareto_mask(F)) if m]
+    assert np.mean([c.hw.embeddings == "nmp" for c in front]) > 0.65
+    assert np.mean([c.hw.precision.value == "int8" for c in front]) > 0.6
