@@ -241,6 +241,9 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-e2e", action="store_true", help="skip (c), the default end-to-end run")
     ap.add_argument("--skip-models", action="store_true", help="skip (b), the retraining table")
     ap.add_argument("--quick", action="store_true", help="the --quick data set and supernet (smoke test)")
+    ap.add_argument("--algorithms", nargs="+", default=None, metavar="NAME",
+                    help=f"subset of {', '.join(list(VARIANTS) + ['nsga2-pymoo'])} for (a) (must include random)")
+    ap.add_argument("--tag", default="", help="suffix of the (a) result files (keeps the default run's files)")
     args = ap.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
     cfg = QUICK if args.quick else DEFAULT
@@ -252,7 +255,8 @@ def main(argv=None) -> int:
     wall.append({"what": "data set + supernet (cached afterwards)", "dataset_seconds": t1 - t0,
                  "supernet_seconds": time.perf_counter() - t1, "supernet_steps": cfg.supernet.steps,
                  "cores": _cores(), "seed": cfg.seed})
-    write_rows(wall, RESULTS / "cosearch_synthetic_wall.csv")
+    wall_csv = RESULTS / (f"cosearch_synthetic_wall_{args.tag}.csv" if args.tag else "cosearch_synthetic_wall.csv")
+    write_rows(wall, wall_csv)
     print(f"data set {t1 - t0:.0f} s, supernet {time.perf_counter() - t1:.0f} s", flush=True)
     ev = _evaluator(cfg, ds, sn, args.scoring_steps, args.val_rows)
     extended = cfg.supernet.embeddings == "extended"
@@ -270,18 +274,26 @@ def main(argv=None) -> int:
         algos.append("nsga2-pymoo")
     except ImportError:
         print("pymoo not installed (pip install '.[bench]'): skipping NSGA-II", file=sys.stderr)
+    if args.algorithms:
+        unknown = set(args.algorithms) - set(algos)
+        if unknown or "random" not in args.algorithms:
+            print(f"cosearch_synthetic: --algorithms must name known ones ({', '.join(algos)}) including "
+                  f"random, got {' '.join(args.algorithms)}", file=sys.stderr)
+            return 2
+        algos = [a for a in algos if a in args.algorithms]
     for seed in range(args.seeds):
         for a in algos:
             t0 = time.perf_counter()
             runs[(a, seed)] = (run_nsga2(space, ev, seed, evo) if a == "nsga2-pymoo"
                                else run_ours(a, space, ev, seed, evo, log, cap)) + (time.perf_counter() - t0,)
             print(f"(a) {a} seed {seed}: {time.perf_counter() - t0:.0f} s", flush=True)
+    sfx = f"_{args.tag}" if args.tag else ""
     allF = np.concatenate([F[ok] for _, F, ok, _ in runs.values()])
     norm = Normalization.from_points(allF, log, cap)
     points = [{"algorithm": a, "seed": seed, "index": i, "arch_hash": c.arch.hash[:16], "hardware": c.hw.label,
                **{o: float(v) for o, v in zip(OBJECTIVES, F[i])}, "feasible": bool(ok[i])}
               for (a, seed), (cands, F, ok, _) in runs.items() for i, c in enumerate(cands)]
-    write_rows(points, RESULTS / "cosearch_synthetic_points.csv")
+    write_rows(points, RESULTS / f"cosearch_synthetic_points{sfx}.csv")
     hv_rows, summary = [], []
     step = max(1, args.children)
     for (a, seed), (cands, F, ok, secs) in runs.items():
@@ -297,12 +309,12 @@ def main(argv=None) -> int:
         r.update(ratio_to_random=r["hv_mean"] / rnd if rnd else float("nan"), lower=" ".join(map(repr, norm.lower)),
                  upper=" ".join(map(repr, norm.upper)), log10=" ".join(map(str, norm.log)), reference=1.1, objectives=" ".join(OBJECTIVES),
                  hardware="recnmp", cores=_cores())
-    write_rows(hv_rows, RESULTS / "cosearch_synthetic_hv.csv")
-    write_rows(summary, RESULTS / "cosearch_synthetic_hv_summary.csv")
-    _plot(hv_rows, algos, RESULTS / "cosearch_synthetic_hv.png")
+    write_rows(hv_rows, RESULTS / f"cosearch_synthetic_hv{sfx}.csv")
+    write_rows(summary, RESULTS / f"cosearch_synthetic_hv_summary{sfx}.csv")
+    _plot(hv_rows, algos, RESULTS / f"cosearch_synthetic_hv{sfx}.png")
     for r in summary:
         print(f"(a) {r['algorithm']}: hv {r['hv_mean']:.4f} +- {r['hv_std']:.4f} ({r['ratio_to_random']:.2f}x random)")
-    if not args.skip_models:
+    if not args.skip_models and "moea" in algos:
         cands = [c for s in range(args.seeds) for c in runs[("moea", s)][0]]
         F = np.concatenate([runs[("moea", s)][1] for s in range(args.seeds)])
         ok = np.concatenate([runs[("moea", s)][2] for s in range(args.seeds)])
@@ -327,7 +339,7 @@ def main(argv=None) -> int:
                      "seconds": time.perf_counter() - t0,
                      **{f"{k}_seconds": v for k, v in stages.items()}, "evaluations": len(res.keys),
                      "front": int(res.front.sum()), "cores": _cores(), "seed": cfg.seed, "out": str(out)})
-        write_rows(wall, RESULTS / "cosearch_synthetic_wall.csv")
+        write_rows(wall, wall_csv)
         print(f"(c) default run with cached data and supernet: {wall[-1]['seconds']:.0f} s ({stages})", flush=True)
     return 0
 
