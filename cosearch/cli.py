@@ -60,6 +60,8 @@ def _parser() -> _Parser:
                    "(default: the default synthetic data set)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8"))
+    p.add_argument("--table-rows-scale", type=int, default=1, metavar="N",
+                   help="cost the tables with N times the data's rows (a larger deployment)")
     p.add_argument("--cache", type=Path, default=None)
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
 
@@ -159,11 +161,11 @@ def _query(args) -> int:
         model, state = load_model(path)
         schema = state["schema"]
         tables = replace(table_spec(Dataset(args.data)) if args.data else TableSpec(),
-                         precision=Precision(args.precision))
+                         precision=Precision(args.precision), rows_scale=args.table_rows_scale)
         w = module_workload(model, _random_inputs(schema, args.batch_size), schema, tables=tables, name=path.stem)
     else:
         ds = Dataset(args.data) if args.data else ensure_dataset(DEFAULT, args.cache or _default_cache())
-        tables = replace(table_spec(ds), precision=Precision(args.precision))
+        tables = replace(table_spec(ds), precision=Precision(args.precision), rows_scale=args.table_rows_scale)
         if args.arch in BASELINES:
             w = module_workload(build_baseline(args.arch, ds.schema, 0), _random_inputs(ds.schema, args.batch_size),
                                 ds.schema, tables=tables, name=args.arch)

@@ -142,12 +142,15 @@ class SearchConfig:
 
 @dataclass(frozen=True)
 class InferenceConfig:
-    """Inference batch the cost model is asked about."""
+    """What the cost model is asked about: the inference batch, and ``table_rows_scale``,
+    a multiplier on every embedding table's rows (cost a deployment with larger tables
+    than the training data's; 1 = the data's own sizes)."""
 
     batch_size: int = 256
+    table_rows_scale: int = 1
 
     def __post_init__(self):
-        _pos_int(self, "batch_size")
+        _pos_int(self, "batch_size", "table_rows_scale")
 
 
 @dataclass(frozen=True)

@@ -83,12 +83,13 @@ def ensure_supernet(cfg: RunConfig, dataset, cache_dir, quiet: bool = True):
     return sn, path
 
 
-def table_spec(dataset) -> TableSpec:
-    """Index distribution of the tables: Zipf with the data's exponent for synthetic data."""
+def table_spec(dataset, rows_scale: int = 1) -> TableSpec:
+    """Index distribution of the tables (Zipf with the data's exponent for synthetic
+    data) and the multiplier on their rows."""
     syn = dataset.meta.get("config") if dataset.meta.get("source") == "synthetic" else None
     if syn:
-        return TableSpec(distribution="zipf", zipf_alpha=float(syn["zipf_exponent"]))
-    return TableSpec()
+        return TableSpec(distribution="zipf", zipf_alpha=float(syn["zipf_exponent"]), rows_scale=rows_scale)
+    return TableSpec(rows_scale=rows_scale)
 
 
 def _providers(cfg: RunConfig, dataset, supernet, quiet: bool):
@@ -98,7 +99,8 @@ def _providers(cfg: RunConfig, dataset, supernet, quiet: bool):
                              finetune_steps=cfg.scoring.finetune_steps, batch_size=cfg.scoring.batch_size,
                              seed=cfg.seed)
     cost = PimsimCost(dataset.schema, hwmodel.query, hwmodel.build_hardware,
-                      batch_size=cfg.inference.batch_size, tables=table_spec(dataset), seed=cfg.seed)
+                      batch_size=cfg.inference.batch_size,
+                      tables=table_spec(dataset, cfg.inference.table_rows_scale), seed=cfg.seed)
     return SupernetAccuracy(scorer), cost
 
 

@@ -52,14 +52,20 @@ class Precision(str, enum.Enum):
 
 @dataclass(frozen=True)
 class TableSpec:
-    """How the embedding tables are stored and read: precision and index distribution."""
+    """How the embedding tables are stored and read: precision, index distribution and
+    ``rows_scale``, a multiplier on every table's rows, to cost a deployment whose
+    tables are larger than the data set a model was trained on (production tables hold
+    millions to billions of rows; a synthetic training set far fewer)."""
 
     precision: Precision = Precision.FP32
     distribution: str = "uniform"
     zipf_alpha: float = 1.05
+    rows_scale: int = 1
 
     def __post_init__(self):
         object.__setattr__(self, "precision", Precision(self.precision))
+        if isinstance(self.rows_scale, bool) or not isinstance(self.rows_scale, int) or self.rows_scale < 1:
+            raise ValueError(f"rows_scale must be a positive integer, got {self.rows_scale!r}")
         if self.distribution not in ("uniform", "zipf"):
             raise ValueError(f"distribution must be 'uniform' or 'zipf', got {self.distribution!r}")
         if not self.zipf_alpha > 0:
@@ -75,15 +81,15 @@ def schema_tables(schema: Schema, tables: TableSpec = TableSpec(), dim: int = EM
     dimension and precision, and a dropped field (dimension 0) has no table at all.
     """
     if embedding is None:
-        return tuple(EmbeddingTable(rows=int(c), dim=dim, bytes_per_element=tables.precision.bytes,
-                                    pooling=int(p), distribution=tables.distribution,
-                                    zipf_alpha=tables.zipf_alpha)
+        return tuple(EmbeddingTable(rows=int(c) * tables.rows_scale, dim=dim,
+                                    bytes_per_element=tables.precision.bytes, pooling=int(p),
+                                    distribution=tables.distribution, zipf_alpha=tables.zipf_alpha)
                      for c, p in zip(schema.cardinalities, schema.lookups))
     if embedding.n_fields != schema.n_sparse:
         raise ValueError(f"the architecture chooses embeddings for {embedding.n_fields} fields, "
                          f"the data has {schema.n_sparse}")
-    return tuple(EmbeddingTable(rows=int(c), dim=d, bytes_per_element=Precision(q).bytes, pooling=int(p),
-                                distribution=tables.distribution, zipf_alpha=tables.zipf_alpha)
+    return tuple(EmbeddingTable(rows=int(c) * tables.rows_scale, dim=d, bytes_per_element=Precision(q).bytes,
+                                pooling=int(p), distribution=tables.distribution, zipf_alpha=tables.zipf_alpha)
                  for c, p, d, q in zip(schema.cardinalities, schema.lookups, embedding.dims,
                                        embedding.precisions) if d > 0)
 
@@ -398,7 +404,8 @@ def module_workload(model: nn.Module, inputs: tuple, schema: Schema, *,
             n = 1
             for s in ids_shape:
                 n *= s
-            out_tables.append(EmbeddingTable(rows=rows, dim=dim, bytes_per_element=tables.precision.bytes,
+            out_tables.append(EmbeddingTable(rows=rows * tables.rows_scale, dim=dim,
+                                             bytes_per_element=tables.precision.bytes,
                                              pooling=max(1, n // batch), distribution=tables.distribution,
                                              zipf_alpha=tables.zipf_alpha))
     return Workload(batch_size=batch, tables=tuple(out_tables), dense=tuple(rec.layers),

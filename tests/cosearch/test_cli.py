@@ -130,6 +130,8 @@ def test_tiny_run_resume_plot_query_retrain(tmp_path, capsys, tiny):
     assert main(["query", "dlrm", "--hardware", "recnmp", "--data", data, "--json"]) == 0
     rep = json.loads(capsys.readouterr().out)
     assert rep["latency_s"] > 0 and rep["energy_per_sample_j"] > 0
+    assert main(["query", "dlrm", "--hardware", "recnmp", "--data", data, "--json", "--table-rows-scale", "0"]) == 2
+    assert "rows_scale must be a positive integer, got 0" in capsys.readouterr().err
     assert main(["retrain", str(out), "--top", "1", "--steps", "2", "--quiet"]) == 0
     rt = list(csv.DictReader(open(out / "retrain.csv")))
     assert len(rt) == 1 and float(rt[0]["test_logloss"]) > 0

@@ -109,3 +109,31 @@ def test_the_joint_space_is_the_default_and_published_stays_selectable():
     space = _space(published, schema)
     assert space.n_fields is None and len(space.knobs.precisions) == 3
     assert space.sample(np.random.default_rng(0)).arch.embedding is None
+
+
+def test_table_rows_scale_costs_larger_deployed_tables():
+    from cosearch.profile import TableSpec, arch_workload, module_workload
+    from nasrec import NasRecModel, build_baseline
+    import torch
+    schema = Schema(3, (50, 5000, 20_000, 30))
+    arch = sample(np.random.default_rng(2), SMALL)
+    small = arch_workload(arch, schema, batch_size=32)
+    big = arch_workload(arch, schema, batch_size=32, tables=TableSpec(rows_scale=1000))
+    assert [t.rows for t in big.tables] == [1000 * t.rows for t in small.tables]
+    assert big.dense == small.dense  # the model is the same; only the deployed tables grow
+    dense = torch.rand(4, 3)
+    ids = torch.stack([torch.randint(0, c, (4,)) for c in schema.cardinalities], 1)
+    for model in (NasRecModel(arch, schema), build_baseline("deepfm", schema, 0)):
+        w1 = module_workload(model, (dense, ids), schema)
+        w2 = module_workload(model, (dense, ids), schema, tables=TableSpec(rows_scale=7))
+        assert [t.rows for t in w2.tables] == [7 * t.rows for t in w1.tables]
+    # tables that fit the host's cache at the data's size no longer do when scaled up
+    cost = [PimsimCost(schema, hwmodel.query, hwmodel.build_hardware, batch_size=32, tables=TableSpec(rows_scale=s))
+            for s in (1, 1000)]
+    c = Candidate(arch, HardwareKnobs("recnmp", embeddings="host"))
+    lat = [float(pc([c])[0, 0]) for pc in cost]
+    assert lat[1] > lat[0]
+    with pytest.raises(ValueError, match="rows_scale must be a positive integer, got 0"):
+        TableSpec(rows_scale=0)
+    with pytest.raises(ValueError, match="table_rows_scale"):
+        RunConfig.from_dict({"inference": {"table_rows_scale": 0}})
