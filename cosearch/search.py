@@ -127,12 +127,11 @@ class _Base:
         """``draw()`` until its key is new, at most MAX_DUPLICATE_DRAWS times, then
         as many uniform samples (a converged population's neighbours may all be
         known); failing that, the duplicate is accepted and counted."""
-        c = draw()
-        for i in range(2 * MAX_DUPLICATE_DRAWS):
-            if self.space.key(c) not in self.seen:
-                break
-            c = draw() if i < MAX_DUPLICATE_DRAWS - 1 else self.space.sample(self.rng)
-        else:
+        c, tries = draw(), 1
+        while self.space.key(c) in self.seen and tries < 2 * MAX_DUPLICATE_DRAWS:
+            c = draw() if tries < MAX_DUPLICATE_DRAWS else self.space.sample(self.rng)
+            tries += 1
+        if self.space.key(c) in self.seen:
             self.duplicates += 1
         self.seen.add(self.space.key(c))
         return c

@@ -171,3 +171,10 @@ def test_co_space_search_with_standin(co_space):
     front = [c for c, m in zip(cands, pareto_mask(F)) if m]
     assert np.mean([c.hw.embeddings == "nmp" for c in front]) > 0.65
     assert np.mean([c.hw.precision.value == "int8" for c in front]) > 0.6
+
+
+@pytest.mark.parametrize("name", ["moea", "random"])
+def test_duplicates_only_when_the_space_is_exhausted(name):
+    # a 2 x 2 grid has 4 candidates: a budget of 6 must repeat exactly 2 of them
+    algo, cands, _ = _run(name, 0, budget=6, space=GridSpace(2), evaluator=Evaluator([GridMetrics(2)], ("f1", "f2")))
+    assert len({tuple(c) for c in cands}) == 4 and algo.duplicates == 2
