@@ -91,16 +91,17 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     ds = default_data(args.rows, args.seed)
     train, val, test = ds.split("train"), ds.split("val", args.val_rows), ds.split("test")
-    if args.checkpoint is not None and args.checkpoint.is_file():
+    loaded = args.checkpoint is not None and args.checkpoint.is_file()
+    if loaded:
         sn, _ = load_checkpoint(args.checkpoint)
-        hist = {"train_losses": [float("nan")]}  # trained elsewhere
+        hist = {"train_losses": [float("nan")]}  # trained by an earlier run: no loss or time here
     else:
         sn = build_supernet(ds.schema, args.space, args.seed)
         hist = train_supernet(sn, train, TrainConfig(steps=args.supernet_steps, batch_size=args.batch_size,
                                                      lr=args.supernet_lr, seed=args.seed,
                                                      initial_accumulator=args.initial_accumulator),
                               quiet=False, checkpoint=args.checkpoint)
-    t_supernet = time.perf_counter() - t0
+    t_supernet = float("nan") if loaded else time.perf_counter() - t0
     rng = np.random.default_rng([args.seed, 100])
     specs = [sample(rng, sn.space) for _ in range(args.archs)]
     scorer = SupernetScorer(sn, train, val, finetune_steps=args.finetune_steps,
@@ -118,23 +119,21 @@ def main(argv=None) -> int:
     rows = []
     t2 = time.perf_counter()
     for k, (spec, sc) in enumerate(zip(specs, scores)):
-        extra = {}
-        if spec.hash in previous:
+        runs, start, params = [], 0, None
+        if spec.hash in previous:  # the first from-scratch run is reused, further seeds are trained
             old = previous[spec.hash]
-            te = {"logloss": old["scratch_test_logloss"], "auc": old["scratch_test_auc"]}
-            params = old["params"]
-        else:
-            runs = []
-            for r in range(args.scratch_seeds):
-                s_seed = args.seed + 1000 * r
-                with seeded_torch(s_seed + k):
-                    model = NasRecModel(spec, ds.schema)
-                train_model(model, train, TrainConfig(steps=args.scratch_steps, batch_size=args.batch_size,
-                                                      lr=args.scratch_lr, seed=s_seed))
-                runs.append(evaluate(model, test))
-            te = runs[0]
-            extra = {f"scratch_test_logloss_run{r}": x["logloss"] for r, x in enumerate(runs)}
+            runs.append({"logloss": old["scratch_test_logloss"], "auc": old["scratch_test_auc"]})
+            params, start = old["params"], 1
+        for r in range(start, args.scratch_seeds):
+            s_seed = args.seed + 1000 * r
+            with seeded_torch(s_seed + k):
+                model = NasRecModel(spec, ds.schema)
+            train_model(model, train, TrainConfig(steps=args.scratch_steps, batch_size=args.batch_size,
+                                                  lr=args.scratch_lr, seed=s_seed))
+            runs.append(evaluate(model, test))
             params = sum(p.numel() for p in model.parameters())
+        te = runs[0]
+        extra = {f"scratch_test_logloss_run{r}": x["logloss"] for r, x in enumerate(runs)}
         rows.append({"hash": spec.hash, "supernet_val_logloss": sc["logloss"],
                      "supernet_val_auc": sc["auc"], "scratch_test_logloss": te["logloss"],
                      "scratch_test_auc": te["auc"], **extra, "params": params,
