@@ -47,35 +47,21 @@ def test_moea_beats_random_on_average(survival):
     assert moea > rand
 
 
-def _population_keys(algo):
-    return [algo.space.key(c) for c, _, _ in algo.population]
-
-
 def test_elitist_survival_keeps_the_best_and_age_the_newest():
     # one generation of 24 then one of 12 children: the population holds 24 of 36
-    ev = Evaluator([GridMetrics(N)], ("f1", "f2"))
+    from cosearch.pareto import non_dominated_sort
     for survival in ("elitist", "age"):
-        algo = make_algorithm("moea", GridSpace(N), np.random.default_rng(5),
-                              EvolutionConfig(budget=36, population=24, sample_size=6, children=12,
-                                              survival=survival))
-        told, F = [], []
-        while not algo.done:
-            c = algo.ask()
-            e = ev.evaluate(c)
-            algo.tell(c, e.objectives, e.feasible)
-            told += c
-            F.append(e.objectives)
-        F = np.concatenate(F)
-        kept = set(_population_keys(algo))
+        algo, told, F = _run("moea", 5, budget=36, survival=survival)
+        key = algo.space.key
+        kept = {key(c) for c, _, _ in algo.population}
         assert len(kept) == 24
         if survival == "age":
-            assert kept == {algo.space.key(c) for c in told[12:]}
+            assert kept == {key(c) for c in told[12:]}
         else:
-            from cosearch.pareto import non_dominated_sort
             rank = non_dominated_sort(F)
-            worst_kept = max(rank[i] for i, c in enumerate(told) if algo.space.key(c) in kept)
+            worst_kept = max(rank[i] for i, c in enumerate(told) if key(c) in kept)
             # nobody of a better front than the worst kept member was dropped
-            assert all(algo.space.key(c) in kept for i, c in enumerate(told) if rank[i] < worst_kept)
+            assert all(key(c) in kept for i, c in enumerate(told) if rank[i] < worst_kept)
 
 
 def test_survival_is_validated():
