@@ -36,11 +36,12 @@ from cosearch.config import DEFAULT, QUICK, RunConfig
 from cosearch.hardware import HardwareKnobs, KnobSpace
 from cosearch.objectives import Candidate, CoSpace, Evaluator, PimsimCost, SupernetAccuracy
 from cosearch.pareto import Normalization, hypervolume, pareto_mask
-from cosearch.pipeline import ensure_dataset, ensure_supernet, normalization_settings, run_pipeline, table_spec
+from cosearch.pipeline import (ensure_dataset, ensure_supernet, normalization_settings, run_pipeline,
+                               search_space, table_spec)
 from cosearch.profile import module_workload
 from cosearch.scoring import InheritedScorer
 from cosearch.search import EvolutionConfig, make_algorithm
-from nasrec.space import ArchSpec, BlockSpec, EmbeddingSpec, get_space
+from nasrec.space import ArchSpec, BlockSpec, EmbeddingSpec
 
 RESULTS = Path(__file__).resolve().parent / "results"
 OBJECTIVES = ("logloss", "latency_s", "energy_per_sample_j")
@@ -259,11 +260,7 @@ def main(argv=None) -> int:
     write_rows(wall, wall_csv)
     print(f"data set {t1 - t0:.0f} s, supernet {time.perf_counter() - t1:.0f} s", flush=True)
     ev = _evaluator(cfg, ds, sn, args.scoring_steps, args.val_rows)
-    extended = cfg.supernet.embeddings == "extended"
-    # the default search space; per-field precisions replace the hardware-wide one
-    knobs = replace(KNOBS, precisions=KNOBS.precisions[:1]) if extended else KNOBS
-    space = CoSpace(get_space(cfg.supernet.space), knobs, cfg.search.arch_prob, hwmodel.knobs_valid,
-                    ds.schema.n_sparse if extended else None)
+    space = search_space(replace(cfg, hardware=KNOBS), ds.schema)  # the default space on recnmp
     evo = EvolutionConfig(budget=args.budget, population=args.population, sample_size=args.sample_size,
                           children=args.children)
     runs = {}

@@ -19,6 +19,7 @@ from cosearch.hardware import KnobSpace
 from cosearch.objectives import COST_METRICS
 from cosearch.search import ALGORITHMS, EvolutionConfig
 from nasrec.baselines import BASELINES
+from nasrec.data import BAGS
 from nasrec.space import SPACES
 
 __all__ = ["DataConfig", "SupernetConfig", "ScoringConfig", "SearchConfig", "InferenceConfig",
@@ -48,8 +49,8 @@ class DataConfig:
 
     def __post_init__(self):
         _pos_int(self, "rows", "max_cardinality")
-        if self.bag not in ("mean", "sum"):
-            raise ValueError(f"DataConfig.bag must be 'mean' or 'sum', got {self.bag!r}")
+        if self.bag not in BAGS:
+            raise ValueError(f"DataConfig.bag must be one of {', '.join(BAGS)}, got {self.bag!r}")
         if self.pooling not in ("none", "mlperf"):
             raise ValueError(f"DataConfig.pooling must be 'none' or 'mlperf', got {self.pooling!r}")
         if self.rows < 10_000:

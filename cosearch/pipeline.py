@@ -27,7 +27,7 @@ from cosearch.run import (CHECKPOINT, GenerationInfo, SearchResult, atomic_write
 from cosearch.search import make_algorithm
 
 __all__ = ["ensure_dataset", "ensure_supernet", "run_pipeline", "normalization_settings", "resume_pipeline", "finish_run",
-           "baseline_costs", "load_run", "front_rows", "table_spec", "RUN_FILE"]
+           "baseline_costs", "load_run", "front_rows", "table_spec", "search_space", "RUN_FILE"]
 
 RUN_FILE = "run.json"
 RUN_VERSION = 1
@@ -122,7 +122,9 @@ def _row_fields(c: Candidate) -> dict:
     return d
 
 
-def _space(cfg: RunConfig, schema) -> CoSpace:
+def search_space(cfg: RunConfig, schema) -> CoSpace:
+    """The candidate space of ``cfg``: its NASRec space (with per-field embedding
+    choices for ``embeddings = "extended"``) x its hardware knobs."""
     from nasrec.space import get_space
     from cosearch import hwmodel
     knobs, n_fields = cfg.hardware, None
@@ -166,7 +168,7 @@ def run_pipeline(cfg: RunConfig, out_dir, cache_dir, *, quiet: bool = True,
         evaluator = Evaluator([acc, cost], cfg.search.objectives,
                               [Constraint(k, float(v)) for k, v in cfg.constraints.items()], executor)
         log, cap = normalization_settings(cfg.search.objectives, ds)
-        algo = make_algorithm(cfg.search.algorithm, _space(cfg, ds.schema), np.random.default_rng([cfg.seed, 5]),
+        algo = make_algorithm(cfg.search.algorithm, search_space(cfg, ds.schema), np.random.default_rng([cfg.seed, 5]),
                               cfg.search.evolution(), cfg.search.weights, log=log, cap=cap)
         result = run_search(out, algo, evaluator, row_fields=_row_fields, seed=cfg.seed, hv_log=log, hv_cap=cap,
                             on_generation=on_generation, max_generations=max_generations)

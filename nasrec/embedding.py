@@ -26,6 +26,12 @@ _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "int8": torch.int8}
 INT8_LEVELS = 127  # symmetric int8: [-127, 127]
 
 
+def _int8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of ``x`` as int8 levels (float tensor of integers) and their scales ``[..., 1]``."""
+    scale = x.detach().abs().amax(dim=-1, keepdim=True).clamp_min(1e-12) / INT8_LEVELS
+    return torch.round(x / scale).clamp(-INT8_LEVELS, INT8_LEVELS), scale
+
+
 def quantize(x: torch.Tensor, precision: str) -> torch.Tensor:
     """``x`` as stored in ``precision`` and read back, rows along the last axis.
 
@@ -36,8 +42,8 @@ def quantize(x: torch.Tensor, precision: str) -> torch.Tensor:
     if precision == "fp16":
         q = x.to(torch.float16).to(x.dtype)
     elif precision == "int8":
-        scale = x.detach().abs().amax(dim=-1, keepdim=True).clamp_min(1e-12) / INT8_LEVELS
-        q = torch.round(x / scale).clamp(-INT8_LEVELS, INT8_LEVELS) * scale
+        levels, scale = _int8(x)
+        q = levels * scale
     else:
         raise ValueError(f"unknown precision {precision!r} (fp32, fp16, int8)")
     return x + (q - x).detach()
@@ -45,8 +51,7 @@ def quantize(x: torch.Tensor, precision: str) -> torch.Tensor:
 
 def table_bytes(cardinalities, dims, precisions) -> int:
     """Bytes of the tables stored at these per-field dims and precisions (int8 scales not counted)."""
-    size = {"fp32": 4, "fp16": 2, "int8": 1}
-    return sum(int(c) * int(d) * size[p] for c, d, p in zip(cardinalities, dims, precisions))
+    return sum(int(c) * int(d) * _DTYPES[p].itemsize for c, d, p in zip(cardinalities, dims, precisions))
 
 
 def pack_tables(table: torch.Tensor, cardinalities, dims, precisions) -> list[dict]:
@@ -65,9 +70,8 @@ def pack_tables(table: torch.Tensor, cardinalities, dims, precisions) -> list[di
             continue
         entry = {"field": f, "dim": d, "precision": prec, "scale": None}
         if prec == "int8":
-            scale = rows.abs().amax(dim=-1, keepdim=True).clamp_min(1e-12) / INT8_LEVELS
-            entry["rows"] = torch.round(rows / scale).clamp(-INT8_LEVELS, INT8_LEVELS).to(torch.int8)
-            entry["scale"] = scale.squeeze(-1)
+            levels, scale = _int8(rows)
+            entry["rows"], entry["scale"] = levels.to(torch.int8), scale.squeeze(-1)
         elif prec in _DTYPES:
             entry["rows"] = rows.to(_DTYPES[prec])
         else:

@@ -33,15 +33,15 @@ class FieldEmbedding(nn.Module):
         self.multi_hot = schema.pooling is not None
         lookups = torch.tensor(schema.lookups, dtype=torch.int64)
         field_of_col = torch.repeat_interleave(torch.arange(schema.n_sparse), lookups)
+        # what each field's rows are multiplied by when its bag is pooled (mean or sum)
+        self._bag_weight = 1.0 / lookups.to(torch.float32) if schema.bag == "mean" else torch.ones(len(lookups))
         if self.multi_hot:
             self.register_buffer("field_of_col", field_of_col, persistent=False)
             self.register_buffer("col_offsets", self.offsets[field_of_col], persistent=False)
-            weight = 1.0 / lookups.to(torch.float32) if schema.bag == "mean" else torch.ones(len(lookups))
-            self.register_buffer("inv_lookups", weight, persistent=False)
+            self.register_buffer("inv_lookups", self._bag_weight.clone(), persistent=False)
         self.n_fields, self.dim = schema.n_sparse, dim
         self._cols = [torch.nonzero(field_of_col == f).flatten() for f in range(schema.n_sparse)]
         self._lookups = schema.lookups
-        self._bag = schema.bag
         self._groups: dict = {}
         # elastic: one table at max_dim, per-field prefixes and projections (nasrec.embedding)
         self.elastic = max_dim is not None
@@ -93,9 +93,8 @@ class FieldEmbedding(nn.Module):
                 cols = torch.cat([self._cols[f] for f in fields])
                 local = torch.repeat_interleave(torch.arange(len(fields)),
                                                 torch.tensor([self._lookups[f] for f in fields]))
-                inv = 1.0 / torch.tensor([self._lookups[f] if self._bag == "mean" else 1 for f in fields],
-                                         dtype=torch.float32)
-                out.append((d, p, torch.tensor(fields), cols, local, inv))
+                fields = torch.tensor(fields)
+                out.append((d, p, fields, cols, local, self._bag_weight[fields]))
             self._groups[key] = out
         return self._groups[key]
 

@@ -94,19 +94,19 @@ def test_hook_profiler_reads_multi_hot_tables():
 
 
 def test_the_joint_space_is_the_default_and_published_stays_selectable():
-    from cosearch.pipeline import _space
+    from cosearch.pipeline import search_space
     schema = Schema(3, (50, 5000, 200_000, 30))
     default = RunConfig()
     assert default.supernet.embeddings == "extended"
     assert len(default.hardware.host_rows_max) > 1  # table placement is searched too
-    space = _space(default, schema)
+    space = search_space(default, schema)
     assert space.n_fields == 4
     # per-field precisions are the architecture's; no hardware-wide duplicate of them
     assert [p.value for p in space.knobs.precisions] == ["fp32"]
     c = space.sample(np.random.default_rng(0))
     assert c.arch.embedding is not None and c.hw.precision.value == "fp32"
     published = RunConfig.from_dict({"supernet": {"embeddings": "published"}})
-    space = _space(published, schema)
+    space = search_space(published, schema)
     assert space.n_fields is None and len(space.knobs.precisions) == 3
     assert space.sample(np.random.default_rng(0)).arch.embedding is None
 
