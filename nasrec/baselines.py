@@ -12,7 +12,7 @@ from torch import nn
 
 from nasrec.data import Schema
 from nasrec.model import FieldEmbedding
-from nasrec.ops import EMB_DIM
+from nasrec.ops import EMB_DIM, pairwise_dots
 from nasrec._util import seeded_torch
 
 
@@ -42,9 +42,7 @@ class DLRM(nn.Module):
     def forward(self, dense, ids):
         x = self.bottom(dense)
         t = torch.cat([x.unsqueeze(1), self.embedding(ids)], dim=1)
-        z = torch.bmm(t, t.transpose(1, 2))
-        li, lj = torch.tril_indices(t.shape[1], t.shape[1], offset=-1, device=t.device)
-        return self.top(torch.cat([x, z[:, li, lj]], dim=1)).squeeze(1)
+        return self.top(torch.cat([x, pairwise_dots(t)], dim=1)).squeeze(1)
 
 
 class _Tokens(nn.Module):

@@ -34,6 +34,16 @@ def dot_tokens(max_width: int) -> int:
     return round(math.sqrt(2 * max_width))
 
 
+def pairwise_dots(t: torch.Tensor) -> torch.Tensor:
+    """Dot products of every token pair ``[B, n, d] -> [B, n(n-1)/2]`` (strict lower
+    triangle of ``t t^T``, row-major)."""
+    n = t.shape[1]
+    z = torch.bmm(t, t.transpose(1, 2))
+    li, lj = torch.tril_indices(n, n, offset=-1, device=t.device)
+    # index_select: its backward (index_add) is faster than advanced indexing's.
+    return z.flatten(1).index_select(1, li * n + lj)
+
+
 class ElasticLinear(nn.Module):
     """``y = x W[:out, cols]^T + b[:out]``; ``cols`` = ranges or the first x.shape[-1]."""
 
@@ -137,9 +147,7 @@ class DotProduct(nn.Module):
         x = self.dense_ln(self.dense_proj(dense, EMB_DIM, dense_ranges))
         y = _fieldwise(self.field_proj, self.field_ln, sparse, self.n_rows, sparse_ranges)
         t = torch.cat([x.unsqueeze(1), y], dim=1)  # [B, n_rows + 1, 16]
-        z = torch.bmm(t, t.transpose(1, 2))
-        li, lj = torch.tril_indices(t.shape[1], t.shape[1], offset=-1, device=t.device)
-        return self.out_ln(self.out(z[:, li, lj], width))
+        return self.out_ln(self.out(pairwise_dots(t), width))
 
 
 class SigmoidGating(nn.Module):

@@ -53,7 +53,7 @@ from nasrec.baselines import DLRM, DCNv2, DeepFM, build_baseline
 from nasrec.data import Schema, Split
 from nasrec.embedding import pack_tables, unpack_tables
 from nasrec.model import FieldEmbedding, NasRecModel, path_of
-from nasrec.ops import ATTN_HEADS, D2S_TOKENS, EMB_DIM, dot_tokens
+from nasrec.ops import ATTN_HEADS, D2S_TOKENS, EMB_DIM, dot_tokens, pairwise_dots
 from nasrec.space import DENSE_WIDTHS, SPARSE_TOKENS, ArchSpec
 from nasrec._util import atomic_torch_save, progress, seeded_torch
 
@@ -204,9 +204,7 @@ class _Block(nn.Module):
             x = self.dp_ln(self.dp(dense))
             y = self._fieldwise(self.fp, self.fp_ln, sparse)
             t = torch.cat([x.unsqueeze(1), y], dim=1)
-            z = torch.bmm(t, t.transpose(1, 2))
-            li, lj = torch.tril_indices(t.shape[1], t.shape[1], offset=-1, device=t.device)
-            d = self.out_ln(self.out(z[:, li, lj]))
+            d = self.out_ln(self.out(pairwise_dots(t)))
         elif op == "gating":
             d = self.ln(self.proj(right * torch.sigmoid(self.gate(left))))
         else:

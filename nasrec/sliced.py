@@ -49,6 +49,18 @@ def take(param: torch.nn.Parameter, index: tuple) -> torch.Tensor:
     return param[index]
 
 
+def _disjoint(shape, indices) -> bool:
+    """Whether basic-slice indices (tuples of step-1 slices) into ``shape`` share no element."""
+    boxes = []
+    for index in indices:
+        if not all(isinstance(i, slice) and i.step in (None, 1) for i in index):
+            return False
+        boxes.append([i.indices(n)[:2] for i, n in zip(index, shape)]
+                     + [(0, n) for n in shape[len(index):]])
+    return all(any(a1 <= b0 or b1 <= a0 for (a0, a1), (b0, b1) in zip(p, q))
+               for k, p in enumerate(boxes) for q in boxes[:k])
+
+
 class SlicedAdagrad(torch.optim.Adagrad):
     """``torch.optim.Adagrad`` (same state and checkpoints) that can also step on
     recorded slices (``step_recorded``); ``step`` is the ordinary full update."""
@@ -65,10 +77,11 @@ class SlicedAdagrad(torch.optim.Adagrad):
                 by_param.setdefault(id(p), []).append((p, index, leaf.grad))
         sliced: list[tuple[torch.nn.Parameter, tuple, torch.Tensor]] = []
         for recs in by_param.values():
-            if len(recs) == 1:
-                sliced.append(recs[0])
+            if len(recs) == 1 or _disjoint(recs[0][0].shape, [index for _, index, _ in recs]):
+                # Adagrad is element-wise: disjoint slices update independently.
+                sliced.extend(recs)
                 continue
-            # A parameter read more than once: sum the slices into one full gradient.
+            # Overlapping reads of one parameter: sum the slices into one full gradient.
             p = recs[0][0]
             g = torch.zeros_like(p)
             for _, index, grad in recs:
@@ -80,12 +93,14 @@ class SlicedAdagrad(torch.optim.Adagrad):
         items = sliced + dense
         if not items:
             return torch.zeros(())
-        total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for _, _, g in items]))
+        grads = [g for _, _, g in items]
+        total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
         if max_norm is not None:
             coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)  # as clip_grad_norm_
-            for _, _, g in items:
-                g.mul_(coef)
+            torch._foreach_mul_(grads, coef)
         groups = {id(p): group for group in self.param_groups for p in group["params"]}
+        by_group: dict[int, list] = {}
+        stepped: set[int] = set()
         for p, index, g in items:
             group = groups.get(id(p))
             if group is None:
@@ -93,11 +108,18 @@ class SlicedAdagrad(torch.optim.Adagrad):
             if group["weight_decay"] or group["maximize"]:
                 raise ValueError("step_recorded supports neither weight_decay nor maximize")
             state = self.state[p]
-            state["step"] += 1
-            step = float(state["step"])  # a CPU tensor in torch's Adagrad
-            clr = group["lr"] / (1 + (step - 1) * group["lr_decay"])
-            acc = state["sum"][index]
-            acc.addcmul_(g, g, value=1)
-            std = acc.sqrt().add_(group["eps"])
-            p.detach()[index].addcdiv_(g, std, value=-clr)
+            if id(p) not in stepped:  # one step per parameter, however many slices it has
+                state["step"] += 1
+                stepped.add(id(p))
+            # With lr_decay, parameters may be at different steps: their own learning rate.
+            clr = group["lr"] / (1 + (float(state["step"]) - 1) * group["lr_decay"])
+            bucket = by_group.setdefault((id(group), clr), ([], [], [], group["eps"]))
+            bucket[0].append(p.detach()[index])
+            bucket[1].append(state["sum"][index])
+            bucket[2].append(g)
+        for (_, clr), (params, accs, gs, eps) in by_group.items():
+            torch._foreach_addcmul_(accs, gs, gs, value=1)
+            std = torch._foreach_sqrt(accs)
+            torch._foreach_add_(std, eps)
+            torch._foreach_addcdiv_(params, gs, std, value=-clr)
         return total

@@ -25,13 +25,17 @@ def test_sliced_training_matches_plain_training(tiny_data, space, acc):
     assert changed > 10  # the comparison is not between untouched weights
 
 
-def test_sliced_adagrad_sums_repeated_reads_and_clips():
+# Two reads of one weight: overlapping (summed into one full gradient) and disjoint
+# column ranges (as an ElasticLinear reading several inputs; updated slice by slice).
+@pytest.mark.parametrize("first,second", [((slice(None, 2), slice(0, 3)), (slice(1, 4), slice(2, 5))),
+                                          ((slice(None, 3), slice(0, 3)), (slice(None, 3), slice(3, 6)))])
+def test_sliced_adagrad_handles_repeated_reads_and_clips(first, second):
     torch.manual_seed(0)
-    w0 = torch.randn(6, 5)
+    w0 = torch.randn(6, 7)
     x = torch.randn(4, 3)
 
-    def loss_of(w):  # two overlapping column slices of one weight
-        return (x @ w[:2, 0:3].T).square().sum() + (x @ w[1:4, 2:5].T).sin().sum()
+    def loss_of(w):
+        return (x @ w[first].T).square().sum() + (x @ w[second].T).sin().sum()
 
     ref = torch.nn.Parameter(w0.clone())
     opt = torch.optim.Adagrad([ref], lr=0.3, eps=1e-2)
@@ -45,8 +49,7 @@ def test_sliced_adagrad_sums_repeated_reads_and_clips():
     for _ in range(3):
         rec = SliceRecorder()
         with recording(rec):
-            loss = ((x @ take(p, (slice(None, 2), slice(0, 3))).T).square().sum()
-                    + (x @ take(p, (slice(1, 4), slice(2, 5))).T).sin().sum())
+            loss = (x @ take(p, first).T).square().sum() + (x @ take(p, second).T).sin().sum()
         loss.backward()
         total = sopt.step_recorded(rec, 1.0)
         assert p.grad is None and float(total) > 1.0  # clipping was active
@@ -77,3 +80,12 @@ def test_initial_accumulator_damps_the_first_update(tiny_data):
     assert 0 < moved[1] < moved[0]
     with pytest.raises(ValueError, match="initial_accumulator must be >= 0, got -1"):
         TrainConfig(initial_accumulator=-1)
+
+def test_disjoint_detects_shared_elements():
+    from nasrec.sliced import _disjoint
+    shape = (6, 7)
+    assert _disjoint(shape, [(slice(None, 3), slice(0, 3)), (slice(None, 3), slice(3, 6))])
+    assert _disjoint(shape, [(slice(0, 2),), (slice(2, None),)])
+    assert not _disjoint(shape, [(slice(None, 2), slice(0, 3)), (slice(1, 4), slice(2, 5))])
+    assert not _disjoint(shape, [(slice(0, 3),), (slice(None, 3), slice(5, 6))])
+    assert not _disjoint(shape, [(slice(0, 4, 2),), (slice(1, 5),)])  # strided: not handled
