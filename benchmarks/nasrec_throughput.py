@@ -4,7 +4,9 @@ training loop. Target: supernet at no less than half of DLRM's throughput.
 
 The models alternate in short rounds (supernet, DLRM, supernet, ...) so that both see
 the same machine load; the ratio is the median over rounds of the per-round ratio.
-The first round is a warm-up and is not counted.
+The first round is a warm-up and is not counted. ``--standalone`` adds sampled
+architectures trained as ordinary models: if they are as slow as the supernet, the
+gap to DLRM is the cost of the searched operators, not of weight sharing.
 
 Writes benchmarks/results/nasrec_throughput_<space>.csv.
 """
@@ -14,6 +16,7 @@ import argparse
 import os
 import statistics
 import sys
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -53,6 +56,8 @@ def main(argv=None) -> int:
     ap.add_argument("--space", default="full", choices=("full", "small"))
     ap.add_argument("--plain", action="store_true",
                     help="also time the supernet with plain full-size gradient updates (sliced=False)")
+    ap.add_argument("--standalone", action="store_true",
+                    help="also time sampled architectures trained as standalone models (no weight sharing)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -69,6 +74,22 @@ def main(argv=None) -> int:
             "dlrm": lambda cfg: train_model(dlrm, train, cfg)}
     if args.plain:
         runs[f"supernet-{args.space}-plain"] = lambda cfg: train_supernet(sn, train, cfg, sliced=False)
+    if args.standalone:
+        spec_rng = np.random.default_rng([args.seed, 8])
+
+        def standalone(cfg):
+            """Sampled architectures built as ordinary models (no weight sharing), a
+            fresh one every ``steps // 4`` steps: what the subnets cost by themselves."""
+            seconds, n = 0.0, 0
+            for k in range(4):
+                with seeded_torch(cfg.seed + k):
+                    model = NasRecModel(sample(spec_rng, sn.space), ds.schema)
+                steps = max(1, cfg.steps // 4)
+                out = train_model(model, train, replace(cfg, steps=steps, seed=cfg.seed + k))
+                seconds += out["seconds"]
+                n += steps * cfg.batch_size
+            return {"samples_per_second": n / seconds}
+        runs[f"subnets-{args.space}-standalone"] = standalone
     speed: dict[str, list[float]] = {k: [] for k in runs}
     for r in range(args.rounds + 1):
         # A new data order each round; the models carry on from their current weights.
@@ -82,7 +103,8 @@ def main(argv=None) -> int:
             print(f"round {r}: " + ", ".join(f"{k} {v[-1]:.0f}/s" for k, v in speed.items()), file=sys.stderr)
     ref = speed["dlrm"]
     emb = sn.embedding.table.weight.numel()
-    params = {f"supernet-{args.space}": _dense_params(sn), "dlrm": _dense_params(dlrm)}
+    params = {f"supernet-{args.space}": _dense_params(sn), "dlrm": _dense_params(dlrm),
+              f"subnets-{args.space}-standalone": round(sub)}
     rows = []
     for name, v in speed.items():
         ratios = [a / b for a, b in zip(v, ref)]

@@ -24,7 +24,7 @@ import torch
 from nasrec import (ArchSpec, Dataset, NasRecModel, SupernetScorer, SyntheticConfig, TrainConfig,
                     build_supernet, evaluate, generate_synthetic, load_checkpoint, sample, train_model, train_supernet)
 from benchmarks._csv import write_rows
-from nasrec._util import seeded_torch
+from nasrec._util import resolve_device, seeded_torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -54,13 +54,15 @@ def write_csv(df: pd.DataFrame, name: str) -> Path:
     return write_rows(df.to_dict("records"), RESULTS / name)
 
 
-def _merge_by_seed(rows: list[dict], name: str, seed: int) -> Path:
-    """Write ``rows`` to ``name``, keeping the rows of other seeds already there."""
+def _merge_by_seed(rows: list[dict], name: str, seed: int, space: str) -> Path:
+    """Write ``rows`` to ``name``, keeping the rows of other (seed, space) pairs already
+    there (rows written before the space was recorded are NASRec-Full's)."""
     path = RESULTS / name
     old = []
     if path.is_file():
         with path.open(newline="") as f:
-            old = [r for r in csv.DictReader(f) if str(r.get("seed")) != str(seed)]
+            old = [r for r in csv.DictReader(f)
+                   if (str(r.get("seed")), r.get("space") or "full") != (str(seed), space)]
     return write_rows(old + rows, path)
 
 
@@ -81,6 +83,7 @@ def main(argv=None) -> int:
                     help="from-scratch runs per architecture (>= 2 also measures their own rank agreement)")
     ap.add_argument("--space", default="full", choices=("full", "small"))
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or auto (cuda if available)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--checkpoint", type=Path, default=None,
                     help="supernet checkpoint: loaded if it exists (no training), else written after training")
@@ -88,15 +91,16 @@ def main(argv=None) -> int:
                     help="reuse from-scratch results of an earlier run (same seed, data, archs)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
     t0 = time.perf_counter()
     ds = default_data(args.rows, args.seed)
     train, val, test = ds.split("train"), ds.split("val", args.val_rows), ds.split("test")
     loaded = args.checkpoint is not None and args.checkpoint.is_file()
     if loaded:
-        sn, _ = load_checkpoint(args.checkpoint)
+        sn, _ = load_checkpoint(args.checkpoint, device)
         hist = {"train_losses": [float("nan")]}  # trained by an earlier run: no loss or time here
     else:
-        sn = build_supernet(ds.schema, args.space, args.seed)
+        sn = build_supernet(ds.schema, args.space, args.seed, device)
         hist = train_supernet(sn, train, TrainConfig(steps=args.supernet_steps, batch_size=args.batch_size,
                                                      lr=args.supernet_lr, seed=args.seed,
                                                      initial_accumulator=args.initial_accumulator),
@@ -127,7 +131,7 @@ def main(argv=None) -> int:
         for r in range(start, args.scratch_seeds):
             s_seed = args.seed + 1000 * r
             with seeded_torch(s_seed + k):
-                model = NasRecModel(spec, ds.schema)
+                model = NasRecModel(spec, ds.schema).to(device)
             train_model(model, train, TrainConfig(steps=args.scratch_steps, batch_size=args.batch_size,
                                                   lr=args.scratch_lr, seed=s_seed))
             runs.append(evaluate(model, test))
@@ -137,7 +141,8 @@ def main(argv=None) -> int:
         rows.append({"hash": spec.hash, "supernet_val_logloss": sc["logloss"],
                      "supernet_val_auc": sc["auc"], "scratch_test_logloss": te["logloss"],
                      "scratch_test_auc": te["auc"], **extra, "params": params,
-                     "seed": args.seed, "data": ds.content_hash[:16], "arch": spec.to_json()})
+                     "seed": args.seed, "space": args.space, "data": ds.content_hash[:16],
+                     "arch": spec.to_json()})
         print(f"{k + 1}/{len(specs)} supernet {sc['logloss']:.4f} scratch {te['logloss']:.4f}",
               file=sys.stderr)
     t_scratch = time.perf_counter() - t2
@@ -150,15 +155,15 @@ def main(argv=None) -> int:
         "archs": len(df), "space": args.space, "rows": args.rows,
         "supernet_lr": args.supernet_lr, "initial_accumulator": args.initial_accumulator,
         "scratch_lr": args.scratch_lr,
-        "val_rows": len(val), "scratch_seeds": args.scratch_seeds,
+        "val_rows": len(val), "scratch_seeds": args.scratch_seeds, "device": str(device),
         "supernet_steps": args.supernet_steps, "finetune_steps": args.finetune_steps,
         "scratch_steps": args.scratch_steps, "scratch_reused": len(previous) > 0, "batch_size": args.batch_size, "threads": args.threads,
         "supernet_seconds": t_supernet, "score_seconds_per_arch": t_score / len(df),
         "scratch_seconds": t_scratch, "supernet_final_loss": float(np.mean(hist["train_losses"][-50:])),
         "bayes_test_logloss": ds.bayes_logloss["test"], "best_scratch_test_logloss": df["scratch_test_logloss"].min(),
         "seed": args.seed, "data": ds.content_hash[:16]}])
-    p1 = _merge_by_seed(df.to_dict("records"), "supernet_quality.csv", args.seed)
-    p2 = _merge_by_seed(summary.to_dict("records"), "supernet_quality_summary.csv", args.seed)
+    p1 = _merge_by_seed(df.to_dict("records"), "supernet_quality.csv", args.seed, args.space)
+    p2 = _merge_by_seed(summary.to_dict("records"), "supernet_quality_summary.csv", args.seed, args.space)
     print(summary.T.to_string())
     print(f"wrote {p1} and {p2}")
     return 0

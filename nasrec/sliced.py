@@ -51,14 +51,35 @@ def take(param: torch.nn.Parameter, index: tuple) -> torch.Tensor:
 
 def _disjoint(shape, indices) -> bool:
     """Whether basic-slice indices (tuples of step-1 slices) into ``shape`` share no element."""
-    boxes = []
-    for index in indices:
-        if not all(isinstance(i, slice) and i.step in (None, 1) for i in index):
-            return False
-        boxes.append([i.indices(n)[:2] for i, n in zip(index, shape)]
-                     + [(0, n) for n in shape[len(index):]])
+    boxes = [_extents(shape, index) for index in indices]
+    if any(b is None for b in boxes):
+        return False
     return all(any(a1 <= b0 or b1 <= a0 for (a0, a1), (b0, b1) in zip(p, q))
                for k, p in enumerate(boxes) for q in boxes[:k])
+
+
+def _extents(shape, index):
+    """Per-dimension (start, stop) of a tuple of step-1 slices, or None."""
+    if not all(isinstance(i, slice) and i.step in (None, 1) for i in index):
+        return None
+    return [i.indices(n)[:2] for i, n in zip(index, shape)] + [(0, n) for n in shape[len(index):]]
+
+
+def _bounding_box(shape, indices) -> tuple:
+    """The smallest tuple of slices that holds every index (all of ``shape`` if one
+    index is not made of step-1 slices)."""
+    ext = [_extents(shape, i) for i in indices]
+    if any(e is None for e in ext):
+        return (slice(None),) * len(shape)
+    return tuple(slice(min(e[d][0] for e in ext), max(e[d][1] for e in ext)) for d in range(len(shape)))
+
+
+def _relative(index, box, shape) -> tuple:
+    """``index`` into the parameter as an index into ``param[box]``."""
+    ext, base = _extents(shape, index), _extents(shape, box)
+    if ext is None:
+        return index
+    return tuple(slice(a - b0, b - b0) for (a, b), (b0, _) in zip(ext, base))
 
 
 class SlicedAdagrad(torch.optim.Adagrad):
@@ -81,12 +102,14 @@ class SlicedAdagrad(torch.optim.Adagrad):
                 # Adagrad is element-wise: disjoint slices update independently.
                 sliced.extend(recs)
                 continue
-            # Overlapping reads of one parameter: sum the slices into one full gradient.
+            # Overlapping reads of one parameter: sum the slices into one gradient over
+            # their bounding box (the whole parameter if an index is not a plain slice).
             p = recs[0][0]
-            g = torch.zeros_like(p)
+            box = _bounding_box(p.shape, [index for _, index, _ in recs])
+            g = torch.zeros_like(p[box])
             for _, index, grad in recs:
-                g[index] += grad
-            sliced.append((p, (slice(None),), g))
+                g[_relative(index, box, p.shape)] += grad
+            sliced.append((p, box, g))
         recorded = {id(p) for p, _, _ in sliced}
         dense = [(p, (slice(None),), p.grad) for group in self.param_groups for p in group["params"]
                  if p.grad is not None and id(p) not in recorded]

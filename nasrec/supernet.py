@@ -6,6 +6,8 @@ inputs contribute nothing, exactly as the official supernet's zero-filled inputs
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 from torch import nn
@@ -78,6 +80,30 @@ class Supernet(_Network):
         if self.embedding_space is not None:
             return path_of(sample(rng, self.space, self.schema.n_sparse, self.embedding_space))
         return path_of(sample(rng, self.space))
+
+    def sample_paths(self, rng: np.random.Generator, full_prob: float, n: int) -> list[Path]:
+        """``n`` training paths for one step: the full supernet alone with probability
+        ``full_prob``, else ``n`` random ArchSpecs whose operators are spread fairly
+        (FairNAS, Chu et al. 2021): in every block the n paths take the operators of a
+        random permutation in turn, so each operator is trained equally often per step.
+        ``n == 1`` draws exactly what ``sample_path`` draws."""
+        if n == 1:
+            return [self.sample_path(rng, full_prob)]
+        if rng.random() < full_prob:
+            return [self.full_path(rng)]
+        n_fields = self.schema.n_sparse if self.embedding_space is not None else None
+        kw = {"embedding_space": self.embedding_space} if n_fields is not None else {}
+        specs = [sample(rng, self.space, n_fields, **kw) for _ in range(n)]
+        s = self.space
+        dense = [rng.permutation(len(s.dense_ops)) for _ in range(s.num_blocks)]
+        sparse = [rng.permutation(len(s.sparse_ops)) for _ in range(s.num_blocks)]
+        out = []
+        for k, spec in enumerate(specs):
+            blocks = tuple(replace(b, dense_op=s.dense_ops[dense[i][k % len(s.dense_ops)]],
+                                   sparse_op=s.sparse_ops[sparse[i][k % len(s.sparse_ops)]])
+                           for i, b in enumerate(spec.blocks))
+            out.append(path_of(replace(spec, blocks=blocks)))
+        return out
 
     @torch.no_grad()
     def extract(self, spec: ArchSpec) -> NasRecModel:

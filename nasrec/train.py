@@ -39,15 +39,21 @@ class TrainConfig:
     warmup_fraction: float = 0.1  # NASRec cosine schedule with 10% warm-up
     clip: float = 5.0  # NASRec gradient clipping
     full_path_fraction: float = 0.2
+    # Supernet paths per step (NASRec: 1). With n > 1 the batch is split into n equal
+    # parts, each through its own sampled subnet with operators spread fairly over the
+    # parts (``Supernet.sample_paths``), and one update averages them.
+    paths_per_step: int = 1
     seed: int = 0
 
     def __post_init__(self):
-        for name in ("steps", "batch_size"):
+        for name in ("steps", "batch_size", "paths_per_step"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("lr", "eps", "clip"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.batch_size % self.paths_per_step:
+            raise ValueError(f"batch_size {self.batch_size} is not divisible by paths_per_step {self.paths_per_step}")
         if not self.initial_accumulator >= 0:
             raise ValueError(f"initial_accumulator must be >= 0, got {self.initial_accumulator}")
         for name in ("warmup_fraction", "full_path_fraction"):
@@ -222,7 +228,12 @@ def train_supernet(supernet: Supernet, train: Split, cfg: TrainConfig, *, quiet:
 
     def forward(net, d, s, step):
         full_prob = max(0.0, 1.0 - step / t_full) if cfg.full_path_fraction > 0 else 0.0
-        return net(d, s, supernet.sample_path(rng, full_prob))
+        paths = supernet.sample_paths(rng, full_prob, cfg.paths_per_step)
+        if len(paths) == 1:
+            return net(d, s, paths[0])
+        # equal parts, so the mean loss over the batch is the mean of the paths' losses
+        return torch.cat([net(dc, sc, p) for dc, sc, p in
+                          zip(d.chunk(len(paths)), s.chunk(len(paths)), paths)])
 
     meta = {"config": asdict(cfg), "seed": cfg.seed, "data": train.tag,
             "space": supernet.space.name, "schema": supernet.schema.to_dict()}

@@ -6,10 +6,13 @@ from nasrec.sliced import SlicedAdagrad, SliceRecorder, recording, take
 from nasrec.train import TrainConfig, build_supernet, load_checkpoint, train_supernet
 
 
-@pytest.mark.parametrize("space,acc", [("small", 0.0), ("full", 0.0), ("small", 0.5)])
-def test_sliced_training_matches_plain_training(tiny_data, space, acc):
-    # Half the steps on the full-supernet warm-up path, half on sampled subnets.
-    cfg = TrainConfig(steps=6, batch_size=64, full_path_fraction=0.5, seed=4, clip=0.5, initial_accumulator=acc)
+@pytest.mark.parametrize("space,acc,paths", [("small", 0.0, 1), ("full", 0.0, 1), ("small", 0.5, 1),
+                                             ("full", 0.0, 4)])
+def test_sliced_training_matches_plain_training(tiny_data, space, acc, paths):
+    # Half the steps on the full-supernet warm-up path, half on sampled subnets; with
+    # several paths per step, one weight is read by several subnets (overlapping slices).
+    cfg = TrainConfig(steps=6, batch_size=64, full_path_fraction=0.5, seed=4, clip=0.5, initial_accumulator=acc,
+                      paths_per_step=paths)
     nets, hists = [], []
     for sliced in (False, True):
         sn = build_supernet(tiny_data.schema, space, seed=4)

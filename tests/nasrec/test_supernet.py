@@ -133,3 +133,32 @@ def test_supernet_resume_continues_step_and_optimizer(tiny_data, tmp_path):
     # The embedding table is used at every step: its Adagrad step count carries on.
     steps = [float(v["step"]) for v in state["optimizer"]["state"].values()]
     assert max(steps) == 7
+
+
+@pytest.mark.parametrize("space,extended", [("full", False), ("small", False), ("full", True)])
+def test_fair_paths_spread_operators_evenly(tiny_data, space, extended):
+    from nasrec.space import EmbeddingSpace
+    es = EmbeddingSpace((0, 8, 16), ("fp32", "int8")) if extended else None
+    sn = build_supernet(tiny_data.schema, space, seed=0, embedding_space=es)
+    rng = np.random.default_rng(5)
+    n = len(sn.space.dense_ops)
+    for _ in range(5):
+        paths = sn.sample_paths(rng, 0.0, n)
+        assert len(paths) == n
+        for i in range(sn.space.num_blocks):
+            # every dense operator once per block; sparse operators equally often
+            assert sorted(p[i].dense_ops[0] for p in paths) == sorted(sn.space.dense_ops)
+            sparse = [p[i].sparse_ops[0] for p in paths]
+            assert {sparse.count(o) for o in sn.space.sparse_ops} == {n // len(sn.space.sparse_ops)}
+        assert all((p.embedding is not None) == extended for p in paths)
+    assert len(sn.sample_paths(rng, 1.0, n)) == 1  # the warm-up path alone
+    # one path per step draws what the single-path sampler draws
+    a, b = np.random.default_rng(9), np.random.default_rng(9)
+    assert sn.sample_paths(a, 0.0, 1)[0] == sn.sample_path(b, 0.0)
+
+
+def test_paths_per_step_must_divide_the_batch():
+    with pytest.raises(ValueError, match="batch_size 100 is not divisible by paths_per_step 3"):
+        TrainConfig(batch_size=100, paths_per_step=3)
+    with pytest.raises(ValueError, match="paths_per_step must be >= 1, got 0"):
+        TrainConfig(paths_per_step=0)
