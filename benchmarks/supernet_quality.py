@@ -78,6 +78,8 @@ def main(argv=None) -> int:
     ap.add_argument("--supernet-lr", type=float, default=0.12, help="Adagrad lr of supernet training")
     ap.add_argument("--initial-accumulator", type=float, default=0.0,
                     help="Adagrad initial accumulator of supernet training (NASRec: 0)")
+    ap.add_argument("--paths-per-step", type=int, default=1,
+                    help="supernet subnets per step, operators spread fairly (NASRec: 1)")
     ap.add_argument("--scratch-lr", type=float, default=0.12, help="Adagrad lr of from-scratch training")
     ap.add_argument("--scratch-seeds", type=int, default=1,
                     help="from-scratch runs per architecture (>= 2 also measures their own rank agreement)")
@@ -103,7 +105,8 @@ def main(argv=None) -> int:
         sn = build_supernet(ds.schema, args.space, args.seed, device)
         hist = train_supernet(sn, train, TrainConfig(steps=args.supernet_steps, batch_size=args.batch_size,
                                                      lr=args.supernet_lr, seed=args.seed,
-                                                     initial_accumulator=args.initial_accumulator),
+                                                     initial_accumulator=args.initial_accumulator,
+                                                     paths_per_step=args.paths_per_step),
                               quiet=False, checkpoint=args.checkpoint)
     t_supernet = float("nan") if loaded else time.perf_counter() - t0
     rng = np.random.default_rng([args.seed, 100])
@@ -154,6 +157,7 @@ def main(argv=None) -> int:
         "kendall_tau": tau, "kendall_tau_scratch_vs_scratch": tau_scratch,
         "archs": len(df), "space": args.space, "rows": args.rows,
         "supernet_lr": args.supernet_lr, "initial_accumulator": args.initial_accumulator,
+        "paths_per_step": args.paths_per_step,
         "scratch_lr": args.scratch_lr,
         "val_rows": len(val), "scratch_seeds": args.scratch_seeds, "device": str(device),
         "supernet_steps": args.supernet_steps, "finetune_steps": args.finetune_steps,

@@ -74,6 +74,8 @@ def _parser() -> _Parser:
                    help="extended: also share weights over per-field embedding dims (0-64) and "
                         "precisions (fp32, fp16, int8)")
     p.add_argument("--checkpoint-every", type=int, default=0)
+    p.add_argument("--paths-per-step", type=int, default=1,
+                   help="subnets per step, operators spread fairly over them (NASRec: 1)")
     _train_flags(p, 1000)
     _common(p)
 
@@ -180,7 +182,7 @@ def _train_supernet(args) -> int:
     device, rank = _device_and_rank(args)
     ds = Dataset(args.data)
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                      initial_accumulator=args.initial_accumulator)
+                      initial_accumulator=args.initial_accumulator, paths_per_step=args.paths_per_step)
     from nasrec.space import EMBEDDING_SPACE
     sn = build_supernet(ds.schema, args.space, args.seed, device,
                         EMBEDDING_SPACE if args.embeddings == "extended" else None)

@@ -55,6 +55,14 @@ def test_cli_bad_initial_accumulator_names_the_value(tmp_path, capsys, tiny_data
     assert "initial_accumulator must be >= 0, got -1" in err and err.count("\n") == 1
 
 
+def test_cli_bad_paths_per_step_names_the_value(tmp_path, capsys, tiny_data):
+    assert main(["train-supernet", str(tiny_data.path), str(tmp_path / "s.pt"), "--batch-size", "64",
+                 "--paths-per-step", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "batch_size 64 is not divisible by paths_per_step 3" in err and err.count("\n") == 1
+    assert not (tmp_path / "s.pt").exists()
+
+
 def test_cli_bad_arch_json(tmp_path, capsys, tiny_data):
     bad = tmp_path / "bad.json"
     bad.write_text("{oops")
