@@ -120,6 +120,8 @@ def main(argv=None) -> int:
     if args.scratch_from is not None:
         prev = pd.read_csv(args.scratch_from)
         prev = prev[prev["data"] == ds.content_hash[:16]]
+        if "space" in prev:
+            prev = prev[prev["space"].fillna("full") == args.space]
         # keyed by the current hash of the stored architecture (older files may hold
         # hashes from before ArchSpec.hash ignored unread inputs)
         previous = {ArchSpec.from_json(r["arch"]).hash: r for r in prev.to_dict("records")}
@@ -127,10 +129,13 @@ def main(argv=None) -> int:
     t2 = time.perf_counter()
     for k, (spec, sc) in enumerate(zip(specs, scores)):
         runs, start, params = [], 0, None
-        if spec.hash in previous:  # the first from-scratch run is reused, further seeds are trained
+        if spec.hash in previous:  # stored from-scratch runs are reused, further seeds are trained
             old = previous[spec.hash]
             runs.append({"logloss": old["scratch_test_logloss"], "auc": old["scratch_test_auc"]})
-            params, start = old["params"], 1
+            for r in range(1, args.scratch_seeds):
+                if pd.notna(old.get(f"scratch_test_logloss_run{r}", float("nan"))):
+                    runs.append({"logloss": old[f"scratch_test_logloss_run{r}"], "auc": float("nan")})
+            params, start = old["params"], len(runs)
         for r in range(start, args.scratch_seeds):
             s_seed = args.seed + 1000 * r
             with seeded_torch(s_seed + k):
