@@ -122,7 +122,7 @@ class SlicedAdagrad(torch.optim.Adagrad):
             coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)  # as clip_grad_norm_
             torch._foreach_mul_(grads, coef)
         groups = {id(p): group for group in self.param_groups for p in group["params"]}
-        by_group: dict[int, list] = {}
+        by_group: dict[tuple, tuple] = {}  # (group, lr) -> params, sums, grads, eps
         stepped: set[int] = set()
         for p, index, g in items:
             group = groups.get(id(p))

@@ -53,7 +53,8 @@ class TrainConfig:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.batch_size % self.paths_per_step:
-            raise ValueError(f"batch_size {self.batch_size} is not divisible by paths_per_step {self.paths_per_step}")
+            raise ValueError(f"batch_size {self.batch_size} is not divisible by "
+                             f"paths_per_step {self.paths_per_step}")
         if not self.initial_accumulator >= 0:
             raise ValueError(f"initial_accumulator must be >= 0, got {self.initial_accumulator}")
         for name in ("warmup_fraction", "full_path_fraction"):
@@ -217,6 +218,10 @@ def train_supernet(supernet: Supernet, train: Split, cfg: TrainConfig, *, quiet:
     shuffle, so a resumed run is not bit-identical to an uninterrupted one).
     """
     t_full = max(1, int(cfg.full_path_fraction * cfg.steps))
+    world = _distributed()[1]
+    if (cfg.batch_size // world) % cfg.paths_per_step:
+        raise ValueError(f"per-process batch {cfg.batch_size // world} is not divisible by "
+                         f"paths_per_step {cfg.paths_per_step}")
     rng = np.random.default_rng([cfg.seed, 2])
     opt, sched = _optimizer(supernet.parameters(), cfg, sliced=True)
     start = 0
