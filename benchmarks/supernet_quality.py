@@ -15,6 +15,7 @@ import csv
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -99,15 +100,18 @@ def main(argv=None) -> int:
     train, val, test = ds.split("train"), ds.split("val", args.val_rows), ds.split("test")
     loaded = args.checkpoint is not None and args.checkpoint.is_file()
     if loaded:
-        sn, _ = load_checkpoint(args.checkpoint, device)
+        sn, state = load_checkpoint(args.checkpoint, device)
+        if sn.space.name != args.space:
+            raise SystemExit(f"{args.checkpoint} holds a {sn.space.name} supernet, not {args.space}")
+        trained = state["meta"]["config"]  # what the summary records: the settings it was trained with
         hist = {"train_losses": [float("nan")]}  # trained by an earlier run: no loss or time here
     else:
         sn = build_supernet(ds.schema, args.space, args.seed, device)
-        hist = train_supernet(sn, train, TrainConfig(steps=args.supernet_steps, batch_size=args.batch_size,
-                                                     lr=args.supernet_lr, seed=args.seed,
-                                                     initial_accumulator=args.initial_accumulator,
-                                                     paths_per_step=args.paths_per_step),
-                              quiet=False, checkpoint=args.checkpoint)
+        cfg = TrainConfig(steps=args.supernet_steps, batch_size=args.batch_size, lr=args.supernet_lr,
+                          seed=args.seed, initial_accumulator=args.initial_accumulator,
+                          paths_per_step=args.paths_per_step)
+        trained = asdict(cfg)
+        hist = train_supernet(sn, train, cfg, quiet=False, checkpoint=args.checkpoint)
     t_supernet = float("nan") if loaded else time.perf_counter() - t0
     rng = np.random.default_rng([args.seed, 100])
     specs = [sample(rng, sn.space) for _ in range(args.archs)]
@@ -161,11 +165,11 @@ def main(argv=None) -> int:
     summary = pd.DataFrame([{
         "kendall_tau": tau, "kendall_tau_scratch_vs_scratch": tau_scratch,
         "archs": len(df), "space": args.space, "rows": args.rows,
-        "supernet_lr": args.supernet_lr, "initial_accumulator": args.initial_accumulator,
-        "paths_per_step": args.paths_per_step,
+        "supernet_lr": trained["lr"], "initial_accumulator": trained.get("initial_accumulator", 0.0),
+        "paths_per_step": trained.get("paths_per_step", 1),
         "scratch_lr": args.scratch_lr,
         "val_rows": len(val), "scratch_seeds": args.scratch_seeds, "device": str(device),
-        "supernet_steps": args.supernet_steps, "finetune_steps": args.finetune_steps,
+        "supernet_steps": trained["steps"], "finetune_steps": args.finetune_steps,
         "scratch_steps": args.scratch_steps, "scratch_reused": len(previous) > 0, "batch_size": args.batch_size, "threads": args.threads,
         "supernet_seconds": t_supernet, "score_seconds_per_arch": t_score / len(df),
         "scratch_seconds": t_scratch, "supernet_final_loss": float(np.mean(hist["train_losses"][-50:])),
