@@ -90,6 +90,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--checkpoint", type=Path, default=None,
                     help="supernet checkpoint: loaded if it exists (no training), else written after training")
+    ap.add_argument("--tag", default="", help="suffix of the result files (keeps the default run's files)")
     ap.add_argument("--scratch-from", type=Path, default=None,
                     help="reuse from-scratch results of an earlier run (same seed, data, archs)")
     args = ap.parse_args(argv)
@@ -175,8 +176,9 @@ def main(argv=None) -> int:
         "scratch_seconds": t_scratch, "supernet_final_loss": float(np.mean(hist["train_losses"][-50:])),
         "bayes_test_logloss": ds.bayes_logloss["test"], "best_scratch_test_logloss": df["scratch_test_logloss"].min(),
         "seed": args.seed, "data": ds.content_hash[:16]}])
-    p1 = _merge_by_seed(df.to_dict("records"), "supernet_quality.csv", args.seed, args.space)
-    p2 = _merge_by_seed(summary.to_dict("records"), "supernet_quality_summary.csv", args.seed, args.space)
+    suffix = f"_{args.tag}" if args.tag else ""
+    p1 = _merge_by_seed(df.to_dict("records"), f"supernet_quality{suffix}.csv", args.seed, args.space)
+    p2 = _merge_by_seed(summary.to_dict("records"), f"supernet_quality_summary{suffix}.csv", args.seed, args.space)
     print(summary.T.to_string())
     print(f"wrote {p1} and {p2}")
     return 0
