@@ -160,12 +160,12 @@ def _query(args) -> int:
         from nasrec.prune import load_model
         model, state = load_model(path)
         schema = state["schema"]
-        tables = replace(table_spec(Dataset(args.data)) if args.data else TableSpec(),
-                         precision=Precision(args.precision), rows_scale=args.table_rows_scale)
+        tables = replace(table_spec(Dataset(args.data), args.table_rows_scale) if args.data
+                         else TableSpec(rows_scale=args.table_rows_scale), precision=Precision(args.precision))
         w = module_workload(model, _random_inputs(schema, args.batch_size), schema, tables=tables, name=path.stem)
     else:
         ds = Dataset(args.data) if args.data else ensure_dataset(DEFAULT, args.cache or _default_cache())
-        tables = replace(table_spec(ds), precision=Precision(args.precision), rows_scale=args.table_rows_scale)
+        tables = replace(table_spec(ds, args.table_rows_scale), precision=Precision(args.precision))
         if args.arch in BASELINES:
             w = module_workload(build_baseline(args.arch, ds.schema, 0), _random_inputs(ds.schema, args.batch_size),
                                 ds.schema, tables=tables, name=args.arch)

@@ -71,6 +71,14 @@ class TableSpec:
         if not self.zipf_alpha > 0:
             raise ValueError(f"zipf_alpha must be > 0, got {self.zipf_alpha!r}")
 
+    def table(self, rows: int, dim: int, pooling: int, bytes_per_element: int | None = None) -> EmbeddingTable:
+        """The pimsim table of a field with ``rows`` rows in the data (scaled by
+        ``rows_scale``), at ``bytes_per_element`` (default: this spec's precision)."""
+        if bytes_per_element is None:
+            bytes_per_element = self.precision.bytes
+        return EmbeddingTable(rows=int(rows) * self.rows_scale, dim=dim, bytes_per_element=bytes_per_element,
+                              pooling=int(pooling), distribution=self.distribution, zipf_alpha=self.zipf_alpha)
+
 
 @lru_cache(maxsize=256)
 def schema_tables(schema: Schema, tables: TableSpec = TableSpec(), dim: int = EMB_DIM,
@@ -81,17 +89,12 @@ def schema_tables(schema: Schema, tables: TableSpec = TableSpec(), dim: int = EM
     dimension and precision, and a dropped field (dimension 0) has no table at all.
     """
     if embedding is None:
-        return tuple(EmbeddingTable(rows=int(c) * tables.rows_scale, dim=dim,
-                                    bytes_per_element=tables.precision.bytes, pooling=int(p),
-                                    distribution=tables.distribution, zipf_alpha=tables.zipf_alpha)
-                     for c, p in zip(schema.cardinalities, schema.lookups))
+        return tuple(tables.table(c, dim, p) for c, p in zip(schema.cardinalities, schema.lookups))
     if embedding.n_fields != schema.n_sparse:
         raise ValueError(f"the architecture chooses embeddings for {embedding.n_fields} fields, "
                          f"the data has {schema.n_sparse}")
-    return tuple(EmbeddingTable(rows=int(c) * tables.rows_scale, dim=d, bytes_per_element=Precision(q).bytes,
-                                pooling=int(p), distribution=tables.distribution, zipf_alpha=tables.zipf_alpha)
-                 for c, p, d, q in zip(schema.cardinalities, schema.lookups, embedding.dims,
-                                       embedding.precisions) if d > 0)
+    return tuple(tables.table(c, d, p, Precision(q).bytes) for c, p, d, q in
+                 zip(schema.cardinalities, schema.lookups, embedding.dims, embedding.precisions) if d > 0)
 
 
 def _embedding_layers(L: "_Layers", schema: Schema, embedding: EmbeddingSpec | None) -> None:
@@ -404,9 +407,6 @@ def module_workload(model: nn.Module, inputs: tuple, schema: Schema, *,
             n = 1
             for s in ids_shape:
                 n *= s
-            out_tables.append(EmbeddingTable(rows=rows * tables.rows_scale, dim=dim,
-                                             bytes_per_element=tables.precision.bytes,
-                                             pooling=max(1, n // batch), distribution=tables.distribution,
-                                             zipf_alpha=tables.zipf_alpha))
+            out_tables.append(tables.table(rows, dim, max(1, n // batch)))
     return Workload(batch_size=batch, tables=tuple(out_tables), dense=tuple(rec.layers),
                     name=name or type(model).__name__)

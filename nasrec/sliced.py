@@ -49,37 +49,37 @@ def take(param: torch.nn.Parameter, index: tuple) -> torch.Tensor:
     return param[index]
 
 
-def _disjoint(shape, indices) -> bool:
-    """Whether basic-slice indices (tuples of step-1 slices) into ``shape`` share no element."""
-    boxes = [_extents(shape, index) for index in indices]
+def _extents(shape, index):
+    """Per-dimension (start, stop) of a tuple of step-1 slices into ``shape``, or None
+    for any other index."""
+    if not all(isinstance(i, slice) and i.step in (None, 1) for i in index):
+        return None
+    return [i.indices(n)[:2] for i, n in zip(index, shape)] + [(0, n) for n in shape[len(index):]]
+
+
+def _disjoint(boxes) -> bool:
+    """Whether extents (from ``_extents``; None = unknown) share no element."""
     if any(b is None for b in boxes):
         return False
     return all(any(a1 <= b0 or b1 <= a0 for (a0, a1), (b0, b1) in zip(p, q))
                for k, p in enumerate(boxes) for q in boxes[:k])
 
 
-def _extents(shape, index):
-    """Per-dimension (start, stop) of a tuple of step-1 slices, or None."""
-    if not all(isinstance(i, slice) and i.step in (None, 1) for i in index):
-        return None
-    return [i.indices(n)[:2] for i, n in zip(index, shape)] + [(0, n) for n in shape[len(index):]]
-
-
-def _bounding_box(shape, indices) -> tuple:
-    """The smallest tuple of slices that holds every index (all of ``shape`` if one
-    index is not made of step-1 slices)."""
-    ext = [_extents(shape, i) for i in indices]
-    if any(e is None for e in ext):
-        return (slice(None),) * len(shape)
-    return tuple(slice(min(e[d][0] for e in ext), max(e[d][1] for e in ext)) for d in range(len(shape)))
-
-
-def _relative(index, box, shape) -> tuple:
-    """``index`` into the parameter as an index into ``param[box]``."""
-    ext, base = _extents(shape, index), _extents(shape, box)
-    if ext is None:
-        return index
-    return tuple(slice(a - b0, b - b0) for (a, b), (b0, _) in zip(ext, base))
+def _sum_over_box(shape, recs, boxes) -> tuple[tuple, torch.Tensor]:
+    """``(box, g)``: the gradients ``recs`` (param, index, grad) summed over the
+    smallest box of slices holding every index (all of ``shape`` if an index is not
+    made of step-1 slices); ``g`` has the box's shape."""
+    if any(b is None for b in boxes):
+        g = recs[0][2].new_zeros(shape)
+        for _, index, grad in recs:
+            g[index] += grad
+        return (slice(None),) * len(shape), g
+    lo = [min(b[d][0] for b in boxes) for d in range(len(shape))]
+    hi = [max(b[d][1] for b in boxes) for d in range(len(shape))]
+    g = recs[0][2].new_zeros([h - l for l, h in zip(lo, hi)])
+    for (_, _, grad), b in zip(recs, boxes):
+        g[tuple(slice(a - l, e - l) for (a, e), l in zip(b, lo))] += grad
+    return tuple(slice(l, h) for l, h in zip(lo, hi)), g
 
 
 class SlicedAdagrad(torch.optim.Adagrad):
@@ -98,18 +98,15 @@ class SlicedAdagrad(torch.optim.Adagrad):
                 by_param.setdefault(id(p), []).append((p, index, leaf.grad))
         sliced: list[tuple[torch.nn.Parameter, tuple, torch.Tensor]] = []
         for recs in by_param.values():
-            if len(recs) == 1 or _disjoint(recs[0][0].shape, [index for _, index, _ in recs]):
-                # Adagrad is element-wise: disjoint slices update independently.
-                sliced.extend(recs)
+            if len(recs) == 1:
+                sliced.append(recs[0])
                 continue
-            # Overlapping reads of one parameter: sum the slices into one gradient over
-            # their bounding box (the whole parameter if an index is not a plain slice).
             p = recs[0][0]
-            box = _bounding_box(p.shape, [index for _, index, _ in recs])
-            g = torch.zeros_like(p[box])
-            for _, index, grad in recs:
-                g[_relative(index, box, p.shape)] += grad
-            sliced.append((p, box, g))
+            boxes = [_extents(p.shape, index) for _, index, _ in recs]
+            if _disjoint(boxes):  # Adagrad is element-wise: disjoint slices update independently
+                sliced.extend(recs)
+            else:  # overlapping reads: one summed gradient over their bounding box
+                sliced.append((p, *_sum_over_box(p.shape, recs, boxes)))
         recorded = {id(p) for p, _, _ in sliced}
         dense = [(p, (slice(None),), p.grad) for group in self.param_groups for p in group["params"]
                  if p.grad is not None and id(p) not in recorded]

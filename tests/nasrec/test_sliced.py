@@ -85,10 +85,13 @@ def test_initial_accumulator_damps_the_first_update(tiny_data):
         TrainConfig(initial_accumulator=-1)
 
 def test_disjoint_detects_shared_elements():
-    from nasrec.sliced import _disjoint
+    from nasrec.sliced import _disjoint, _extents
     shape = (6, 7)
-    assert _disjoint(shape, [(slice(None, 3), slice(0, 3)), (slice(None, 3), slice(3, 6))])
-    assert _disjoint(shape, [(slice(0, 2),), (slice(2, None),)])
-    assert not _disjoint(shape, [(slice(None, 2), slice(0, 3)), (slice(1, 4), slice(2, 5))])
-    assert not _disjoint(shape, [(slice(0, 3),), (slice(None, 3), slice(5, 6))])
-    assert not _disjoint(shape, [(slice(0, 4, 2),), (slice(1, 5),)])  # strided: not handled
+
+    def disjoint(indices):
+        return _disjoint([_extents(shape, i) for i in indices])
+    assert disjoint([(slice(None, 3), slice(0, 3)), (slice(None, 3), slice(3, 6))])
+    assert disjoint([(slice(0, 2),), (slice(2, None),)])
+    assert not disjoint([(slice(None, 2), slice(0, 3)), (slice(1, 4), slice(2, 5))])
+    assert not disjoint([(slice(0, 3),), (slice(None, 3), slice(5, 6))])
+    assert not disjoint([(slice(0, 4, 2),), (slice(1, 5),)])  # strided: not handled
