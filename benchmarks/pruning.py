@@ -31,7 +31,8 @@ import torch
 from benchmarks._csv import write_rows
 from benchmarks.supernet_quality import RESULTS, default_data
 from nasrec import ArchSpec, NasRecModel, TrainConfig, build_baseline, evaluate, sample, train_model
-from nasrec.prune import PruneConfig, count_params, flops, prune, prune_spec, to_prunable
+from nasrec.flops import flops
+from nasrec.prune import PruneConfig, count_params, prune, prune_spec, to_prunable
 from nasrec._util import seeded_torch
 
 

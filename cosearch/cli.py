@@ -157,7 +157,7 @@ def _query(args) -> int:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     path = Path(args.arch)
     if path.suffix == ".pt":  # a model file of `nasrec train --save-model` / `nasrec prune`
-        from nasrec.prune import load_model
+        from nasrec.modelio import load_model
         model, state = load_model(path)
         schema = state["schema"]
         tables = replace(table_spec(Dataset(args.data), args.table_rows_scale) if args.data

@@ -250,7 +250,7 @@ def _train(args) -> int:
     print(f"wrote {args.out} ({name}: test log loss {result['test']['logloss']:.5f}, "
                f"AUC {result['test']['auc']:.4f})")
     if args.save_model is not None:
-        from nasrec.prune import save_model
+        from nasrec.modelio import save_model
         save_model(model, args.save_model, schema=ds.schema,
                    meta={"data": str(Path(args.data).resolve()), "seed": args.seed, "model": name,
                          "test_logloss": result["test"]["logloss"]})
@@ -270,7 +270,8 @@ def _ratio(text: str) -> float:
 
 def _prune(args) -> int:
     from nasrec.data import Dataset
-    from nasrec.prune import PruneConfig, load_model, prune, save_model
+    from nasrec.modelio import load_model, save_model
+    from nasrec.prune import PruneConfig, prune
     from nasrec.train import evaluate
     ratios = [_ratio(t) for t in args.ratio]
     kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())

@@ -33,39 +33,31 @@ in ``steps`` steps that each remove the same fraction of what is left. Each step
 fine-tunes. Ratios are ``layer`` (every group loses the ratio of its units) or
 ``global`` (the ratio of all units of a kind, lowest scores first, anywhere).
 
-FLOPs are matrix-multiply FLOPs (2 m n k per product), the quantity that
-``torch.utils.flop_counter.FlopCounterMode`` counts; :func:`flops` counts them
-from the shapes, :func:`measured_flops` runs the model under the counter.
+FLOP counting lives in ``nasrec.flops`` and model files in ``nasrec.modelio``.
 """
 from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nasrec.baselines import DLRM, DCNv2, DeepFM, build_baseline
+from nasrec.baselines import DLRM
 from nasrec.data import Schema, Split
-from nasrec.embedding import pack_tables, unpack_tables
 from nasrec.model import FieldEmbedding, NasRecModel, path_of
 from nasrec.ops import ATTN_HEADS, D2S_TOKENS, EMB_DIM, dot_tokens, pairwise_dots
-from nasrec.space import DENSE_WIDTHS, SPARSE_TOKENS, ArchSpec
-from nasrec._util import atomic_torch_save, progress, seeded_torch
+from nasrec.space import ArchSpec
+from nasrec._util import progress, seeded_torch
 
 METHODS = ("l1", "mask")
 SCHEDULES = ("oneshot", "progressive")
 SCOPES = ("layer", "global")
 KINDS = ("neurons", "tokens", "heads", "rows", "emb")
 HEAD_DIM = EMB_DIM // ATTN_HEADS  # NASRec attention: 8 heads over the 16-d embedding
-MODEL_FORMAT = "nasrec-model"
-MODEL_VERSION = 1
-#: The shared embedding table's state-dict key in NasRecModel.
-_TABLE_KEY = "embedding.table.weight"
 
 
 # ----------------------------------------------------------------------------- config
@@ -819,6 +811,7 @@ def prune(model: nn.Module, cfg: PruneConfig, train: Split | None = None, val: S
     input model): target ratio, unit counts, parameters, FLOPs per sample and, when
     ``val`` is given, validation log loss and AUC. ``train`` is needed for
     fine-tuning and for the mask method."""
+    from nasrec import flops as _flops  # nasrec.flops reads PrunableNasRec from here
     from nasrec.train import evaluate
     needs_data = cfg.finetune_steps > 0 or cfg.method == "mask"
     if needs_data and cfg.ratio > 0 and train is None:
@@ -835,7 +828,7 @@ def prune(model: nn.Module, cfg: PruneConfig, train: Split | None = None, val: S
         for kind in KINDS:
             r[f"{kind}"] = sum(u.size for u in s.groups.values() if u.kind == kind)
         r.update(count_params(model))
-        r["flops_per_sample"] = flops(model, 1)
+        r["flops_per_sample"] = _flops.flops(model, 1)
         if val is not None:
             ev = evaluate(model, val)
             r.update(val_logloss=ev["logloss"], val_auc=ev["auc"], data=ev["data"])
@@ -857,156 +850,3 @@ def prune(model: nn.Module, cfg: PruneConfig, train: Split | None = None, val: S
             _finetune(model, train, cfg, step, quiet)
             rows.append(row(step, ratio))
     return model, rows
-
-
-# ----------------------------------------------------------------------------- FLOPs
-
-def _lin(m: nn.Linear, rows: int) -> int:
-    return 2 * rows * m.in_features * m.out_features
-
-
-def flops(model: nn.Module, batch_size: int) -> int:
-    """Matrix-multiply FLOPs of one forward pass on ``batch_size`` samples, from the
-    shapes (what ``FlopCounterMode`` counts: 2 m n k per product, nothing else).
-    Defined for :class:`PrunableNasRec`, DLRM, DeepFM and DCN-v2. (AutoInt and the
-    unconverted ``NasRecModel`` call ``scaled_dot_product_attention``, which
-    ``FlopCounterMode`` counts as 0 on CPU in torch 2.13; :class:`PrunableNasRec`
-    writes its attention out as two matmuls for that reason.)"""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    B = batch_size
-    if isinstance(model, PrunableNasRec):
-        e = model.emb_dim
-        total = _lin(model.head, B)
-        for b in model.blocks:
-            if b.dense_op == "fc":
-                total += _lin(b.fc_lin, B)
-            elif b.dense_op == "dot":
-                t = b.fp.out_features + 1
-                total += _lin(b.dp, B) + _lin(b.fp, B * e) + 2 * B * t * t * e + _lin(b.out, B)
-            elif b.dense_op == "gating":
-                total += _lin(b.gate, B) + _lin(b.proj, B)
-            else:
-                total += _lin(b.proj, B)
-            t = b.tok_lin.out_features
-            total += _lin(b.tok_lin, B * e)
-            if b.sparse_op == "attention":
-                h = b.o.in_features // HEAD_DIM
-                total += (_lin(b.qkv, B * t) + _lin(b.o, B * t) + _lin(b.ffn1, B * t) + _lin(b.ffn2, B * t)
-                          + 2 * (2 * B * h * t * t * HEAD_DIM))
-            if b.interact:
-                total += _lin(b.d2s_lin, B)
-            if b.fm:
-                total += _lin(b.fm_lin, B)
-        return total
-    if isinstance(model, NasRecModel):
-        raise ValueError("count FLOPs of a NasRecModel via to_prunable(model)")
-    if isinstance(model, (DLRM, DeepFM, DCNv2)):
-        total = sum(_lin(m, B) for m in model.modules() if isinstance(m, nn.Linear))
-        if isinstance(model, DLRM):
-            n = model.embedding.offsets.numel() + 1
-            total += 2 * B * n * n * model.embedding.table.embedding_dim
-        return total
-    raise ValueError(f"no analytic FLOP count for {type(model).__name__}; use measured_flops")
-
-
-@torch.no_grad()
-def measured_flops(model: nn.Module, schema: Schema, batch_size: int) -> int:
-    """FLOPs that ``FlopCounterMode`` records for one forward pass on zeros."""
-    from torch.utils.flop_counter import FlopCounterMode
-    device = next(model.parameters()).device
-    dense = torch.zeros(batch_size, schema.n_dense, device=device)
-    ids = torch.zeros(batch_size, schema.n_id_columns, dtype=torch.int64, device=device)
-    was = model.training
-    model.eval()
-    with FlopCounterMode(display=False) as fc:
-        model(dense, ids)
-    model.train(was)
-    return int(fc.get_total_flops())
-
-
-# ----------------------------------------------------------------------------- files
-
-def _schema_dict(schema: Schema) -> dict:
-    return schema.to_dict()
-
-
-def save_model(model: nn.Module, path, *, schema: Schema, meta: dict | None = None) -> Path:
-    """Write a trained or pruned model (NasRecModel, PrunableNasRec or baseline) to
-    ``path`` (temporary file + rename). :func:`load_model` reads it back.
-
-    An architecture with per-field embedding choices stores its table as it would be
-    deployed (``nasrec.embedding.pack_tables``): each field's used columns in its
-    precision, int8 with a scale per row, dropped fields absent."""
-    path = Path(path)
-    if isinstance(model, NasRecModel):
-        kind, arch, name = "arch", model.spec.to_json(), None
-    elif isinstance(model, PrunableNasRec):
-        kind, arch, name = "prunable-arch", model.spec.to_json(), None
-    else:
-        name = next((k for k, cls in _baseline_classes().items() if type(model) is cls), None)
-        if name is None:
-            raise ValueError(f"cannot save a {type(model).__name__}")
-        kind, arch = "baseline", None
-    sd = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    packed = None
-    if kind == "arch" and model.spec.embedding is not None:
-        # the embedding as it is stored: per-field prefixes in their own precisions
-        emb = model.spec.embedding
-        packed = pack_tables(sd.pop(_TABLE_KEY), schema.cardinalities, emb.dims, emb.precisions)
-    state = {"format": MODEL_FORMAT, "version": MODEL_VERSION, "kind": kind, "arch": arch, "baseline": name,
-             "schema": _schema_dict(schema), "state_dict": sd, "embedding_tables": packed, "meta": meta or {}}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_torch_save(state, path)
-    return path
-
-
-def _baseline_classes() -> dict:
-    from nasrec.baselines import BASELINES
-    return BASELINES
-
-
-def load_model(path, device="cpu") -> tuple[nn.Module, dict]:
-    """(model, file dict) from a file written by :func:`save_model`; a pruned model
-    comes back at its pruned sizes as an ordinary module."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"model file not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is bad input
-        raise ValueError(f"{path}: not a model file ({type(e).__name__})") from None
-    if not isinstance(state, dict) or state.get("format") != MODEL_FORMAT:
-        raise ValueError(f"{path}: not a nasrec model file (write one with `nasrec train --save-model`)")
-    if state.get("version") != MODEL_VERSION:
-        raise ValueError(f"{path}: unsupported model file version {state.get('version')!r}")
-    schema = Schema.from_dict(state["schema"])
-    kind = state["kind"]
-    if kind == "arch":
-        with seeded_torch(0):
-            model = NasRecModel(ArchSpec.from_json(state["arch"]), schema)
-    elif kind == "prunable-arch":
-        with seeded_torch(0):
-            model = PrunableNasRec(ArchSpec.from_json(state["arch"]), schema)
-    elif kind == "baseline":
-        model = build_baseline(state["baseline"], schema, 0)
-    else:
-        raise ValueError(f"{path}: unknown model kind {kind!r}")
-    sd = state["state_dict"]
-    if state.get("embedding_tables") is not None:
-        if kind != "arch" or model.spec.embedding is None:
-            raise ValueError(f"{path}: packed embedding tables belong to an architecture with embedding choices")
-        table = model.embedding.table.weight
-        sd = dict(sd, **{_TABLE_KEY: unpack_tables(state["embedding_tables"], schema.cardinalities,
-                                                   table.shape[1])})
-    named = dict(model.named_parameters())
-    named.update(dict(model.named_buffers()))
-    for k, v in sd.items():
-        if k in named and named[k].shape != v.shape:
-            named[k].data = torch.empty_like(v)
-    _fix_attrs(model)
-    try:
-        model.load_state_dict(sd)
-    except RuntimeError as e:
-        raise ValueError(f"{path}: weights do not fit the model ({str(e).splitlines()[0]})") from None
-    return model.to(device), dict(state, schema=schema)

@@ -105,12 +105,14 @@ def test_pruned_models_profile_like_torch(seed, tmp_path):
     with seeded_torch(0):
         model = NasRecModel(spec, SCHEMA)
     pruned, _ = prune.prune(model, prune.PruneConfig(ratio=0.5, finetune_steps=0))
-    path = prune.save_model(pruned, tmp_path / "m.pt", schema=SCHEMA)
-    loaded, state = prune.load_model(path)
+    from nasrec.flops import flops
+    from nasrec.modelio import load_model, save_model
+    path = save_model(pruned, tmp_path / "m.pt", schema=SCHEMA)
+    loaded, state = load_model(path)
     inputs = _inputs()
     w = module_workload(loaded, inputs, state["schema"])
     full = module_workload(model, inputs, SCHEMA)
-    assert _gemm_flops(w) == _torch_flops(loaded, inputs) == prune.flops(loaded, B)
+    assert _gemm_flops(w) == _torch_flops(loaded, inputs) == flops(loaded, B)
     assert 0 < _gemm_flops(w) < _gemm_flops(full)
 
 

@@ -152,7 +152,7 @@ def test_elastic_multi_hot_supernet_trains_and_reloads(tmp_path):
 
 def test_saved_model_stores_reduced_precision_tables(tmp_path):
     from nasrec.embedding import pack_tables, unpack_tables
-    from nasrec.prune import load_model, save_model
+    from nasrec.modelio import load_model, save_model
     torch.manual_seed(5)
     net = Supernet(SCHEMA, embedding_space=EMBEDDING_SPACE).eval()
     blocks = sample(np.random.default_rng(6)).blocks

@@ -8,8 +8,10 @@ import torch
 from nasrec.baselines import build_baseline
 from nasrec.cli import main
 from nasrec.model import NasRecModel
-from nasrec.prune import (KINDS, PrunableNasRec, PruneConfig, apply_keep, count_params, flops, l1_scores,
-                          load_model, measured_flops, prune, prune_spec, save_model, to_prunable)
+from nasrec.flops import flops, measured_flops
+from nasrec.modelio import load_model, save_model
+from nasrec.prune import (KINDS, PrunableNasRec, PruneConfig, apply_keep, count_params, l1_scores,
+                          prune, prune_spec, to_prunable)
 from nasrec.space import ArchSpec, BlockSpec
 from nasrec._util import seeded_torch
 
