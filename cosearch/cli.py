@@ -68,7 +68,8 @@ def _parser() -> _Parser:
     p = sub.add_parser("retrain", help="retrain the best front members from scratch and test them")
     p.add_argument("dir", type=Path)
     p.add_argument("--top", type=int, required=True)
-    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--steps", type=int, default=None,
+                   help="training steps (default: the run's [verify] recipe)")
     p.add_argument("--quiet", action="store_true")
     return ap
 
@@ -204,7 +205,7 @@ def _random_inputs(schema, batch: int):
 
 def _retrain(args) -> int:
     from cosearch.pipeline import retrain
-    if args.steps < 1:
+    if args.steps is not None and args.steps < 1:
         raise ValueError(f"--steps must be >= 1, got {args.steps}")
     rows = retrain(args.dir, args.top, steps=args.steps, quiet=not _interactive(args.quiet))
     for r in rows:

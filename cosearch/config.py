@@ -40,8 +40,9 @@ class DataConfig:
     """The built-in synthetic data set (``nasrec.SyntheticConfig``), or ``path`` to a
     prepared data folder (``nasrec prepare``)."""
 
-    rows: int = 200_000
-    max_cardinality: int = 100_000
+    # nasrec.SyntheticConfig's defaults: the task where architectures separate (issue 13)
+    rows: int = 1_000_000
+    max_cardinality: int = 10_000
     zipf_exponent: float = 1.1
     path: str = ""
     pooling: str = "none"  # "none" (one-hot) or "mlperf" (the MLPerf DLRM-v2 multi-hot mix)
@@ -156,20 +157,39 @@ class InferenceConfig:
 
 @dataclass(frozen=True)
 class BaselineConfig:
-    """Hand-crafted baselines marked on the plots: costed on ``hardware`` (a preset),
-    trained ``train_steps`` steps for their validation log loss (0: cost only, drawn
-    as vertical lines; ``cosearch retrain`` and the benchmark compare accuracy)."""
+    """Hand-crafted baselines: costed on ``hardware`` (a preset) and, when
+    ``[verify] baselines`` is on, trained from scratch with the verification recipe."""
 
     names: tuple[str, ...] = tuple(sorted(BASELINES))
     hardware: str = "recnmp"
-    train_steps: int = 0
 
     def __post_init__(self):
         object.__setattr__(self, "names", tuple(self.names))
         for n in self.names:
             if n not in BASELINES:
                 raise ValueError(f"BaselineConfig.names: unknown baseline {n!r}; known: {sorted(BASELINES)}")
-        _pos_int(self, "train_steps", minimum=0)
+
+
+@dataclass(frozen=True)
+class VerifyConfig:
+    """After the search: train the ``top_k`` distinct front architectures with the lowest
+    search log loss, and the baselines, from scratch with one recipe
+    (``nasrec.scratch.TruthRecipe``: ``steps`` x ``batch_size`` fresh rows, Adagrad
+    ``lr``) and test them. Results are cached per data set, recipe and seed."""
+
+    top_k: int = 3
+    baselines: bool = True
+    steps: int = 250
+    batch_size: int = 512
+    lr: float = 0.04
+
+    def __post_init__(self):
+        _pos_int(self, "top_k", minimum=0)
+        _pos_int(self, "steps", "batch_size")
+        if not isinstance(self.baselines, bool):
+            raise ValueError(f"VerifyConfig.baselines must be true or false, got {self.baselines!r}")
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not self.lr > 0:
+            raise ValueError(f"VerifyConfig.lr must be a positive number, got {self.lr!r}")
 
 
 @dataclass(frozen=True)
@@ -203,6 +223,7 @@ class RunConfig:
     constraints: dict = field(default_factory=dict)
     inference: InferenceConfig = InferenceConfig()
     baselines: BaselineConfig = BaselineConfig()
+    verify: VerifyConfig = VerifyConfig()
     execution: ExecutionConfig = ExecutionConfig()
 
     def __post_init__(self):
@@ -265,7 +286,8 @@ DEFAULT = RunConfig()
 #: ``--quick``: a small data set, a short supernet, a small budget (a minute or two).
 QUICK = replace(DEFAULT, data=DataConfig(rows=20_000), supernet=SupernetConfig(steps=30),
                 scoring=ScoringConfig(finetune_steps=5, val_rows=1024),
-                search=replace(DEFAULT.search, budget=64, population=16, sample_size=4, children=8))
+                search=replace(DEFAULT.search, budget=64, population=16, sample_size=4, children=8),
+                verify=VerifyConfig(top_k=1, steps=20))
 
 
 def load_config(path, base: RunConfig | None = None) -> RunConfig:

@@ -7,6 +7,7 @@ knobs with an explicit ``numpy.random.Generator``.
 """
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Callable
@@ -90,10 +91,12 @@ class HardwareKnobs:
     @property
     def key(self) -> str:
         """Stable text key (sorted JSON); equal for knobs that configure the same
-        hardware (with every table on the host, pinning small ones there changes nothing)."""
-        d = self.to_dict()
-        if self.embeddings == "host":
-            d["host_rows_max"] = 0
+        hardware: overrides that repeat the preset's own value are dropped (``ranks`` equal
+        to the preset's is ``ranks = 0``), and with every table on the host, pinning small
+        ones there changes nothing."""
+        d = {"family": self.family, "precision": self.precision.value,
+             "host_rows_max": 0 if self.embeddings == "host" else self.host_rows_max,
+             "overrides": {k: v for k, v in self.overrides().items() if not _preset_has(self.family, k, v)}}
         return json.dumps(d, sort_keys=True, separators=(",", ":"))
 
     @property
@@ -108,6 +111,19 @@ class HardwareKnobs:
         if self.host_rows_max:
             parts.append(f"host<={self.host_rows_max}")
         return "/".join(parts)
+
+
+@functools.lru_cache(maxsize=4096)
+def _preset_has(family: str, dotted: str, value) -> bool:
+    """Whether preset ``family`` already sets ``dotted`` ("section.key") to ``value``."""
+    import pimsim
+    try:
+        hw = pimsim.load_hardware(family)
+    except ValueError:
+        return False
+    section, _, key = dotted.partition(".")
+    current = getattr(getattr(hw, section, None), key, None)
+    return getattr(current, "value", current) == value
 
 
 def _tuple(name: str, values, allowed=None) -> tuple:

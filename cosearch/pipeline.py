@@ -27,7 +27,8 @@ from cosearch.run import (CHECKPOINT, GenerationInfo, SearchResult, atomic_write
 from cosearch.search import make_algorithm
 
 __all__ = ["ensure_dataset", "ensure_supernet", "run_pipeline", "normalization_settings", "resume_pipeline", "finish_run",
-           "baseline_costs", "load_run", "front_rows", "table_spec", "search_space", "RUN_FILE"]
+           "baseline_costs", "verify", "verdict", "truth_recipe", "load_run", "front_rows", "table_spec", "search_space",
+           "RUN_FILE"]
 
 RUN_FILE = "run.json"
 RUN_VERSION = 1
@@ -176,7 +177,8 @@ def run_pipeline(cfg: RunConfig, out_dir, cache_dir, *, quiet: bool = True,
         executor.close()
     if result.complete:
         stage("report")
-        finish_run(out, cfg, ds, cost, quiet=quiet, search_seconds=time.perf_counter() - t0)
+        finish_run(out, cfg, ds, cost, cache_dir, quiet=quiet, search_seconds=time.perf_counter() - t0,
+                   on_stage=stage)
     return result
 
 
@@ -207,16 +209,31 @@ def front_rows(run_dir, objectives) -> list[dict]:
     if not rows:
         return []
     F = np.array([[float(r[o]) for o in objectives] for r in rows])
-    front = [r for r, m in zip(rows, pareto_mask(F)) if m]
+    front, seen = [], set()
+    for r, m in zip(rows, pareto_mask(F)):
+        if m:
+            key = _equivalence_key(r)
+            if key not in seen:  # equivalent architecture on equivalent hardware: one point
+                seen.add(key)
+                front.append(r)
     return sorted(front, key=lambda r: float(r[objectives[0]]))
 
 
-def baseline_costs(cfg: RunConfig, dataset, cost: PimsimCost, *, quiet: bool = True) -> list[dict]:
-    """Each baseline's latency and energy on ``cfg.baselines.hardware`` (profiled with
-    the same cost model), and its validation log loss after ``train_steps`` steps."""
+def _equivalence_key(row: dict) -> tuple[str, str]:
+    """(canonical architecture hash, hardware key) of a results row."""
+    from nasrec.space import ArchSpec
+    hw = {k[3:]: row[k] for k in row if k.startswith("hw_")}
+    for k in ("ranks", "crossbar_size", "adc_bits", "host_rows_max"):
+        if k in hw:
+            hw[k] = int(float(hw[k]))
+    return ArchSpec.from_json(row["arch"]).hash, HardwareKnobs.from_dict(hw).key
+
+
+def baseline_costs(cfg: RunConfig, dataset, cost: PimsimCost) -> list[dict]:
+    """Each baseline's latency and energy on ``cfg.baselines.hardware``, profiled with
+    the same cost model as the searched candidates."""
     import torch
     from nasrec.baselines import build_baseline
-    from nasrec.train import TrainConfig, evaluate, train_model
     from cosearch import hwmodel
     rows = []
     b = cfg.inference.batch_size
@@ -230,15 +247,78 @@ def baseline_costs(cfg: RunConfig, dataset, cost: PimsimCost, *, quiet: bool = T
         model = build_baseline(name, dataset.schema, cfg.seed)
         w = module_workload(model, (dense, ids), dataset.schema, tables=cost.tables, name=name)
         rep = cost.query(w, hw, seed=cost.seed)
-        row = {"model": name, "hardware": cfg.baselines.hardware, "latency_s": rep.latency_s,
-               "energy_per_sample_j": rep.energy_per_sample_j, "dense_flops": w.dense_flops,
-               "logloss": float("nan"), "train_steps": cfg.baselines.train_steps, "seed": cfg.seed}
-        if cfg.baselines.train_steps:
-            train_model(model, dataset.split("train"), TrainConfig(steps=cfg.baselines.train_steps, seed=cfg.seed),
-                        quiet=quiet)
-            row["logloss"] = evaluate(model, dataset.split("val", cfg.scoring.val_rows))["logloss"]
-        rows.append(row)
+        rows.append({"model": name, "hardware": cfg.baselines.hardware, "latency_s": rep.latency_s,
+                     "energy_per_sample_j": rep.energy_per_sample_j, "dense_flops": w.dense_flops,
+                     "seed": cfg.seed})
     return rows
+
+
+def truth_recipe(cfg: RunConfig):
+    """The from-scratch recipe that verifies front members and baselines."""
+    from nasrec.scratch import TruthRecipe
+    v = cfg.verify
+    return TruthRecipe(steps=v.steps, batch_size=v.batch_size, lr=v.lr)
+
+
+def _fit_recipe(recipe, n_train: int):
+    """The recipe, with fewer steps when the training split cannot give every step
+    fresh rows (small data sets, ``--quick``)."""
+    if recipe.steps * recipe.batch_size <= n_train:
+        return recipe
+    return replace(recipe, steps=max(1, n_train // recipe.batch_size))
+
+
+def verify(out, cfg: RunConfig, dataset, cache_dir, *, quiet: bool = True,
+           on_model: Callable[[str], None] | None = None) -> tuple[list[dict], dict[str, dict]]:
+    """Train and test from scratch the top-K distinct front architectures (lowest search
+    log loss) and the baselines; their model files go to ``out/models/``.
+
+    Returns (front rows with ``test_logloss``, ``test_auc``, ``verified`` and ``model_file``
+    added, {baseline name: truth result}). Cached under ``cache_dir/truth``."""
+    import shutil
+    from nasrec.scratch import TruthCache
+    from nasrec.space import ArchSpec
+    out = Path(out)
+    front = front_rows(out, cfg.search.objectives)
+    cache = TruthCache(Path(cache_dir) / "truth")
+    train = dataset.split("train")
+    recipe = _fit_recipe(truth_recipe(cfg), len(train))
+    splits = {"train": train, "val": dataset.split("val"), "test": dataset.split("test")}
+    models = out / "models"
+    picked: dict[str, dict] = {}
+    if "logloss" in cfg.search.objectives:
+        for r in sorted(front, key=lambda r: float(r["logloss"])):
+            if len(picked) >= cfg.verify.top_k:
+                break
+            picked.setdefault(r["arch_hash"], r)
+    results: dict[str, dict] = {}
+    for h, r in picked.items():
+        if on_model:
+            on_model(f"arch {h}")
+        res = cache.get_or_train(ArchSpec.from_json(r["arch"]), dataset, recipe, cfg.seed, save_model=True,
+                                 quiet=quiet, splits=splits)
+        if res.get("model_file"):
+            models.mkdir(parents=True, exist_ok=True)
+            dst = models / f"arch-{h}.pt"
+            tmp = models / f".arch-{h}.pt.tmp"
+            shutil.copyfile(res["model_file"], tmp)
+            tmp.replace(dst)
+            res = dict(res, model_file=str(dst.relative_to(out)))
+        results[h] = res
+    rows = []
+    for r in front:
+        res = results.get(r["arch_hash"])
+        rows.append(dict(r, verified=int(res is not None),
+                         test_logloss=res["test_logloss"] if res else float("nan"),
+                         test_auc=res["test_auc"] if res else float("nan"),
+                         model_file=res["model_file"] if res else ""))
+    base: dict[str, dict] = {}
+    if cfg.verify.baselines:
+        for name in cfg.baselines.names:
+            if on_model:
+                on_model(name)
+            base[name] = cache.get_or_train(name, dataset, recipe, cfg.seed, quiet=quiet, splits=splits)
+    return rows, base
 
 
 def _csv(rows: list[dict]) -> str:
@@ -246,51 +326,82 @@ def _csv(rows: list[dict]) -> str:
     return pd.DataFrame(rows).to_csv(index=False)
 
 
-def finish_run(out, cfg: RunConfig, dataset, cost: PimsimCost, *, quiet: bool = True,
-               search_seconds: float = float("nan")) -> None:
-    """front.csv, baselines.csv (kept if present), plots and summary.md of a finished run."""
+def finish_run(out, cfg: RunConfig, dataset, cost: PimsimCost, cache_dir, *, quiet: bool = True,
+               search_seconds: float = float("nan"), on_stage: Callable[[str], None] | None = None) -> None:
+    """Verification by training (``verify``), front.csv, baselines.csv, plots and
+    summary.md of a finished run."""
     from cosearch import plots
     out = Path(out)
-    front = front_rows(out, cfg.search.objectives)
+    stage = on_stage or (lambda s: None)
+    front, base = verify(out, cfg, dataset, cache_dir, quiet=quiet, on_model=lambda m: stage(f"verify {m}"))
     atomic_write_text(out / "front.csv", _csv(front) if front else "")
-    bpath = out / "baselines.csv"
-    if not bpath.is_file():
-        atomic_write_text(bpath, _csv(baseline_costs(cfg, dataset, cost, quiet=quiet)))
+    brows = baseline_costs(cfg, dataset, cost)
+    recipe = _fit_recipe(truth_recipe(cfg), len(dataset.split("train")))
+    for b in brows:
+        res = base.get(b["model"])
+        b.update(test_logloss=res["test_logloss"] if res else float("nan"),
+                 test_auc=res["test_auc"] if res else float("nan"),
+                 train_steps=recipe.steps if res else 0, train_lr=recipe.lr, data=dataset.content_hash[:16])
+    atomic_write_text(out / "baselines.csv", _csv(brows))
     plots.plot_run(out)
     write_summary(out, cfg, search_seconds)
 
 
+def verdict(front: list[dict], baselines: list[dict]) -> str:
+    """One sentence: does the best verified searched model beat the best baseline?"""
+    ver = [r for r in front if str(r.get("verified")) in ("1", "True") and np.isfinite(float(r["test_logloss"]))]
+    bas = [b for b in baselines if np.isfinite(float(b.get("test_logloss", float("nan"))))]
+    if not ver or not bas:
+        return "No verdict: " + ("no front member was verified" if not ver else "no baseline was trained") + "."
+    s = min(ver, key=lambda r: float(r["test_logloss"]))
+    b = min(bas, key=lambda r: float(r["test_logloss"]))
+    d = float(b["test_logloss"]) - float(s["test_logloss"])
+    who = f"the best verified searched model ({s['arch_hash']}, test log loss {float(s['test_logloss']):.4f})"
+    best = f"the best baseline ({b['model']}, {float(b['test_logloss']):.4f})"
+    if d > 0:
+        return f"{who[0].upper() + who[1:]} beats {best} by {d:.4f}."
+    return f"{who[0].upper() + who[1:]} does not beat {best}: it is {-d:.4f} worse."
+
+
 def write_summary(out, cfg: RunConfig, seconds: float) -> None:
-    """A short ``summary.md``: provenance, hypervolume, front and baselines."""
+    """A short ``summary.md``: provenance, verdict, hypervolume, front and baselines."""
     import pandas as pd
     out = Path(out)
     meta = json.loads((out / RUN_FILE).read_text(encoding="utf-8"))
     ck = json.loads((out / CHECKPOINT).read_text(encoding="utf-8"))
     rows = read_results(out)
-    front = front_rows(out, cfg.search.objectives)
-    cols = ["arch_hash", "hardware"] + list(cfg.search.objectives)
+    fpath, bpath = out / "front.csv", out / "baselines.csv"
+    front = pd.read_csv(fpath).to_dict("records") if fpath.is_file() and fpath.stat().st_size else []
+    base = pd.read_csv(bpath).to_dict("records") if bpath.is_file() and bpath.stat().st_size else []
+    v = cfg.verify
+    bayes = (meta.get("bayes_logloss") or {}).get("test")
     lines = [f"# cosearch run ({cfg.search.algorithm}, seed {cfg.seed})", "",
+             verdict(front, base), "",
              f"- evaluations: {len(rows)} ({sum(r['feasible'] == '1' for r in rows)} feasible), "
              f"generations: {ck['algorithm']['generation']}",
              f"- final hypervolume: {ck['hv_history'][-1][1]:.4f} (objectives {', '.join(cfg.search.objectives)}, "
              f"normalised by lower {ck['normalization']['lower']} / upper {ck['normalization']['upper']}, "
              f"log10 scale {ck['normalization']['log']}, reference point 1.1 in each)",
-             f"- dataset: {meta['dataset']} (hash {meta['dataset_hash'][:16]}); supernet: {meta['supernet']} "
+             f"- dataset: {meta['dataset']} (hash {meta['dataset_hash'][:16]}"
+             + (f", Bayes test log loss {bayes:.4f}" if bayes is not None else "") + f"); supernet: {meta['supernet']} "
              f"(sha256 {meta['supernet_hash'][:16]})",
+             f"- verification: the {v.top_k} best front architectures by search log loss and the baselines, "
+             f"trained from scratch ({v.steps} steps x {v.batch_size} fresh rows, Adagrad lr {v.lr}, seed {cfg.seed}) "
+             "and tested on the test split",
              f"- wall time of this invocation: {seconds:.0f} s", "",
-             f"## Pareto front ({len(front)} candidates)", ""]
+             f"## Pareto front ({len(front)} candidates)", "",
+             "`logloss` is the search's cheap score (supernet, validation rows); `test_logloss` is measured "
+             "after training from scratch (verified members only).", ""]
+    cols = ["arch_hash", "hardware"] + list(cfg.search.objectives) + ["test_logloss", "test_auc"]
     if front:
-        df = pd.DataFrame([{c: r[c] for c in cols} for r in front])
+        df = pd.DataFrame([{c: r.get(c) for c in cols} for r in front])
         lines.append(df.to_markdown(index=False) if _has_tabulate() else "```\n" + df.to_string(index=False) + "\n```")
-    bpath = out / "baselines.csv"
-    if bpath.is_file() and bpath.stat().st_size:
-        b = pd.read_csv(bpath)
+    if base:
+        b = pd.DataFrame(base)
         lines += ["", f"## Baselines on {cfg.baselines.hardware}", "",
-                  "```\n" + b.to_string(index=False) + "\n```", "",
-                  "Searched models are scored with inherited supernet weights (head fine-tuned "
-                  f"{cfg.scoring.finetune_steps} steps); baselines are trained {cfg.baselines.train_steps} steps from "
-                  "scratch. Compare accuracy after `cosearch retrain`."]
-    lines += ["", "Plots: `logloss_vs_latency.png`, `logloss_vs_energy.png`, `hypervolume.png`.", ""]
+                  "```\n" + b.to_string(index=False) + "\n```"]
+    lines += ["", "Plots: `logloss_vs_latency.png`, `logloss_vs_energy.png`, `hypervolume.png`. "
+              "Verified models: `models/*.pt` (`cosearch query models/FILE.pt --hardware NAME`).", ""]
     atomic_write_text(out / "summary.md", "\n".join(lines))
 
 
@@ -302,37 +413,27 @@ def _has_tabulate() -> bool:
     return True
 
 
-def retrain(run_dir, top: int, *, steps: int = 300, quiet: bool = True) -> list[dict]:
-    """Train the ``top`` front members with the lowest log loss from scratch and test
-    them; written to ``retrain.csv`` beside their search-time scores."""
-    from nasrec.model import NasRecModel
-    from nasrec.space import ArchSpec
-    from nasrec.train import TrainConfig, evaluate, train_model
-    from nasrec._util import seeded_torch
+def retrain(run_dir, top: int, *, steps: int | None = None, quiet: bool = True) -> list[dict]:
+    """Train the ``top`` front members with the lowest search log loss from scratch with
+    the run's verification recipe (``steps`` overrides its length) and test them;
+    written to ``retrain.csv`` beside their search-time scores. Shares the truth cache."""
     from nasrec.data import Dataset
     if isinstance(top, bool) or not isinstance(top, int) or top < 1:
         raise ValueError(f"--top must be a positive integer, got {top!r}")
     cfg, meta = load_run(run_dir)
+    if steps is not None:
+        if steps < 1:
+            raise ValueError(f"--steps must be >= 1, got {steps}")
+        cfg = replace(cfg, verify=replace(cfg.verify, steps=steps))
+    cfg = replace(cfg, verify=replace(cfg.verify, top_k=top, baselines=False))
     ds = Dataset(meta["dataset"])
-    front = front_rows(run_dir, cfg.search.objectives)
-    if not front:
+    if not front_rows(run_dir, cfg.search.objectives):
         raise ValueError(f"{run_dir} has no feasible front to retrain")
-    by_loss = sorted(front, key=lambda r: float(r["logloss"]))
-    rows, done = [], set()
-    for r in by_loss:
-        if len(rows) >= top:
-            break
-        if r["arch_hash"] in done:
-            continue
-        done.add(r["arch_hash"])
-        spec = ArchSpec.from_json(r["arch"])
-        with seeded_torch(cfg.seed):
-            model = NasRecModel(spec, ds.schema)
-        train_model(model, ds.split("train"), TrainConfig(steps=steps, seed=cfg.seed), quiet=quiet)
-        test = evaluate(model, ds.split("test"))
-        rows.append({"arch_hash": r["arch_hash"], "hardware": r["hardware"], "search_logloss": float(r["logloss"]),
-                     "test_logloss": test["logloss"], "test_auc": test["auc"], "latency_s": float(r["latency_s"]),
-                     "energy_per_sample_j": float(r["energy_per_sample_j"]), "train_steps": steps,
-                     "seed": cfg.seed, "data": test["data"]})
+    front, _ = verify(run_dir, cfg, ds, meta["cache_dir"], quiet=quiet)
+    rows = [{"arch_hash": r["arch_hash"], "hardware": r["hardware"], "search_logloss": float(r["logloss"]),
+             "test_logloss": r["test_logloss"], "test_auc": r["test_auc"], "latency_s": float(r["latency_s"]),
+             "energy_per_sample_j": float(r["energy_per_sample_j"]), "train_steps": cfg.verify.steps,
+             "seed": cfg.seed, "data": ds.content_hash[:16], "model_file": r["model_file"]}
+            for r in sorted(front, key=lambda r: float(r["logloss"])) if r["verified"]]
     atomic_write_text(Path(run_dir) / "retrain.csv", _csv(rows))
     return rows

@@ -37,38 +37,51 @@ def save_png(fig, path, dpi: int = 110) -> None:
         _plt().close(fig)
 
 
-def plot_tradeoff(rows: list[dict], x: str, path, *, baselines: list[dict] = (), title: str = "",
-                  xlabel: str = "") -> None:
-    """Log loss against metric ``x`` (log axis) for every feasible row, the 2-d front
-    of (x, logloss) highlighted, baselines marked (a vertical line when their log loss
-    is unknown)."""
+def plot_tradeoff(rows: list[dict], x: str, path, *, baselines: list[dict] = (), verified: list[dict] = (),
+                  title: str = "", xlabel: str = "") -> None:
+    """Search log loss against metric ``x`` (log axis) for every feasible row, the 2-d
+    front of (x, logloss) highlighted; baselines (``test_logloss``) and ``verified``
+    front members (``test_logloss`` after training from scratch) as points at their
+    measured test log loss; a baseline without one is a vertical line."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
     ok = [r for r in rows if r.get("feasible") == "1"]
+    ys = []
     if ok:
         X = np.array([float(r[x]) for r in ok])
         Y = np.array([float(r["logloss"]) for r in ok])
-        ax.scatter(X, Y, s=9, c="0.7", label=f"evaluated ({len(ok)})")
+        ax.scatter(X, Y, s=9, c="0.7", label=f"evaluated ({len(ok)}, search score)")
         front = pareto_mask(np.c_[X, Y])
         order = np.argsort(X[front])
-        ax.plot(X[front][order], Y[front][order], "o-", c="tab:red", ms=4, lw=1.2, label="front (log loss vs this)")
+        ax.plot(X[front][order], Y[front][order], "o-", c="tab:red", ms=4, lw=1.2, label="front (search score)")
         # keep the interesting part in view: diverged scores above the upper quartile are cut
-        top = max(float(np.quantile(Y, 0.75)), float(Y[front].max()))
-        span = max(top - float(Y.min()), 1e-3)
-        ax.set_ylim(float(Y.min()) - 0.05 * span, top + 0.15 * span)
+        ys += [float(Y.min()), max(float(np.quantile(Y, 0.75)), float(Y[front].max()))]
+    vx = [(float(r[x]), float(r["test_logloss"]), float(r["logloss"])) for r in verified
+          if np.isfinite(float(r.get("test_logloss", "nan")))]
+    for i, (a, t, sc) in enumerate(vx):
+        ax.plot([a, a], [sc, t], ":", c="tab:red", lw=0.8)
+        ax.scatter([a], [t], marker="D", s=40, c="tab:red", edgecolors="k", zorder=6,
+                   label="verified front member (test, from scratch)" if i == 0 else None)
+        ys += [t]
     for i, b in enumerate(baselines):
-        bx, by = float(b[x]), float(b.get("logloss", "nan"))
+        bx, by = float(b[x]), float(b.get("test_logloss", "nan"))
         color = f"C{i % 10}"
         if np.isfinite(by):
-            ax.scatter([bx], [by], marker="*", s=120, c=color, edgecolors="k", zorder=5, label=b["model"])
+            ax.scatter([bx], [by], marker="*", s=130, c=color, edgecolors="k", zorder=5,
+                       label=f"{b['model']} (test, from scratch)")
+            ys += [by]
         else:
             ax.axvline(bx, c=color, ls="--", lw=1, label=f"{b['model']} (cost only)")
+    if ys:
+        lo, hi = min(ys), max(ys)
+        span = max(hi - lo, 1e-3)
+        ax.set_ylim(lo - 0.05 * span, hi + 0.15 * span)
     ax.set_xscale("log")
     ax.set_xlabel(xlabel or x)
-    ax.set_ylabel("validation log loss")
+    ax.set_ylabel("log loss (search: validation score; markers: test)")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=6.5, loc="best")
     fig.tight_layout()
     save_png(fig, path)
 
@@ -103,11 +116,17 @@ def plot_run(run_dir) -> list[Path]:
     baselines = []
     if bpath.is_file() and bpath.stat().st_size:
         baselines = pd.read_csv(bpath).to_dict("records")
+    fpath = run_dir / "front.csv"
+    verified = []
+    if fpath.is_file() and fpath.stat().st_size:
+        f = pd.read_csv(fpath)
+        if "verified" in f:
+            verified = f[f["verified"] == 1].to_dict("records")
     hw = baselines[0]["hardware"] if baselines else ""
     out = []
     for x, label in (("latency_s", "latency per batch (s)"), ("energy_per_sample_j", "energy per sample (J)")):
         p = run_dir / f"logloss_vs_{x.split('_')[0]}.png"
-        plot_tradeoff(rows, x, p, baselines=baselines, xlabel=label,
+        plot_tradeoff(rows, x, p, baselines=baselines, verified=verified, xlabel=label,
                       title=f"co-search: log loss vs {x.split('_')[0]}" + (f" (baselines on {hw})" if hw else ""))
         out.append(p)
     ck = json.loads((run_dir / CHECKPOINT).read_text(encoding="utf-8"))

@@ -204,7 +204,12 @@ def arch_workload(spec: ArchSpec, schema: Schema, *, batch_size: int = 256,
     _embedding_layers(L, schema, spec.embedding)
     rows = dot_tokens(spec.search_space.max_width)
     widths, tokens = [schema.n_dense], [schema.n_sparse]
-    for i, blk in enumerate(spec.blocks):
+    canon = spec.canonical()  # what NasRecModel builds; blocks that nothing reads do not run
+    for i, (blk, live) in enumerate(zip(canon.blocks, canon.live_blocks())):
+        if not live:
+            widths.append(blk.dense_width)
+            tokens.append(blk.sparse_tokens + D2S_TOKENS * blk.dense_sparse_interact)
+            continue
         dense_in = sum(widths[j] for j in set(blk.dense_idx))
         sparse_in = sum(tokens[j] for j in set(blk.sparse_idx))
         w, t = blk.dense_width, blk.sparse_tokens

@@ -43,12 +43,15 @@ def _parser() -> _Parser:
                  "architecture scoring and training from scratch.")
     sub = ap.add_subparsers(dest="command", required=True)
 
+    from nasrec.data import SyntheticConfig
     p = sub.add_parser("generate", help="generate the synthetic data set")
     p.add_argument("out", type=Path)
-    p.add_argument("--rows", type=int, default=200_000)
-    p.add_argument("--dense", type=int, default=13)
-    p.add_argument("--sparse", type=int, default=26)
-    p.add_argument("--max-cardinality", type=int, default=100_000)
+    d = SyntheticConfig()
+    p.add_argument("--rows", type=int, default=d.rows, help=f"default {d.rows} (the earlier default: 200000)")
+    p.add_argument("--dense", type=int, default=d.n_dense)
+    p.add_argument("--sparse", type=int, default=d.n_sparse)
+    p.add_argument("--max-cardinality", type=int, default=d.max_cardinality,
+                   help=f"default {d.max_cardinality} (the earlier default: 100000)")
     p.add_argument("--ctr", type=float, default=0.25)
     p.add_argument("--pooling", default=None, metavar="mlperf|N|N,N,...",
                    help="lookups per sample per field: 'mlperf' (the MLPerf DLRM-v2 multi-hot mix, "

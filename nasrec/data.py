@@ -109,11 +109,14 @@ class SyntheticConfig:
     click probability is ``target_ctr``.
     """
 
-    rows: int = 200_000
+    # 1M rows and at most 10k values per field: the task where architectures separate
+    # (issue 13; benchmarks/results/task_separation.csv). The earlier default (200k rows,
+    # 100k values) is data-starved: architectures differ less than seeds do.
+    rows: int = 1_000_000
     n_dense: int = 13  # Criteo: 13 integer features
     n_sparse: int = 26  # Criteo: 26 categorical fields
     min_cardinality: int = 4
-    max_cardinality: int = 100_000
+    max_cardinality: int = 10_000
     zipf_exponent: float = 1.1
     fm_pairs: int = 12
     fm_dim: int = 4

@@ -147,11 +147,29 @@ class Path(tuple):
 
 
 def path_of(spec: ArchSpec) -> Path:
-    """The per-block choices of an ArchSpec (inputs in ascending index order)."""
+    """The per-block choices of an ArchSpec's canonical form (``ArchSpec.canonical``:
+    inputs in ascending order, blocks that nothing reads replaced by the smallest one)."""
+    spec = spec.canonical()
     return Path((Choice(tuple(sorted(b.dense_idx)), tuple(sorted(b.sparse_idx)), b.dense_left_idx,
                         b.dense_right_idx, (b.dense_op,), (b.sparse_op,), b.dense_width,
                         b.sparse_tokens, b.dense_sparse_interact, b.deep_fm) for b in spec.blocks),
                 spec.embedding)
+
+
+def live_mask(path) -> list[bool]:
+    """Whether each block of ``path`` can reach the head (as ``ArchSpec.live_blocks``)."""
+    live = [False] * len(path)
+    live[-1] = True
+    for i in range(len(path) - 1, -1, -1):
+        if live[i]:
+            c = path[i]
+            reads = set(c.dense_idx) | set(c.sparse_idx)
+            if any(op in BINARY_OPS for op in c.dense_ops):
+                reads |= {c.left, c.right}
+            for j in reads:
+                if j >= 1:
+                    live[j - 1] = True
+    return live
 
 
 class Block(nn.Module):
@@ -253,12 +271,16 @@ class _Network(nn.Module):
              features_only: bool = False) -> torch.Tensor:
         ds = [dense]
         ss = [self.embedding(ids, getattr(path, "embedding", None))]
-        for block, c in zip(self.blocks, path):
+        for block, c, live in zip(self.blocks, path, live_mask(path)):
+            if not live:  # its output reaches nothing: not run
+                ds.append(None)
+                ss.append(None)
+                continue
             dx = ds[c.dense_idx[0]] if len(c.dense_idx) == 1 else torch.cat([ds[j] for j in c.dense_idx], 1)
             sx = ss[c.sparse_idx[0]] if len(c.sparse_idx) == 1 else torch.cat([ss[j] for j in c.sparse_idx], 1)
             dr = sr = None
             if layout is not None:
-                dr = layout.dense_ranges(c.dense_idx, [t.shape[1] for t in ds])
+                dr = layout.dense_ranges(c.dense_idx, [0 if t is None else t.shape[1] for t in ds])
                 sr = layout.sparse_ranges(c.sparse_idx, path)
             d, s = block(dx, dr, sx, sr, ds[c.left], ds[c.right], c)
             ds.append(d)

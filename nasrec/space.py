@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -239,17 +239,48 @@ class ArchSpec:
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
 
+    def live_blocks(self) -> tuple[bool, ...]:
+        """Whether each block's output can reach the head: the last block, and every
+        block that a live block reads (left/right inputs only for binary operators)."""
+        live = [False] * len(self.blocks)
+        live[-1] = True
+        for i in range(len(self.blocks) - 1, -1, -1):
+            if live[i]:
+                b = self.blocks[i]
+                reads = set(b.dense_idx) | set(b.sparse_idx)
+                if b.dense_op in BINARY_OPS:
+                    reads |= {b.dense_left_idx, b.dense_right_idx}
+                for j in reads:
+                    if j >= 1:
+                        live[j - 1] = True
+        return tuple(live)
+
+    def canonical(self) -> "ArchSpec":
+        """The equivalent architecture in its canonical form: selectors sorted, the
+        binary-op inputs of blocks whose dense operator is not binary set to 0 (they are
+        not read), and every block that nothing reads (``live_blocks``) replaced by the
+        space's smallest block on the raw input. Models, the supernet and the profiler
+        build and run this form (dead blocks are built but never run), so equivalent
+        architectures get the same weights, score and cost."""
+        space = self.search_space
+        dead = BlockSpec((0,), (0,), 0, 0, space.dense_ops[0], space.sparse_ops[0], min(space.dense_widths),
+                         min(space.sparse_tokens), False, False)
+        blocks = []
+        for b, live in zip(self.blocks, self.live_blocks()):
+            if not live:
+                blocks.append(dead)
+                continue
+            binary = b.dense_op in BINARY_OPS
+            blocks.append(replace(b, dense_idx=tuple(sorted(b.dense_idx)), sparse_idx=tuple(sorted(b.sparse_idx)),
+                                  dense_left_idx=b.dense_left_idx if binary else 0,
+                                  dense_right_idx=b.dense_right_idx if binary else 0))
+        return replace(self, blocks=tuple(blocks))
+
     def canonical_json(self) -> str:
-        """Form that equivalent architectures share: selectors sorted, the binary-op
-        inputs of blocks whose dense operator is not binary set to 0 (they are not
-        read), the precision of dropped fields set to fp32 (nothing is stored), keys
-        sorted, no whitespace."""
-        d = self.to_dict()
-        for b, m in zip(self.blocks, d["macro"]):
-            for k in ("dense_idx", "sparse_idx"):
-                m[k] = sorted(m[k])
-            if b.dense_op not in BINARY_OPS:
-                m["dense_left_idx"], m["dense_right_idx"] = [0], [0]
+        """Form that equivalent architectures share: the JSON of :meth:`canonical`, with
+        the precision of dropped fields set to fp32 (nothing is stored), keys sorted, no
+        whitespace."""
+        d = self.canonical().to_dict()
         if "embedding" in d:
             e = d["embedding"]
             e["precision"] = [p if dim else "fp32" for dim, p in zip(e["dims"], e["precision"])]

@@ -113,10 +113,14 @@ class Supernet(_Network):
         self.eval()
         dense = torch.zeros(2, self.schema.n_dense, device=self.head.weight.device)
         ids = torch.zeros(2, self.schema.n_id_columns, dtype=torch.int64, device=dense.device)
+        elastic = [m for m in self.modules() if isinstance(m, (ElasticLinear, ElasticLayerNorm))]
+        for m in elastic:
+            m.last_slice = None
         self(dense, ids, spec)  # records which slice of every layer the subnet uses
         self.train(was_training)
         model.embedding.load_prefix(self.embedding)
         for name, mod in model.named_modules():
-            if isinstance(mod, (ElasticLinear, ElasticLayerNorm)):
+            # layers of blocks that nothing reads did not run: they keep their own weights
+            if isinstance(mod, (ElasticLinear, ElasticLayerNorm)) and self.get_submodule(name).last_slice is not None:
                 mod.load_state_dict(self.get_submodule(name).sliced_state())
         return model

@@ -29,7 +29,10 @@ families = ["recnmp"]
 gemm = ["host"]
 [baselines]
 names = ["dlrm"]
-train_steps = 0
+[verify]
+top_k = 2
+steps = 3
+batch_size = 64
 [inference]
 batch_size = 32
 """
@@ -97,11 +100,19 @@ def test_config_round_trip_and_quick():
     assert QUICK.search.budget < DEFAULT.search.budget
 
 
-def test_tiny_run_resume_plot_query_retrain(tmp_path, capsys, tiny):
+@pytest.fixture(scope="module")
+def tiny_run(tiny, tmp_path_factory):
+    """A finished tiny run: (run dir, supernet file's mtime before the run)."""
     cfgp, cache = tiny
-    out = tmp_path / "run"
+    out = tmp_path_factory.mktemp("tinyrun") / "run"
     sn_mtime = next(cache.glob("supernet-*.pt")).stat().st_mtime_ns
     assert main(["run", "--config", str(cfgp), "--out", str(out), "--cache", str(cache), "--quiet"]) == 0
+    return out, sn_mtime
+
+
+def test_tiny_run_resume_plot_query_retrain(tmp_path, capsys, tiny, tiny_run):
+    cfgp, cache = tiny
+    out, sn_mtime = tiny_run
     for f in ("run.json", "results.csv", "checkpoint.json", "front.csv", "baselines.csv", "summary.md",
               "logloss_vs_latency.png", "logloss_vs_energy.png", "hypervolume.png"):
         assert (out / f).is_file() and (out / f).stat().st_size > 0, f
@@ -134,7 +145,41 @@ def test_tiny_run_resume_plot_query_retrain(tmp_path, capsys, tiny):
     assert "rows_scale must be a positive integer, got 0" in capsys.readouterr().err
     assert main(["retrain", str(out), "--top", "1", "--steps", "2", "--quiet"]) == 0
     rt = list(csv.DictReader(open(out / "retrain.csv")))
-    assert len(rt) == 1 and float(rt[0]["test_logloss"]) > 0
+    assert len(rt) == 1 and float(rt[0]["test_logloss"]) > 0 and rt[0]["train_steps"] == "2"
+
+
+def test_run_verifies_front_and_baselines(tmp_path, capsys, tiny, tiny_run):
+    """The front's best distinct architectures and the baselines are trained from
+    scratch and tested; their figures reach front.csv, baselines.csv and summary.md,
+    their model files are queryable, and a second run reuses every cached training."""
+    import pandas as pd
+    cfgp, cache = tiny
+    out = tiny_run[0]
+    front = pd.read_csv(out / "front.csv")
+    ver = front[front["verified"] == 1]
+    assert 1 <= ver["arch_hash"].nunique() <= 2
+    assert (ver["test_logloss"] > 0).all() and ver["test_auc"].between(0, 1).all()
+    assert front[front["verified"] == 0]["test_logloss"].isna().all()
+    # the verified ones are those with the lowest search log loss among distinct architectures
+    best = front.sort_values("logloss").drop_duplicates("arch_hash")["arch_hash"].head(2)
+    assert set(ver["arch_hash"]) == set(best)
+    base = pd.read_csv(out / "baselines.csv")
+    assert list(base["model"]) == ["dlrm"] and base["test_logloss"].iloc[0] > 0 and base["train_steps"].iloc[0] == 3
+    summary = (out / "summary.md").read_text()
+    assert "best verified searched model" in summary and "best baseline (dlrm" in summary
+    model = out / ver["model_file"].iloc[0]
+    assert model.is_file()
+    capsys.readouterr()
+    assert main(["query", str(model), "--hardware", "recnmp", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["latency_s"] > 0
+    entries = sorted((cache / "truth").glob("truth-*.json"))
+    stamps = [p.stat().st_mtime_ns for p in entries]
+    out2 = tmp_path / "run2"
+    assert main(["run", "--config", str(cfgp), "--out", str(out2), "--cache", str(cache), "--quiet"]) == 0
+    assert sorted((cache / "truth").glob("truth-*.json")) == entries
+    assert [p.stat().st_mtime_ns for p in entries] == stamps
+    cols = ["arch_hash", "hardware", "logloss", "verified", "test_logloss", "test_auc"]
+    pd.testing.assert_frame_equal(pd.read_csv(out2 / "front.csv")[cols], front[cols])
 
 
 def test_inherited_scorer_equals_nasrec_scorer(tiny):

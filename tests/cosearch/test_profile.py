@@ -173,3 +173,21 @@ def test_multi_hot_fields_become_pooled_tables():
     schema = Schema(5, (7, 30, 3, 100, 12, 9), (3, 1, 2, 1, 5, 1))
     w = arch_workload(sample(np.random.default_rng(4), FULL), schema, batch_size=B)
     assert [t.pooling for t in w.tables] == [3, 1, 2, 1, 5, 1]
+
+
+def test_blocks_nobody_reads_cost_nothing():
+    """The profiler, like the model, skips blocks whose output reaches nothing: the
+    workload of a spec equals that of its canonical form, and no layer of the dead
+    block appears."""
+    import numpy as np
+    from nasrec import sample
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        spec = sample(rng)
+        dead = [i for i, live in enumerate(spec.live_blocks()) if not live]
+        if dead:
+            break
+    w = arch_workload(spec, SCHEMA, batch_size=8)
+    assert w.dense == arch_workload(spec.canonical(), SCHEMA, batch_size=8).dense
+    assert not any(layer.name.startswith(f"blocks.{dead[0]}.") for layer in w.dense)
+    assert any(layer.name.startswith(f"blocks.{len(spec.blocks) - 1}.") for layer in w.dense)

@@ -164,3 +164,14 @@ def test_duplicates_only_when_the_space_is_exhausted(name):
     # a 2 x 2 grid has 4 candidates: a budget of 6 must repeat exactly 2 of them
     algo, cands, _ = _run(name, 0, budget=6, space=GridSpace(2), evaluator=Evaluator([GridMetrics(2)], ("f1", "f2")))
     assert len({tuple(c) for c in cands}) == 4 and algo.duplicates == 2
+
+
+def test_equivalent_hardware_is_one_key():
+    """Overrides that repeat the preset's own value configure the same hardware."""
+    import pimsim
+    from cosearch.hardware import HardwareKnobs
+    ranks = pimsim.load_hardware("recnmp").org.ranks
+    same = HardwareKnobs("recnmp", "nmp", "host", ranks=ranks)
+    assert same.key == HardwareKnobs("recnmp", "nmp", "host", ranks=0).key
+    assert HardwareKnobs("recnmp", "nmp", "host", ranks=ranks // 2).key != same.key
+    assert HardwareKnobs("recnmp", "host", "host", host_rows_max=1000).key == HardwareKnobs("recnmp", "host", "host").key

@@ -165,3 +165,41 @@ def test_mutation_reaches_the_embedding_and_never_drops_every_field():
     assert 10 <= changed_embedding <= 50
     published = sample(rng)
     assert all(mutate(published, rng).embedding is None for _ in range(20))
+
+
+def _with_dead_block(seed0: int = 0):
+    """A random NASRec-Full spec with a block that nothing reads, and that block's index."""
+    rng = np.random.default_rng(seed0)
+    for _ in range(200):
+        spec = sample(rng, FULL)
+        dead = [i for i, live in enumerate(spec.live_blocks()) if not live]
+        if dead:
+            return spec, dead[0]
+    raise AssertionError("no spec with a dead block in 200 draws")
+
+
+def test_blocks_nobody_reads_do_not_change_hash_weights_or_output(tiny_data):
+    from dataclasses import replace
+    import torch
+    from nasrec.model import NasRecModel
+    from nasrec._util import seeded_torch
+    spec, i = _with_dead_block()
+    assert spec.live_blocks()[-1] and not spec.live_blocks()[i]
+    blocks = list(spec.blocks)
+    blocks[i] = replace(blocks[i], dense_op="dot", sparse_op="attention", dense_width=1024, sparse_tokens=64,
+                        dense_sparse_interact=True, deep_fm=True)
+    other = ArchSpec(tuple(blocks), spec.space)
+    assert other.hash == spec.hash and other.to_json() != spec.to_json()
+    assert other.canonical() == spec.canonical()
+    with seeded_torch(0):
+        a = NasRecModel(spec, tiny_data.schema)
+    with seeded_torch(0):
+        b = NasRecModel(other, tiny_data.schema)
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    d, s, _ = next(tiny_data.split("val").batches(32))
+    assert torch.equal(a(d, s), b(d, s))
+    # a live block's change is a different architecture
+    j = len(blocks) - 1
+    blocks[j] = replace(blocks[j], dense_width=16 if blocks[j].dense_width != 16 else 32)
+    assert ArchSpec(tuple(blocks), spec.space).hash != spec.hash

@@ -1,0 +1,207 @@
+"""Does the default task separate architectures? From-scratch truth for random
+NASRec-Full architectures, two seeds each, and how well the two seeds agree.
+
+Every architecture is trained with ``nasrec.scratch.TruthRecipe`` (one pass over fresh
+rows) once per seed; a seed fixes both the initial weights and the data order, and all
+architectures of one seed see the same batches. Results are cached by (data hash,
+architecture hash, recipe, seed): in ``benchmarks/results/scratch_truth.csv`` (committed,
+one row per training) and in the truth cache folder, so a rerun, a longer run
+(``--archs 60``) or another benchmark trains nothing twice. Interrupt it at any time.
+
+Writes ``scratch_truth.csv`` (rows of other data sets and recipes are kept) and
+``task_separation.csv`` (one row per data set and recipe):
+
+- (a) ``arch_std``: standard deviation over architectures of their mean test log loss;
+  ``seed_std``: seed-to-seed standard deviation of one training (std of the two seeds'
+  difference / sqrt 2); target ``arch_std >= 3 seed_std``;
+- (b) Kendall tau between the seeds' rankings with a bootstrap 95% interval; target >= 0.8;
+- (c) ``rows_fraction``: training rows drawn / training split (<= 1: no row is seen
+  twice) and ``val_minus_train``: validation log loss minus the last steps' training loss
+  (about 0 when nothing overfits).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from benchmarks._csv import write_rows
+from benchmarks._rank import kendall_ci, kendall_tau, spearman
+from nasrec import ArchSpec, Dataset, SyntheticConfig, generate_synthetic, sample
+from nasrec.data import binary_entropy
+from nasrec.scratch import TruthCache, TruthRecipe, key_hash, truth_key
+
+RESULTS = Path(__file__).resolve().parent / "results"
+TRUTH_CSV = RESULTS / "scratch_truth.csv"
+
+
+def default_cache() -> Path:
+    base = os.environ.get("COSEARCH_CACHE") or Path.home() / ".cache" / "cosearch"
+    return Path(base) / "truth"
+
+
+def bench_data(cfg: SyntheticConfig, data_dir: Path | None = None) -> Dataset:
+    """The synthetic data set of ``cfg`` (generated once under the temp folder)."""
+    import tempfile
+    base = data_dir or Path(tempfile.gettempdir()) / "nasrec-bench-data"
+    path = base / f"synthetic-r{cfg.rows}-c{cfg.max_cardinality}-s{cfg.seed}"
+    if (path / "meta.json").is_file():
+        try:
+            return Dataset(path)
+        except ValueError:
+            pass
+    return generate_synthetic(cfg, path, overwrite=True)
+
+
+def bench_archs(n: int, seed: int) -> list[ArchSpec]:
+    """``n`` distinct random NASRec-Full architectures (the same list for every benchmark)."""
+    rng = np.random.default_rng([seed, 100])
+    out, seen = [], set()
+    for _ in range(100 * n):
+        if len(out) == n:
+            break
+        s = sample(rng)
+        if s.hash not in seen:
+            seen.add(s.hash)
+            out.append(s)
+    return out
+
+
+def load_truth(path: Path = TRUTH_CSV) -> dict[str, dict]:
+    """Stored truth rows by key hash."""
+    if not path.is_file():
+        return {}
+    df = pd.read_csv(path)
+    return {r["key"]: r for r in df.to_dict("records")}
+
+
+def _row(result: dict) -> dict:
+    rec = result["recipe"]
+    return {"key": key_hash(truth_key(result["data"], ArchSpec.from_json(result["arch"]),
+                                      TruthRecipe(**rec), result["seed"])),
+            "data": result["data"], "model": result["model"], "seed": result["seed"],
+            "steps": rec["steps"], "batch_size": rec["batch_size"], "lr": rec["lr"],
+            "initial_accumulator": rec["initial_accumulator"], "version": result["version"],
+            "test_logloss": result["test_logloss"], "test_auc": result["test_auc"],
+            "val_logloss": result["val_logloss"], "val_auc": result["val_auc"],
+            "final_train_loss": result["final_train_loss"], "params": result["params"],
+            "train_seconds": result["train_seconds"], "cpu_seconds": result["cpu_seconds"],
+            "arch": result["arch"]}
+
+
+def truth_table(specs, ds: Dataset, recipe: TruthRecipe, seeds, *, cache: TruthCache,
+                stored: dict, on_new=None, deadline: float | None = None) -> pd.DataFrame:
+    """One row per (architecture, seed), from ``stored`` rows, the cache or training."""
+    splits = {}
+    rows = []
+    for k, spec in enumerate(specs):
+        for seed in seeds:
+            kh = key_hash(truth_key(ds.content_hash, spec, recipe, seed))
+            if kh in stored:
+                rows.append(stored[kh])
+                continue
+            if deadline is not None and time.time() > deadline:
+                continue
+            if not splits:
+                splits = {n: ds.split(n) for n in ("train", "val", "test")}
+            res = cache.get_or_train(spec, ds, recipe, seed, splits=splits)
+            row = _row(res)
+            rows.append(row)
+            stored[kh] = row
+            if on_new is not None:
+                on_new(row)
+            print(f"arch {k + 1}/{len(specs)} seed {seed}: test log loss {row['test_logloss']:.4f} "
+                  f"({row['train_seconds']:.0f} s)", file=sys.stderr, flush=True)
+    return pd.DataFrame(rows)
+
+
+def separation(df: pd.DataFrame, ds: Dataset, recipe: TruthRecipe, seeds, rng) -> dict:
+    """Item (a)-(c) figures of one truth table with two seeds."""
+    wide = df.pivot_table(index="model", columns="seed", values="test_logloss")
+    wide = wide.dropna()
+    s0, s1 = seeds[0], seeds[1]
+    a, b = wide[s0].to_numpy(), wide[s1].to_numpy()
+    mean = (a + b) / 2
+    arch_std = float(np.std(mean, ddof=1))
+    seed_std = float(np.std(a - b, ddof=1) / np.sqrt(2))
+    lo, hi = kendall_ci(a, b, rng)
+    ctr = float(ds.split("train").label.mean())
+    n_train = len(ds.split("train"))
+    return {"data": ds.content_hash[:16], "rows": ds.meta.get("config", {}).get("rows"),
+            "max_cardinality": ds.meta.get("config", {}).get("max_cardinality"),
+            "archs": len(wide), "steps": recipe.steps, "batch_size": recipe.batch_size, "lr": recipe.lr,
+            "initial_accumulator": recipe.initial_accumulator,
+            "arch_std": arch_std, "seed_std": seed_std, "ratio": arch_std / seed_std if seed_std else float("inf"),
+            "kendall_seed0_vs_seed1": kendall_tau(a, b), "kendall_lo": lo, "kendall_hi": hi,
+            "spearman_seed0_vs_seed1": spearman(a, b),
+            "best_test_logloss": float(mean.min()), "median_test_logloss": float(np.median(mean)),
+            "worst_test_logloss": float(mean.max()),
+            "bayes_test_logloss": (ds.bayes_logloss or {}).get("test", float("nan")),
+            "constant_test_logloss": float(binary_entropy(np.array([ctr]))[0]),
+            "rows_fraction": recipe.steps * recipe.batch_size / n_train,
+            "val_minus_train": float((df["val_logloss"] - df["final_train_loss"]).mean()),
+            "mean_train_seconds": float(df["train_seconds"].mean()),
+            "mean_cpu_seconds": float(df["cpu_seconds"].mean()), "threads": torch.get_num_threads()}
+
+
+def _merge_write(path: Path, rows: list[dict], key: str, match: dict | None = None) -> Path:
+    """Write ``rows`` to ``path``, keeping stored rows of other keys (or other ``match``)."""
+    old = pd.read_csv(path).to_dict("records") if path.is_file() else []
+    if match is None:
+        new_keys = {r[key] for r in rows}
+        old = [r for r in old if r[key] not in new_keys]
+    else:
+        old = [r for r in old if any(str(r.get(k)) != str(v) for k, v in match.items())]
+    return write_rows(old + rows, path)
+
+
+def main(argv=None) -> int:
+    d = SyntheticConfig()
+    r = TruthRecipe()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--archs", type=int, default=40)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--rows", type=int, default=d.rows)
+    ap.add_argument("--max-cardinality", type=int, default=d.max_cardinality)
+    ap.add_argument("--steps", type=int, default=r.steps)
+    ap.add_argument("--batch-size", type=int, default=r.batch_size)
+    ap.add_argument("--lr", type=float, default=r.lr)
+    ap.add_argument("--initial-accumulator", type=float, default=r.initial_accumulator)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--data-seed", type=int, default=0)
+    ap.add_argument("--cache", type=Path, default=None, help="truth cache folder (default $COSEARCH_CACHE/truth)")
+    ap.add_argument("--minutes", type=float, default=None, help="stop starting new trainings after this long")
+    args = ap.parse_args(argv)
+    if len(args.seeds) != 2:
+        ap.error(f"--seeds: give exactly two seeds, got {args.seeds}")
+    torch.set_num_threads(args.threads)
+    ds = bench_data(SyntheticConfig(rows=args.rows, max_cardinality=args.max_cardinality, seed=args.data_seed))
+    recipe = TruthRecipe(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                         initial_accumulator=args.initial_accumulator)
+    stored = load_truth()
+    deadline = time.time() + 60 * args.minutes if args.minutes else None
+    specs = bench_archs(args.archs, args.data_seed)
+    new_rows: list[dict] = []
+
+    def on_new(row):
+        new_rows.append(row)
+        _merge_write(TRUTH_CSV, new_rows, "key")
+
+    df = truth_table(specs, ds, recipe, args.seeds, cache=TruthCache(args.cache or default_cache()),
+                     stored=stored, on_new=on_new, deadline=deadline)
+    summary = separation(df, ds, recipe, args.seeds, np.random.default_rng(args.data_seed))
+    match = {k: summary[k] for k in ("data", "steps", "batch_size", "lr", "initial_accumulator")}
+    p = _merge_write(RESULTS / "task_separation.csv", [summary], "data", match)
+    print(pd.Series(summary).to_string())
+    print(f"wrote {TRUTH_CSV} and {p}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

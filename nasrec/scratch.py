@@ -1,0 +1,198 @@
+"""From-scratch training as ground truth, and a disk cache of its results.
+
+A *truth run* trains one architecture (an ``ArchSpec``) or one baseline (by name) from
+fresh weights with a fixed recipe and reports validation and test log loss and AUC.
+Benchmarks and ``cosearch run`` share the recipe and the cache, so a model trained once
+for one data set, recipe and seed is never trained again.
+
+The cache is a folder of ``<key>.json`` entries (and ``<key>.pt`` model files when
+asked for). Every entry records the sha256 of its own content and of its model file;
+a missing, truncated or corrupt entry is reported by one warning line naming the file
+(logger ``nasrec``) and trained again.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from torch import nn
+
+from nasrec.baselines import BASELINES, build_baseline
+from nasrec.data import Dataset
+from nasrec.model import NasRecModel
+from nasrec.space import ArchSpec
+from nasrec.train import TrainConfig, evaluate, train_model
+from nasrec._util import atomic_write_json, seeded_torch
+
+log = logging.getLogger("nasrec")
+
+#: Bumped whenever a change of the models or the training loop changes truth results.
+TRUTH_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TruthRecipe:
+    """How ground truth is trained: one pass over ``steps x batch_size`` fresh training
+    rows (never more than the split holds, so nothing is seen twice), Adagrad with
+    cosine decay after a 10% warm-up, gradient clipping 5 (NASRec's loop).
+
+    ``lr`` 0.04 instead of NASRec's 0.12: at a few hundred steps 0.12 lets some seeds
+    blow up (issue 13's pilot lost 0.04 log loss on one of two seeds), 0.04 keeps the
+    two seeds of an architecture together (``benchmarks/results/truth_recipe.csv``)."""
+
+    steps: int = 250
+    batch_size: int = 512
+    lr: float = 0.04
+    initial_accumulator: float = 0.0
+
+    def __post_init__(self):
+        self.train_config(0)  # validates the numbers
+
+    def train_config(self, seed: int) -> TrainConfig:
+        return TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr,
+                           initial_accumulator=self.initial_accumulator, seed=seed)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def model_key(model: ArchSpec | str) -> str:
+    """``arch:<canonical hash>`` or ``baseline:<name>``."""
+    if isinstance(model, ArchSpec):
+        return f"arch:{model.hash}"
+    if model not in BASELINES:
+        raise ValueError(f"unknown baseline {model!r}; known: {sorted(BASELINES)}")
+    return f"baseline:{model}"
+
+
+def build(model: ArchSpec | str, schema, seed: int) -> nn.Module:
+    """Fresh weights for an ArchSpec or a baseline name; depends only on ``seed``."""
+    if isinstance(model, ArchSpec):
+        with seeded_torch(seed):
+            return NasRecModel(model, schema)
+    return build_baseline(model, schema, seed)
+
+
+def truth_key(data_hash: str, model: ArchSpec | str, recipe: TruthRecipe, seed: int) -> dict:
+    """What a truth result depends on."""
+    return {"data": data_hash, "model": model_key(model), "recipe": recipe.to_dict(), "seed": int(seed),
+            "version": TRUTH_VERSION}
+
+
+def key_hash(key: dict) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def train_truth(model: ArchSpec | str, ds: Dataset, recipe: TruthRecipe, seed: int, *,
+                device="cpu", quiet: bool = True, splits: dict | None = None) -> tuple[dict, nn.Module]:
+    """Train ``model`` from scratch on ``ds``; returns (result, trained module).
+
+    ``result``: ``val_logloss``, ``val_auc``, ``test_logloss``, ``test_auc``, ``params``,
+    ``train_seconds``, ``cpu_seconds`` (process CPU time of training), the key fields.
+    ``splits`` may hold already loaded ``train``/``val``/``test`` splits of ``ds``."""
+    splits = splits or {}
+    train = splits.get("train") or ds.split("train")
+    rows = recipe.steps * recipe.batch_size
+    if rows > len(train):
+        raise ValueError(f"truth recipe needs {rows} fresh training rows ({recipe.steps} steps x "
+                         f"{recipe.batch_size}), the training split has {len(train)}")
+    net = build(model, ds.schema, seed).to(device)
+    c0, t0 = time.process_time(), time.perf_counter()
+    hist = train_model(net, train, recipe.train_config(seed), quiet=quiet)
+    cpu, wall = time.process_time() - c0, time.perf_counter() - t0
+    val = evaluate(net, splits.get("val") or ds.split("val"))
+    test = evaluate(net, splits.get("test") or ds.split("test"))
+    result = dict(truth_key(ds.content_hash, model, recipe, seed),
+                  val_logloss=val["logloss"], val_auc=val["auc"], test_logloss=test["logloss"],
+                  test_auc=test["auc"], params=int(sum(p.numel() for p in net.parameters())),
+                  train_seconds=wall, cpu_seconds=cpu,
+                  final_train_loss=float(sum(hist["train_losses"][-20:]) / max(1, len(hist["train_losses"][-20:]))))
+    if isinstance(model, ArchSpec):
+        result["arch"] = model.to_json()
+    return result, net
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class TruthCache:
+    """Truth results on disk, keyed by (data hash, model, recipe, seed).
+
+    ``get`` returns None for a missing entry and, after one warning naming the file,
+    for a truncated or corrupt one (which it deletes); ``put`` writes atomically, so
+    two processes sharing a folder at worst train one model twice."""
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+
+    def _paths(self, key: dict) -> tuple[Path, Path]:
+        h = key_hash(key)[:32]
+        return self.folder / f"truth-{h}.json", self.folder / f"truth-{h}.pt"
+
+    def get(self, key: dict, *, need_model: bool = False) -> dict | None:
+        path, model_path = self._paths(key)
+        if not path.exists():
+            return None
+        try:
+            entry = json.loads(path.read_text(encoding="utf-8"))
+            body = entry["result"]
+            if entry["sha256"] != key_hash(body) or {k: body.get(k) for k in key} != key:
+                raise ValueError("content hash does not match")
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            self._drop(path, model_path, f"corrupt cache entry {path} ({type(e).__name__}); training again")
+            return None
+        if need_model or entry.get("model_sha256"):
+            ok = model_path.is_file() and entry.get("model_sha256") == _sha256_file(model_path)
+            if not ok and (need_model or model_path.exists()):
+                self._drop(path, model_path, f"missing or corrupt model file {model_path}; training again")
+                return None
+        return dict(body, model_file=str(model_path) if entry.get("model_sha256") else None)
+
+    def put(self, key: dict, result: dict, model_file: Path | None = None) -> None:
+        """Store ``result``; ``model_file`` (a file already written) moves into the cache."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path, model_path = self._paths(key)
+        body = {k: v for k, v in result.items() if k != "model_file"}
+        entry = {"result": body, "sha256": key_hash(body)}
+        if model_file is not None:
+            os.replace(model_file, model_path)
+            entry["model_sha256"] = _sha256_file(model_path)
+        atomic_write_json(path, entry)
+
+    def _drop(self, path: Path, model_path: Path, message: str) -> None:
+        log.warning(message)
+        for p in (path, model_path):
+            try:
+                p.unlink()
+            except FileNotFoundError:
+                pass
+
+    def get_or_train(self, model: ArchSpec | str, ds: Dataset, recipe: TruthRecipe, seed: int, *,
+                     save_model: bool = False, device="cpu", quiet: bool = True,
+                     splits: dict | None = None) -> dict:
+        """The cached result, or train, store and return it. ``save_model``: the trained
+        weights are kept too (``result['model_file']``, a ``nasrec.modelio`` file)."""
+        key = truth_key(ds.content_hash, model, recipe, seed)
+        hit = self.get(key, need_model=save_model)
+        if hit is not None:
+            return hit
+        result, net = train_truth(model, ds, recipe, seed, device=device, quiet=quiet, splits=splits)
+        tmp = None
+        if save_model:
+            from nasrec.modelio import save_model as _save
+            self.folder.mkdir(parents=True, exist_ok=True)
+            tmp = _save(net.cpu(), self.folder / f".tmp-{key_hash(key)[:32]}-{os.getpid()}.pt",
+                        schema=ds.schema, meta={k: result[k] for k in ("model", "seed", "test_logloss", "data")})
+        self.put(key, result, tmp)
+        return self.get(key, need_model=save_model) or dict(result, model_file=None)
+

@@ -1,0 +1,65 @@
+import json
+import logging
+
+import numpy as np
+import pytest
+
+from nasrec import scratch
+from nasrec.modelio import load_model
+from nasrec.scratch import TruthCache, TruthRecipe, truth_key
+from nasrec.space import sample
+
+RECIPE = TruthRecipe(steps=3, batch_size=64)
+
+
+def _no_training(*a, **k):
+    raise AssertionError("trained although the result was cached")
+
+
+def test_truth_is_cached_by_data_model_recipe_and_seed(tiny_data, tmp_path, monkeypatch):
+    cache = TruthCache(tmp_path)
+    spec = sample(np.random.default_rng(0))
+    a = cache.get_or_train(spec, tiny_data, RECIPE, 0, save_model=True)
+    assert np.isfinite(a["test_logloss"]) and a["test_logloss"] > 0 and 0 <= a["test_auc"] <= 1 and a["model"] == f"arch:{spec.hash}"
+    model, info = load_model(a["model_file"])
+    assert info["arch"] == spec.to_json()
+    monkeypatch.setattr(scratch, "train_truth", _no_training)
+    b = cache.get_or_train(spec, tiny_data, RECIPE, 0, save_model=True)
+    assert b == a
+    # another seed or recipe is another truth
+    monkeypatch.undo()
+    c = cache.get_or_train(spec, tiny_data, TruthRecipe(steps=4, batch_size=64), 0)
+    d = cache.get_or_train("dlrm", tiny_data, RECIPE, 1)
+    assert c["recipe"]["steps"] == 4 and d["model"] == "baseline:dlrm" and d["seed"] == 1
+    assert len(list(tmp_path.glob("truth-*.json"))) == 3
+
+
+@pytest.mark.parametrize("damage", ["truncate", "edit", "model"])
+def test_damaged_entry_warns_once_and_is_rebuilt(tiny_data, tmp_path, caplog, damage):
+    cache = TruthCache(tmp_path)
+    first = cache.get_or_train("dlrm", tiny_data, RECIPE, 0, save_model=True)
+    entry = next(tmp_path.glob("truth-*.json"))
+    if damage == "truncate":
+        entry.write_bytes(entry.read_bytes()[:40])
+    elif damage == "edit":  # valid JSON, but not what was written
+        d = json.loads(entry.read_text())
+        d["result"]["test_logloss"] = 0.1
+        entry.write_text(json.dumps(d))
+    else:
+        model = next(tmp_path.glob("truth-*.pt"))
+        model.write_bytes(model.read_bytes()[:100])
+    with caplog.at_level(logging.WARNING, logger="nasrec"):
+        again = cache.get_or_train("dlrm", tiny_data, RECIPE, 0, save_model=True)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and str(tmp_path) in warnings[0] and "\n" not in warnings[0]
+    assert again["test_logloss"] == pytest.approx(first["test_logloss"], abs=1e-6)
+    assert cache.get(truth_key(tiny_data.content_hash, "dlrm", RECIPE, 0), need_model=True) is not None
+
+
+def test_recipe_needs_fresh_rows(tiny_data):
+    with pytest.raises(ValueError, match="fresh training rows"):
+        scratch.train_truth("dlrm", tiny_data, TruthRecipe(steps=100, batch_size=512), 0)
+    with pytest.raises(ValueError, match="steps"):
+        TruthRecipe(steps=0)
+    with pytest.raises(ValueError, match="unknown baseline 'nope'"):
+        scratch.model_key("nope")
