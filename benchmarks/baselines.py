@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from benchmarks.supernet_quality import RESULTS, default_data, write_csv
+from benchmarks.task_truth import RESULTS, default_data, write_csv
 from nasrec import (BASELINES, ArchSpec, NasRecModel, TrainConfig, build_baseline, evaluate, sample,
                     train_model)
 from nasrec._util import seeded_torch
@@ -33,7 +33,7 @@ def _best_arch(seed: int) -> tuple[ArchSpec, str]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--rows", type=int, default=200_000)
+    ap.add_argument("--rows", type=int, default=None, help="default: the default data set's")
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--batch-size", type=int, default=512)
     ap.add_argument("--lr", type=float, default=0.12)

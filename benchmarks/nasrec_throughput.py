@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from benchmarks._csv import write_rows
-from benchmarks.supernet_quality import RESULTS, default_data
+from benchmarks.task_truth import RESULTS, default_data
 from nasrec import NasRecModel, TrainConfig, build_supernet, sample, train_model, train_supernet
 from nasrec._util import seeded_torch
 from nasrec.baselines import DLRM
@@ -48,7 +48,7 @@ def _similar_dlrm(schema, target: float, seed: int) -> DLRM:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--rows", type=int, default=200_000)
+    ap.add_argument("--rows", type=int, default=None, help="default: the default data set's")
     ap.add_argument("--steps", type=int, default=20, help="training steps per model per round")
     ap.add_argument("--rounds", type=int, default=5, help="timed rounds (after one warm-up round)")
     ap.add_argument("--batch-size", type=int, default=512)

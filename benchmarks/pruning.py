@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 
 from benchmarks._csv import write_rows
-from benchmarks.supernet_quality import RESULTS, default_data
+from benchmarks.task_truth import RESULTS, default_data
 from nasrec import ArchSpec, NasRecModel, TrainConfig, build_baseline, evaluate, sample, train_model
 from nasrec.flops import flops
 from nasrec.prune import PruneConfig, count_params, prune, prune_spec, to_prunable
@@ -127,7 +127,7 @@ def _plot(df: pd.DataFrame, hardware: list[str], path: Path) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rows", type=int, default=200_000)
+    ap.add_argument("--rows", type=int, default=None, help="default: the default data set's")
     ap.add_argument("--train-steps", type=int, default=300)
     ap.add_argument("--finetune-steps", type=int, default=100)
     ap.add_argument("--mask-steps", type=int, default=100)

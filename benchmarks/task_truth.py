@@ -35,7 +35,7 @@ from benchmarks._csv import write_rows
 from benchmarks._rank import kendall_ci, kendall_tau, spearman
 from nasrec import ArchSpec, Dataset, SyntheticConfig, generate_synthetic, sample
 from nasrec.data import binary_entropy
-from nasrec.scratch import TruthCache, TruthRecipe, key_hash, truth_key
+from nasrec.scratch import TruthCache, TruthRecipe, key_hash, truth_key, truth_splits
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TRUTH_CSV = RESULTS / "scratch_truth.csv"
@@ -44,6 +44,17 @@ TRUTH_CSV = RESULTS / "scratch_truth.csv"
 def default_cache() -> Path:
     base = os.environ.get("COSEARCH_CACHE") or Path.home() / ".cache" / "cosearch"
     return Path(base) / "truth"
+
+
+def default_data(rows: int | None = None, seed: int = 0, max_cardinality: int | None = None) -> Dataset:
+    """The default synthetic data set (``rows``/``max_cardinality`` override its size)."""
+    d = SyntheticConfig()
+    return bench_data(SyntheticConfig(rows=rows or d.rows, max_cardinality=max_cardinality or d.max_cardinality,
+                                      seed=seed))
+
+
+def write_csv(df: pd.DataFrame, name: str) -> Path:
+    return write_rows(df.to_dict("records"), RESULTS / name)
 
 
 def bench_data(cfg: SyntheticConfig, data_dir: Path | None = None) -> Dataset:
@@ -95,30 +106,51 @@ def _row(result: dict) -> dict:
             "arch": result["arch"]}
 
 
-def truth_table(specs, ds: Dataset, recipe: TruthRecipe, seeds, *, cache: TruthCache,
-                stored: dict, on_new=None, deadline: float | None = None) -> pd.DataFrame:
-    """One row per (architecture, seed), from ``stored`` rows, the cache or training."""
-    splits = {}
-    rows = []
-    for k, spec in enumerate(specs):
-        for seed in seeds:
-            kh = key_hash(truth_key(ds.content_hash, spec, recipe, seed))
-            if kh in stored:
-                rows.append(stored[kh])
-                continue
-            if deadline is not None and time.time() > deadline:
-                continue
-            if not splits:
-                splits = {n: ds.split(n) for n in ("train", "val", "test")}
-            res = cache.get_or_train(spec, ds, recipe, seed, splits=splits)
-            row = _row(res)
-            rows.append(row)
-            stored[kh] = row
-            if on_new is not None:
-                on_new(row)
-            print(f"arch {k + 1}/{len(specs)} seed {seed}: test log loss {row['test_logloss']:.4f} "
-                  f"({row['train_seconds']:.0f} s)", file=sys.stderr, flush=True)
-    return pd.DataFrame(rows)
+_WORKER: dict = {}
+
+
+def _worker_init(path: str, cache: str, threads: int) -> None:
+    torch.set_num_threads(threads)
+    ds = Dataset(path)
+    _WORKER.update(ds=ds, cache=TruthCache(cache), splits=truth_splits(ds))
+
+
+def _worker_train(spec_json: str, recipe: dict, seed: int) -> dict:
+    w = _WORKER
+    return _row(w["cache"].get_or_train(ArchSpec.from_json(spec_json), w["ds"], TruthRecipe(**recipe), seed,
+                                        splits=w["splits"]))
+
+
+def truth_table(specs, ds: Dataset, recipe: TruthRecipe, seeds, *, cache: TruthCache, stored: dict,
+                on_new=None, deadline: float | None = None, jobs: int = 1, threads: int = 2) -> pd.DataFrame:
+    """One row per (architecture, seed), from ``stored`` rows, the cache or training
+    (``jobs`` processes of ``threads`` torch threads each)."""
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    import multiprocessing as mp
+    todo = [(k, spec, seed) for k, spec in enumerate(specs) for seed in seeds
+            if key_hash(truth_key(ds.content_hash, spec, recipe, seed)) not in stored]
+    if todo:
+        with ProcessPoolExecutor(jobs, mp.get_context("spawn"), initializer=_worker_init,
+                                 initargs=(str(ds.path), str(cache.folder), threads)) as pool:
+            pending = {}
+            queue = list(todo)
+            while queue or pending:
+                while queue and len(pending) < jobs and (deadline is None or time.time() < deadline):
+                    k, spec, seed = queue.pop(0)
+                    pending[pool.submit(_worker_train, spec.to_json(), recipe.to_dict(), seed)] = (k, seed)
+                if not pending:
+                    break
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for f in done:
+                    k, seed = pending.pop(f)
+                    row = f.result()
+                    stored[row["key"]] = row
+                    if on_new is not None:
+                        on_new(row)
+                    print(f"arch {k + 1}/{len(specs)} seed {seed}: test log loss {row['test_logloss']:.4f} "
+                          f"({row['train_seconds']:.0f} s)", file=sys.stderr, flush=True)
+    keys = [key_hash(truth_key(ds.content_hash, spec, recipe, seed)) for spec in specs for seed in seeds]
+    return pd.DataFrame([stored[k] for k in keys if k in stored])
 
 
 def separation(df: pd.DataFrame, ds: Dataset, recipe: TruthRecipe, seeds, rng) -> dict:
@@ -147,7 +179,7 @@ def separation(df: pd.DataFrame, ds: Dataset, recipe: TruthRecipe, seeds, rng) -
             "rows_fraction": recipe.steps * recipe.batch_size / n_train,
             "val_minus_train": float((df["val_logloss"] - df["final_train_loss"]).mean()),
             "mean_train_seconds": float(df["train_seconds"].mean()),
-            "mean_cpu_seconds": float(df["cpu_seconds"].mean()), "threads": torch.get_num_threads()}
+            "mean_cpu_seconds": float(df["cpu_seconds"].mean())}
 
 
 def _merge_write(path: Path, rows: list[dict], key: str, match: dict | None = None) -> Path:
@@ -173,10 +205,12 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=r.batch_size)
     ap.add_argument("--lr", type=float, default=r.lr)
     ap.add_argument("--initial-accumulator", type=float, default=r.initial_accumulator)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2, help="torch threads per training process")
+    ap.add_argument("--jobs", type=int, default=1, help="training processes at once")
     ap.add_argument("--data-seed", type=int, default=0)
     ap.add_argument("--cache", type=Path, default=None, help="truth cache folder (default $COSEARCH_CACHE/truth)")
     ap.add_argument("--minutes", type=float, default=None, help="stop starting new trainings after this long")
+    ap.add_argument("--results", type=Path, default=RESULTS, help="folder of the result files")
     args = ap.parse_args(argv)
     if len(args.seeds) != 2:
         ap.error(f"--seeds: give exactly two seeds, got {args.seeds}")
@@ -184,22 +218,24 @@ def main(argv=None) -> int:
     ds = bench_data(SyntheticConfig(rows=args.rows, max_cardinality=args.max_cardinality, seed=args.data_seed))
     recipe = TruthRecipe(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                          initial_accumulator=args.initial_accumulator)
-    stored = load_truth()
+    truth_csv = args.results / TRUTH_CSV.name
+    stored = load_truth(truth_csv)
     deadline = time.time() + 60 * args.minutes if args.minutes else None
     specs = bench_archs(args.archs, args.data_seed)
     new_rows: list[dict] = []
 
     def on_new(row):
         new_rows.append(row)
-        _merge_write(TRUTH_CSV, new_rows, "key")
+        _merge_write(truth_csv, new_rows, "key")
 
     df = truth_table(specs, ds, recipe, args.seeds, cache=TruthCache(args.cache or default_cache()),
-                     stored=stored, on_new=on_new, deadline=deadline)
+                     stored=stored, on_new=on_new, deadline=deadline, jobs=args.jobs, threads=args.threads)
     summary = separation(df, ds, recipe, args.seeds, np.random.default_rng(args.data_seed))
+    summary.update(jobs=args.jobs, threads=args.threads, cores=os.cpu_count())
     match = {k: summary[k] for k in ("data", "steps", "batch_size", "lr", "initial_accumulator")}
-    p = _merge_write(RESULTS / "task_separation.csv", [summary], "data", match)
+    p = _merge_write(args.results / "task_separation.csv", [summary], "data", match)
     print(pd.Series(summary).to_string())
-    print(f"wrote {TRUTH_CSV} and {p}")
+    print(f"wrote {truth_csv} and {p}")
     return 0
 
 

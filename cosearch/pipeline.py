@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -29,6 +30,8 @@ from cosearch.search import make_algorithm
 __all__ = ["ensure_dataset", "ensure_supernet", "run_pipeline", "normalization_settings", "resume_pipeline", "finish_run",
            "baseline_costs", "verify", "verdict", "truth_recipe", "load_run", "front_rows", "table_spec", "search_space",
            "RUN_FILE"]
+
+log = logging.getLogger("cosearch")
 
 RUN_FILE = "run.json"
 RUN_VERSION = 1
@@ -53,8 +56,13 @@ def ensure_dataset(cfg: RunConfig, cache_dir, quiet: bool = True):
                           zipf_exponent=cfg.data.zipf_exponent, seed=cfg.seed,
                           pooling=MLPERF_POOLING if cfg.data.pooling == "mlperf" else None, bag=cfg.data.bag)
     folder = Path(cache_dir) / f"data-{config_hash(asdict(syn))[:16]}"
-    if (folder / "meta.json").is_file():
-        return Dataset(folder)
+    if folder.exists():
+        try:
+            ds = Dataset(folder)
+            ds.verify()
+            return ds
+        except ValueError as e:  # a damaged cache entry is rebuilt, not fatal
+            log.warning(f"cache: {e}; generating the data set again")
     folder.parent.mkdir(parents=True, exist_ok=True)
     return generate_synthetic(syn, folder, overwrite=True, quiet=quiet)
 
@@ -77,9 +85,19 @@ def ensure_supernet(cfg: RunConfig, dataset, cache_dir, quiet: bool = True):
         settings["embedding_space"] = asdict(emb)
     key = config_hash(settings)
     path = Path(cache_dir) / f"supernet-{key[:16]}.pt"
-    if not path.is_file():
-        sn = build_supernet(dataset.schema, cfg.supernet.space, cfg.seed, embedding_space=emb)
-        train_supernet(sn, dataset.split("train"), tc, quiet=quiet, checkpoint=path)
+    stamp = path.with_name(path.name + ".sha256")  # written after a complete checkpoint
+    if path.exists() or stamp.exists():
+        try:
+            if not stamp.is_file() or stamp.read_text().strip() != _file_hash(path):
+                raise ValueError(f"{path}: missing, truncated or changed since it was written")
+            sn, _ = load_checkpoint(path)
+            return sn, path
+        except (ValueError, OSError) as e:  # a damaged cache entry is rebuilt, not fatal
+            log.warning(f"cache: {e}; training the supernet again")
+    stamp.unlink(missing_ok=True)
+    sn = build_supernet(dataset.schema, cfg.supernet.space, cfg.seed, embedding_space=emb)
+    train_supernet(sn, dataset.split("train"), tc, quiet=quiet, checkpoint=path)
+    atomic_write_text(stamp, _file_hash(path) + "\n")
     sn, _ = load_checkpoint(path)
     return sn, path
 
@@ -276,14 +294,13 @@ def verify(out, cfg: RunConfig, dataset, cache_dir, *, quiet: bool = True,
     Returns (front rows with ``test_logloss``, ``test_auc``, ``verified`` and ``model_file``
     added, {baseline name: truth result}). Cached under ``cache_dir/truth``."""
     import shutil
-    from nasrec.scratch import TruthCache
+    from nasrec.scratch import TruthCache, truth_splits
     from nasrec.space import ArchSpec
     out = Path(out)
     front = front_rows(out, cfg.search.objectives)
     cache = TruthCache(Path(cache_dir) / "truth")
-    train = dataset.split("train")
-    recipe = _fit_recipe(truth_recipe(cfg), len(train))
-    splits = {"train": train, "val": dataset.split("val"), "test": dataset.split("test")}
+    splits = truth_splits(dataset)
+    recipe = _fit_recipe(truth_recipe(cfg), len(splits["train"]))
     models = out / "models"
     picked: dict[str, dict] = {}
     if "logloss" in cfg.search.objectives:

@@ -622,6 +622,24 @@ class Dataset:
     def content_hash(self) -> str:
         return self.meta["content_hash"]
 
+    def verify(self) -> None:
+        """Check every array file against ``meta.json`` (readable, full length, same
+        content hash); a ``ValueError`` names the first bad file."""
+        arrays = sorted(n for n in ("dense", "label", "prob", "sparse") if (self.path / f"{n}.npy").is_file()
+                        or n != "prob")
+        names = arrays + [f"split_{s}" for s in SPLITS]
+        rows = self.meta.get("rows")
+        for name in names:
+            f = self.path / f"{name}.npy"
+            try:
+                arr = np.load(f, mmap_mode="r")
+            except (OSError, ValueError) as e:
+                raise ValueError(f"{f}: missing or truncated ({type(e).__name__})") from None
+            if name in arrays and rows is not None and arr.shape[0] != rows:
+                raise ValueError(f"{f}: {arr.shape[0]} rows, meta.json says {rows}")
+        if _content_hash(self.path, names) != self.content_hash:
+            raise ValueError(f"{self.path}: content does not match the hash in meta.json")
+
     @property
     def bayes_logloss(self) -> dict | None:
         return self.meta.get("bayes_logloss")

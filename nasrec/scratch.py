@@ -33,6 +33,14 @@ log = logging.getLogger("nasrec")
 
 #: Bumped whenever a change of the models or the training loop changes truth results.
 TRUTH_VERSION = 1
+#: Validation rows a truth run is checked on (the test split is used whole): enough to
+#: see overfitting, and a forward pass over 100k rows costs a big model about 20 s.
+VAL_ROWS = 20_000
+
+
+def truth_splits(ds: Dataset) -> dict:
+    """The splits a truth run reads: whole train and test, the first ``VAL_ROWS`` of val."""
+    return {"train": ds.split("train"), "val": ds.split("val", VAL_ROWS), "test": ds.split("test")}
 
 
 @dataclass(frozen=True)
@@ -42,8 +50,11 @@ class TruthRecipe:
     cosine decay after a 10% warm-up, gradient clipping 5 (NASRec's loop).
 
     ``lr`` 0.04 instead of NASRec's 0.12: at a few hundred steps 0.12 lets some seeds
-    blow up (issue 13's pilot lost 0.04 log loss on one of two seeds), 0.04 keeps the
-    two seeds of an architecture together (``benchmarks/results/truth_recipe.csv``)."""
+    blow up (issue 13's pilot: one of two seeds of an architecture lost 0.04 log loss at
+    500 steps), while at 0.04 the two seeds of each of two pilot architectures agreed
+    within 0.0016 (``benchmarks/results/truth_recipe_pilot.csv``); 250 steps x 512 rows
+    fit the issue's budget of 80 trainings in about two hours of a 2-core machine.
+    """
 
     steps: int = 250
     batch_size: int = 512
@@ -94,9 +105,9 @@ def train_truth(model: ArchSpec | str, ds: Dataset, recipe: TruthRecipe, seed: i
 
     ``result``: ``val_logloss``, ``val_auc``, ``test_logloss``, ``test_auc``, ``params``,
     ``train_seconds``, ``cpu_seconds`` (process CPU time of training), the key fields.
-    ``splits`` may hold already loaded ``train``/``val``/``test`` splits of ``ds``."""
-    splits = splits or {}
-    train = splits.get("train") or ds.split("train")
+    ``splits``: already loaded ``truth_splits(ds)``."""
+    splits = splits or truth_splits(ds)
+    train = splits["train"]
     rows = recipe.steps * recipe.batch_size
     if rows > len(train):
         raise ValueError(f"truth recipe needs {rows} fresh training rows ({recipe.steps} steps x "
@@ -105,8 +116,8 @@ def train_truth(model: ArchSpec | str, ds: Dataset, recipe: TruthRecipe, seed: i
     c0, t0 = time.process_time(), time.perf_counter()
     hist = train_model(net, train, recipe.train_config(seed), quiet=quiet)
     cpu, wall = time.process_time() - c0, time.perf_counter() - t0
-    val = evaluate(net, splits.get("val") or ds.split("val"))
-    test = evaluate(net, splits.get("test") or ds.split("test"))
+    val = evaluate(net, splits["val"])
+    test = evaluate(net, splits["test"])
     result = dict(truth_key(ds.content_hash, model, recipe, seed),
                   val_logloss=val["logloss"], val_auc=val["auc"], test_logloss=test["logloss"],
                   test_auc=test["auc"], params=int(sum(p.numel() for p in net.parameters())),

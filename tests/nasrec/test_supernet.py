@@ -111,7 +111,7 @@ def test_baselines_shapes_and_gradients(tiny_data, name):
 
 
 def test_kendall_tau_matches_definition():
-    from benchmarks.supernet_quality import kendall_tau
+    from benchmarks._rank import kendall_tau
     a = [1, 2, 3, 4, 5]
     assert kendall_tau(a, a) == 1.0 and kendall_tau(a, a[::-1]) == -1.0
     # One discordant pair out of 10: (9 - 1) / 10.
