@@ -82,6 +82,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cache", type=Path, default=None, help="truth and supernet cache (default $COSEARCH_CACHE)")
     ap.add_argument("--results", type=Path, default=RESULTS)
+    ap.add_argument("--stored-truth-only", action="store_true",
+                    help="rank only the architectures whose truth is already stored (train none)")
     args = ap.parse_args(argv)
     if args.supernets < 1 or args.archs < 2:
         ap.error("need --supernets >= 1 and --archs >= 2")
@@ -90,20 +92,31 @@ def main(argv=None) -> int:
     ds = bench_data(SyntheticConfig(rows=args.rows, max_cardinality=args.max_cardinality))
     specs = bench_archs(args.archs, 0)
     recipe = TruthRecipe(steps=args.truth_steps, batch_size=r.batch_size, lr=args.truth_lr)
-    truth = truth_table(specs, ds, recipe, (0, 1), cache=TruthCache(cache), stored=load_truth(args.results / TRUTH_CSV.name),
-                        threads=args.threads)
-    wide = truth.pivot_table(index="model", columns="seed", values="test_logloss")
-    t0, t1 = (np.array([wide.loc[f"arch:{s.hash}", k] for s in specs]) for k in (0, 1))
-    t_mean = (t0 + t1) / 2
     val = ds.split("val", args.val_rows)
-    rows, summary = [], []
+    scored = []
     for seed in range(args.supernets):
         sn, train_cpu, cfg = _supernet(ds, args, seed, cache)
         scorer = SupernetScorer(sn, ds.split("train"), val, finetune_steps=args.finetune_steps,
                                 batch_size=args.finetune_batch, seed=seed)
         c0 = time.process_time()
         scores = np.array([scorer.evaluate(s)["logloss"] for s in specs])
-        score_cpu = (time.process_time() - c0) / len(specs)
+        scored.append((seed, scores, train_cpu, (time.process_time() - c0) / len(specs), cfg))
+    stored = load_truth(args.results / TRUTH_CSV.name)
+    if args.stored_truth_only:
+        truth = pd.DataFrame([row for row in stored.values() if row["data"] == ds.content_hash
+                              and row["steps"] == recipe.steps and row["lr"] == recipe.lr])
+    else:
+        truth = truth_table(specs, ds, recipe, (0, 1), cache=TruthCache(cache), stored=stored, threads=args.threads)
+    wide = truth.pivot_table(index="model", columns="seed", values="test_logloss").dropna()
+    have = [i for i, s in enumerate(specs) if f"arch:{s.hash}" in wide.index]
+    if len(have) < 2:
+        raise SystemExit(f"only {len(have)} architectures have truth for both seeds; run benchmarks.task_truth")
+    specs = [specs[i] for i in have]
+    t0, t1 = (np.array([wide.loc[f"arch:{s.hash}", k] for s in specs]) for k in (0, 1))
+    t_mean = (t0 + t1) / 2
+    rows, summary = [], []
+    for seed, scores, train_cpu, score_cpu, cfg in scored:
+        scores = scores[have]
         rng = np.random.default_rng([seed, 7])
         ag = agreement(scores, t_mean, rng)
         summary.append({"variant": args.variant, "supernet_seed": seed, **ag,
@@ -119,7 +132,8 @@ def main(argv=None) -> int:
             rows.append({"variant": args.variant, "supernet_seed": seed, "hash": s.hash[:16], "score": sc,
                          "truth_mean": (a + b) / 2, "truth_seed0": a, "truth_seed1": b, "data": ds.content_hash[:16]})
         print(f"supernet {seed}: Kendall {ag['kendall_tau']:.3f} [{ag['kendall_lo']:.3f}, {ag['kendall_hi']:.3f}], "
-              f"Spearman {ag['spearman']:.3f}, top-10 {ag['top10_overlap']}", file=sys.stderr, flush=True)
+              f"Spearman {ag['spearman']:.3f}, top-10 {ag['top10_overlap']} ({len(specs)} architectures)",
+              file=sys.stderr, flush=True)
     s = pd.DataFrame(summary)
     mean = {"variant": args.variant, "supernet_seed": "mean",
             **{k: float(s[k].mean()) for k in ("kendall_tau", "kendall_lo", "kendall_hi", "spearman", "top10_overlap",

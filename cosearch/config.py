@@ -182,10 +182,13 @@ class VerifyConfig:
     steps: int = 250
     batch_size: int = 512
     lr: float = 0.04
+    # trainings at once, each with cores / workers torch threads: on 2 cores two 1-thread
+    # trainings get through about 15% more work than one 2-thread training
+    workers: int = 2
 
     def __post_init__(self):
         _pos_int(self, "top_k", minimum=0)
-        _pos_int(self, "steps", "batch_size")
+        _pos_int(self, "steps", "batch_size", "workers")
         if not isinstance(self.baselines, bool):
             raise ValueError(f"VerifyConfig.baselines must be true or false, got {self.baselines!r}")
         if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not self.lr > 0:

@@ -294,13 +294,12 @@ def verify(out, cfg: RunConfig, dataset, cache_dir, *, quiet: bool = True,
     Returns (front rows with ``test_logloss``, ``test_auc``, ``verified`` and ``model_file``
     added, {baseline name: truth result}). Cached under ``cache_dir/truth``."""
     import shutil
-    from nasrec.scratch import TruthCache, truth_splits
+    from nasrec.scratch import TruthCache
     from nasrec.space import ArchSpec
     out = Path(out)
     front = front_rows(out, cfg.search.objectives)
     cache = TruthCache(Path(cache_dir) / "truth")
-    splits = truth_splits(dataset)
-    recipe = _fit_recipe(truth_recipe(cfg), len(splits["train"]))
+    recipe = _fit_recipe(truth_recipe(cfg), len(dataset.split("train")))
     models = out / "models"
     picked: dict[str, dict] = {}
     if "logloss" in cfg.search.objectives:
@@ -308,12 +307,21 @@ def verify(out, cfg: RunConfig, dataset, cache_dir, *, quiet: bool = True,
             if len(picked) >= cfg.verify.top_k:
                 break
             picked.setdefault(r["arch_hash"], r)
+    names = list(cfg.baselines.names) if cfg.verify.baselines else []
+    archs = [ArchSpec.from_json(r["arch"]) for r in picked.values()]
+    # the slowest trainings first (xDeepFM's CIN and AutoInt's attention take several
+    # times the others' time), so that the workers finish together
+    slow = [n for n in ("xdeepfm", "autoint") if n in names]
+    order = slow + archs + [n for n in names if n not in slow]
+    got = cache.get_or_train_many(order, dataset, recipe, cfg.seed, save_model=True,
+                                  workers=cfg.verify.workers, quiet=quiet,
+                                  on_start=(lambda m: on_model(m if isinstance(m, str) else f"arch {m.hash[:16]}"))
+                                  if on_model else None)
+    by_name = {m: r for m, r in zip(order, got) if isinstance(m, str)}
+    base = {n: by_name[n] for n in names}
+    done = [None] * len(names) + [r for m, r in zip(order, got) if not isinstance(m, str)]
     results: dict[str, dict] = {}
-    for h, r in picked.items():
-        if on_model:
-            on_model(f"arch {h}")
-        res = cache.get_or_train(ArchSpec.from_json(r["arch"]), dataset, recipe, cfg.seed, save_model=True,
-                                 quiet=quiet, splits=splits)
+    for h, res in zip(picked, done[len(names):]):
         if res.get("model_file"):
             models.mkdir(parents=True, exist_ok=True)
             dst = models / f"arch-{h}.pt"
@@ -329,12 +337,6 @@ def verify(out, cfg: RunConfig, dataset, cache_dir, *, quiet: bool = True,
                          test_logloss=res["test_logloss"] if res else float("nan"),
                          test_auc=res["test_auc"] if res else float("nan"),
                          model_file=res["model_file"] if res else ""))
-    base: dict[str, dict] = {}
-    if cfg.verify.baselines:
-        for name in cfg.baselines.names:
-            if on_model:
-                on_model(name)
-            base[name] = cache.get_or_train(name, dataset, recipe, cfg.seed, quiet=quiet, splits=splits)
     return rows, base
 
 

@@ -55,7 +55,7 @@ def plot_tradeoff(rows: list[dict], x: str, path, *, baselines: list[dict] = (),
         order = np.argsort(X[front])
         ax.plot(X[front][order], Y[front][order], "o-", c="tab:red", ms=4, lw=1.2, label="front (search score)")
         # keep the interesting part in view: diverged scores above the upper quartile are cut
-        ys += [float(Y.min()), max(float(np.quantile(Y, 0.75)), float(Y[front].max()))]
+        ys += [float(Y.min()), float(np.quantile(Y, 0.75))]
     vx = [(float(r[x]), float(r["test_logloss"]), float(r["logloss"])) for r in verified
           if np.isfinite(float(r.get("test_logloss", "nan")))]
     for i, (a, t, sc) in enumerate(vx):

@@ -207,3 +207,55 @@ class TruthCache:
         self.put(key, result, tmp)
         return self.get(key, need_model=save_model) or dict(result, model_file=None)
 
+    def get_or_train_many(self, models, ds: Dataset, recipe: TruthRecipe, seed: int, *, save_model: bool = False,
+                          workers: int = 1, quiet: bool = True, on_start=None) -> list[dict]:
+        """``get_or_train`` for each of ``models`` (ArchSpecs or baseline names), in order.
+        Uncached ones train in ``workers`` processes of ``cpu_count // workers`` torch
+        threads each (1: in this process); ``on_start(model)`` is called as each starts."""
+        out: list[dict | None] = []
+        todo = []
+        for i, m in enumerate(models):
+            hit = self.get(truth_key(ds.content_hash, m, recipe, seed), need_model=save_model)
+            out.append(hit)
+            if hit is None:
+                todo.append(i)
+        if workers <= 1 or len(todo) <= 1:
+            splits = truth_splits(ds) if todo else None
+            for i in todo:
+                if on_start:
+                    on_start(models[i])
+                out[i] = self.get_or_train(models[i], ds, recipe, seed, save_model=save_model, quiet=quiet,
+                                           splits=splits)
+            return out
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        with ProcessPoolExecutor(min(workers, len(todo)), mp.get_context("spawn"), initializer=_pool_init,
+                                 initargs=(str(ds.path), str(self.folder), threads)) as pool:
+            futures = {}
+            for i in todo:
+                if on_start:
+                    on_start(models[i])
+                m = models[i]
+                arg = m.to_json() if isinstance(m, ArchSpec) else m
+                futures[i] = pool.submit(_pool_train, arg, isinstance(m, ArchSpec), recipe.to_dict(), seed, save_model)
+            for i, f in futures.items():
+                out[i] = f.result()
+        return out
+
+
+_POOL: dict = {}
+
+
+def _pool_init(path: str, folder: str, threads: int) -> None:
+    import torch
+    torch.set_num_threads(threads)
+    ds = Dataset(path)
+    _POOL.update(ds=ds, cache=TruthCache(folder), splits=truth_splits(ds))
+
+
+def _pool_train(model: str, is_arch: bool, recipe: dict, seed: int, save_model: bool) -> dict:
+    m = ArchSpec.from_json(model) if is_arch else model
+    return _POOL["cache"].get_or_train(m, _POOL["ds"], TruthRecipe(**recipe), seed, save_model=save_model,
+                                       splits=_POOL["splits"])
+
