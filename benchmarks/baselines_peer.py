@@ -11,6 +11,10 @@ default sizes instead). DLRM has no deepctr-torch counterpart and is trained on 
 only.
 
 Writes ``results/baselines_peer.csv``: one row per model and side, with the gap.
+
+``--tune SCHEDULE:LR ...`` instead trains the project's baselines with each setting and
+writes ``results/baselines_tune.csv``: validation and test log loss per setting and the
+setting each model would choose by validation log loss (``nasrec.baselines.TRAINING``).
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from benchmarks.task_truth import RESULTS, default_data, write_csv
+from benchmarks.task_truth import default_data, write_csv
 from nasrec.scratch import TruthRecipe, train_truth, truth_splits
 
 MODELS = ("deepfm", "dcnv2", "autoint", "xdeepfm", "dlrm")
@@ -77,6 +81,36 @@ def _peer(name: str, ds, splits, recipe: TruthRecipe, sizes: str) -> dict | None
             "params": int(sum(q.numel() for q in model.parameters()))}
 
 
+def _tune(args, ds, splits, recipe: TruthRecipe) -> int:
+    from dataclasses import replace
+    from nasrec import build_baseline, evaluate, train_model
+    rows = []
+    for name in args.models:
+        for setting in args.tune:
+            schedule, _, lr = setting.partition(":")
+            try:
+                rec = replace(recipe, schedule=schedule, lr=float(lr))
+            except ValueError as e:
+                raise SystemExit(f"--tune {setting!r}: {e}")
+            model = build_baseline(name, ds.schema, 0)
+            t0 = time.perf_counter()
+            train_model(model, splits["train"], rec.train_config(0))
+            rows.append({"model": name, "schedule": schedule, "lr": float(lr),
+                         "val_logloss": evaluate(model, splits["val"])["logloss"],
+                         "test_logloss": evaluate(model, splits["test"])["logloss"],
+                         "train_seconds": time.perf_counter() - t0, "steps": rec.steps, "batch_size": rec.batch_size,
+                         "seed": 0, "data": ds.content_hash[:16], "threads": args.threads, "cores": os.cpu_count()})
+            print(f"{name} {setting}: val {rows[-1]['val_logloss']:.4f} test {rows[-1]['test_logloss']:.4f}",
+                  file=sys.stderr, flush=True)
+    df = pd.DataFrame(rows)
+    best = df.loc[df.groupby("model")["val_logloss"].idxmin()]
+    df["chosen"] = df.index.isin(best.index)
+    path = write_csv(df, f"baselines_tune{'_' + args.tag if args.tag else ''}.csv")
+    print(df.to_string(index=False))
+    print(f"wrote {path}")
+    return 0
+
+
 def main(argv=None) -> int:
     r = TruthRecipe()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -86,11 +120,15 @@ def main(argv=None) -> int:
     ap.add_argument("--peer-sizes", choices=("ours", "own"), default="ours")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tag", default="", help="suffix of the result file")
+    ap.add_argument("--tune", nargs="+", default=None, metavar="SCHEDULE:LR",
+                    help="tune the project's baselines over these settings (e.g. constant:0.01 cosine:0.04)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     ds = default_data()
     splits = truth_splits(ds)
     recipe = TruthRecipe(steps=args.steps, batch_size=r.batch_size, lr=args.lr)
+    if args.tune:
+        return _tune(args, ds, splits, recipe)
     rows = []
     for name in args.models:
         ours, _ = train_truth(name, ds, recipe, 0, splits=splits)

@@ -17,12 +17,12 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from torch import nn
 
-from nasrec.baselines import BASELINES, build_baseline
+from nasrec.baselines import BASELINES, TRAINING, build_baseline
 from nasrec.data import Dataset
 from nasrec.model import NasRecModel
 from nasrec.space import ArchSpec
@@ -60,16 +60,28 @@ class TruthRecipe:
     batch_size: int = 512
     lr: float = 0.04
     initial_accumulator: float = 0.0
+    schedule: str = "cosine"
 
     def __post_init__(self):
         self.train_config(0)  # validates the numbers
 
     def train_config(self, seed: int) -> TrainConfig:
         return TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr,
-                           initial_accumulator=self.initial_accumulator, seed=seed)
+                           initial_accumulator=self.initial_accumulator, seed=seed, schedule=self.schedule)
+
+    def for_model(self, model: ArchSpec | str) -> "TruthRecipe":
+        """The recipe ``model`` trains with: a baseline's own learning rate and schedule
+        (``nasrec.baselines.TRAINING``, tuned on validation at this budget) replace the
+        shared ones; architectures train with the recipe as it is."""
+        if isinstance(model, ArchSpec) or model not in TRAINING:
+            return self
+        return replace(self, **TRAINING[model])
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if d["schedule"] == "cosine":  # keys written before the field existed stay valid
+            del d["schedule"]
+        return d
 
 
 def model_key(model: ArchSpec | str) -> str:
@@ -91,8 +103,8 @@ def build(model: ArchSpec | str, schema, seed: int) -> nn.Module:
 
 def truth_key(data_hash: str, model: ArchSpec | str, recipe: TruthRecipe, seed: int) -> dict:
     """What a truth result depends on."""
-    return {"data": data_hash, "model": model_key(model), "recipe": recipe.to_dict(), "seed": int(seed),
-            "version": TRUTH_VERSION}
+    return {"data": data_hash, "model": model_key(model), "recipe": recipe.for_model(model).to_dict(),
+            "seed": int(seed), "version": TRUTH_VERSION}
 
 
 def key_hash(key: dict) -> str:
@@ -114,7 +126,7 @@ def train_truth(model: ArchSpec | str, ds: Dataset, recipe: TruthRecipe, seed: i
                          f"{recipe.batch_size}), the training split has {len(train)}")
     net = build(model, ds.schema, seed).to(device)
     c0, t0 = time.process_time(), time.perf_counter()
-    hist = train_model(net, train, recipe.train_config(seed), quiet=quiet)
+    hist = train_model(net, train, recipe.for_model(model).train_config(seed), quiet=quiet)
     cpu, wall = time.process_time() - c0, time.perf_counter() - t0
     val = evaluate(net, splits["val"])
     test = evaluate(net, splits["test"])

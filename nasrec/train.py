@@ -22,6 +22,9 @@ from nasrec.supernet import Supernet
 from nasrec._util import atomic_torch_save, progress, seeded_torch
 
 
+SCHEDULES = ("cosine", "constant")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """One training run. ``full_path_fraction``: the supernet trains the full network
@@ -37,6 +40,9 @@ class TrainConfig:
     # runs blow up before their warm-up ends.
     initial_accumulator: float = 0.0
     warmup_fraction: float = 0.1  # NASRec cosine schedule with 10% warm-up
+    # "cosine" (NASRec: linear warm-up, then cosine decay to 0) or "constant" (lr
+    # throughout, Adagrad's own decay only, as CTR libraries such as deepctr-torch train)
+    schedule: str = "cosine"
     clip: float = 5.0  # NASRec gradient clipping
     full_path_fraction: float = 0.2
     # Supernet paths per step (NASRec: 1). With n > 1 the batch is split into n equal
@@ -55,6 +61,8 @@ class TrainConfig:
         if self.batch_size % self.paths_per_step:
             raise ValueError(f"batch_size {self.batch_size} is not divisible by "
                              f"paths_per_step {self.paths_per_step}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if not self.initial_accumulator >= 0:
             raise ValueError(f"initial_accumulator must be >= 0, got {self.initial_accumulator}")
         for name in ("warmup_fraction", "full_path_fraction"):
@@ -82,6 +90,8 @@ def auc(y: np.ndarray, p: np.ndarray) -> float:
 
 
 def _lr_factor(step: int, cfg: TrainConfig) -> float:
+    if cfg.schedule == "constant":
+        return 1.0
     warm = int(cfg.warmup_fraction * cfg.steps)
     if step < warm:
         return (step + 1) / warm

@@ -63,3 +63,22 @@ def test_recipe_needs_fresh_rows(tiny_data):
         TruthRecipe(steps=0)
     with pytest.raises(ValueError, match="unknown baseline 'nope'"):
         scratch.model_key("nope")
+
+
+def test_baselines_train_with_their_own_lr_and_schedule(monkeypatch):
+    from nasrec import baselines
+    from nasrec.train import TrainConfig, _lr_factor
+    monkeypatch.setitem(baselines.TRAINING, "dlrm", {"lr": 0.01, "schedule": "constant"})
+    spec = sample(np.random.default_rng(1))
+    r = TruthRecipe()
+    assert r.for_model(spec) is r and r.for_model("deepfm") == r
+    d = r.for_model("dlrm")
+    assert (d.lr, d.schedule, d.steps) == (0.01, "constant", r.steps)
+    assert truth_key("h", "dlrm", r, 0)["recipe"] == {**r.to_dict(), "lr": 0.01, "schedule": "constant"}
+    # the shared (cosine) recipe keeps the key it had before schedules existed
+    assert "schedule" not in truth_key("h", spec, r, 0)["recipe"]
+    cfg = d.train_config(0)
+    assert [_lr_factor(s, cfg) for s in (0, 100, 249)] == [1.0, 1.0, 1.0]
+    assert _lr_factor(249, r.train_config(0)) < 0.01
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        TrainConfig(schedule="linear")
