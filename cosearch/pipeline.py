@@ -319,9 +319,8 @@ def verify(out, cfg: RunConfig, dataset, cache_dir, *, quiet: bool = True,
                                   if on_model else None)
     by_name = {m: r for m, r in zip(order, got) if isinstance(m, str)}
     base = {n: by_name[n] for n in names}
-    done = [None] * len(names) + [r for m, r in zip(order, got) if not isinstance(m, str)]
     results: dict[str, dict] = {}
-    for h, res in zip(picked, done[len(names):]):
+    for h, res in zip(picked, [r for m, r in zip(order, got) if not isinstance(m, str)]):
         if res.get("model_file"):
             models.mkdir(parents=True, exist_ok=True)
             dst = models / f"arch-{h}.pt"
