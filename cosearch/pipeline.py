@@ -195,8 +195,7 @@ def run_pipeline(cfg: RunConfig, out_dir, cache_dir, *, quiet: bool = True,
         executor.close()
     if result.complete:
         stage("report")
-        finish_run(out, cfg, ds, cost, cache_dir, quiet=quiet, search_seconds=time.perf_counter() - t0,
-                   on_stage=stage)
+        finish_run(out, cfg, ds, cost, cache_dir, quiet=quiet, started=t0, on_stage=stage)
     return result
 
 
@@ -228,11 +227,14 @@ def front_rows(run_dir, objectives) -> list[dict]:
         return []
     F = np.array([[float(r[o]) for o in objectives] for r in rows])
     front, seen = [], set()
-    for r, m in zip(rows, pareto_mask(F)):
+    for r, f, m in zip(rows, F, pareto_mask(F)):
         if m:
-            key = _equivalence_key(r)
-            if key not in seen:  # equivalent architecture on equivalent hardware: one point
-                seen.add(key)
+            arch, hw = _equivalence_key(r)
+            # equivalent architecture on equivalent hardware, or on hardware that differs
+            # only in what this workload never uses (same objectives), is one point
+            keys = {(arch, hw), (arch, tuple(f))}
+            if not keys & seen:
+                seen |= keys
                 front.append(r)
     return sorted(front, key=lambda r: float(r[objectives[0]]))
 
@@ -345,9 +347,10 @@ def _csv(rows: list[dict]) -> str:
 
 
 def finish_run(out, cfg: RunConfig, dataset, cost: PimsimCost, cache_dir, *, quiet: bool = True,
-               search_seconds: float = float("nan"), on_stage: Callable[[str], None] | None = None) -> None:
+               started: float | None = None, on_stage: Callable[[str], None] | None = None) -> None:
     """Verification by training (``verify``), front.csv, baselines.csv, plots and
-    summary.md of a finished run."""
+    summary.md of a finished run; ``started``: ``time.perf_counter()`` when this
+    invocation began (for the wall time in the summary)."""
     from cosearch import plots
     out = Path(out)
     stage = on_stage or (lambda s: None)
@@ -359,10 +362,13 @@ def finish_run(out, cfg: RunConfig, dataset, cost: PimsimCost, cache_dir, *, qui
         res = base.get(b["model"])
         b.update(test_logloss=res["test_logloss"] if res else float("nan"),
                  test_auc=res["test_auc"] if res else float("nan"),
-                 train_steps=recipe.steps if res else 0, train_lr=recipe.lr, data=dataset.content_hash[:16])
+                 train_steps=recipe.steps if res else 0,
+                 train_lr=res["recipe"]["lr"] if res else float("nan"),
+                 train_schedule=res["recipe"].get("schedule", "cosine") if res else "",
+                 data=dataset.content_hash[:16])
     atomic_write_text(out / "baselines.csv", _csv(brows))
     plots.plot_run(out)
-    write_summary(out, cfg, search_seconds)
+    write_summary(out, cfg, time.perf_counter() - started if started is not None else float("nan"))
 
 
 def verdict(front: list[dict], baselines: list[dict]) -> str:
@@ -404,8 +410,9 @@ def write_summary(out, cfg: RunConfig, seconds: float) -> None:
              + (f", Bayes test log loss {bayes:.4f}" if bayes is not None else "") + f"); supernet: {meta['supernet']} "
              f"(sha256 {meta['supernet_hash'][:16]})",
              f"- verification: the {v.top_k} best front architectures by search log loss and the baselines, "
-             f"trained from scratch ({v.steps} steps x {v.batch_size} fresh rows, Adagrad lr {v.lr}, seed {cfg.seed}) "
-             "and tested on the test split",
+             f"trained from scratch ({v.steps} steps x {v.batch_size} fresh rows, Adagrad lr {v.lr} with warm-up and "
+             f"cosine decay, seed {cfg.seed}; baselines listed in nasrec.baselines.TRAINING with their own lr and "
+             "schedule, see baselines.csv) and tested on the test split",
              f"- wall time of this invocation: {seconds:.0f} s", "",
              f"## Pareto front ({len(front)} candidates)", "",
              "`logloss` is the search's cheap score (supernet, validation rows); `test_logloss` is measured "

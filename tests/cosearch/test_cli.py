@@ -156,6 +156,8 @@ def test_run_verifies_front_and_baselines(tmp_path, capsys, tiny, tiny_run):
     cfgp, cache = tiny
     out = tiny_run[0]
     front = pd.read_csv(out / "front.csv")
+    # equivalent points (same architecture, same objectives) appear once
+    assert not front.duplicated(["arch_hash", "logloss", "latency_s", "energy_per_sample_j"]).any()
     ver = front[front["verified"] == 1]
     assert 1 <= ver["arch_hash"].nunique() <= 2
     assert (ver["test_logloss"] > 0).all() and ver["test_auc"].between(0, 1).all()
