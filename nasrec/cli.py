@@ -102,7 +102,16 @@ def _parser() -> _Parser:
     p.add_argument("--out", type=Path, default=Path("result.json"))
     p.add_argument("--save-model", type=Path, default=None,
                    help="also write the trained model here (input of `nasrec prune`)")
-    _train_flags(p, 1000)
+    from nasrec.scratch import TruthRecipe
+    r = TruthRecipe()
+    p.add_argument("--steps", type=int, default=r.steps, help=f"default {r.steps} (the truth recipe)")
+    p.add_argument("--batch-size", type=int, default=r.batch_size)
+    p.add_argument("--lr", type=float, default=None,
+                   help=f"Adagrad lr (default: the truth recipe's, {r.lr}, or a baseline's own in nasrec.baselines.TRAINING)")
+    p.add_argument("--schedule", choices=("cosine", "constant"), default=None,
+                   help="lr schedule (default: as --lr's default)")
+    p.add_argument("--initial-accumulator", type=float, default=0.0,
+                   help="Adagrad's starting sum of squares (NASRec: 0; > 0 damps the first updates)")
     _common(p)
 
     p = sub.add_parser("prune", help="structured pruning of a trained model (see nasrec/prune.py)")
@@ -228,12 +237,19 @@ def _train(args) -> int:
     from nasrec.data import Dataset
     from nasrec.model import NasRecModel
     from nasrec.space import load_arch
-    from nasrec.train import TrainConfig, evaluate, train_model
+    from nasrec.train import evaluate, train_model
     from nasrec._util import seeded_torch
     device, rank = _device_and_rank(args)
+    from dataclasses import replace
+    from nasrec.scratch import TruthRecipe
     ds = Dataset(args.data)
-    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                      initial_accumulator=args.initial_accumulator)
+    recipe = TruthRecipe(steps=args.steps, batch_size=args.batch_size,
+                         initial_accumulator=args.initial_accumulator).for_model(args.baseline or load_arch(args.arch))
+    if args.lr is not None:
+        recipe = replace(recipe, lr=args.lr)
+    if args.schedule is not None:
+        recipe = replace(recipe, schedule=args.schedule)
+    cfg = recipe.train_config(args.seed)
     if args.arch:
         spec = load_arch(args.arch)
         with seeded_torch(args.seed):
