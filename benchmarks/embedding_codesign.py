@@ -53,7 +53,8 @@ def config(embeddings: str, args) -> RunConfig:
                    "objectives": list(OBJECTIVES)},
         "hardware": {"families": ["recnmp"], "embeddings": ["host", "nmp"], "gemm": ["host"], "ranks": [2, 4, 8],
                      "host_rows_max": [0, 1000, 100000], "precisions": ["fp32"]},
-        "baselines": {"names": ["dlrm"], "train_steps": 0},
+        "baselines": {"names": ["dlrm"]},
+        "verify": {"top_k": 0, "baselines": False},
         "inference": {"batch_size": 64},
     })
 
