@@ -71,7 +71,7 @@ def test_baselines_train_with_their_own_lr_and_schedule(monkeypatch):
     monkeypatch.setitem(baselines.TRAINING, "dlrm", {"lr": 0.01, "schedule": "constant"})
     spec = sample(np.random.default_rng(1))
     r = TruthRecipe()
-    assert r.for_model(spec) is r and r.for_model("deepfm") == r
+    assert r.for_model(spec) is r and r.for_model("autoint") == r and "autoint" not in baselines.TRAINING
     d = r.for_model("dlrm")
     assert (d.lr, d.schedule, d.steps) == (0.01, "constant", r.steps)
     assert truth_key("h", "dlrm", r, 0)["recipe"] == {**r.to_dict(), "lr": 0.01, "schedule": "constant"}
