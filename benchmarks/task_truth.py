@@ -129,7 +129,7 @@ def truth_table(specs, ds: Dataset, recipe: TruthRecipe, seeds, *, cache: TruthC
     import multiprocessing as mp
     todo = [(k, spec, seed) for k, spec in enumerate(specs) for seed in seeds
             if key_hash(truth_key(ds.content_hash, spec, recipe, seed)) not in stored]
-    if todo:
+    if todo and (deadline is None or time.time() < deadline):
         with ProcessPoolExecutor(jobs, mp.get_context("spawn"), initializer=_worker_init,
                                  initargs=(str(ds.path), str(cache.folder), threads)) as pool:
             pending = {}
@@ -209,7 +209,8 @@ def main(argv=None) -> int:
     ap.add_argument("--jobs", type=int, default=1, help="training processes at once")
     ap.add_argument("--data-seed", type=int, default=0)
     ap.add_argument("--cache", type=Path, default=None, help="truth cache folder (default $COSEARCH_CACHE/truth)")
-    ap.add_argument("--minutes", type=float, default=None, help="stop starting new trainings after this long")
+    ap.add_argument("--minutes", type=float, default=None,
+                    help="stop starting new trainings after this long (0: summarise the stored truth only)")
     ap.add_argument("--results", type=Path, default=RESULTS, help="folder of the result files")
     args = ap.parse_args(argv)
     if len(args.seeds) != 2:
@@ -220,7 +221,7 @@ def main(argv=None) -> int:
                          initial_accumulator=args.initial_accumulator)
     truth_csv = args.results / TRUTH_CSV.name
     stored = load_truth(truth_csv)
-    deadline = time.time() + 60 * args.minutes if args.minutes else None
+    deadline = time.time() + 60 * args.minutes if args.minutes is not None else None
     specs = bench_archs(args.archs, args.data_seed)
     new_rows: list[dict] = []
 
