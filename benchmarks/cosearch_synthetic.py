@@ -170,7 +170,7 @@ def models_table(cfg: RunConfig, ds, cands, F, ok, top: int, steps: int) -> list
     from nasrec.baselines import BASELINES, build_baseline
     from nasrec.model import NasRecModel
     from nasrec.train import TrainConfig, evaluate, train_model
-    from nasrec._util import seeded_torch
+    from nasrec.util import seeded_torch
     cost = PimsimCost(ds.schema, hwmodel.query, hwmodel.build_hardware, batch_size=cfg.inference.batch_size,
                       tables=table_spec(ds), seed=cfg.seed)
     ref = HardwareKnobs("recnmp")

@@ -25,7 +25,7 @@ from torch import nn
 from benchmarks._csv import write_rows
 from benchmarks.task_truth import RESULTS, default_data
 from nasrec import NasRecModel, TrainConfig, build_supernet, sample, train_model, train_supernet
-from nasrec._util import seeded_torch
+from nasrec.util import seeded_torch
 from nasrec.baselines import DLRM
 
 

@@ -33,7 +33,7 @@ from benchmarks.task_truth import RESULTS, default_data
 from nasrec import ArchSpec, NasRecModel, TrainConfig, build_baseline, evaluate, sample, train_model
 from nasrec.flops import flops
 from nasrec.prune import PruneConfig, count_params, prune, prune_spec, to_prunable
-from nasrec._util import seeded_torch
+from nasrec.util import seeded_torch
 
 
 def _best_arch(seed: int, path: Path | None) -> tuple[ArchSpec, str]:

@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from cosearch.pareto import Normalization, hypervolume, non_dominated_sort
-from nasrec._util import atomic_write_json, atomic_write_text
+from nasrec.util import atomic_write_json, atomic_write_text
 
 __all__ = ["GenerationInfo", "SearchResult", "run_search", "atomic_write_text", "atomic_write_json",
            "read_results", "CHECKPOINT", "RESULTS", "EXCLUDED_FROM_EQUALITY"]

@@ -13,7 +13,7 @@ from torch import nn
 from nasrec.data import Schema
 from nasrec.model import FieldEmbedding
 from nasrec.ops import EMB_DIM, pairwise_dots
-from nasrec._util import seeded_torch
+from nasrec.util import seeded_torch
 
 
 def init_weights(model: nn.Module) -> nn.Module:

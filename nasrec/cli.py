@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nasrec._util import atomic_write_json, atomic_write_text, resolve_device
+from nasrec.util import atomic_write_json, atomic_write_text, resolve_device
 
 
 class _UsageError(Exception):
@@ -238,7 +238,7 @@ def _train(args) -> int:
     from nasrec.model import NasRecModel
     from nasrec.space import load_arch
     from nasrec.train import evaluate, train_model
-    from nasrec._util import seeded_torch
+    from nasrec.util import seeded_torch
     device, rank = _device_and_rank(args)
     from dataclasses import replace
     from nasrec.scratch import TruthRecipe

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nasrec._util import atomic_write_json, progress
+from nasrec.util import atomic_write_json, progress
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")

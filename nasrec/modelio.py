@@ -13,7 +13,7 @@ from nasrec.embedding import pack_tables, unpack_tables
 from nasrec.model import NasRecModel
 from nasrec.prune import PrunableNasRec, _fix_attrs
 from nasrec.space import ArchSpec
-from nasrec._util import atomic_torch_save, seeded_torch
+from nasrec.util import atomic_torch_save, seeded_torch
 
 MODEL_FORMAT = "nasrec-model"
 MODEL_VERSION = 1

@@ -51,7 +51,7 @@ from nasrec.data import Schema, Split
 from nasrec.model import FieldEmbedding, NasRecModel, path_of
 from nasrec.ops import ATTN_HEADS, D2S_TOKENS, EMB_DIM, dot_tokens, pairwise_dots
 from nasrec.space import ArchSpec
-from nasrec._util import progress, seeded_torch
+from nasrec.util import progress, seeded_torch
 
 METHODS = ("l1", "mask")
 SCHEDULES = ("oneshot", "progressive")

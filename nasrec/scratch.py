@@ -27,7 +27,7 @@ from nasrec.data import Dataset
 from nasrec.model import NasRecModel
 from nasrec.space import ArchSpec
 from nasrec.train import TrainConfig, evaluate, train_model
-from nasrec._util import atomic_write_json, seeded_torch
+from nasrec.util import atomic_write_json, seeded_torch
 
 log = logging.getLogger("nasrec")
 

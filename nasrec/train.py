@@ -19,7 +19,7 @@ from nasrec.data import Schema, Split, log_loss
 from nasrec.space import ArchSpec, EmbeddingSpace, get_space
 from nasrec.sliced import SlicedAdagrad, SliceRecorder, recording
 from nasrec.supernet import Supernet
-from nasrec._util import atomic_torch_save, progress, seeded_torch
+from nasrec.util import atomic_torch_save, progress, seeded_torch
 
 
 SCHEDULES = ("cosine", "constant")

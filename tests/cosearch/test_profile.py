@@ -6,7 +6,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from cosearch.profile import Precision, TableSpec, arch_workload, gemm_signature, module_workload
 from nasrec import FULL, SMALL, ArchSpec, EmbeddingSpec, NasRecModel, Schema, build_baseline, BASELINES, sample
-from nasrec._util import seeded_torch
+from nasrec.util import seeded_torch
 
 SCHEMA = Schema(5, (7, 30, 3, 100, 12, 9))
 B = 8

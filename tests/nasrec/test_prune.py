@@ -13,7 +13,7 @@ from nasrec.modelio import load_model, save_model
 from nasrec.prune import (KINDS, PrunableNasRec, PruneConfig, apply_keep, count_params, l1_scores,
                           prune, prune_spec, to_prunable)
 from nasrec.space import ArchSpec, BlockSpec
-from nasrec._util import seeded_torch
+from nasrec.util import seeded_torch
 
 from .test_space import CONFIGS
 

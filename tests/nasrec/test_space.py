@@ -182,7 +182,7 @@ def test_blocks_nobody_reads_do_not_change_hash_weights_or_output(tiny_data):
     from dataclasses import replace
     import torch
     from nasrec.model import NasRecModel
-    from nasrec._util import seeded_torch
+    from nasrec.util import seeded_torch
     spec, i = _with_dead_block()
     assert spec.live_blocks()[-1] and not spec.live_blocks()[i]
     blocks = list(spec.blocks)

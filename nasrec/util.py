@@ -1,4 +1,5 @@
-"""Small shared helpers: atomic writes and progress bars."""
+"""Small shared helpers, public (cosearch and the benchmarks use them): atomic writes,
+progress bars, seeded torch, devices."""
 from __future__ import annotations
 
 import contextlib
