@@ -63,3 +63,58 @@ def agreement(score, truth, rng: np.random.Generator, k: int = 10) -> dict:
     return {"kendall_tau": kendall_tau(score, truth), "kendall_lo": lo, "kendall_hi": hi,
             "spearman": spearman(score, truth), f"top{k}_overlap": top_k_overlap(score, truth, k),
             "n": len(np.asarray(truth))}
+
+
+def arch_features(spec, params: int) -> dict:
+    """Hand-made description of an architecture for a learned ranker: operator counts
+    over the live blocks, interaction flags, widths, raw-input reads, depth and
+    log parameter count (``params`` of the standalone model)."""
+    s = spec.canonical()
+    live = s.live_blocks()
+    blocks = [b for b, on in zip(s.blocks, live) if on]
+    depth = [0] * len(s.blocks)
+    for i, b in enumerate(s.blocks):
+        reads = set(b.dense_idx) | set(b.sparse_idx)
+        depth[i] = 1 + max((depth[j - 1] for j in reads if j >= 1), default=0)
+    space = s.search_space
+    f = {"n_live": len(blocks), "depth": depth[-1], "log2_params": float(np.log2(params)),
+         "log2_width": float(np.log2(sum(b.dense_width for b in blocks))),
+         "tokens": sum(b.sparse_tokens for b in blocks),
+         "last_log2_width": float(np.log2(s.blocks[-1].dense_width)),
+         "interact": sum(b.dense_sparse_interact for b in blocks), "deep_fm": sum(b.deep_fm for b in blocks),
+         "raw_sparse": sum(0 in b.sparse_idx for b in blocks), "raw_dense": sum(0 in b.dense_idx for b in blocks)}
+    for op in space.dense_ops + space.sparse_ops:
+        f[f"op_{op}"] = sum(op in (b.dense_op, b.sparse_op) for b in blocks)
+    return f
+
+
+def _ridge(x: np.ndarray, y: np.ndarray, alpha: float):
+    mu, sd = x.mean(0), x.std(0)
+    sd[sd == 0] = 1.0
+    z = (x - mu) / sd
+    beta = np.linalg.solve(z.T @ z + alpha * np.eye(z.shape[1]), z.T @ (y - y.mean()))
+    return lambda q: ((q - mu) / sd) @ beta + y.mean()
+
+
+RIDGE_ALPHAS = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+
+
+def loo_ridge(x, y, alphas=RIDGE_ALPHAS) -> np.ndarray:
+    """Leave-one-out predictions ``[n]`` of a ridge regression on standardised ``x``
+    ``[n, f]``: each item is predicted by a fit that never saw it, with the penalty
+    chosen by an inner leave-one-out over the remaining items only."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    n = len(y)
+    out = np.empty(n)
+    for i in range(n):
+        keep = np.arange(n) != i
+        xi, yi = x[keep], y[keep]
+        err = []
+        for a in alphas:
+            e = 0.0
+            for j in range(len(yi)):
+                inner = np.arange(len(yi)) != j
+                e += (_ridge(xi[inner], yi[inner], a)(xi[j:j + 1])[0] - yi[j]) ** 2
+            err.append(e)
+        out[i] = _ridge(xi, yi, alphas[int(np.argmin(err))])(x[i:i + 1])[0]
+    return out

@@ -32,10 +32,11 @@ import pandas as pd
 import torch
 
 from benchmarks._csv import write_rows
-from benchmarks._rank import agreement, kendall_tau
+from benchmarks._rank import agreement, arch_features, kendall_tau, loo_ridge
 from benchmarks.task_truth import (RESULTS, TRUTH_CSV, bench_archs, bench_data, default_cache, load_truth,
                                    truth_table)
-from nasrec import SupernetScorer, SyntheticConfig, TrainConfig, build_supernet, load_checkpoint, train_supernet
+from cosearch.scoring import InheritedScorer
+from nasrec import NasRecModel, SyntheticConfig, TrainConfig, build_supernet, load_checkpoint, train_supernet
 from nasrec.scratch import TruthCache, TruthRecipe
 
 __all__ = ["kendall_tau", "main"]
@@ -44,8 +45,10 @@ __all__ = ["kendall_tau", "main"]
 def _supernet(ds, args, seed: int, cache: Path):
     """(supernet, training CPU seconds or nan when loaded, settings): cached by settings."""
     cfg = TrainConfig(steps=args.supernet_steps, batch_size=args.batch_size, lr=args.supernet_lr, seed=seed,
-                      initial_accumulator=args.initial_accumulator, paths_per_step=args.paths_per_step)
-    tag = f"{ds.content_hash[:12]}-{args.space}-s{cfg.steps}-lr{cfg.lr}-a{cfg.initial_accumulator}-p{cfg.paths_per_step}"
+                      initial_accumulator=args.initial_accumulator, paths_per_step=args.paths_per_step,
+                      full_path_fraction=args.full_path_fraction)
+    tag = (f"{ds.content_hash[:12]}-{args.space}-s{cfg.steps}-lr{cfg.lr}-a{cfg.initial_accumulator}"
+           f"-p{cfg.paths_per_step}-f{cfg.full_path_fraction}")
     path = cache / f"bench-supernet-{tag}-seed{seed}.pt"
     if path.is_file():
         try:
@@ -60,10 +63,63 @@ def _supernet(ds, args, seed: int, cache: Path):
     return sn, time.process_time() - c0, asdict(cfg)
 
 
+def _truth(specs, ds, args, recipe, cache: Path):
+    """Per-seed truth arrays (t0, t1) and the specs that have both seeds."""
+    stored = load_truth(args.results / TRUTH_CSV.name)
+    if args.stored_truth_only:
+        truth = pd.DataFrame([row for row in stored.values() if row["data"] == ds.content_hash
+                              and row["steps"] == recipe.steps and row["lr"] == recipe.lr])
+    else:
+        truth = truth_table(specs, ds, recipe, (0, 1), cache=TruthCache(cache), stored=stored, threads=args.threads)
+    if truth.empty:
+        raise SystemExit(f"no stored truth for this data set and recipe in {args.results / TRUTH_CSV.name}; "
+                         "run benchmarks.task_truth")
+    wide = truth.pivot_table(index="model", columns="seed", values="test_logloss").dropna()
+    have = [s for s in specs if f"arch:{s.hash}" in wide.index]
+    if len(have) < 3:
+        raise SystemExit(f"only {len(have)} architectures have truth for both seeds; run benchmarks.task_truth")
+    t0, t1 = (np.array([wide.loc[f"arch:{s.hash}", k] for s in have]) for k in (0, 1))
+    return have, t0, t1
+
+
+def _params(spec, schema) -> int:
+    return int(sum(p.numel() for p in NasRecModel(spec, schema).parameters()))
+
+
+def _scored(specs, ds, args, cache: Path, truth_mean: np.ndarray):
+    """``[(fit seed, scores [n], fit CPU s, score CPU s per arch, settings)]`` of the scorer."""
+    if args.scorer == "params":  # zero-cost: a bigger model scores worse
+        c0 = time.process_time()
+        scores = np.array([_params(s, ds.schema) for s in specs], dtype=float)
+        return [(0, scores, 0.0, (time.process_time() - c0) / len(specs), {})]
+    if args.scorer == "features":  # learned ranker on the architecture alone, leave-one-out
+        c0 = time.process_time()
+        x = np.array([list(arch_features(s, _params(s, ds.schema)).values()) for s in specs])
+        scores = loo_ridge(x, truth_mean)
+        return [(0, scores, 0.0, (time.process_time() - c0) / len(specs), {})]
+    out = []
+    val = ds.split("val", args.val_rows)
+    for seed in range(args.supernets):
+        sn, train_cpu, cfg = _supernet(ds, args, seed, cache)
+        scorer = InheritedScorer(sn, ds.split("train"), val, finetune_steps=args.finetune_steps,
+                                 batch_size=args.finetune_batch, seed=seed, head_fit=args.head_fit,
+                                 probe_l2=args.probe_l2)
+        c0 = time.process_time()
+        scores = scorer.score(specs)
+        out.append((seed, scores, train_cpu, (time.process_time() - c0) / len(specs), cfg))
+    return out
+
+
 def main(argv=None) -> int:
     d, r = SyntheticConfig(), TruthRecipe()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variant", default="default", help="name of this scorer variant in the result files")
+    ap.add_argument("--scorer", default="supernet", choices=("supernet", "params", "features"),
+                    help="supernet: inherited weights, head fine-tuned (cosearch's scorer); params: parameter "
+                         "count (zero-cost); features: leave-one-out ridge ranker on architecture features")
+    ap.add_argument("--ranker", action="store_true",
+                    help="also report '<variant>+ranker': leave-one-out ridge on architecture features and "
+                         "the supernet score, per supernet")
     ap.add_argument("--archs", type=int, default=40)
     ap.add_argument("--supernets", type=int, default=3, help="independently trained supernets (seeds 0..N-1)")
     ap.add_argument("--rows", type=int, default=d.rows)
@@ -73,9 +129,14 @@ def main(argv=None) -> int:
     ap.add_argument("--supernet-lr", type=float, default=0.03)
     ap.add_argument("--initial-accumulator", type=float, default=0.0)
     ap.add_argument("--paths-per-step", type=int, default=1)
+    ap.add_argument("--full-path-fraction", type=float, default=TrainConfig.full_path_fraction)
     ap.add_argument("--batch-size", type=int, default=512)
     ap.add_argument("--finetune-steps", type=int, default=8, help="head fine-tuning steps per architecture")
     ap.add_argument("--finetune-batch", type=int, default=128)
+    ap.add_argument("--head-fit", default="adagrad", choices=("adagrad", "probe"),
+                    help="adagrad: --finetune-steps Adagrad steps on the head; probe: the head fitted to "
+                         "convergence on the same rows (L-BFGS, --probe-l2)")
+    ap.add_argument("--probe-l2", type=float, default=1e-4)
     ap.add_argument("--val-rows", type=int, default=2048, help="validation rows per score")
     ap.add_argument("--truth-steps", type=int, default=r.steps)
     ap.add_argument("--truth-lr", type=float, default=r.lr)
@@ -85,67 +146,57 @@ def main(argv=None) -> int:
     ap.add_argument("--stored-truth-only", action="store_true",
                     help="rank only the architectures whose truth is already stored (train none)")
     args = ap.parse_args(argv)
-    if args.supernets < 1 or args.archs < 2:
-        ap.error("need --supernets >= 1 and --archs >= 2")
+    if args.supernets < 1 or args.archs < 3:
+        ap.error("need --supernets >= 1 and --archs >= 3")
+    if args.ranker and args.scorer != "supernet":
+        ap.error("--ranker adds features to a supernet's score; use it with --scorer supernet")
     torch.set_num_threads(args.threads)
     cache = args.cache or default_cache()
     ds = bench_data(SyntheticConfig(rows=args.rows, max_cardinality=args.max_cardinality))
-    specs = bench_archs(args.archs, 0)
     recipe = TruthRecipe(steps=args.truth_steps, batch_size=r.batch_size, lr=args.truth_lr)
-    val = ds.split("val", args.val_rows)
-    scored = []
-    for seed in range(args.supernets):
-        sn, train_cpu, cfg = _supernet(ds, args, seed, cache)
-        scorer = SupernetScorer(sn, ds.split("train"), val, finetune_steps=args.finetune_steps,
-                                batch_size=args.finetune_batch, seed=seed)
-        c0 = time.process_time()
-        scores = np.array([scorer.evaluate(s)["logloss"] for s in specs])
-        scored.append((seed, scores, train_cpu, (time.process_time() - c0) / len(specs), cfg))
-    stored = load_truth(args.results / TRUTH_CSV.name)
-    if args.stored_truth_only:
-        truth = pd.DataFrame([row for row in stored.values() if row["data"] == ds.content_hash
-                              and row["steps"] == recipe.steps and row["lr"] == recipe.lr])
-    else:
-        truth = truth_table(specs, ds, recipe, (0, 1), cache=TruthCache(cache), stored=stored, threads=args.threads)
-    wide = truth.pivot_table(index="model", columns="seed", values="test_logloss").dropna()
-    have = [i for i, s in enumerate(specs) if f"arch:{s.hash}" in wide.index]
-    if len(have) < 2:
-        raise SystemExit(f"only {len(have)} architectures have truth for both seeds; run benchmarks.task_truth")
-    specs = [specs[i] for i in have]
-    t0, t1 = (np.array([wide.loc[f"arch:{s.hash}", k] for s in specs]) for k in (0, 1))
+    specs, t0, t1 = _truth(bench_archs(args.archs, 0), ds, args, recipe, cache)
     t_mean = (t0 + t1) / 2
+    scored = [(args.variant, *s) for s in _scored(specs, ds, args, cache, t_mean)]
+    if args.ranker:
+        x = np.array([list(arch_features(s, _params(s, ds.schema)).values()) for s in specs])
+        for _, seed, scores, train_cpu, score_cpu, cfg in list(scored):
+            ranked = loo_ridge(np.column_stack([x, scores]), t_mean)
+            scored.append((f"{args.variant}+ranker", seed, ranked, train_cpu, score_cpu, cfg))
     rows, summary = [], []
-    for seed, scores, train_cpu, score_cpu, cfg in scored:
-        scores = scores[have]
+    for variant, seed, scores, train_cpu, score_cpu, cfg in scored:
         rng = np.random.default_rng([seed, 7])
         ag = agreement(scores, t_mean, rng)
-        summary.append({"variant": args.variant, "supernet_seed": seed, **ag,
+        summary.append({"variant": variant, "scorer": args.scorer, "supernet_seed": seed, **ag,
                         "kendall_vs_seed0": kendall_tau(scores, t0), "kendall_vs_seed1": kendall_tau(scores, t1),
                         "truth_seed0_vs_seed1": kendall_tau(t0, t1),
                         "supernet_train_cpu_s": train_cpu, "score_cpu_s_per_arch": score_cpu,
                         "score_median": float(np.median(scores)), "score_min": float(scores.min()),
                         "finetune_steps": args.finetune_steps, "finetune_batch": args.finetune_batch,
+                        "head_fit": args.head_fit, "probe_l2": args.probe_l2,
                         "val_rows": args.val_rows, **{f"supernet_{k}": v for k, v in cfg.items() if k != "seed"},
                         "truth_steps": recipe.steps, "truth_lr": recipe.lr, "threads": args.threads,
                         "cores": os.cpu_count(), "data": ds.content_hash[:16]})
         for s, sc, a, b in zip(specs, scores, t0, t1):
-            rows.append({"variant": args.variant, "supernet_seed": seed, "hash": s.hash[:16], "score": sc,
+            rows.append({"variant": variant, "supernet_seed": seed, "hash": s.hash[:16], "score": sc,
                          "truth_mean": (a + b) / 2, "truth_seed0": a, "truth_seed1": b, "data": ds.content_hash[:16]})
-        print(f"supernet {seed}: Kendall {ag['kendall_tau']:.3f} [{ag['kendall_lo']:.3f}, {ag['kendall_hi']:.3f}], "
+        print(f"{variant} fit {seed}: Kendall {ag['kendall_tau']:.3f} [{ag['kendall_lo']:.3f}, {ag['kendall_hi']:.3f}], "
               f"Spearman {ag['spearman']:.3f}, top-10 {ag['top10_overlap']} ({len(specs)} architectures)",
               file=sys.stderr, flush=True)
     s = pd.DataFrame(summary)
-    mean = {"variant": args.variant, "supernet_seed": "mean",
-            **{k: float(s[k].mean()) for k in ("kendall_tau", "kendall_lo", "kendall_hi", "spearman", "top10_overlap",
-                                             "kendall_vs_seed0", "kendall_vs_seed1", "truth_seed0_vs_seed1",
-                                             "supernet_train_cpu_s", "score_cpu_s_per_arch")},
-            "kendall_sd_over_supernets": float(s["kendall_tau"].std(ddof=1)) if len(s) > 1 else float("nan"),
-            "n": len(specs), "data": ds.content_hash[:16]}
-    summary.append(mean)
+    for variant in dict.fromkeys(s["variant"]):
+        v = s[s["variant"] == variant]
+        summary.append({"variant": variant, "scorer": args.scorer, "supernet_seed": "mean",
+                        **{k: float(v[k].mean()) for k in
+                           ("kendall_tau", "kendall_lo", "kendall_hi", "spearman", "top10_overlap",
+                            "kendall_vs_seed0", "kendall_vs_seed1", "truth_seed0_vs_seed1",
+                            "supernet_train_cpu_s", "score_cpu_s_per_arch")},
+                        "kendall_sd_over_supernets": float(v["kendall_tau"].std(ddof=1)) if len(v) > 1 else float("nan"),
+                        "n": len(specs), "data": ds.content_hash[:16]})
+    variants = set(s["variant"])
     for name, new in (("supernet_ranking.csv", rows), ("supernet_ranking_summary.csv", summary)):
         path = args.results / name
         old = pd.read_csv(path).to_dict("records") if path.is_file() else []
-        old = [o for o in old if o["variant"] != args.variant]
+        old = [o for o in old if o["variant"] not in variants]
         write_rows(old + new, path)
     print(pd.DataFrame(summary).T.to_string())
     print(f"wrote {args.results / 'supernet_ranking.csv'} and {args.results / 'supernet_ranking_summary.csv'}")

@@ -35,7 +35,7 @@ from benchmarks._csv import write_rows
 from benchmarks._rank import kendall_ci, kendall_tau, spearman
 from nasrec import ArchSpec, Dataset, SyntheticConfig, generate_synthetic, sample
 from nasrec.data import binary_entropy
-from nasrec.scratch import TruthCache, TruthRecipe, key_hash, truth_key, truth_splits
+from nasrec.scratch import TruthCache, TruthRecipe, key_hash, truth_key
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TRUTH_CSV = RESULTS / "scratch_truth.csv"
@@ -106,49 +106,28 @@ def _row(result: dict) -> dict:
             "arch": result["arch"]}
 
 
-_WORKER: dict = {}
-
-
-def _worker_init(path: str, cache: str, threads: int) -> None:
-    torch.set_num_threads(threads)
-    ds = Dataset(path)
-    _WORKER.update(ds=ds, cache=TruthCache(cache), splits=truth_splits(ds))
-
-
-def _worker_train(spec_json: str, recipe: dict, seed: int) -> dict:
-    w = _WORKER
-    return _row(w["cache"].get_or_train(ArchSpec.from_json(spec_json), w["ds"], TruthRecipe(**recipe), seed,
-                                        splits=w["splits"]))
-
-
 def truth_table(specs, ds: Dataset, recipe: TruthRecipe, seeds, *, cache: TruthCache, stored: dict,
                 on_new=None, deadline: float | None = None, jobs: int = 1, threads: int = 2) -> pd.DataFrame:
     """One row per (architecture, seed), from ``stored`` rows, the cache or training
-    (``jobs`` processes of ``threads`` torch threads each)."""
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-    import multiprocessing as mp
+    (``jobs`` processes of ``threads`` torch threads each; ``TruthCache.get_or_train_jobs``)."""
     todo = [(k, spec, seed) for k, spec in enumerate(specs) for seed in seeds
             if key_hash(truth_key(ds.content_hash, spec, recipe, seed)) not in stored]
-    if todo and (deadline is None or time.time() < deadline):
-        with ProcessPoolExecutor(jobs, mp.get_context("spawn"), initializer=_worker_init,
-                                 initargs=(str(ds.path), str(cache.folder), threads)) as pool:
-            pending = {}
-            queue = list(todo)
-            while queue or pending:
-                while queue and len(pending) < jobs and (deadline is None or time.time() < deadline):
-                    k, spec, seed = queue.pop(0)
-                    pending[pool.submit(_worker_train, spec.to_json(), recipe.to_dict(), seed)] = (k, seed)
-                if not pending:
-                    break
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for f in done:
-                    k, seed = pending.pop(f)
-                    row = f.result()
-                    stored[row["key"]] = row
-                    if on_new is not None:
-                        on_new(row)
-                    print(f"arch {k + 1}/{len(specs)} seed {seed}: test log loss {row['test_logloss']:.4f} "
-                          f"({row['train_seconds']:.0f} s)", file=sys.stderr, flush=True)
+
+    def done(i, result):
+        k, _, seed = todo[i]
+        row = _row(result)
+        stored[row["key"]] = row
+        if on_new is not None:
+            on_new(row)
+        print(f"arch {k + 1}/{len(specs)} seed {seed}: test log loss {row['test_logloss']:.4f} "
+              f"({row['train_seconds']:.0f} s)", file=sys.stderr, flush=True)
+
+    if todo:
+        got = cache.get_or_train_jobs([(spec, seed) for _, spec, seed in todo], ds, recipe, workers=jobs,
+                                      threads=threads, on_done=done, deadline=deadline)
+        for i, result in enumerate(got):  # cache hits that the stored table lacked
+            if result is not None and key_hash(truth_key(ds.content_hash, todo[i][1], recipe, todo[i][2])) not in stored:
+                done(i, result)
     keys = [key_hash(truth_key(ds.content_hash, spec, recipe, seed)) for spec in specs for seed in seeds]
     return pd.DataFrame([stored[k] for k in keys if k in stored])
 

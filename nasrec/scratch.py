@@ -221,38 +221,72 @@ class TruthCache:
 
     def get_or_train_many(self, models, ds: Dataset, recipe: TruthRecipe, seed: int, *, save_model: bool = False,
                           workers: int = 1, quiet: bool = True, on_start=None) -> list[dict]:
-        """``get_or_train`` for each of ``models`` (ArchSpecs or baseline names), in order.
-        Uncached ones train in ``workers`` processes of ``cpu_count // workers`` torch
-        threads each (1: in this process); ``on_start(model)`` is called as each starts."""
+        """``get_or_train`` for each of ``models`` (ArchSpecs or baseline names) at one
+        seed, in order (``get_or_train_jobs``); ``on_start(model)`` as each starts."""
+        start = (lambda m, s: on_start(m)) if on_start else None
+        return self.get_or_train_jobs([(m, seed) for m in models], ds, recipe, save_model=save_model,
+                                      workers=workers, quiet=quiet, on_start=start)
+
+    def get_or_train_jobs(self, jobs, ds: Dataset, recipe: TruthRecipe, *, save_model: bool = False,
+                          workers: int = 1, threads: int | None = None, quiet: bool = True, on_start=None,
+                          on_done=None, deadline: float | None = None) -> list[dict | None]:
+        """``get_or_train`` for each ``(model, seed)`` of ``jobs``, results in order.
+
+        Uncached jobs train in ``workers`` processes of ``threads`` torch threads each
+        (default ``cpu_count // workers``; ``workers`` 1: in this process, its threads
+        untouched). ``on_start(model, seed)`` is called as a training starts and
+        ``on_done(index, result)`` as it ends. No training starts after ``deadline``
+        (a ``time.time()`` value); the results of those stay None."""
+        jobs = list(jobs)
         out: list[dict | None] = []
         todo = []
-        for i, m in enumerate(models):
+        for i, (m, seed) in enumerate(jobs):
             hit = self.get(truth_key(ds.content_hash, m, recipe, seed), need_model=save_model)
             out.append(hit)
             if hit is None:
                 todo.append(i)
+
+        def open_():
+            return deadline is None or time.time() < deadline
+
         if workers <= 1 or len(todo) <= 1:
             splits = truth_splits(ds) if todo else None
             for i in todo:
+                if not open_():
+                    break
+                m, seed = jobs[i]
                 if on_start:
-                    on_start(models[i])
-                out[i] = self.get_or_train(models[i], ds, recipe, seed, save_model=save_model, quiet=quiet,
-                                           splits=splits)
+                    on_start(m, seed)
+                out[i] = self.get_or_train(m, ds, recipe, seed, save_model=save_model, quiet=quiet, splits=splits)
+                if on_done:
+                    on_done(i, out[i])
             return out
         import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-        threads = max(1, (os.cpu_count() or 1) // workers)
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+        threads = threads or max(1, (os.cpu_count() or 1) // workers)
+        queue = list(todo)
         with ProcessPoolExecutor(min(workers, len(todo)), mp.get_context("spawn"), initializer=_pool_init,
                                  initargs=(str(ds.path), str(self.folder), threads)) as pool:
-            futures = {}
-            for i in todo:
-                if on_start:
-                    on_start(models[i])
-                m = models[i]
-                arg = m.to_json() if isinstance(m, ArchSpec) else m
-                futures[i] = pool.submit(_pool_train, arg, isinstance(m, ArchSpec), recipe.to_dict(), seed, save_model)
-            for i, f in futures.items():
-                out[i] = f.result()
+            pending = {}
+            while queue or pending:
+                # at most one training per worker is submitted, so the deadline and
+                # on_start describe trainings that really start
+                while queue and len(pending) < workers and open_():
+                    i = queue.pop(0)
+                    m, seed = jobs[i]
+                    if on_start:
+                        on_start(m, seed)
+                    arg = m.to_json() if isinstance(m, ArchSpec) else m
+                    pending[pool.submit(_pool_train, arg, isinstance(m, ArchSpec), recipe.to_dict(), seed,
+                                        save_model)] = i
+                if not pending:
+                    break
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for f in done:
+                    i = pending.pop(f)
+                    out[i] = f.result()
+                    if on_done:
+                        on_done(i, out[i])
         return out
 
 

@@ -199,3 +199,24 @@ def test_inherited_scorer_equals_nasrec_scorer(tiny):
     b = InheritedScorer(sn, tr, va, finetune_steps=3, batch_size=32, seed=1).score(specs)
     assert np.allclose(a, b, rtol=1e-5, atol=1e-6)
     assert b[0] != b[1]  # the architectures really differ
+
+
+def test_probe_head_fits_its_rows_better_than_adagrad_steps(tiny):
+    import numpy as np
+    import tomllib
+    from cosearch.pipeline import ensure_dataset, ensure_supernet
+    from cosearch.scoring import InheritedScorer
+    from nasrec import sample
+    cfg = RunConfig.from_dict(tomllib.loads(TINY))
+    ds = ensure_dataset(cfg, tiny[1])
+    sn, _ = ensure_supernet(cfg, ds, tiny[1])
+    tr = ds.split("train")
+    fit_rows = ds.split("train", 256)  # scored on rows it is fitted on: the probe must fit them best
+    spec = sample(np.random.default_rng(0), sn.space)
+    kw = dict(finetune_steps=8, batch_size=32, seed=1)
+    steps = InheritedScorer(sn, tr, fit_rows, **kw)
+    probe = InheritedScorer(sn, tr, fit_rows, head_fit="probe", probe_l2=0.0, **kw)
+    probe.ft = steps.ft = tuple(t[:256] for t in next(fit_rows.batches(256)))
+    assert probe.evaluate(spec) < steps.evaluate(spec) - 1e-3
+    with pytest.raises(ValueError, match="head_fit"):
+        InheritedScorer(sn, tr, fit_rows, head_fit="sgd")

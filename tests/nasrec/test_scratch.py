@@ -82,3 +82,17 @@ def test_baselines_train_with_their_own_lr_and_schedule(monkeypatch):
     assert _lr_factor(249, r.train_config(0)) < 0.01
     with pytest.raises(ValueError, match="schedule must be one of"):
         TrainConfig(schedule="linear")
+
+
+def test_jobs_report_each_training_and_respect_the_deadline(tiny_data, tmp_path):
+    cache = TruthCache(tmp_path)
+    cache.get_or_train("dlrm", tiny_data, RECIPE, 0)
+    jobs = [("dlrm", 0), ("dlrm", 1), ("dlrm", 2)]
+    # past deadline: only the cached job has a result, nothing trains
+    got = cache.get_or_train_jobs(jobs, tiny_data, RECIPE, deadline=0.0,
+                                  on_start=lambda m, s: pytest.fail("started after the deadline"))
+    assert got[0]["seed"] == 0 and got[1] is None and got[2] is None
+    started, done = [], []
+    got = cache.get_or_train_jobs(jobs, tiny_data, RECIPE, on_start=lambda m, s: started.append(s),
+                                  on_done=lambda i, r: done.append((i, r["seed"])))
+    assert started == [1, 2] and done == [(1, 1), (2, 2)] and [r["seed"] for r in got] == [0, 1, 2]
