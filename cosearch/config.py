@@ -17,6 +17,7 @@ from pathlib import Path
 from cosearch.executor import EXECUTORS
 from cosearch.hardware import KnobSpace
 from cosearch.objectives import COST_METRICS
+from cosearch.scoring import HEAD_FITS
 from cosearch.search import ALGORITHMS, EvolutionConfig
 from nasrec.baselines import BASELINES
 from nasrec.data import BAGS
@@ -91,13 +92,23 @@ class SupernetConfig:
 @dataclass(frozen=True)
 class ScoringConfig:
     """Supernet scoring: head fine-tuning steps (of ``batch_size`` training rows) and
-    validation rows per architecture (the same rows for every architecture)."""
+    validation rows per architecture (the same rows for every architecture).
+
+    ``head_fit``: "adagrad" (NASRec: ``finetune_steps`` Adagrad steps on the head) or
+    "probe" (the head fitted to convergence on the same rows, L2 ``probe_l2``;
+    ``cosearch.scoring.InheritedScorer``)."""
 
     finetune_steps: int = 8
     batch_size: int = 128
     val_rows: int = 2048
+    head_fit: str = "adagrad"
+    probe_l2: float = 1e-4
 
     def __post_init__(self):
+        if self.head_fit not in HEAD_FITS:
+            raise ValueError(f"ScoringConfig.head_fit must be one of {', '.join(HEAD_FITS)}, got {self.head_fit!r}")
+        if isinstance(self.probe_l2, bool) or not isinstance(self.probe_l2, (int, float)) or not self.probe_l2 >= 0:
+            raise ValueError(f"ScoringConfig.probe_l2 must be a number >= 0, got {self.probe_l2!r}")
         _pos_int(self, "finetune_steps", minimum=0)
         _pos_int(self, "val_rows", "batch_size")
 

@@ -116,7 +116,7 @@ def _providers(cfg: RunConfig, dataset, supernet, quiet: bool):
     from cosearch.scoring import InheritedScorer
     scorer = InheritedScorer(supernet, dataset.split("train"), dataset.split("val", cfg.scoring.val_rows),
                              finetune_steps=cfg.scoring.finetune_steps, batch_size=cfg.scoring.batch_size,
-                             seed=cfg.seed)
+                             seed=cfg.seed, head_fit=cfg.scoring.head_fit, probe_l2=cfg.scoring.probe_l2)
     cost = PimsimCost(dataset.schema, hwmodel.query, hwmodel.build_hardware,
                       batch_size=cfg.inference.batch_size,
                       tables=table_spec(dataset, cfg.inference.table_rows_scale), seed=cfg.seed)

@@ -67,6 +67,8 @@ def _err(capsys):
     ("[hardware]\ngemm = ['gpu']\n", "gpu"),
     ("[hardware]\nprecisions = ['fp64']\n", "precisions"),
     ("[constraints]\narea_mm2 = -1\n", "area_mm2"),
+    ("[scoring]\nhead_fit = 'sgd'\n", "sgd"),
+    ("[scoring]\nprobe_l2 = -1.0\n", "probe_l2"),
     ("[execution]\nexecutor = 'mpi'\n", "executor"),
     ("this is not toml", "invalid TOML"),
 ])
