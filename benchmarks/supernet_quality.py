@@ -7,6 +7,13 @@ ones are trained here), and every scorer variant is measured on >= 3 independent
 trained supernets (seeds 0, 1, 2 ...). Supernet checkpoints are cached by their
 settings, so scorer variants on the same supernets train nothing again.
 
+Scorers (``--scorer``): ``supernet``, cosearch's ``InheritedScorer`` (head fine-tuned by
+Adagrad steps, or ``--head-fit probe``: a linear probe fitted to convergence);
+``params``, the standalone model's parameter count (zero-cost); ``features``, a ridge
+ranker on ``benchmarks._rank.arch_features`` judged leave-one-out (each architecture is
+ranked by a fit that never saw its truth; the labels cost the truth's CPU time).
+``--ranker`` adds the same leave-one-out ridge on the features plus the supernet score.
+
 Per variant and supernet: Kendall tau with a bootstrap 95% interval, Spearman rho and
 top-10 overlap against the truth, the same against each single truth seed, and CPU
 seconds: supernet training (once per supernet) and scoring per architecture.
