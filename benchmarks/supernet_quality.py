@@ -12,7 +12,8 @@ Adagrad steps, or ``--head-fit probe``: a linear probe fitted to convergence);
 ``params``, the standalone model's parameter count (zero-cost); ``features``, a ridge
 ranker on ``benchmarks._rank.arch_features`` judged leave-one-out (each architecture is
 ranked by a fit that never saw its truth; the labels cost the truth's CPU time).
-``--ranker`` adds the same leave-one-out ridge on the features plus the supernet score.
+``--ranker`` adds the same leave-one-out ridge on the features plus the supernet score
+(``+ranker``) and on log parameter count plus the supernet score (``+params``).
 
 Per variant and supernet: Kendall tau with a bootstrap 95% interval, Spearman rho and
 top-10 overlap against the truth, the same against each single truth seed, and CPU
@@ -125,8 +126,8 @@ def main(argv=None) -> int:
                     help="supernet: inherited weights, head fine-tuned (cosearch's scorer); params: parameter "
                          "count (zero-cost); features: leave-one-out ridge ranker on architecture features")
     ap.add_argument("--ranker", action="store_true",
-                    help="also report '<variant>+ranker': leave-one-out ridge on architecture features and "
-                         "the supernet score, per supernet")
+                    help="also report '<variant>+ranker' and '<variant>+params': leave-one-out ridge on "
+                         "the supernet score and all architecture features, or log parameter count only")
     ap.add_argument("--archs", type=int, default=40)
     ap.add_argument("--supernets", type=int, default=3, help="independently trained supernets (seeds 0..N-1)")
     ap.add_argument("--rows", type=int, default=d.rows)
@@ -166,9 +167,12 @@ def main(argv=None) -> int:
     scored = [(args.variant, *s) for s in _scored(specs, ds, args, cache, t_mean)]
     if args.ranker:
         x = np.array([list(arch_features(s, _params(s, ds.schema)).values()) for s in specs])
+        log_params = x[:, list(arch_features(specs[0], 1)).index("log2_params")]
         for _, seed, scores, train_cpu, score_cpu, cfg in list(scored):
             ranked = loo_ridge(np.column_stack([x, scores]), t_mean)
             scored.append((f"{args.variant}+ranker", seed, ranked, train_cpu, score_cpu, cfg))
+            ranked = loo_ridge(np.column_stack([log_params, scores]), t_mean)
+            scored.append((f"{args.variant}+params", seed, ranked, train_cpu, score_cpu, cfg))
     rows, summary = [], []
     for variant, seed, scores, train_cpu, score_cpu, cfg in scored:
         rng = np.random.default_rng([seed, 7])
