@@ -59,7 +59,6 @@ def main(argv: list[str] | None = None) -> int:
                          "repeats": args.repeats, "seed": args.seed})
             print(rows[-1], file=sys.stderr)
             if fmt == "text" and args.reference:
-                sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
                 from tests.pimsim.reference_trace import read_trace_reference
 
                 t0 = time.perf_counter()

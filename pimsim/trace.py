@@ -155,7 +155,7 @@ def _parse_line(line: str, path: Path, lineno: int) -> tuple[int, bool, int] | N
 
 @njit(cache=True)
 def _scan_text(buf, pos, line, addr, wr, cyc, nreq):
-    """Parse plain text-trace lines of the bytes ``buf`` (uint8, lines split by ``\n``).
+    """Parse plain text-trace lines of the bytes ``buf`` (uint8, lines end at byte 10).
 
     From byte ``pos`` on, after ``line`` lines, writing requests at ``addr``, ``wr``,
     ``cyc`` [nreq:]. A plain line is ASCII: up to three fields separated by spaces or
