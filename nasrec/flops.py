@@ -8,49 +8,52 @@ from torch import nn
 
 from nasrec.baselines import DLRM, DCNv2, DeepFM
 from nasrec.data import Schema
-from nasrec.model import NasRecModel
-from nasrec.prune import HEAD_DIM, PrunableNasRec
+from nasrec.model import NasRecModel, live_mask
+from nasrec.ops import HEAD_DIM, Attention, DotProduct, SigmoidGating
 
-def _lin(m: nn.Linear, rows: int) -> int:
+
+def _lin(m: nn.Module, rows: int) -> int:
     return 2 * rows * m.in_features * m.out_features
 
 
 def flops(model: nn.Module, batch_size: int) -> int:
     """Matrix-multiply FLOPs of one forward pass on ``batch_size`` samples, from the
     shapes (what ``FlopCounterMode`` counts: 2 m n k per product, nothing else).
-    Defined for :class:`PrunableNasRec`, DLRM, DeepFM and DCN-v2. (AutoInt and the
-    unconverted ``NasRecModel`` call ``scaled_dot_product_attention``, which
-    ``FlopCounterMode`` counts as 0 on CPU in torch 2.13; :class:`PrunableNasRec`
-    writes its attention out as two matmuls for that reason.)"""
+    Defined for a plain ``NasRecModel`` (``NasRecModel.plain``, pruned or not), DLRM,
+    DeepFM and DCN-v2. (AutoInt and a NasRecModel that is not plain call
+    ``scaled_dot_product_attention``, which ``FlopCounterMode`` counts as 0 on CPU in
+    torch 2.13; the plain form writes its attention out as two matmuls for that reason.)"""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     B = batch_size
-    if isinstance(model, PrunableNasRec):
+    if isinstance(model, NasRecModel):
+        if not model.is_plain:
+            raise ValueError("count FLOPs of a NasRecModel via to_prunable(model)")
         e = model.emb_dim
         total = _lin(model.head, B)
-        for b in model.blocks:
-            if b.dense_op == "fc":
-                total += _lin(b.fc_lin, B)
-            elif b.dense_op == "dot":
-                t = b.fp.out_features + 1
-                total += _lin(b.dp, B) + _lin(b.fp, B * e) + 2 * B * t * t * e + _lin(b.out, B)
-            elif b.dense_op == "gating":
-                total += _lin(b.gate, B) + _lin(b.proj, B)
+        for b, c, live in zip(model.blocks, model.path, live_mask(model.path)):
+            if not live:  # not run
+                continue
+            dop, sop = b.dense_ops[c.dense_ops[0]], b.sparse_ops[c.sparse_ops[0]]
+            if isinstance(dop, DotProduct):
+                t = dop.field_proj.out_features + 1
+                total += (_lin(dop.dense_proj, B) + _lin(dop.field_proj, B * e) + 2 * B * t * t * e
+                          + _lin(dop.out, B))
+            elif isinstance(dop, SigmoidGating):
+                total += _lin(dop.gate, B) + _lin(dop.proj, B)
             else:
-                total += _lin(b.proj, B)
-            t = b.tok_lin.out_features
-            total += _lin(b.tok_lin, B * e)
-            if b.sparse_op == "attention":
-                h = b.o.in_features // HEAD_DIM
-                total += (_lin(b.qkv, B * t) + _lin(b.o, B * t) + _lin(b.ffn1, B * t) + _lin(b.ffn2, B * t)
+                total += _lin(dop.lin if c.dense_ops[0] == "fc" else dop.proj, B)
+            t = c.tokens
+            total += _lin(sop.lin, B * e)
+            if isinstance(sop, Attention):
+                h = sop.o.in_features // HEAD_DIM
+                total += (_lin(sop.qkv, B * t) + _lin(sop.o, B * t) + _lin(sop.fc1, B * t) + _lin(sop.fc2, B * t)
                           + 2 * (2 * B * h * t * t * HEAD_DIM))
-            if b.interact:
-                total += _lin(b.d2s_lin, B)
-            if b.fm:
-                total += _lin(b.fm_lin, B)
+            if c.interact:
+                total += _lin(b.d2s.lin, B)
+            if c.fm:
+                total += _lin(b.fm.lin, B)
         return total
-    if isinstance(model, NasRecModel):
-        raise ValueError("count FLOPs of a NasRecModel via to_prunable(model)")
     if isinstance(model, (DLRM, DeepFM, DCNv2)):
         total = sum(_lin(m, B) for m in model.modules() if isinstance(m, nn.Linear))
         if isinstance(model, DLRM):

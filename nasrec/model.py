@@ -2,17 +2,22 @@
 
 ``NasRecModel`` builds one ArchSpec as an ordinary ``nn.Module`` at exactly the
 widths it needs; ``nasrec.supernet.Supernet`` builds the same blocks at maximum size.
+Structured pruning (``nasrec.prune``) removes units from a NasRecModel's weights
+(``NasRecModel.plain`` first drops the ones that never matter); the network and its
+forward stay this one.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 
 from nasrec.data import Schema
-from nasrec.ops import (D2S_TOKENS, DENSE_OP_CLASSES, EMB_DIM, SPARSE_OP_CLASSES, DenseToSparse,
-                        DotProduct, ElasticLinear, FMToDense, Ranges, dot_tokens)
+from nasrec.ops import (ATTN_HEADS, D2S_TOKENS, DENSE_OP_CLASSES, EMB_DIM, HEAD_DIM, SPARSE_OP_CLASSES,
+                        Attention, DenseToSparse, DotProduct, ElasticLinear, FMToDense, Ranges, SigmoidGating,
+                        Sum, dot_tokens)
 from nasrec.embedding import quantize
 from nasrec.space import BINARY_OPS, ArchSpec, EmbeddingSpec, SearchSpace
 
@@ -315,6 +320,97 @@ class NasRecModel(_Network):
             tokens.append(c.tokens + D2S_TOKENS * c.interact)
         self.blocks = nn.ModuleList(blocks)
         self.head = ElasticLinear(widths[-1] + tokens[-1] * EMB_DIM, 1)
+        self.is_plain = False  # see plain()
 
     def forward(self, dense: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         return self._run(dense, ids, self.path, None)
+
+    def plain(self) -> NasRecModel:
+        """A copy with the same outputs whose every weight is used whole, the form that
+        pruning and FLOP counting read: gate rows and columns of the binary operators
+        that only meet zero padding dropped, each Sum input added at explicit columns,
+        attention products as matmuls. Needs the published embedding."""
+        out = copy.deepcopy(self)
+        out._make_plain()
+        return out
+
+    def _make_plain(self) -> None:
+        if self.is_plain:
+            return
+        if self.spec.embedding is not None:
+            raise ValueError("per-field embedding choices cannot be pruned or counted; "
+                             "use an architecture with the published embedding")
+        widths = [self.schema.n_dense] + [c.width for c in self.path]
+        dev = self.head.weight.device
+        for block, c in zip(self.blocks, self.path):
+            dop = block.dense_ops[c.dense_ops[0]]
+            if isinstance(dop, SigmoidGating):
+                dop.trim(widths[c.left], widths[c.right])
+            elif isinstance(dop, Sum):
+                dop.place(torch.arange(widths[c.left], device=dev), torch.arange(widths[c.right], device=dev))
+            for op in block.sparse_ops.values():
+                if isinstance(op, Attention):
+                    op.explicit = True
+        self.is_plain = True
+
+    def sync_sizes(self) -> None:
+        """Re-read every block's width and token count from its weights (after pruning
+        surgery or loading pruned weights), so that its forward uses all of them."""
+        self.path = Path((replace(c, width=block_width(b, c), tokens=block_tokens(b, c))
+                          for b, c in zip(self.blocks, self.path)), self.path.embedding)
+
+    @property
+    def emb_dim(self) -> int:
+        """Columns of the embedding table (16 unless pruned, or the largest per-field choice)."""
+        return self.embedding.table.weight.shape[1]
+
+    def describe(self) -> dict:
+        """ArchSpec-like description: the official JSON shape with the sizes read from
+        the weights (``dense_in_dims``/``sparse_in_dims``, so pruned ones) plus
+        ``heads``, ``dot_rows`` per block and ``emb_dim``; ``fits_space`` says whether
+        it is an ArchSpec."""
+        d = self.spec.to_dict()
+        for m, b, c in zip(d["micro"], self.blocks, self.path):
+            m["dense_in_dims"], m["sparse_in_dims"] = block_width(b, c), c.tokens
+            m["heads"] = _heads(b, c)
+            m["dot_rows"] = _dot_rows(b, c)
+        d["emb_dim"] = self.emb_dim
+        d["fits_space"] = self.to_archspec() is not None
+        return d
+
+    def to_archspec(self) -> ArchSpec | None:
+        """The ArchSpec of this model if every size still lies in the search space
+        (widths, token counts, 8 heads, full dot rows, 16-d embeddings), else None."""
+        space = self.spec.search_space
+        if self.spec.embedding is None and self.emb_dim != EMB_DIM:
+            return None
+        d = self.spec.to_dict()
+        for m, b, c in zip(d["micro"], self.blocks, self.path):
+            if _heads(b, c) not in (None, ATTN_HEADS) or _dot_rows(b, c) not in (None, self.dot_rows):
+                return None
+            w, t = block_width(b, c), c.tokens
+            if w not in space.dense_widths or t not in space.sparse_tokens:
+                return None
+            m["dense_in_dims"], m["sparse_in_dims"] = w, t
+        return ArchSpec.from_dict(d)
+
+
+def block_width(block: Block, c: Choice) -> int:
+    """Dense output width of a NasRecModel block (the size of its last LayerNorm)."""
+    op = block.dense_ops[c.dense_ops[0]]
+    return (op.out_ln if isinstance(op, DotProduct) else op.ln).weight.shape[0]
+
+
+def block_tokens(block: Block, c: Choice) -> int:
+    """Tokens that a NasRecModel block's sparse operator makes (before the merger's 8)."""
+    return block.sparse_ops[c.sparse_ops[0]].ln.weight.shape[0]
+
+
+def _heads(block: Block, c: Choice) -> int | None:
+    op = block.sparse_ops[c.sparse_ops[0]]
+    return op.o.in_features // HEAD_DIM if isinstance(op, Attention) else None
+
+
+def _dot_rows(block: Block, c: Choice) -> int | None:
+    op = block.dense_ops[c.dense_ops[0]]
+    return op.field_proj.out_features if isinstance(op, DotProduct) else None

@@ -1,5 +1,10 @@
 """Model files: a trained or pruned model's weights with its ArchSpec JSON (or baseline
-name) and the data schema, written atomically and read back as an ordinary module."""
+name) and the data schema, written atomically and read back as an ordinary module.
+
+Kinds: ``arch`` (a NasRecModel as built), ``pruned-arch`` (a NasRecModel in its plain
+form, ``NasRecModel.plain``, whose weights may be pruned), ``baseline``. Files of kind
+``prunable-arch`` came from the earlier second implementation (``PrunableNasRec``, plain
+layers named per block); they load as a pruned-arch NasRecModel with the same outputs."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,7 +16,7 @@ from nasrec.baselines import build_baseline
 from nasrec.data import Schema
 from nasrec.embedding import pack_tables, unpack_tables
 from nasrec.model import NasRecModel
-from nasrec.prune import PrunableNasRec, _fix_attrs
+from nasrec.prune import _fix_attrs
 from nasrec.space import ArchSpec
 from nasrec.util import atomic_torch_save, seeded_torch
 
@@ -19,13 +24,25 @@ MODEL_FORMAT = "nasrec-model"
 MODEL_VERSION = 1
 #: The shared embedding table's state-dict key in NasRecModel.
 _TABLE_KEY = "embedding.table.weight"
+#: ``prunable-arch`` files: layer name inside a block -> its name in NasRecModel's block.
+_LEGACY_LAYERS = {
+    "fc_lin": "dense_ops.fc.lin", "fc_ln": "dense_ops.fc.ln",
+    "dp": "dense_ops.dot.dense_proj", "dp_ln": "dense_ops.dot.dense_ln", "fp": "dense_ops.dot.field_proj",
+    "fp_ln": "dense_ops.dot.field_ln", "out": "dense_ops.dot.out", "out_ln": "dense_ops.dot.out_ln",
+    "gate": "dense_ops.gating.gate", "proj": "dense_ops.{dense}.proj", "ln": "dense_ops.{dense}.ln",
+    "sum_il": "dense_ops.sum.left_pos", "sum_ir": "dense_ops.sum.right_pos",
+    "tok_lin": "sparse_ops.{sparse}.lin", "tok_ln": "sparse_ops.{sparse}.ln",
+    "qkv": "sparse_ops.attention.qkv", "o": "sparse_ops.attention.o", "attn_ln": "sparse_ops.attention.attn_ln",
+    "ffn1": "sparse_ops.attention.fc1", "ffn2": "sparse_ops.attention.fc2", "ffn_ln": "sparse_ops.attention.fc_ln",
+    "d2s_lin": "d2s.lin", "d2s_ln": "d2s.ln", "fm_lin": "fm.lin", "fm_ln": "fm.ln",
+}
 
 def _schema_dict(schema: Schema) -> dict:
     return schema.to_dict()
 
 
 def save_model(model: nn.Module, path, *, schema: Schema, meta: dict | None = None) -> Path:
-    """Write a trained or pruned model (NasRecModel, PrunableNasRec or baseline) to
+    """Write a trained or pruned model (NasRecModel, plain or not, or a baseline) to
     ``path`` (temporary file + rename). :func:`load_model` reads it back.
 
     An architecture with per-field embedding choices stores its table as it would be
@@ -33,9 +50,7 @@ def save_model(model: nn.Module, path, *, schema: Schema, meta: dict | None = No
     precision, int8 with a scale per row, dropped fields absent."""
     path = Path(path)
     if isinstance(model, NasRecModel):
-        kind, arch, name = "arch", model.spec.to_json(), None
-    elif isinstance(model, PrunableNasRec):
-        kind, arch, name = "prunable-arch", model.spec.to_json(), None
+        kind, arch, name = "pruned-arch" if model.is_plain else "arch", model.spec.to_json(), None
     else:
         name = next((k for k, cls in _baseline_classes().items() if type(model) is cls), None)
         if name is None:
@@ -78,14 +93,16 @@ def load_model(path, device="cpu") -> tuple[nn.Module, dict]:
     if kind == "arch":
         with seeded_torch(0):
             model = NasRecModel(ArchSpec.from_json(state["arch"]), schema)
-    elif kind == "prunable-arch":
+    elif kind in ("pruned-arch", "prunable-arch"):
         with seeded_torch(0):
-            model = PrunableNasRec(ArchSpec.from_json(state["arch"]), schema)
+            model = NasRecModel(ArchSpec.from_json(state["arch"]), schema).plain()
     elif kind == "baseline":
         model = build_baseline(state["baseline"], schema, 0)
     else:
         raise ValueError(f"{path}: unknown model kind {kind!r}")
     sd = state["state_dict"]
+    if kind == "prunable-arch":
+        sd = _legacy_state(sd, model)
     if state.get("embedding_tables") is not None:
         if kind != "arch" or model.spec.embedding is None:
             raise ValueError(f"{path}: packed embedding tables belong to an architecture with embedding choices")
@@ -103,3 +120,16 @@ def load_model(path, device="cpu") -> tuple[nn.Module, dict]:
     except RuntimeError as e:
         raise ValueError(f"{path}: weights do not fit the model ({str(e).splitlines()[0]})") from None
     return model.to(device), dict(state, schema=schema)
+
+
+def _legacy_state(sd: dict, model: NasRecModel) -> dict:
+    """A ``prunable-arch`` state dict under NasRecModel's names."""
+    out = {}
+    for k, v in sd.items():
+        parts = k.split(".")
+        if parts[0] == "blocks" and len(parts) >= 3 and parts[2] in _LEGACY_LAYERS:
+            c = model.path[int(parts[1])]
+            layer = _LEGACY_LAYERS[parts[2]].format(dense=c.dense_ops[0], sparse=c.sparse_ops[0])
+            k = ".".join(["blocks", parts[1], layer] + parts[3:])
+        out[k] = v
+    return out

@@ -24,6 +24,7 @@ EMB_DIM = 16  # NASRec: embedding dimension 16
 D2S_TOKENS = 8  # NASRec: dense-to-sparse merger appends 8 tokens of 16 (DS_INTERACT_NUM_SPLITS)
 ATTN_HEADS = 8  # NASRec: transformer layer with 8 heads
 ATTN_LN_INIT = 0.17  # NASRec modules.py LN_INIT for the attention LayerNorms
+HEAD_DIM = EMB_DIM // ATTN_HEADS  # pruning removes whole heads; their dimension stays
 
 Ranges = tuple[tuple[int, int], ...]
 
@@ -49,7 +50,6 @@ class ElasticLinear(nn.Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True):
         super().__init__()
-        self.in_features, self.out_features = in_features, out_features
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
         self.bias = nn.Parameter(torch.empty(out_features)) if bias else None
         bound = 1 / math.sqrt(in_features)
@@ -57,6 +57,15 @@ class ElasticLinear(nn.Module):
         if self.bias is not None:
             nn.init.uniform_(self.bias, -bound, bound)
         self.last_slice: tuple[int, Ranges] | None = None
+
+    # Read from the weight, so that pruning surgery (which replaces it) keeps them true.
+    @property
+    def out_features(self) -> int:
+        return self.weight.shape[0]
+
+    @property
+    def in_features(self) -> int:
+        return self.weight.shape[1]
 
     def forward(self, x: torch.Tensor, out_dim: int | None = None,
                 in_ranges: Ranges | None = None) -> torch.Tensor:
@@ -138,21 +147,26 @@ class DotProduct(nn.Module):
         self.dense_ln = ElasticLayerNorm(EMB_DIM)
         self.field_proj = ElasticLinear(in_tokens, n_rows, bias=False)
         self.field_ln = ElasticLayerNorm(n_rows)
-        self.n_rows = n_rows
         n_pairs = (n_rows + 1) * n_rows // 2
         self.out = ElasticLinear(n_pairs, max_width, bias=False)
         self.out_ln = ElasticLayerNorm(max_width)
 
     def forward(self, dense, dense_ranges, sparse, sparse_ranges, left, right, width):
-        x = self.dense_ln(self.dense_proj(dense, EMB_DIM, dense_ranges))
-        y = _fieldwise(self.field_proj, self.field_ln, sparse, self.n_rows, sparse_ranges)
+        # all rows of both projections: the supernet builds them at these sizes too,
+        # and a pruned model at fewer (embedding dimensions, rows)
+        x = self.dense_ln(self.dense_proj(dense, None, dense_ranges))
+        y = _fieldwise(self.field_proj, self.field_ln, sparse, None, sparse_ranges)
         t = torch.cat([x.unsqueeze(1), y], dim=1)  # [B, n_rows + 1, 16]
         return self.out_ln(self.out(pairwise_dots(t), width))
 
 
 class SigmoidGating(nn.Module):
     """``LayerNorm(Linear(right * sigmoid(Linear(left))))``, left/right zero-padded to
-    equal width (official update of 09/24/2022)."""
+    equal width (official update of 09/24/2022).
+
+    Gate columns past the left width only read padding and gate rows past the right
+    width are only multiplied by it, so after ``trim`` the gate is exactly
+    ``[right, left]`` and nothing is padded."""
 
     def __init__(self, max_in: int, max_width: int):
         super().__init__()
@@ -161,22 +175,50 @@ class SigmoidGating(nn.Module):
         self.ln = ElasticLayerNorm(max_width)
 
     def forward(self, dense, dense_ranges, sparse, sparse_ranges, left, right, width):
-        left, right = _pad_pair(left, right)
-        g = torch.sigmoid(self.gate(left, left.shape[-1]))
+        # Padded to the wider input, as published, but never past the gate's own size:
+        # square in the supernet and a standalone model, none once trimmed.
+        m = max(left.shape[-1], right.shape[-1])
+        n_in, n_out = min(m, self.gate.in_features), min(m, self.gate.out_features)
+        left = F.pad(left, (0, n_in - left.shape[-1]))
+        right = F.pad(right, (0, n_out - right.shape[-1]))
+        g = torch.sigmoid(self.gate(left, n_out))
         return self.ln(self.proj(right * g, width))
+
+    @torch.no_grad()
+    def trim(self, left_width: int, right_width: int) -> None:
+        """Drop the weights that only ever meet zero padding: gate ``[right, left]``,
+        projection ``[width, right]``."""
+        self.gate.weight = nn.Parameter(self.gate.weight[:right_width, :left_width].clone())
+        self.gate.bias = nn.Parameter(self.gate.bias[:right_width].clone())
+        self.proj.weight = nn.Parameter(self.proj.weight[:, :right_width].clone())
 
 
 class Sum(nn.Module):
-    """Zero-pad left/right to equal width, add, Linear, LayerNorm."""
+    """Zero-pad left/right to equal width, add, Linear, LayerNorm.
+
+    After pruning, left and right keep different units, so each input is added at
+    explicit positions (``left_pos``/``right_pos``, set by ``place``) of the
+    projection's input instead of at its first columns."""
 
     def __init__(self, max_in: int, max_width: int):
         super().__init__()
         self.proj = ElasticLinear(max_in, max_width, bias=False)
         self.ln = ElasticLayerNorm(max_width)
+        self.register_buffer("left_pos", None)
+        self.register_buffer("right_pos", None)
 
     def forward(self, dense, dense_ranges, sparse, sparse_ranges, left, right, width):
-        left, right = _pad_pair(left, right)
-        return self.ln(self.proj(left + right, width))
+        if self.left_pos is None:
+            left, right = _pad_pair(left, right)
+            u = left + right
+        else:
+            u = left.new_zeros(left.shape[0], self.proj.in_features)
+            u = u.index_add(1, self.left_pos, left).index_add(1, self.right_pos, right)
+        return self.ln(self.proj(u, width))
+
+    def place(self, left_pos: torch.Tensor, right_pos: torch.Tensor) -> None:
+        """Add left and right at these columns of the projection's input (int64 ``[wl]``, ``[wr]``)."""
+        self.left_pos, self.right_pos = left_pos, right_pos
 
 
 class EFC(nn.Module):
@@ -193,7 +235,12 @@ class EFC(nn.Module):
 
 class Attention(nn.Module):
     """Field-axis Linear + LayerNorm to the token count, then a transformer layer:
-    8-head self-attention with residual and LayerNorm, two FC with residual and LayerNorm."""
+    8-head self-attention with residual and LayerNorm, two FC with residual and LayerNorm.
+
+    Heads of ``HEAD_DIM`` dimensions, as many as the output projection reads (8 unless
+    pruned). ``explicit``: the two attention products as matmuls, which
+    ``FlopCounterMode`` and matmul hooks see on every backend (it counts
+    ``scaled_dot_product_attention`` as 0 on CPU); the default is the fused kernel."""
 
     def __init__(self, in_tokens: int, max_tokens: int):
         super().__init__()
@@ -205,13 +252,21 @@ class Attention(nn.Module):
         self.fc1 = ElasticLinear(EMB_DIM, EMB_DIM)
         self.fc2 = ElasticLinear(EMB_DIM, EMB_DIM)
         self.fc_ln = ElasticLayerNorm(EMB_DIM, ATTN_LN_INIT)
+        self.explicit = False
 
     def forward(self, sparse, sparse_ranges, tokens):
         x = _fieldwise(self.lin, self.ln, sparse, tokens, sparse_ranges)  # [B, T, 16]
-        b, t, d = x.shape
-        q, k, v = self.qkv(x).view(b, t, 3, ATTN_HEADS, d // ATTN_HEADS).permute(2, 0, 3, 1, 4)
-        a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, t, d)
-        x = self.attn_ln(x + self.o(a))
+        b, t, _ = x.shape
+        h = self.o.in_features // HEAD_DIM
+        q, k, v = self.qkv(x).view(b, t, 3, h, HEAD_DIM).permute(2, 0, 3, 1, 4)
+        if self.explicit:
+            # q is scaled before the product: an element-wise pass over [B, H, T, HEAD_DIM],
+            # not over the T x T scores.
+            a = torch.softmax(torch.matmul(q * HEAD_DIM ** -0.5, k.transpose(-1, -2)), dim=-1)
+            a = torch.matmul(a, v)
+        else:
+            a = F.scaled_dot_product_attention(q, k, v)
+        x = self.attn_ln(x + self.o(a.transpose(1, 2).reshape(b, t, h * HEAD_DIM)))
         return self.fc_ln(x + self.fc2(F.relu(self.fc1(x))))
 
 
@@ -224,7 +279,7 @@ class DenseToSparse(nn.Module):
         self.ln = ElasticLayerNorm(D2S_TOKENS * EMB_DIM)
 
     def forward(self, dense: torch.Tensor) -> torch.Tensor:
-        return self.ln(self.lin(dense)).view(-1, D2S_TOKENS, EMB_DIM)
+        return self.ln(self.lin(dense)).view(dense.shape[0], D2S_TOKENS, -1)
 
 
 class FMToDense(nn.Module):

@@ -3,15 +3,15 @@
 Whole units go: dense neurons (the output width of every dense operator and the
 hidden neurons of baseline MLPs), EFC/attention tokens, attention heads,
 Dot-Product projection rows and embedding dimensions. The result is an ordinary
-smaller model (smaller ``nn.Linear``, ``nn.LayerNorm`` and ``nn.Embedding``
-weights), never a masked one, so a forward-hook profiler reads the pruned shapes.
+smaller model of the same class (smaller linear, LayerNorm and embedding weights),
+never a masked one, so a forward-hook profiler reads the pruned shapes.
 
 How it works
 ------------
-A searched model is first converted to :class:`PrunableNasRec` (``to_prunable``):
-the same network as ``NasRecModel`` written with ordinary torch layers, with the
-same outputs (the conversion drops only rows and columns that can never matter:
-gate rows that multiply zero padding). Baselines are pruned in place of their own
+A searched model is pruned as the ``NasRecModel`` it is, in its plain form
+(``to_prunable``: the conversion drops only gate rows and columns that can never
+matter, as they meet zero padding); a pruned one is a ``NasRecModel`` with smaller
+weights, running the same forward. Baselines are pruned in place of their own
 classes. For either, :func:`prune_spec` describes every prunable *group* of units
 and, for every parameter, which groups index each of its axes (a *layout*: a
 concatenation of segments, each an outer product of axes). Pruning a set of units
@@ -43,21 +43,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from nasrec.baselines import DLRM
-from nasrec.data import Schema, Split
-from nasrec.model import FieldEmbedding, NasRecModel, path_of
-from nasrec.ops import ATTN_HEADS, D2S_TOKENS, EMB_DIM, dot_tokens, pairwise_dots
-from nasrec.space import ArchSpec
+from nasrec.data import Split
+from nasrec.flops import flops
+from nasrec.model import NasRecModel, block_tokens, block_width
+from nasrec.ops import D2S_TOKENS, HEAD_DIM, Attention, Sum
 from nasrec.util import progress, seeded_torch
 
 METHODS = ("l1", "mask")
 SCHEDULES = ("oneshot", "progressive")
 SCOPES = ("layer", "global")
 KINDS = ("neurons", "tokens", "heads", "rows", "emb")
-HEAD_DIM = EMB_DIM // ATTN_HEADS  # NASRec attention: 8 heads over the 16-d embedding
 
 
 # ----------------------------------------------------------------------------- config
@@ -130,220 +128,14 @@ class PruneConfig:
 
 # ----------------------------------------------------------------------------- model
 
-class _Block(nn.Module):
-    """One NASRec choice block with ordinary layers; see ``nasrec.model.Block``."""
-
-    def __init__(self, c, dense_in: int, sparse_in: int, wl: int, wr: int, n_rows: int):
-        super().__init__()
-        self.dense_idx, self.sparse_idx = c.dense_idx, c.sparse_idx
-        self.left, self.right = c.left, c.right
-        self.dense_op, self.sparse_op = c.dense_ops[0], c.sparse_ops[0]
-        self.interact, self.fm = c.interact, c.fm
-        w, t, e = c.width, c.tokens, EMB_DIM
-        op = self.dense_op
-        if op == "fc":
-            self.fc_lin, self.fc_ln = nn.Linear(dense_in, w, bias=False), nn.LayerNorm(w)
-        elif op == "dot":
-            self.dp, self.dp_ln = nn.Linear(dense_in, e, bias=False), nn.LayerNorm(e)
-            self.fp, self.fp_ln = nn.Linear(sparse_in, n_rows, bias=False), nn.LayerNorm(n_rows)
-            self.out, self.out_ln = nn.Linear(n_rows * (n_rows + 1) // 2, w, bias=False), nn.LayerNorm(w)
-        elif op == "gating":
-            # Rows of the gate beyond the right input's width multiply zero padding: dropped.
-            self.gate, self.proj, self.ln = nn.Linear(wl, wr), nn.Linear(wr, w), nn.LayerNorm(w)
-        elif op == "sum":
-            p = max(wl, wr)
-            self.proj, self.ln = nn.Linear(p, w, bias=False), nn.LayerNorm(w)
-            self.register_buffer("sum_il", torch.arange(wl))
-            self.register_buffer("sum_ir", torch.arange(wr))
-        else:
-            raise ValueError(f"unknown dense operator {op!r}")
-        self.tok_lin, self.tok_ln = nn.Linear(sparse_in, t, bias=False), nn.LayerNorm(t)
-        if self.sparse_op == "attention":
-            hd = HEAD_DIM * ATTN_HEADS
-            self.qkv, self.o = nn.Linear(e, 3 * hd), nn.Linear(hd, e)
-            self.attn_ln = nn.LayerNorm(e)
-            self.ffn1, self.ffn2, self.ffn_ln = nn.Linear(e, e), nn.Linear(e, e), nn.LayerNorm(e)
-        elif self.sparse_op != "efc":
-            raise ValueError(f"unknown sparse operator {self.sparse_op!r}")
-        if self.interact:
-            self.d2s_lin = nn.Linear(w, D2S_TOKENS * e, bias=False)
-            self.d2s_ln = nn.LayerNorm(D2S_TOKENS * e)
-        if self.fm:
-            self.fm_lin, self.fm_ln = nn.Linear(e, w, bias=False), nn.LayerNorm(w)
-
-    @staticmethod
-    def _fieldwise(lin, ln, x):
-        return ln(lin(x.transpose(1, 2))).transpose(1, 2)
-
-    def _attention(self, x):
-        b, t, _ = x.shape
-        h = self.o.in_features // HEAD_DIM
-        q, k, v = self.qkv(x).view(b, t, 3, h, HEAD_DIM).permute(2, 0, 3, 1, 4)
-        # Written out (not scaled_dot_product_attention) so that FlopCounterMode and
-        # matmul hooks see its two products on every backend.
-        # q is scaled before the product: an element-wise pass over [B, H, T, HEAD_DIM],
-        # not over the T x T scores.
-        a = torch.softmax(torch.matmul(q * HEAD_DIM ** -0.5, k.transpose(-1, -2)), dim=-1)
-        a = torch.matmul(a, v).transpose(1, 2).reshape(b, t, h * HEAD_DIM)
-        x = self.attn_ln(x + self.o(a))
-        return self.ffn_ln(x + self.ffn2(F.relu(self.ffn1(x))))
-
-    def forward(self, dense, sparse, left, right):
-        op = self.dense_op
-        if op == "fc":
-            d = F.relu(self.fc_ln(self.fc_lin(dense)))
-        elif op == "dot":
-            x = self.dp_ln(self.dp(dense))
-            y = self._fieldwise(self.fp, self.fp_ln, sparse)
-            t = torch.cat([x.unsqueeze(1), y], dim=1)
-            d = self.out_ln(self.out(pairwise_dots(t)))
-        elif op == "gating":
-            d = self.ln(self.proj(right * torch.sigmoid(self.gate(left))))
-        else:
-            u = left.new_zeros(left.shape[0], self.proj.in_features)
-            u = u.index_add(1, self.sum_il, left).index_add(1, self.sum_ir, right)
-            d = self.ln(self.proj(u))
-        s = self._fieldwise(self.tok_lin, self.tok_ln, sparse)
-        s = self._attention(s) if self.sparse_op == "attention" else F.relu(s)
-        extra = None
-        if self.interact:
-            extra = self.d2s_ln(self.d2s_lin(d)).view(d.shape[0], D2S_TOKENS, -1)
-        if self.fm:
-            d = d + self.fm_ln(self.fm_lin(s.sum(1) ** 2 - (s ** 2).sum(1)))
-        if extra is not None:
-            s = torch.cat([s, extra], dim=1)
-        return d, s
-
-
-class PrunableNasRec(nn.Module):
-    """A NASRec model for one ArchSpec built from ordinary torch layers, whose units
-    can be removed. ``forward(dense [B, n_dense], ids [B, n_fields]) -> logits [B]``.
-
-    Built at the ArchSpec's sizes; :func:`prune` returns copies with fewer units.
-    """
-
-    def __init__(self, spec: ArchSpec, schema: Schema):
-        super().__init__()
-        self.spec, self.schema = spec, schema
-        self.embedding = FieldEmbedding(schema)
-        n_rows = dot_tokens(spec.search_space.max_width)
-        widths, tokens = [schema.n_dense], [schema.n_sparse]
-        blocks = []
-        for c in path_of(spec):
-            blocks.append(_Block(c, sum(widths[j] for j in c.dense_idx), sum(tokens[j] for j in c.sparse_idx),
-                                 widths[c.left], widths[c.right], n_rows))
-            widths.append(c.width)
-            tokens.append(c.tokens + D2S_TOKENS * c.interact)
-        self.blocks = nn.ModuleList(blocks)
-        self.head = nn.Linear(widths[-1] + tokens[-1] * EMB_DIM, 1)
-
-    def forward(self, dense: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        ds, ss = [dense], [self.embedding(ids)]
-        for b in self.blocks:
-            dx = torch.cat([ds[j] for j in b.dense_idx], 1) if len(b.dense_idx) > 1 else ds[b.dense_idx[0]]
-            sx = torch.cat([ss[j] for j in b.sparse_idx], 1) if len(b.sparse_idx) > 1 else ss[b.sparse_idx[0]]
-            d, s = b(dx, sx, ds[b.left], ds[b.right])
-            ds.append(d)
-            ss.append(s)
-        return self.head(torch.cat([ds[-1], ss[-1].flatten(1)], dim=1)).squeeze(1)
-
-    # sizes -----------------------------------------------------------------
-    @property
-    def emb_dim(self) -> int:
-        return self.embedding.table.embedding_dim
-
-    def widths(self) -> list[int]:
-        """Dense width of every source (raw input first)."""
-        return [self.schema.n_dense] + [_block_width(b) for b in self.blocks]
-
-    def token_counts(self) -> list[int]:
-        """Token count of every sparse source (raw input first), merger tokens included."""
-        return [self.schema.n_sparse] + [b.tok_lin.out_features + D2S_TOKENS * b.interact for b in self.blocks]
-
-    def describe(self) -> dict:
-        """ArchSpec-like description: the official JSON shape with pruned sizes
-        (``dense_in_dims``/``sparse_in_dims``) plus ``heads``, ``dot_rows`` per
-        block and ``emb_dim``; ``fits_space`` says whether it is an ArchSpec."""
-        d = self.spec.to_dict()
-        for m, b in zip(d["micro"], self.blocks):
-            m["dense_in_dims"] = _block_width(b)
-            m["sparse_in_dims"] = b.tok_lin.out_features
-            m["heads"] = b.o.in_features // HEAD_DIM if b.sparse_op == "attention" else None
-            m["dot_rows"] = b.fp.out_features if b.dense_op == "dot" else None
-        d["emb_dim"] = self.emb_dim
-        d["fits_space"] = self.to_archspec() is not None
-        return d
-
-    def to_archspec(self) -> ArchSpec | None:
-        """The ArchSpec of this model if every size still lies in the search space
-        (widths, token counts, 8 heads, full dot rows, 16-d embeddings), else None."""
-        space = self.spec.search_space
-        if self.emb_dim != EMB_DIM:
-            return None
-        d = self.spec.to_dict()
-        for m, b in zip(d["micro"], self.blocks):
-            if b.sparse_op == "attention" and b.o.in_features != HEAD_DIM * ATTN_HEADS:
-                return None
-            if b.dense_op == "dot" and b.fp.out_features != dot_tokens(space.max_width):
-                return None
-            w, t = _block_width(b), b.tok_lin.out_features
-            if w not in space.dense_widths or t not in space.sparse_tokens:
-                return None
-            m["dense_in_dims"], m["sparse_in_dims"] = w, t
-        return ArchSpec.from_dict(d)
-
-
-def _block_width(b: _Block) -> int:
-    return {"fc": lambda: b.fc_lin.out_features, "dot": lambda: b.out.out_features,
-            "gating": lambda: b.proj.out_features, "sum": lambda: b.proj.out_features}[b.dense_op]()
-
-
 def to_prunable(model: nn.Module) -> nn.Module:
-    """A prunable copy: ``NasRecModel`` -> :class:`PrunableNasRec` with the same
-    outputs; a baseline or an already prunable model -> a deep copy."""
-    if not isinstance(model, NasRecModel):
-        if not isinstance(model, (PrunableNasRec, nn.Module)):
-            raise ValueError(f"cannot prune a {type(model).__name__}")
-        return copy.deepcopy(model)
-    device = next(model.parameters()).device
-    out = PrunableNasRec(model.spec, model.schema).to(device)
-    with torch.no_grad():
-        out.embedding.table.weight.copy_(model.embedding.table.weight)
-        out.head.weight.copy_(model.head.weight)
-        out.head.bias.copy_(model.head.bias)
-        for src, dst in zip(model.blocks, out.blocks):
-            dop = src.dense_ops[dst.dense_op]
-            sop = src.sparse_ops[dst.sparse_op]
-            pairs = []
-            if dst.dense_op == "fc":
-                pairs += [(dst.fc_lin, dop.lin), (dst.fc_ln, dop.ln)]
-            elif dst.dense_op == "dot":
-                pairs += [(dst.dp, dop.dense_proj), (dst.dp_ln, dop.dense_ln), (dst.fp, dop.field_proj),
-                          (dst.fp_ln, dop.field_ln), (dst.out, dop.out), (dst.out_ln, dop.out_ln)]
-            elif dst.dense_op == "gating":
-                wl, wr = dst.gate.in_features, dst.gate.out_features
-                dst.gate.weight.copy_(dop.gate.weight[:wr, :wl])
-                dst.gate.bias.copy_(dop.gate.bias[:wr])
-                dst.proj.weight.copy_(dop.proj.weight[:, :wr])
-                dst.proj.bias.copy_(dop.proj.bias)
-                pairs += [(dst.ln, dop.ln)]
-            else:
-                dst.proj.weight.copy_(dop.proj.weight[:, :dst.proj.in_features])
-                pairs += [(dst.ln, dop.ln)]
-            pairs += [(dst.tok_lin, sop.lin), (dst.tok_ln, sop.ln)]
-            if dst.sparse_op == "attention":
-                pairs += [(dst.qkv, sop.qkv), (dst.o, sop.o), (dst.attn_ln, sop.attn_ln),
-                          (dst.ffn1, sop.fc1), (dst.ffn2, sop.fc2), (dst.ffn_ln, sop.fc_ln)]
-            if dst.interact:
-                pairs += [(dst.d2s_lin, src.d2s.lin), (dst.d2s_ln, src.d2s.ln)]
-            if dst.fm:
-                pairs += [(dst.fm_lin, src.fm.lin), (dst.fm_ln, src.fm.ln)]
-            for d_mod, s_mod in pairs:
-                d_mod.weight.copy_(s_mod.weight)
-                if d_mod.bias is not None:
-                    d_mod.bias.copy_(s_mod.bias)
-    out.train(model.training)
-    return out
+    """A prunable copy: a ``NasRecModel`` in its plain form (``NasRecModel.plain``: the
+    same network and outputs, every weight used whole); a baseline -> a deep copy."""
+    if isinstance(model, NasRecModel):
+        return model.plain()
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"cannot prune a {type(model).__name__}")
+    return copy.deepcopy(model)
 
 
 # ----------------------------------------------------------------------------- layouts
@@ -409,15 +201,21 @@ def _axis_size(a, spec: PruneSpec) -> int:
     if isinstance(a, Pairs):
         t = spec.groups[a.name].size + 1
         return t * (t - 1) // 2
-    return spec.model.blocks[a.block].proj.in_features
+    return _ops(spec.model, a.block)[1].proj.in_features
+
+
+def _ops(model: NasRecModel, i: int):
+    """(Choice, dense operator, sparse operator) of block ``i``."""
+    c, b = model.path[i], model.blocks[i]
+    return c, b.dense_ops[c.dense_ops[0]], b.sparse_ops[c.sparse_ops[0]]
 
 
 def _union_kept(a: Union, spec: PruneSpec, keep: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(kept union positions, new left index, new right index) of a Sum block."""
-    b = spec.model.blocks[a.block]
-    kl = _axis_kept(_dense_axis(spec.model, b.left), spec, keep).to(b.sum_il.device)
-    kr = _axis_kept(_dense_axis(spec.model, b.right), spec, keep).to(b.sum_il.device)
-    il, ir = b.sum_il[kl], b.sum_ir[kr]
+    c, op, _ = _ops(spec.model, a.block)
+    kl = _axis_kept(_dense_axis(spec.model, c.left), spec, keep).to(op.left_pos.device)
+    kr = _axis_kept(_dense_axis(spec.model, c.right), spec, keep).to(op.left_pos.device)
+    il, ir = op.left_pos[kl], op.right_pos[kr]
     u = torch.unique(torch.cat([il, ir]))  # sorted
     return u, torch.searchsorted(u, il), torch.searchsorted(u, ir)
 
@@ -464,25 +262,25 @@ def _unit_index(layout, group: str, spec: PruneSpec) -> torch.Tensor:
     return torch.cat(out)
 
 
-def _dense_axis(model: PrunableNasRec, j: int):
+def _dense_axis(model: NasRecModel, j: int):
     return Fixed(model.schema.n_dense) if j == 0 else Group(f"w{j - 1}")
 
 
-def _nasrec_spec(model: PrunableNasRec) -> PruneSpec:
+def _nasrec_spec(model: NasRecModel) -> PruneSpec:
     groups: dict[str, UnitGroup] = {"emb": UnitGroup("emb", "emb", model.emb_dim)}
-    params: dict[str, tuple] = {"embedding.table.weight": ((( Fixed(model.embedding.table.num_embeddings),),),
+    params: dict[str, tuple] = {"embedding.table.weight": (((Fixed(model.embedding.table.num_embeddings),),),
                                                            ((Group("emb"),),))}
     gates: dict[str, list] = {"emb": [("embedding.table.weight", 1)]}
     E = ((Group("emb"),),)
 
-    def sparse_layout(b):
+    def sparse_layout(c):
         segs = []
-        for j in b.sparse_idx:
+        for j in c.sparse_idx:
             if j == 0:
                 segs.append((Fixed(model.schema.n_sparse),))
             else:
                 segs.append((Group(f"t{j - 1}"),))
-                if model.blocks[j - 1].interact:
+                if model.path[j - 1].interact:
                     segs.append((Fixed(D2S_TOKENS),))
         return tuple(segs)
 
@@ -495,31 +293,33 @@ def _nasrec_spec(model: PrunableNasRec) -> PruneSpec:
         params[f"{name}.weight"] = (layout,)
         params[f"{name}.bias"] = (layout,)
 
+    # The order of ``params`` is the order in which l1_scores averages a unit's weights.
     for i, b in enumerate(model.blocks):
-        p = f"blocks.{i}."
+        c, dop, sop = _ops(model, i)
+        p = f"blocks.{i}.dense_ops.{c.dense_ops[0]}."
         w, t = f"w{i}", f"t{i}"
-        groups[w] = UnitGroup(w, "neurons", _block_width(b))
-        groups[t] = UnitGroup(t, "tokens", b.tok_lin.out_features)
+        groups[w] = UnitGroup(w, "neurons", block_width(b, c))
+        groups[t] = UnitGroup(t, "tokens", block_tokens(b, c))
         W, T = ((Group(w),),), ((Group(t),),)
-        dense_in = tuple((_dense_axis(model, j),) for j in b.dense_idx)
-        left, right = ((_dense_axis(model, b.left),),), ((_dense_axis(model, b.right),),)
-        if b.dense_op == "fc":
-            lin(p + "fc_lin", W, dense_in, bias=False)
-            ln(p + "fc_ln", W)
-            out_ln = p + "fc_ln"
-        elif b.dense_op == "dot":
+        dense_in = tuple((_dense_axis(model, j),) for j in c.dense_idx)
+        left, right = ((_dense_axis(model, c.left),),), ((_dense_axis(model, c.right),),)
+        if c.dense_ops[0] == "fc":
+            lin(p + "lin", W, dense_in, bias=False)
+            ln(p + "ln", W)
+            out_ln = p + "ln"
+        elif c.dense_ops[0] == "dot":
             r = f"r{i}"
-            groups[r] = UnitGroup(r, "rows", b.fp.out_features)
-            lin(p + "dp", E, dense_in, bias=False)
-            ln(p + "dp_ln", E)
-            lin(p + "fp", ((Group(r),),), sparse_layout(b), bias=False)
-            ln(p + "fp_ln", ((Group(r),),))
+            groups[r] = UnitGroup(r, "rows", dop.field_proj.out_features)
+            lin(p + "dense_proj", E, dense_in, bias=False)
+            ln(p + "dense_ln", E)
+            lin(p + "field_proj", ((Group(r),),), sparse_layout(c), bias=False)
+            ln(p + "field_ln", ((Group(r),),))
             lin(p + "out", W, ((Pairs(r),),), bias=False)
             ln(p + "out_ln", W)
-            gates[r] = [(p + "fp_ln.weight", 0), (p + "fp_ln.bias", 0)]
-            gates["emb"] += [(p + "dp_ln.weight", 0), (p + "dp_ln.bias", 0)]
+            gates[r] = [(p + "field_ln.weight", 0), (p + "field_ln.bias", 0)]
+            gates["emb"] += [(p + "dense_ln.weight", 0), (p + "dense_ln.bias", 0)]
             out_ln = p + "out_ln"
-        elif b.dense_op == "gating":
+        elif c.dense_ops[0] == "gating":
             lin(p + "gate", right, left)
             lin(p + "proj", W, right)
             ln(p + "ln", W)
@@ -529,33 +329,35 @@ def _nasrec_spec(model: PrunableNasRec) -> PruneSpec:
             ln(p + "ln", W)
             out_ln = p + "ln"
         gates[w] = [(out_ln + ".weight", 0), (out_ln + ".bias", 0)]
-        lin(p + "tok_lin", T, sparse_layout(b), bias=False)
-        ln(p + "tok_ln", T)
-        gates[t] = [(p + "tok_ln.weight", 0), (p + "tok_ln.bias", 0)]
-        if b.sparse_op == "attention":
+        p = f"blocks.{i}.sparse_ops.{c.sparse_ops[0]}."
+        lin(p + "lin", T, sparse_layout(c), bias=False)
+        ln(p + "ln", T)
+        gates[t] = [(p + "ln.weight", 0), (p + "ln.bias", 0)]
+        if isinstance(sop, Attention):
             h = f"h{i}"
-            groups[h] = UnitGroup(h, "heads", b.o.in_features // HEAD_DIM)
+            groups[h] = UnitGroup(h, "heads", sop.o.in_features // HEAD_DIM)
             H = ((Group(h), Fixed(HEAD_DIM)),)
             lin(p + "qkv", ((Fixed(3), Group(h), Fixed(HEAD_DIM)),), E)
             lin(p + "o", E, H)
             ln(p + "attn_ln", E)
-            lin(p + "ffn1", ((Fixed(b.ffn1.out_features),),), E)
-            lin(p + "ffn2", E, ((Fixed(b.ffn2.in_features),),))
-            ln(p + "ffn_ln", E)
+            lin(p + "fc1", ((Fixed(sop.fc1.out_features),),), E)
+            lin(p + "fc2", E, ((Fixed(sop.fc2.in_features),),))
+            ln(p + "fc_ln", E)
             gates[h] = [(p + "o.weight", 1)]
-            gates["emb"] += [(p + "ffn_ln.weight", 0), (p + "ffn_ln.bias", 0)]
-        if b.interact:
+            gates["emb"] += [(p + "fc_ln.weight", 0), (p + "fc_ln.bias", 0)]
+        p = f"blocks.{i}."
+        if c.interact:
             DE = ((Fixed(D2S_TOKENS), Group("emb")),)
-            lin(p + "d2s_lin", DE, W, bias=False)
-            ln(p + "d2s_ln", DE)
-            gates["emb"] += [(p + "d2s_ln.weight", 0), (p + "d2s_ln.bias", 0)]
-        if b.fm:
-            lin(p + "fm_lin", W, E, bias=False)
-            ln(p + "fm_ln", W)
-            gates[w] += [(p + "fm_ln.weight", 0), (p + "fm_ln.bias", 0)]
+            lin(p + "d2s.lin", DE, W, bias=False)
+            ln(p + "d2s.ln", DE)
+            gates["emb"] += [(p + "d2s.ln.weight", 0), (p + "d2s.ln.bias", 0)]
+        if c.fm:
+            lin(p + "fm.lin", W, E, bias=False)
+            ln(p + "fm.ln", W)
+            gates[w] += [(p + "fm.ln.weight", 0), (p + "fm.ln.bias", 0)]
     last = len(model.blocks) - 1
     head_cols = [(Group(f"w{last}"),), (Group(f"t{last}"), Group("emb"))]
-    if model.blocks[last].interact:
+    if model.path[last].interact:
         head_cols.append((Fixed(D2S_TOKENS), Group("emb")))
     lin("head", ((Fixed(1),),), tuple(head_cols))
     return PruneSpec(groups, params, gates, model)
@@ -605,10 +407,11 @@ def _baseline_spec(model: nn.Module) -> PruneSpec:
 
 
 def prune_spec(model: nn.Module) -> PruneSpec:
-    """The prunable groups of ``model`` (a :class:`PrunableNasRec` or a baseline)."""
+    """The prunable groups of ``model`` (a plain ``NasRecModel``, see ``to_prunable``,
+    or a baseline)."""
     if isinstance(model, NasRecModel):
-        raise ValueError("convert a NasRecModel with to_prunable() first")
-    if isinstance(model, PrunableNasRec):
+        if not model.is_plain:
+            raise ValueError("convert a NasRecModel with to_prunable() first")
         return _nasrec_spec(model)
     return _baseline_spec(model)
 
@@ -616,6 +419,9 @@ def prune_spec(model: nn.Module) -> PruneSpec:
 # ----------------------------------------------------------------------------- surgery
 
 def _fix_attrs(module: nn.Module) -> None:
+    """Make sizes that modules keep beside their weights agree with the weights again."""
+    if isinstance(module, NasRecModel):
+        module.sync_sizes()
     for m in module.modules():
         if isinstance(m, nn.Linear):
             m.out_features, m.in_features = m.weight.shape
@@ -648,11 +454,12 @@ def apply_keep(model: nn.Module, keep: dict[str, torch.Tensor], spec: PruneSpec 
                     t = t.index_select(axis, idx.to(t.device))
             p.data = t.contiguous()
             p.grad = None
-        if isinstance(new, PrunableNasRec):
-            for i, b in enumerate(new.blocks):
-                if b.dense_op == "sum":
+        if isinstance(new, NasRecModel):
+            for i in range(len(new.blocks)):
+                op = _ops(new, i)[1]
+                if isinstance(op, Sum):
                     _, il, ir = _union_kept(Union(i), spec, keep)
-                    b.sum_il, b.sum_ir = il, ir
+                    op.place(il, ir)
     _fix_attrs(new)
     return new
 
@@ -806,12 +613,11 @@ def _finetune(model: nn.Module, train: Split, cfg: PruneConfig, seed_offset: int
 
 def prune(model: nn.Module, cfg: PruneConfig, train: Split | None = None, val: Split | None = None,
           *, quiet: bool = True) -> tuple[nn.Module, list[dict]]:
-    """Prune ``model`` (trained ``NasRecModel``, :class:`PrunableNasRec` or baseline)
+    """Prune ``model`` (a trained ``NasRecModel``, plain or not, or a baseline)
     by ``cfg``; returns the pruned ordinary model and one row per step (step 0 is the
     input model): target ratio, unit counts, parameters, FLOPs per sample and, when
     ``val`` is given, validation log loss and AUC. ``train`` is needed for
     fine-tuning and for the mask method."""
-    from nasrec import flops as _flops  # nasrec.flops reads PrunableNasRec from here
     from nasrec.train import evaluate
     needs_data = cfg.finetune_steps > 0 or cfg.method == "mask"
     if needs_data and cfg.ratio > 0 and train is None:
@@ -828,7 +634,7 @@ def prune(model: nn.Module, cfg: PruneConfig, train: Split | None = None, val: S
         for kind in KINDS:
             r[f"{kind}"] = sum(u.size for u in s.groups.values() if u.kind == kind)
         r.update(count_params(model))
-        r["flops_per_sample"] = _flops.flops(model, 1)
+        r["flops_per_sample"] = flops(model, 1)
         if val is not None:
             ev = evaluate(model, val)
             r.update(val_logloss=ev["logloss"], val_auc=ev["auc"], data=ev["data"])

@@ -8,7 +8,7 @@ from .energy import ActionCounts, EnergyTable
 from .inference import InferenceReport, LayerCost, query
 from .presets import list_presets, load_hardware, with_overrides
 from .sim import TraceReport, simulate_trace
-from .trace import Trace, read_indices_npz, read_trace, write_trace
+from .trace import OP_READ, OP_WRITE, Trace, read_indices_npz, read_trace, write_trace
 from .workload import (EmbeddingBatch, EmbeddingTable, EmbeddingWorkload, IndexDistribution,
                        Placement, batch_from_indices, sample_batch)
 
@@ -16,6 +16,7 @@ __all__ = [
     "Crossbar", "Elementwise", "Gemm", "Host", "HostKind", "InferenceReport", "LayerCost", "Mapping",
     "Overflow", "Place", "Reduction", "Softmax", "Workload", "builtin_workloads", "load_workload", "query",
     "with_overrides",
+    "OP_READ", "OP_WRITE",
     "ActionCounts", "Controller", "DramOrg", "DramPower", "DramTiming", "EmbeddingBatch",
     "EmbeddingTable", "EmbeddingWorkload", "EnergyTable", "Hardware", "IndexDistribution",
     "NearMemoryUnit", "NmpLevel", "PagePolicy", "Placement", "Report", "Scheduler", "Trace",

@@ -56,11 +56,16 @@ def _build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("presets", help="list the hardware presets")
 
-    t = sub.add_parser("trace", help="simulate a text trace '<hex address> <READ|WRITE> <cycle>'")
-    t.add_argument("file", help="trace file")
+    t = sub.add_parser("trace", help="simulate a trace: text '<hex address> <READ|WRITE> <cycle>' lines, "
+                       "or binary .npz (arrays address, op, cycle)")
+    t.add_argument("file", help="trace file; *.npz is read as binary, any other name as text")
     t.add_argument("--hardware", default="ddr4-2400", help="preset name or TOML file (default ddr4-2400)")
     t.add_argument("--scheduler", choices=[s.value for s in Scheduler], help="override the preset's scheduler")
     t.add_argument("--json", action="store_true", help="print one JSON object")
+
+    c = sub.add_parser("convert", help="convert a trace between text and binary .npz (formats by extension)")
+    c.add_argument("source", help="trace to read (*.npz: binary, else text)")
+    c.add_argument("target", help="trace to write (*.npz: binary, else text); written atomically")
 
     e = sub.add_parser("embed", help="one batch of pooled embedding lookups: host against near-memory units")
     e.add_argument("--workload", help="TOML workload file (overrides the table flags)")
@@ -151,6 +156,15 @@ def _cmd_trace(args, out) -> int:
     print(f"  read latency mean {d['mean_read_latency_cycles']:.1f} cycles, p99 {d['p99_read_latency_cycles']:.0f}", file=out)
     print(f"  energy {d['energy_pj'] / 1e6:.3f} uJ: " + ", ".join(
         f"{k} {v / 1e6:.3f}" for k, v in d["energy_breakdown_pj"].items()), file=out)
+    return 0
+
+
+def _cmd_convert(args, out) -> int:
+    from .trace import read_trace, write_trace
+
+    trace = read_trace(args.source)
+    write_trace(trace, args.target)
+    print(f"{len(trace)} requests: {args.target}", file=out)
     return 0
 
 
@@ -352,6 +366,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_presets(out)
         if args.command == "trace":
             return _cmd_trace(args, out)
+        if args.command == "convert":
+            return _cmd_convert(args, out)
         if args.command == "query":
             return _cmd_query(args, out)
         if args.command == "sweep":

@@ -67,10 +67,10 @@ def _check_float(obj, name: str, minimum: float = 0.0, strict: bool = True) -> N
         raise ValueError(f"{type(obj).__name__}.{name} must be {op} {minimum}, got {value!r}")
 
 
-def _check_pow2(obj, name: str) -> None:
+def _check_pow2(obj, name: str, why: str = "") -> None:
     value = getattr(obj, name)
     if value & (value - 1):
-        raise ValueError(f"{type(obj).__name__}.{name} must be a power of two, got {value!r}")
+        raise ValueError(f"{type(obj).__name__}.{name} must be a power of two, got {value!r}{why}")
 
 
 def _coerce_enum(obj, name: str, enum_type) -> None:
@@ -98,7 +98,10 @@ def parse_mapping(mapping: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class DramOrg:
-    """Organisation of the memory system. ``bus_width`` in bits per channel."""
+    """Organisation of the memory system. ``bus_width`` in bits per channel.
+
+    Every count is a power of two except ``channels``, which may be any positive count.
+    """
 
     channels: int
     ranks: int
@@ -114,10 +117,11 @@ class DramOrg:
     address_mapping: str = "rochrababgco"
 
     def __post_init__(self) -> None:
-        for name in ("channels", "ranks", "bankgroups", "banks_per_group", "rows", "columns",
+        _check_int(self, "channels")  # any count: the address mapping interleaves channels modulo
+        for name in ("ranks", "bankgroups", "banks_per_group", "rows", "columns",
                      "device_width", "chips_per_rank", "burst_length", "bus_width"):
             _check_int(self, name)
-            _check_pow2(self, name)
+            _check_pow2(self, name, " (only channels may be any count)")
         _coerce_enum(self, "page_policy", PagePolicy)
         parse_mapping(self.address_mapping)
         if self.device_width * self.chips_per_rank != self.bus_width:

@@ -1,8 +1,18 @@
 """Physical address <-> (channel, rank, bank group, bank, row, column) under a mapping string.
 
 Addresses are byte addresses. The lowest ``log2(line_bytes)`` bits select a byte
-within one burst and are dropped; the fields follow from least to most
-significant in the reverse order of the mapping string (``co`` counts bursts).
+within one burst and are dropped; the rest, the line number, is a mixed-radix
+number whose digits are the fields, from least to most significant in the reverse
+order of the mapping string (``co`` counts bursts). With power-of-two sizes the
+digits are plain bit fields.
+
+Channels may be any count, so the channel digit is taken modulo the channel count:
+``channel = (line // lines_below_ch) % channels``. This modulo interleave is a
+bijection from ``[0, capacity_bytes)`` onto the DRAM locations for any count, with no
+holes and no aliases, sends consecutive blocks of ``lines_below_ch`` lines round-robin
+over the channels, and equals the bit-field mapping when the count is a power of two.
+An XOR-hashed channel (channel bits XOR higher bits) spreads strided streams better,
+but is a bijection only for power-of-two counts.
 """
 
 from __future__ import annotations
@@ -30,15 +40,18 @@ class DecodedAddresses:
 
 
 def _layout(org: DramOrg) -> list[tuple[str, int, int]]:
-    """(field, shift, bits) from the least significant field up."""
+    """(field, stride in lines, number of values) from the least significant field up."""
     sizes = org.field_sizes()
-    shift = int(org.line_bytes).bit_length() - 1
     out = []
+    stride = 1
     for name in reversed(parse_mapping(org.address_mapping)):
-        bits = int(sizes[name]).bit_length() - 1
-        out.append((name, shift, bits))
-        shift += bits
+        out.append((name, stride, sizes[name]))
+        stride *= sizes[name]
     return out
+
+
+def _is_pow2(n: int) -> bool:
+    return n & (n - 1) == 0
 
 
 def decode(addresses, org: DramOrg) -> DecodedAddresses:
@@ -52,23 +65,24 @@ def decode(addresses, org: DramOrg) -> DecodedAddresses:
     if addr.size and addr.max() >= org.capacity_bytes:
         bad = int(addr.max())
         raise ValueError(f"address {bad:#x} is beyond the capacity of {org.capacity_bytes:#x} bytes")
+    line = addr >> (int(org.line_bytes).bit_length() - 1)
     fields = {}
-    for name, shift, bits in _layout(org):
-        fields[name] = (addr >> shift) & ((1 << bits) - 1)
-    line_shift = int(org.line_bytes).bit_length() - 1
+    for name, stride, size in _layout(org):
+        if _is_pow2(stride) and _is_pow2(size):  # shifts and masks: the common, faster case
+            fields[name] = (line >> (stride.bit_length() - 1)) & (size - 1)
+        else:
+            fields[name] = (line // stride) % size
     return DecodedAddresses(channel=fields["ch"], rank=fields["ra"], bankgroup=fields["bg"],
-                            bank=fields["ba"], row=fields["ro"], column=fields["co"],
-                            line=addr >> line_shift)
+                            bank=fields["ba"], row=fields["ro"], column=fields["co"], line=line)
 
 
 def encode(org: DramOrg, *, channel=0, rank=0, bankgroup=0, bank=0, row=0, column=0) -> np.ndarray:
     """Byte address of the first byte of the given burst(s); arguments broadcast."""
     values = {"ch": channel, "ra": rank, "bg": bankgroup, "ba": bank, "ro": row, "co": column}
-    sizes = org.field_sizes()
-    addr = np.zeros(np.broadcast(*[np.asarray(v) for v in values.values()]).shape, np.int64)
-    for name, shift, _bits in _layout(org):
+    line = np.zeros(np.broadcast(*[np.asarray(v) for v in values.values()]).shape, np.int64)
+    for name, stride, size in _layout(org):
         v = np.asarray(values[name], dtype=np.int64)
-        if v.size and (v.min() < 0 or v.max() >= sizes[name]):
-            raise ValueError(f"{name} value out of range 0..{sizes[name] - 1}")
-        addr = addr | (v << shift)
-    return addr
+        if v.size and (v.min() < 0 or v.max() >= size):
+            raise ValueError(f"{name} value out of range 0..{size - 1}")
+        line = line + v * stride
+    return line * org.line_bytes

@@ -1,4 +1,14 @@
-"""Memory traces: the text format ``<hex address> <READ|WRITE> <arrival cycle>``.
+"""Memory traces, as text or as a binary ``.npz``; the format follows the file's extension.
+
+Text (any name but ``*.npz``): one request per line, ``<hex address> <READ|WRITE> <arrival
+cycle>``, fields separated by whitespace; the address in hexadecimal with or without
+``0x``, the operation in any letter case, the cycle in decimal. ``#`` starts a comment
+that runs to the end of the line; blank lines are skipped.
+
+Binary (``*.npz``, as ``numpy.savez`` writes it, compressed or not): exactly three 1-D
+arrays of equal length n, ``address`` (byte address, int64; any integer type holding
+values in 0..2**63-1 is accepted), ``op`` (uint8: 0 = READ, 1 = WRITE; bool and other
+integer types holding 0/1 are accepted) and ``cycle`` (arrival cycle, int64, as address).
 
 Also reads embedding indices stored as ``.npz`` in the FBGEMM convention.
 """
@@ -7,12 +17,19 @@ from __future__ import annotations
 
 import os
 import tempfile
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from numba import njit
 
-__all__ = ["Trace", "read_trace", "write_trace", "read_indices_npz"]
+__all__ = ["Trace", "read_trace", "write_trace", "read_indices_npz", "OP_READ", "OP_WRITE"]
+
+OP_READ, OP_WRITE = 0, 1  # the ``op`` codes of a binary trace
+_NPZ_KEYS = ("address", "op", "cycle")
+_LINE_FORMAT = "'<hex address> <READ|WRITE> <cycle>'"
 
 
 @dataclass(frozen=True)
@@ -43,56 +60,239 @@ class Trace:
 
 
 def read_trace(path: str | os.PathLike) -> Trace:
-    """Parse a text trace; a bad line raises ``ValueError`` naming the file and line number."""
+    """Read a trace: ``*.npz`` as binary, any other name as text (formats: module docstring).
+
+    Bad input raises ``ValueError`` naming the file and the bad line (text) or the
+    bad array and element (binary).
+    """
     path = Path(path)
-    addresses, writes, arrivals = [], [], []
-    try:
-        fh = path.open("r", encoding="utf-8")
-    except OSError as exc:
-        raise ValueError(f"cannot read trace {str(path)!r}: {exc.strerror}") from None
-    with fh:
-        for lineno, line in enumerate(fh, start=1):
-            text = line.split("#", 1)[0].strip()
-            if not text:
-                continue
-            parts = text.split()
-            if len(parts) != 3:
-                raise ValueError(f"{path}:{lineno}: expected '<hex address> <READ|WRITE> <cycle>', got {line.strip()!r}")
-            addr_s, op, cyc_s = parts
-            try:
-                addr = int(addr_s, 16)
-            except ValueError:
-                raise ValueError(f"{path}:{lineno}: bad hex address {addr_s!r}") from None
-            op_u = op.upper()
-            if op_u not in ("READ", "WRITE"):
-                raise ValueError(f"{path}:{lineno}: operation must be READ or WRITE, got {op!r}")
-            try:
-                cyc = int(cyc_s, 10)
-            except ValueError:
-                raise ValueError(f"{path}:{lineno}: bad arrival cycle {cyc_s!r}") from None
-            if addr < 0 or cyc < 0:
-                raise ValueError(f"{path}:{lineno}: address and cycle must be non-negative")
-            addresses.append(addr)
-            writes.append(op_u == "WRITE")
-            arrivals.append(cyc)
-    if not addresses:
-        raise ValueError(f"{path}: trace holds no requests")
-    return Trace(np.array(addresses, np.int64), np.array(writes, np.bool_), np.array(arrivals, np.int64))
+    if path.suffix.lower() == ".npz":
+        return _read_npz(path)
+    return _read_text(path)
 
 
 def write_trace(trace: Trace, path: str | os.PathLike) -> None:
-    """Write a text trace atomically (temporary file, then rename)."""
+    """Write a trace atomically (temporary file, then rename): ``*.npz`` as binary, else text."""
+    if not isinstance(trace, Trace):
+        raise ValueError(f"trace must be a pimsim Trace, got {type(trace).__name__}")
     path = Path(path)
-    ops = np.where(trace.is_write, "WRITE", "READ")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for a, op, c in zip(trace.addresses.tolist(), ops.tolist(), trace.arrival_cycles.tolist()):
-                fh.write(f"0x{a:x} {op} {c}\n")
+        if path.suffix.lower() == ".npz":
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(fh, address=trace.addresses,
+                         op=np.where(trace.is_write, OP_WRITE, OP_READ).astype(np.uint8),
+                         cycle=trace.arrival_cycles)
+        else:
+            ops = np.where(trace.is_write, "WRITE", "READ")
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                for a, op, c in zip(trace.addresses.tolist(), ops.tolist(), trace.arrival_cycles.tolist()):
+                    fh.write(f"0x{a:x} {op} {c}\n")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _read_text(path: Path) -> Trace:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"cannot read trace {str(path)!r}: {exc.strerror}") from None
+    if b"\r" in data:  # universal newlines, as Python's text mode reads them
+        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    buf = np.frombuffer(data, np.uint8)
+    if len(buf) and int(buf.max()) >= 0x80:
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            lineno = data.count(b"\n", 0, exc.start) + 1
+            raise ValueError(f"{path}:{lineno}: not UTF-8 text") from None
+    cap = int(np.count_nonzero(buf == 10)) + 1
+    addr = np.empty(cap, np.int64)
+    wr = np.empty(cap, np.bool_)
+    cyc = np.empty(cap, np.int64)
+    pos = line = nreq = 0
+    while True:
+        pos, line, nreq, start, end = _scan_text(buf, pos, line, addr, wr, cyc, nreq)
+        if start < 0:
+            break
+        request = _parse_line(data[start:end].decode("utf-8"), path, line)
+        if request is not None:
+            addr[nreq], wr[nreq], cyc[nreq] = request
+            nreq += 1
+    if nreq == 0:
+        raise ValueError(f"{path}: trace holds no requests")
+    return Trace(addr[:nreq], wr[:nreq], cyc[:nreq])
+
+
+def _parse_line(line: str, path: Path, lineno: int) -> tuple[int, bool, int] | None:
+    """(address, is_write, cycle) of one text line, None for a blank or comment line."""
+    text = line.split("#", 1)[0].strip()
+    if not text:
+        return None
+    parts = text.split()
+    if len(parts) != 3:
+        raise ValueError(f"{path}:{lineno}: expected {_LINE_FORMAT}, got {line.strip()!r}")
+    addr_s, op, cyc_s = parts
+    try:
+        addr = int(addr_s, 16)
+    except ValueError:
+        raise ValueError(f"{path}:{lineno}: bad hex address {addr_s!r}") from None
+    op_u = op.upper()
+    if op_u not in ("READ", "WRITE"):
+        raise ValueError(f"{path}:{lineno}: operation must be READ or WRITE, got {op!r}")
+    try:
+        cyc = int(cyc_s, 10)
+    except ValueError:
+        raise ValueError(f"{path}:{lineno}: bad arrival cycle {cyc_s!r}") from None
+    if addr < 0 or cyc < 0:
+        raise ValueError(f"{path}:{lineno}: address and cycle must be non-negative")
+    if addr >= 2**63 or cyc >= 2**63:
+        raise ValueError(f"{path}:{lineno}: address and cycle must be below 2**63")
+    return addr, op_u == "WRITE", cyc
+
+
+@njit(cache=True)
+def _scan_text(buf, pos, line, addr, wr, cyc, nreq):
+    """Parse plain text-trace lines of the bytes ``buf`` (uint8, lines end at byte 10).
+
+    From byte ``pos`` on, after ``line`` lines, writing requests at ``addr``, ``wr``,
+    ``cyc`` [nreq:]. A plain line is ASCII: up to three fields separated by spaces or
+    tabs (hex address with an optional 0x and at most 15 significant digits, READ or
+    WRITE in any case, decimal cycle with at most 18 significant digits), then an
+    optional ``#`` comment. Stops before the first other line, which ``_parse_line``
+    judges. Returns (byte after the stopping line, lines so far, requests so far,
+    start and end byte of the stopping line, or -1, -1 at the end of ``buf``).
+    """
+    n = len(buf)
+    while pos < n:
+        start = pos
+        line += 1
+        j = pos
+        nf = 0
+        odd = False
+        a = np.int64(0)
+        c = np.int64(0)
+        w = False
+        while True:
+            while j < n and (buf[j] == 32 or buf[j] == 9):
+                j += 1
+            if j >= n or buf[j] == 10 or buf[j] == 35:
+                break
+            if nf == 0:
+                if buf[j] == 48 and j + 1 < n and (buf[j + 1] == 120 or buf[j + 1] == 88):
+                    j += 2
+                k = 0
+                sig = 0
+                while j < n:
+                    b = np.int64(buf[j])
+                    if 48 <= b <= 57:
+                        d = b - 48
+                    elif 97 <= b <= 102:
+                        d = b - 87
+                    elif 65 <= b <= 70:
+                        d = b - 55
+                    else:
+                        break
+                    if sig or d:
+                        sig += 1
+                    if sig > 15:
+                        break
+                    a = a * 16 + d
+                    k += 1
+                    j += 1
+                if k == 0 or sig > 15:
+                    odd = True
+                    break
+            elif nf == 1:
+                if (j + 4 <= n and (buf[j] | 32) == 114 and (buf[j + 1] | 32) == 101 and (buf[j + 2] | 32) == 97
+                        and (buf[j + 3] | 32) == 100):
+                    w = False
+                    j += 4
+                elif (j + 5 <= n and (buf[j] | 32) == 119 and (buf[j + 1] | 32) == 114 and (buf[j + 2] | 32) == 105
+                      and (buf[j + 3] | 32) == 116 and (buf[j + 4] | 32) == 101):
+                    w = True
+                    j += 5
+                else:
+                    odd = True
+                    break
+            elif nf == 2:
+                k = 0
+                sig = 0
+                while j < n and 48 <= buf[j] <= 57:
+                    d = np.int64(buf[j]) - 48
+                    if sig or d:
+                        sig += 1
+                    if sig > 18:
+                        break
+                    c = c * 10 + d
+                    k += 1
+                    j += 1
+                if k == 0 or sig > 18:
+                    odd = True
+                    break
+            else:
+                odd = True
+                break
+            nf += 1
+            if j < n and buf[j] != 32 and buf[j] != 9 and buf[j] != 10 and buf[j] != 35:
+                odd = True
+                break
+        while j < n and buf[j] != 10:
+            j += 1
+        if odd or nf == 1 or nf == 2:
+            return j + 1, line, nreq, start, j
+        if nf == 3:
+            addr[nreq] = a
+            wr[nreq] = w
+            cyc[nreq] = c
+            nreq += 1
+        pos = j + 1
+    return pos, line, nreq, -1, -1
+
+
+def _read_npz(path: Path) -> Trace:
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except OSError as exc:
+        raise ValueError(f"cannot read trace {str(path)!r}: {exc.strerror or exc}") from None
+    except (ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"cannot read trace {str(path)!r}: not an .npz archive ({exc})") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path}: expected an .npz archive of arrays {', '.join(_NPZ_KEYS)}, got a single array")
+    with archive:
+        keys = set(archive.files)
+        if keys != set(_NPZ_KEYS):
+            missing, extra = sorted(set(_NPZ_KEYS) - keys), sorted(keys - set(_NPZ_KEYS))
+            raise ValueError(f"{path}: a binary trace holds exactly the arrays {', '.join(_NPZ_KEYS)}"
+                             + (f"; missing {missing}" if missing else "") + (f"; unexpected {extra}" if extra else ""))
+        try:
+            arrays = {k: archive[k] for k in _NPZ_KEYS}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+            raise ValueError(f"cannot read trace {str(path)!r}: {exc}") from None
+    n = len(arrays["address"]) if arrays["address"].ndim == 1 else -1
+    for key, a in arrays.items():
+        if a.ndim != 1:
+            raise ValueError(f"{path}: '{key}' must be a 1-D array, got shape {a.shape}")
+        if a.dtype.kind not in ("iub" if key == "op" else "iu"):
+            raise ValueError(f"{path}: '{key}' must be an integer array, got dtype {a.dtype}")
+        if len(a) != n:
+            raise ValueError(f"{path}: arrays of different lengths: address {n}, {key} {len(a)}")
+    for key, what in (("address", "address"), ("cycle", "arrival cycle")):
+        a = arrays[key]
+        bad = np.flatnonzero(a < 0) if a.dtype.kind == "i" else np.flatnonzero(a > np.iinfo(np.int64).max)
+        if len(bad):
+            i = int(bad[0])
+            raise ValueError(f"{path}: {key}[{i}] = {int(a[i])}: {what} must be in 0..2**63-1")
+    op = arrays["op"]
+    bad = np.flatnonzero((op != OP_READ) & (op != OP_WRITE))
+    if len(bad):
+        i = int(bad[0])
+        raise ValueError(f"{path}: op[{i}] = {int(op[i])}: must be {OP_READ} (READ) or {OP_WRITE} (WRITE)")
+    if n == 0:
+        raise ValueError(f"{path}: trace holds no requests")
+    return Trace(arrays["address"].astype(np.int64), op.astype(np.bool_), arrays["cycle"].astype(np.int64))
 
 
 def read_indices_npz(path: str | os.PathLike) -> list[tuple[np.ndarray, np.ndarray]]:

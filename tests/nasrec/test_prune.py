@@ -1,4 +1,5 @@
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,8 +11,7 @@ from nasrec.cli import main
 from nasrec.model import NasRecModel
 from nasrec.flops import flops, measured_flops
 from nasrec.modelio import load_model, save_model
-from nasrec.prune import (KINDS, PrunableNasRec, PruneConfig, apply_keep, count_params, l1_scores,
-                          prune, prune_spec, to_prunable)
+from nasrec.prune import PruneConfig, apply_keep, count_params, l1_scores, prune, prune_spec, to_prunable
 from nasrec.space import ArchSpec, BlockSpec
 from nasrec.util import seeded_torch
 
@@ -59,13 +59,43 @@ def test_all_ops_arch_covers_every_operator():
 
 @pytest.mark.parametrize("path", [p for p in CONFIGS if "criteo" in p.name], ids=lambda p: p.stem)
 def test_conversion_of_official_configs_is_exact(path, tiny_data):
+    """The plain form drops gate weights, adds Sum positions and writes attention out:
+    same outputs, and FLOPs counted as the counter measures them (blocks that nothing
+    reads do not run)."""
     from nasrec.space import load_arch
     with seeded_torch(0):
         m = NasRecModel(load_arch(path), tiny_data.schema).eval()
     p = to_prunable(m).eval()
     d, s = _batch(tiny_data)
     torch.testing.assert_close(p(d, s), m(d, s), rtol=1e-5, atol=1e-5)
+    assert type(p) is NasRecModel and p.is_plain and not m.is_plain
     assert p.to_archspec().hash == m.spec.hash
+    assert flops(p, 3) == measured_flops(p, tiny_data.schema, 3)
+    with pytest.raises(ValueError, match="to_prunable"):
+        prune_spec(m)
+    with pytest.raises(ValueError, match="to_prunable"):
+        flops(m, 3)
+
+
+def test_plain_gates_keep_only_what_meets_no_padding(tiny_data):
+    m = _models(tiny_data.schema)["nasrec"]
+    p = to_prunable(m)
+    gate = p.blocks[2].dense_ops.gating  # left: block 0 (64 wide), right: block 0
+    assert gate.gate.weight.shape == (64, 64)
+    gate = p.blocks[3].dense_ops.gating  # left: block 0 (64), right: raw dense input
+    n = tiny_data.schema.n_dense
+    assert gate.gate.weight.shape == (n, 64) and gate.proj.weight.shape == (16, n)
+    torch.testing.assert_close(gate.gate.weight, m.blocks[3].dense_ops.gating.gate.weight[:n, :64])
+    assert sum(q.numel() for q in p.parameters()) < sum(q.numel() for q in m.parameters())
+
+
+def test_keeping_every_unit_changes_nothing(tiny_data):
+    m = to_prunable(_models(tiny_data.schema)["nasrec"]).eval()
+    spec = prune_spec(m)
+    p = apply_keep(m, {g: torch.arange(u.size) for g, u in spec.groups.items()}).eval()
+    d, s = _batch(tiny_data)
+    assert torch.equal(p(d, s), m(d, s))
+    assert p.path == m.path and p.describe() == m.describe()
 
 
 @pytest.mark.parametrize("name", ["nasrec", "dlrm"])
@@ -84,10 +114,11 @@ def test_pruning_units_that_nothing_reads_is_exact(tiny_data):
     d, s = _batch(tiny_data)
     m = to_prunable(_models(tiny_data.schema)["nasrec"]).eval()
     with torch.no_grad():
-        m.blocks[1].o.weight[:, 2:6] = 0.0  # heads 1 and 2 of block 1 (head dim 2)
+        m.blocks[1].sparse_ops.attention.o.weight[:, 2:6] = 0.0  # heads 1 and 2 of block 1 (head dim 2)
     keep = {"h1": torch.tensor([0, 3, 4, 5, 6, 7])}
     p = apply_keep(m, keep).eval()
-    assert p.blocks[1].qkv.out_features == 3 * 6 * 2 and p.blocks[1].o.in_features == 12
+    attn = p.blocks[1].sparse_ops.attention
+    assert attn.qkv.out_features == 3 * 6 * 2 and attn.o.in_features == 12
     torch.testing.assert_close(p(d, s), m(d, s), rtol=1e-5, atol=1e-6)
 
     dl = _models(tiny_data.schema)["dlrm"].eval()
@@ -174,12 +205,12 @@ def test_global_scope_removes_the_lowest_scores_anywhere(tiny_data):
     m = to_prunable(_models(tiny_data.schema)["nasrec"])
     spec = prune_spec(m)
     with torch.no_grad():
-        m.blocks[0].tok_ln.weight[:8] = 1e-4  # 8 weak tokens in block 0
+        m.blocks[0].sparse_ops.efc.ln.weight[:8] = 1e-4  # 8 weak tokens in block 0
     cfg = PruneConfig(8 / sum(u.size for u in spec.groups.values() if u.kind == "tokens"),
                       scope="global", kinds=("tokens",), finetune_steps=0)
     p, _ = prune(m, cfg)
-    assert p.blocks[0].tok_lin.out_features == 8
-    assert [b.tok_lin.out_features for b in p.blocks[1:]] == [b.tok_lin.out_features for b in m.blocks[1:]]
+    assert p.blocks[0].sparse_ops.efc.lin.out_features == 8 and p.path[0].tokens == 8
+    assert [c.tokens for c in p.path[1:]] == [c.tokens for c in m.path[1:]]
 
 
 def test_describe_and_archspec(tiny_data, splits):
@@ -201,7 +232,10 @@ def test_save_and_load_round_trip(tmp_path, tiny_data):
     q, info = load_model(path)
     d, s = _batch(tiny_data)
     torch.testing.assert_close(q.eval()(d, s), p(d, s))
-    assert info["meta"] == {"x": 1} and flops(q, 2) == flops(p, 2)
+    assert info["meta"] == {"x": 1} and info["kind"] == "pruned-arch" and flops(q, 2) == flops(p, 2)
+    assert type(q) is NasRecModel and q.path == p.path
+    path = save_model(m.eval(), tmp_path / "r0.pt", schema=tiny_data.schema)  # plain, nothing pruned
+    torch.testing.assert_close(load_model(path)[0].eval()(d, s), m(d, s))
     dl = apply_keep(build_baseline("dlrm", tiny_data.schema, 0), {"emb": torch.arange(6)}).eval()
     save_model(dl, tmp_path / "d.pt", schema=tiny_data.schema)
     q, _ = load_model(tmp_path / "d.pt")
@@ -209,6 +243,18 @@ def test_save_and_load_round_trip(tmp_path, tiny_data):
     (tmp_path / "junk.pt").write_bytes(b"not a model")
     with pytest.raises(ValueError, match="not a model file"):
         load_model(tmp_path / "junk.pt")
+
+
+def test_files_of_the_earlier_prunable_model_still_load():
+    """A pruned model saved by the earlier second implementation (PrunableNasRec, kind
+    'prunable-arch', written by that code) loads as a NasRecModel giving its logits."""
+    m, info = load_model(Path(__file__).parent / "data" / "prunable_arch_v1.pt")
+    meta = info["meta"]
+    assert type(m) is NasRecModel and info["kind"] == "prunable-arch" and m.spec.hash == ALL_OPS.hash
+    with torch.no_grad():
+        out = m.eval()(torch.tensor(meta["dense"]), torch.tensor(meta["ids"]))
+    torch.testing.assert_close(out, torch.tensor(meta["logits"]), rtol=1e-6, atol=1e-6)
+    assert m.emb_dim == 8 and flops(m, 2) == measured_flops(m, info["schema"], 2)
 
 
 @pytest.mark.parametrize("kwargs, match", [

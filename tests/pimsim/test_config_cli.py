@@ -43,6 +43,22 @@ def test_peak_bandwidths_match_reference():
     assert hbm.peak_channel_gbps * hbm.org.channels == pytest.approx(256, rel=0.01)
 
 
+def test_host_presets_have_their_published_channel_counts():
+    # Xeon Platinum 8180: 6 DDR4 channels per socket (REFERENCE.md "Hosts"), here DDR4-2400 x 2 ranks
+    cpu = load_hardware("cpu-server")
+    assert (cpu.org.channels, cpu.org.ranks) == (6, 2)
+    assert cpu.org.capacity_bytes == 6 * 16 * 2**30
+    # the host's DRAM bandwidth is all six channels: 6 x 19.2 GB/s, the 8180's 128 GB/s at 2400 not 2666
+    assert cpu.host.mem_gbps == 0
+    assert cpu.peak_channel_gbps * cpu.org.channels == pytest.approx(128 * 2400 / 2666, rel=0.01)
+    # A100 40 GB: five active HBM2 stacks of 16 pseudo-channels and 8 GB each
+    gpu = load_hardware("gpu-a100")
+    assert gpu.org.channels == 5 * 16
+    assert gpu.org.capacity_bytes == 40 * 2**30
+    assert gpu.peak_channel_gbps * gpu.org.channels == pytest.approx(5 * 256, rel=0.01)
+    assert gpu.host.mem_gbps == 1555.0
+
+
 @pytest.mark.parametrize("field,value", [("ranks", 0), ("rows", 1000), ("channels", -1), ("bus_width", 32)])
 def test_bad_org_values_name_the_field(field, value):
     org = load_hardware("ddr4-2400").org
