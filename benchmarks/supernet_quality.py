@@ -166,8 +166,9 @@ def main(argv=None) -> int:
     t_mean = (t0 + t1) / 2
     scored = [(args.variant, *s) for s in _scored(specs, ds, args, cache, t_mean)]
     if args.ranker:
-        x = np.array([list(arch_features(s, _params(s, ds.schema)).values()) for s in specs])
-        log_params = x[:, list(arch_features(specs[0], 1)).index("log2_params")]
+        params = [_params(s, ds.schema) for s in specs]
+        x = np.array([list(arch_features(s, n).values()) for s, n in zip(specs, params)])
+        log_params = np.log2(params)
         for _, seed, scores, train_cpu, score_cpu, cfg in list(scored):
             ranked = loo_ridge(np.column_stack([x, scores]), t_mean)
             scored.append((f"{args.variant}+ranker", seed, ranked, train_cpu, score_cpu, cfg))
