@@ -22,7 +22,7 @@ from pathlib import Path
 
 from torch import nn
 
-from nasrec.baselines import BASELINES, TRAINING, build_baseline
+from nasrec.baselines import BASELINES, REVISION, TRAINING, build_baseline
 from nasrec.data import Dataset
 from nasrec.model import NasRecModel
 from nasrec.space import ArchSpec
@@ -103,8 +103,11 @@ def build(model: ArchSpec | str, schema, seed: int) -> nn.Module:
 
 def truth_key(data_hash: str, model: ArchSpec | str, recipe: TruthRecipe, seed: int) -> dict:
     """What a truth result depends on."""
-    return {"data": data_hash, "model": model_key(model), "recipe": recipe.for_model(model).to_dict(),
-            "seed": int(seed), "version": TRUTH_VERSION}
+    key = {"data": data_hash, "model": model_key(model), "recipe": recipe.for_model(model).to_dict(),
+           "seed": int(seed), "version": TRUTH_VERSION}
+    if isinstance(model, str) and REVISION.get(model, 1) != 1:
+        key["model_revision"] = REVISION[model]
+    return key
 
 
 def key_hash(key: dict) -> str:
