@@ -9,7 +9,8 @@ settings, so scorer variants on the same supernets train nothing again.
 
 Scorers (``--scorer``): ``supernet``, cosearch's ``InheritedScorer`` (head fine-tuned by
 Adagrad steps, or ``--head-fit probe``: a linear probe fitted to convergence);
-``params``, the standalone model's parameter count (zero-cost); ``features``, a ridge
+``params``, the standalone model's parameter count (zero-cost); ``gradnorm`` and
+``snip``, zero-cost gradient proxies at initialisation (one fit per seed); ``features``, a ridge
 ranker on ``benchmarks._rank.arch_features`` judged leave-one-out (each architecture is
 ranked by a fit that never saw its truth; the labels cost the truth's CPU time).
 ``--ranker`` adds the same leave-one-out ridge on the features plus the supernet score
@@ -45,9 +46,12 @@ from benchmarks.task_truth import (RESULTS, TRUTH_CSV, bench_archs, bench_data, 
                                    truth_table)
 from cosearch.scoring import InheritedScorer
 from nasrec import NasRecModel, SyntheticConfig, TrainConfig, build_supernet, load_checkpoint, train_supernet
-from nasrec.scratch import TruthCache, TruthRecipe
+from nasrec.scratch import TruthCache, TruthRecipe, build
 
 __all__ = ["kendall_tau", "main"]
+
+
+ZERO_COST = ("gradnorm", "snip")
 
 
 def _supernet(ds, args, seed: int, cache: Path):
@@ -94,12 +98,40 @@ def _params(spec, schema) -> int:
     return int(sum(p.numel() for p in NasRecModel(spec, schema).parameters()))
 
 
+def _zero_cost(specs, ds, seed: int, proxy: str) -> np.ndarray:
+    """Zero-cost proxy of each spec at its initial weights (seed ``seed``), from the loss
+    gradient on one training batch of 512 rows: ``gradnorm`` (L2 norm of the gradient)
+    or ``snip`` (sum of |weight x gradient|; Lee et al. 2019, as compared in Abdelfattah
+    et al. 2021). Lower scores rank first, so both are negated: a larger value is taken
+    to mean a more trainable network."""
+    d, x, y = next(ds.split("train").infinite_batches(512, np.random.default_rng([seed, 11]), "cpu"))
+    out = []
+    for spec in specs:
+        net = build(spec, ds.schema, seed)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(net(d, x), y.float())
+        loss.backward()
+        ps = [p for p in net.parameters() if p.grad is not None]
+        if proxy == "gradnorm":
+            v = float(torch.sqrt(sum((p.grad ** 2).sum() for p in ps)))
+        else:
+            v = float(sum((p.grad * p).abs().sum() for p in ps))
+        out.append(-v)
+    return np.array(out)
+
+
 def _scored(specs, ds, args, cache: Path, truth_mean: np.ndarray):
     """``[(fit seed, scores [n], fit CPU s, score CPU s per arch, settings)]`` of the scorer."""
     if args.scorer == "params":  # zero-cost: a bigger model scores worse
         c0 = time.process_time()
         scores = np.array([_params(s, ds.schema) for s in specs], dtype=float)
         return [(0, scores, 0.0, (time.process_time() - c0) / len(specs), {})]
+    if args.scorer in ZERO_COST:  # one fit per initialisation seed
+        out = []
+        for seed in range(args.supernets):
+            c0 = time.process_time()
+            scores = _zero_cost(specs, ds, seed, args.scorer)
+            out.append((seed, scores, 0.0, (time.process_time() - c0) / len(specs), {}))
+        return out
     if args.scorer == "features":  # learned ranker on the architecture alone, leave-one-out
         c0 = time.process_time()
         x = np.array([list(arch_features(s, _params(s, ds.schema)).values()) for s in specs])
@@ -122,9 +154,10 @@ def main(argv=None) -> int:
     d, r = SyntheticConfig(), TruthRecipe()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variant", default="default", help="name of this scorer variant in the result files")
-    ap.add_argument("--scorer", default="supernet", choices=("supernet", "params", "features"),
+    ap.add_argument("--scorer", default="supernet", choices=("supernet", "params", "features") + ZERO_COST,
                     help="supernet: inherited weights, head fine-tuned (cosearch's scorer); params: parameter "
-                         "count (zero-cost); features: leave-one-out ridge ranker on architecture features")
+                         "count (zero-cost); features: leave-one-out ridge ranker on architecture features; "
+                         "gradnorm, snip: zero-cost gradient proxies at initialisation (one per --supernets seed)")
     ap.add_argument("--ranker", action="store_true",
                     help="also report '<variant>+ranker' and '<variant>+params': leave-one-out ridge on "
                          "the supernet score and all architecture features, or log parameter count only")
