@@ -78,6 +78,12 @@ class SupernetConfig:
     # "extended" (default): per-field embedding dims {0,...,64} and precisions join the
     # search; "published": NASRec's 16-dim fp32 embedding of every field
     embeddings: str = "extended"
+    # Share of the steps over which the whole supernet is trained with falling probability
+    # (NASRec's warm-up: about 0.2). 0 by default: a full-path step costs about 9x a
+    # random path's CPU (600 steps: 916 CPU-s with the warm-up, 615 without), and the
+    # warm-up bought no ranking: Kendall tau 0.015 with it, -0.009 without, both chance
+    # over 40 architectures and 3 supernets (benchmarks/results/supernet_ranking_summary.csv).
+    full_path_fraction: float = 0.0
 
     def __post_init__(self):
         if self.space not in SPACES:
@@ -85,6 +91,9 @@ class SupernetConfig:
         _pos_int(self, "steps", "batch_size")
         if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not self.lr > 0:
             raise ValueError(f"SupernetConfig.lr must be a positive number, got {self.lr!r}")
+        f = self.full_path_fraction
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0.0 <= f <= 1.0:
+            raise ValueError(f"SupernetConfig.full_path_fraction must be a number in [0, 1], got {f!r}")
         if self.embeddings not in ("published", "extended"):
             raise ValueError(f"SupernetConfig.embeddings must be 'published' or 'extended', got {self.embeddings!r}")
 

@@ -70,7 +70,7 @@ def ensure_dataset(cfg: RunConfig, cache_dir, quiet: bool = True):
 def _train_config(cfg: RunConfig):
     from nasrec.train import TrainConfig
     return TrainConfig(steps=cfg.supernet.steps, batch_size=cfg.supernet.batch_size, lr=cfg.supernet.lr,
-                       seed=cfg.seed)
+                       full_path_fraction=cfg.supernet.full_path_fraction, seed=cfg.seed)
 
 
 def ensure_supernet(cfg: RunConfig, dataset, cache_dir, quiet: bool = True):

@@ -68,6 +68,7 @@ def _err(capsys):
     ("[hardware]\nprecisions = ['fp64']\n", "precisions"),
     ("[constraints]\narea_mm2 = -1\n", "area_mm2"),
     ("[scoring]\nhead_fit = 'sgd'\n", "sgd"),
+    ("[supernet]\nfull_path_fraction = 1.5\n", "full_path_fraction"),
     ("[scoring]\nprobe_l2 = -1.0\n", "probe_l2"),
     ("[execution]\nexecutor = 'mpi'\n", "executor"),
     ("this is not toml", "invalid TOML"),
@@ -222,3 +223,14 @@ def test_probe_head_fits_its_rows_better_than_adagrad_steps(tiny):
     assert probe.evaluate(spec) < steps.evaluate(spec) - 1e-3
     with pytest.raises(ValueError, match="head_fit"):
         InheritedScorer(sn, tr, fit_rows, head_fit="sgd")
+
+
+def test_supernet_full_path_fraction_reaches_its_training():
+    from dataclasses import replace
+
+    from cosearch.config import RunConfig
+    from cosearch.pipeline import _train_config
+    cfg = RunConfig()
+    assert _train_config(cfg).full_path_fraction == 0.0  # default: no whole-supernet warm-up
+    cfg = replace(cfg, supernet=replace(cfg.supernet, full_path_fraction=0.2))
+    assert _train_config(cfg).full_path_fraction == 0.2
