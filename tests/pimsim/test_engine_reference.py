@@ -43,8 +43,9 @@ def run_both(hw, addr, is_write, arrival, ranks, banks_per_bus, bus_gap=0):
 @pytest.mark.parametrize("seed", range(9))
 def test_kernel_matches_reference(scheduler, page, seed):
     rng = np.random.default_rng(seed)
+    wq, high, low = ((0, 1, 0), (2, 2, 0), (4, 3, 1))[seed % 3]
     hw = small_hardware(scheduler=scheduler, page=page, coalesce=seed % 3 != 0, forward=seed % 2 == 0,
-                        drain=(0, 2, 4)[seed % 3], hit_cap=(0, 1, 3)[seed // 3])
+                        wq=wq, high=high, low=low, hit_cap=(0, 1, 3)[seed // 3])
     addr, is_write, arrival = random_requests(rng, hw, 40)
     o = hw.org
     res, (acc, comp, kind, counts) = run_both(hw, addr, is_write, arrival, o.ranks, o.ranks * o.banks)
@@ -75,7 +76,7 @@ def test_kernel_matches_reference_local_buses(banks_per_bus, bus_gap):
 def test_writes_filling_a_bank_queue_cannot_stall_the_reads_behind_them(forward):
     """Writes held back by batching fill bank 0's queue; reads to bank 0 wait in the
     transaction queue. The controller must drain the writes rather than stall."""
-    hw = small_hardware(drain=8, cq=2, tq=3, forward=forward)
+    hw = small_hardware(wq=8, cq=2, tq=3, forward=forward)
     o = hw.org
     lines = np.array([0, 1, 2, 3, 0, 1, 2, 3, 4, 5], np.int64)  # all in bank 0, one row
     is_write = np.array([True] * 4 + [False] * 6)
