@@ -91,6 +91,14 @@ CT_TQ, CT_WB, CT_INBQ, CT_RQUEUED, CT_RAW, CT_DRAIN, N_CT = range(7)
 # Candidate command of a bank under FR-FCFS.
 CMD_NONE, CMD_READ, CMD_WRITE, CMD_PRE, CMD_ACT = range(5)
 
+CAL = 64  # cycles the FR-FCFS calendar spans: one 64-bit word of rows
+
+# Index of the lowest set bit of a 64-bit word x: DEBRUIJN64[((x & -x) * DEBRUIJN64_MUL) >> 58 & 63].
+DEBRUIJN64_MUL = 0x03F79D71B4CB0A89
+DEBRUIJN64 = np.zeros(64, np.int64)
+for _k in range(64):
+    DEBRUIJN64[((((1 << _k) * DEBRUIJN64_MUL) & ((1 << 64) - 1)) >> 58) & 63] = _k
+
 
 @njit(cache=True)
 def _simulate(bank, row, is_write, arrival, prev_same, p,
@@ -201,6 +209,8 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
             do_pre(bs[b, B_PRE_OK], b)
         return end
 
+    refreshed = np.zeros(n_ranks, np.bool_)  # ranks refresh_until has refreshed since last cleared
+
     def refresh_until(t):
         """Run every refresh due at or before ``t``, earliest first; return the next due cycle."""
         for _ in range(1 << 40):
@@ -218,6 +228,7 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
                     do_pre(max(due, bs[b, B_PRE_OK]), b)
                 start = max(start, bs[b, B_NEXT_ACT])
             counts[C_REF] += 1
+            refreshed[r] = True
             for b in range(r * banks_per_rank, (r + 1) * banks_per_rank):
                 bs[b, B_NEXT_ACT] = start + trfc
             rs[r, R_REF_DUE] = due + trefi
@@ -307,6 +318,12 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
             ring_pos = (ring_pos + 1) % window
     else:
         # FR-FCFS, event driven: each step issues one command or jumps to the next event.
+        # No step looks at every bank. Each bank's command carries a lower bound on the cycle
+        # it becomes legal (exact when computed; the shared rank, bank-group and bus limits
+        # only move later, so it stays a lower bound until the bank's own command changes).
+        # Banks whose bound has come sit in a bitset scanned round-robin; the others wait in
+        # a calendar of the next CAL cycles, one bitset per cycle (a bound further out is
+        # filed at the calendar's end and looked at again then).
         cq = p[P_CQ]
         tq_cap = p[P_TQ]
         wq_cap = p[P_WQ]
@@ -314,10 +331,16 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
         w_low = p[P_WLOW]
         hit_cap = p[P_HIT_CAP]
         buffered = wq_cap > 0
+        # a rank switch on a bus lowers the other rank's bus limit when tRTRS exceeds a
+        # burst slot; then the banks of that rank must be looked at again
+        bus_bound_can_drop = trtrs > bus_hold
         bq = np.empty(n_banks * cq, np.int64)  # per-bank command queues, oldest first
         bq_n = np.zeros(n_banks, np.int64)
-        tq = np.empty(tq_cap, np.int64)  # the transaction queue: waiting for command-queue room
-        wb = np.empty(max(wq_cap, 1), np.int64)  # the write buffer
+        # accepted requests waiting for a command-queue entry, per bank and oldest first, in
+        # singly linked lists: [bank] the transaction queue's, [n_banks + bank] the write buffer's
+        w_head = np.full(2 * n_banks, -1, np.int64)
+        w_tail = np.full(2 * n_banks, -1, np.int64)
+        w_next = np.full(n, -1, np.int64)
         held = np.zeros(n, np.bool_)  # in the write buffer
         raw_readers = np.zeros(n, np.int64)  # reads waiting in tq for this held write
         ct = np.zeros(N_CT, np.int64)
@@ -325,27 +348,103 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
         cand_i = np.zeros(n_banks, np.int64)
         cand_slot = np.zeros(n_banks, np.int64)
         cand_cmd = np.zeros(n_banks, np.int64)
-        # bank-specific part of each bank's candidate command's earliest cycle
-        cand_bt = np.full(n_banks, FOREVER, np.int64)
-        # per-command-type parts: [cmd * n_ranks + r], [cmd * n_groups + g], [cmd * n_bus_ranks + bus * n_ranks + r]
-        n_bus = bus.shape[0]
-        part_r = np.full(5 * n_ranks, NEVER, np.int64)
-        part_g = np.full(5 * n_groups, NEVER, np.int64)
-        part_bus = np.full(5 * n_bus * n_ranks, NEVER, np.int64)
-        key_shift = 35  # key = cycles from now << 35 | round-robin distance of the bank
-        max_wait = (1 << 28) - 1
+        cand_t = np.full(n_banks, FOREVER, np.int64)  # lower bound of the command's legal cycle
+        n_words = (n_banks + 63) >> 6
+        maybe = np.zeros(n_words, np.int64)  # banks whose bound has come
+        cal = np.zeros((CAL, n_words), np.int64)  # banks filed at cycle t, in row t % CAL
+        cal_row = np.full(n_banks, -1, np.int64)  # the bank's last calendar row, or -1
+        occ = np.zeros(1, np.int64)  # bit k: calendar row k holds a bank
+        clock = np.zeros(1, np.int64)  # the cycle the bitset and calendar are up to
 
-        def eligible(i):
-            return dep[i] < 0 or complete[dep[i]] >= 0
+        def ready_time(b, cmd):
+            """First cycle at which bank ``b``'s command ``cmd`` is legal, given all issued so far."""
+            r = bank_rank[b]
+            g = bank_group[b]
+            if cmd == CMD_ACT:
+                return max(bs[b, B_NEXT_ACT], rs[r, R_LAST_ACT] + trrd_s, gs[g, G_LAST_ACT] + trrd_l,
+                           rs[r, R_FAW0 + rs[r, R_FAW_POS]] + tfaw)
+            if cmd == CMD_PRE:
+                return bs[b, B_PRE_OK]
+            return col_ready(b, r, g, cmd == CMD_WRITE)
 
-        def movable(i):
-            """May accepted request ``i`` enter its bank's command queue now? Only once what it
-            depends on has issued, so a command queue never holds a request that cannot go."""
-            if not eligible(i):
-                return False
-            if buffered:
-                return (ct[CT_DRAIN] != 0) == is_write[i]
-            return True
+        def unfile(b):
+            w = b >> 6
+            bit = np.int64(1) << (b & 63)
+            maybe[w] &= ~bit
+            k = cal_row[b]  # may be stale (the row was taken since): then the bit is not there
+            if k >= 0 and cal[k, w] & bit:
+                cal[k, w] &= ~bit
+                empty = True
+                for ww in range(n_words):
+                    if cal[k, ww] != 0:
+                        empty = False
+                if empty:
+                    occ[0] &= ~(np.int64(1) << k)
+
+        def place(b):
+            """File bank ``b`` by its bound ``cand_t[b]``: the bitset if it has come, else the calendar."""
+            unfile(b)
+            w = b >> 6
+            bit = np.int64(1) << (b & 63)
+            now = clock[0]
+            if cand_t[b] <= now:
+                maybe[w] |= bit
+            else:
+                k = min(cand_t[b], now + CAL - 1) & (CAL - 1)
+                cal[k, w] |= bit
+                cal_row[b] = k
+                occ[0] |= np.int64(1) << k
+
+        def take_row(k):
+            """Move calendar row ``k``'s banks into the bitset."""
+            for w in range(n_words):
+                maybe[w] |= cal[k, w]
+                cal[k, w] = 0
+            occ[0] &= ~(np.int64(1) << k)
+
+        def advance(t):
+            """Bring the bitset up to cycle ``t``: every bank filed at a cycle <= t joins it."""
+            t0 = clock[0]
+            clock[0] = t
+            if occ[0] == 0:
+                return
+            if t - t0 >= CAL:
+                for k in range(CAL):
+                    if (occ[0] >> k) & 1:
+                        take_row(k)
+                return
+            for u in range(t0 + 1, t + 1):
+                k = u & (CAL - 1)
+                if (occ[0] >> k) & 1:
+                    take_row(k)
+
+        def first_filed():
+            """The earliest cycle after the clock with a bank in the calendar; FOREVER if none."""
+            x = occ[0]
+            if x == 0:
+                return FOREVER
+            s = (clock[0] + 1) & (CAL - 1)
+            if s > 0:
+                x = ((x >> s) & ((np.int64(1) << (CAL - s)) - 1)) | (x << (CAL - s))
+            low = x & -x
+            return clock[0] + 1 + DEBRUIJN64[((low * DEBRUIJN64_MUL) >> 58) & 63]
+
+        def next_maybe(after):
+            """The first bank in the bitset after bank ``after``, cyclically; -1 if none."""
+            start = after + 1
+            if start >= n_banks:
+                start = 0
+            w = start >> 6
+            x = maybe[w] & -(np.int64(1) << (start & 63))
+            for _ in range(n_words + 1):
+                if x != 0:
+                    low = x & -x
+                    return (w << 6) + DEBRUIJN64[((low * DEBRUIJN64_MUL) >> 58) & 63]
+                w += 1
+                if w == n_words:
+                    w = 0
+                x = maybe[w]
+            return -1
 
         def enter(i):
             b = bank[i]
@@ -353,83 +452,89 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
             bq_n[b] += 1
             ct[CT_INBQ] += 1
 
-        def move_tq(s):
-            i = tq[s]
-            for u in range(s, ct[CT_TQ] - 1):
-                tq[u] = tq[u + 1]
-            ct[CT_TQ] -= 1
-            enter(i)
+        def movable(i):
+            """May accepted request ``i`` enter its bank's command queue now? Only once what it
+            depends on has issued, so a command queue never holds a request that cannot go."""
+            if dep[i] >= 0 and complete[dep[i]] < 0:
+                return False
+            if buffered:
+                return (ct[CT_DRAIN] != 0) == is_write[i]
+            return True
 
-        def move_wb(s):
-            i = wb[s]
-            for u in range(s, ct[CT_WB] - 1):
-                wb[u] = wb[u + 1]
-            ct[CT_WB] -= 1
-            held[i] = False
-            ct[CT_RAW] -= raw_readers[i]
-            raw_readers[i] = 0
-            enter(i)
+        def wait_append(lst, i):
+            if w_tail[lst] >= 0:
+                w_next[w_tail[lst]] = i
+            else:
+                w_head[lst] = i
+            w_tail[lst] = i
+            w_next[i] = -1
 
         def refill(b):
-            """Move the oldest movable waiting requests of bank ``b`` into its command queue."""
-            s = 0
-            while s < ct[CT_TQ] and bq_n[b] < cq:
-                if bank[tq[s]] == b and movable(tq[s]):
-                    move_tq(s)
-                else:
-                    s += 1
-            s = 0
-            while s < ct[CT_WB] and bq_n[b] < cq:
-                if bank[wb[s]] == b and movable(wb[s]):
-                    move_wb(s)
-                else:
-                    s += 1
+            """Move bank ``b``'s oldest movable waiting requests into its command queue (the
+            transaction queue's first, then the write buffer's); True if any moved."""
+            moved = False
+            for lst in (b, n_banks + b):
+                prev = -1
+                x = w_head[lst]
+                while x >= 0 and bq_n[b] < cq:
+                    nx = w_next[x]
+                    if movable(x):
+                        if prev >= 0:
+                            w_next[prev] = nx
+                        else:
+                            w_head[lst] = nx
+                        if nx < 0:
+                            w_tail[lst] = prev
+                        if lst < n_banks:
+                            ct[CT_TQ] -= 1
+                        else:
+                            ct[CT_WB] -= 1
+                            held[x] = False
+                            ct[CT_RAW] -= raw_readers[x]
+                            raw_readers[x] = 0
+                        enter(x)
+                        moved = True
+                    else:
+                        prev = x
+                    x = nx
+            return moved
 
         def update_candidate(b):
-            """Bank ``b``'s next command: its first row hit, else its first request's PRE or ACT."""
+            """Bank ``b``'s next command: its first row hit, else its first request's PRE or
+            ACT; then its exact legal cycle, and file the bank by it."""
             base = b * cq
             if bq_n[b] == 0:
                 cand_cmd[b] = CMD_NONE
-                cand_i[b] = 0
-                cand_bt[b] = FOREVER
+                cand_t[b] = FOREVER
+                unfile(b)
                 return
             open_row = bs[b, B_OPEN_ROW]
             # after hit_cap column commands to one row, the oldest request decides
             capped = hit_cap > 0 and open_row >= 0 and bs[b, B_HITS] >= hit_cap
             last = 1 if capped else bq_n[b]
+            cmd = CMD_ACT
+            slot = 0
             for s in range(last):
-                i = bq[base + s]
-                if row[i] == open_row:
-                    cand_i[b] = i
-                    cand_slot[b] = s
-                    cand_cmd[b] = CMD_WRITE if is_write[i] else CMD_READ
-                    cand_bt[b] = bs[b, B_COL_OK]
-                    return
-            if open_row >= 0:
-                cand_cmd[b] = CMD_PRE
-                cand_bt[b] = bs[b, B_PRE_OK]
-            else:
-                cand_cmd[b] = CMD_ACT
-                cand_bt[b] = bs[b, B_NEXT_ACT]
-            cand_i[b] = bq[base]
-            cand_slot[b] = 0
+                if row[bq[base + s]] == open_row:
+                    cmd = CMD_WRITE if is_write[bq[base + s]] else CMD_READ
+                    slot = s
+                    break
+            if cmd == CMD_ACT and open_row >= 0:
+                cmd = CMD_PRE
+            cand_cmd[b] = cmd
+            cand_slot[b] = slot
+            cand_i[b] = bq[base + slot]
+            cand_t[b] = ready_time(b, cmd)
+            place(b)
 
         def refill_all():
-            """Move every movable waiting request that has room, oldest first."""
-            s = 0
-            while s < ct[CT_TQ]:
-                if bq_n[bank[tq[s]]] < cq and movable(tq[s]):
-                    move_tq(s)
-                else:
-                    s += 1
-            s = 0
-            while s < ct[CT_WB]:
-                if bq_n[bank[wb[s]]] < cq and movable(wb[s]):
-                    move_wb(s)
-                else:
-                    s += 1
+            """Move every movable waiting request that has room, oldest first per bank."""
+            if ct[CT_TQ] == 0 and ct[CT_WB] == 0:
+                return
             for bb in range(n_banks):
-                update_candidate(bb)
+                if (w_head[bb] >= 0 or w_head[n_banks + bb] >= 0) and bq_n[bb] < cq:
+                    if refill(bb):
+                        update_candidate(bb)
 
         def update_drain():
             """Start or stop a write drain until neither rule fires (at most start, stop, start)."""
@@ -452,100 +557,71 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
 
         nxt = 0
         now = 0
-        reuse = False  # the last scan still holds: nothing changed but the clock
-        blocked = False
         rr_last = n_banks - 1  # the bank that issued last: round-robin starts after it
-        best_t = FOREVER
-        best_b = -1
         while nxt < n or queued > 0:
-            if not reuse:
-                if now >= next_due:
-                    next_due = refresh_until(now)
-                    for b in range(n_banks):
-                        update_candidate(b)
-                # accept at most one request this cycle, in trace order
-                blocked = False
-                if nxt < n and max(arrival[nxt], last_acc + 1) <= now:
-                    i = nxt
-                    set_dep(i)
-                    if merge(i, now):
+            advance(now)
+            if now >= next_due:
+                next_due = refresh_until(now)
+                # only the refreshed ranks' banks changed
+                for r in range(n_ranks):
+                    if refreshed[r]:
+                        refreshed[r] = False
+                        for b in range(r * banks_per_rank, (r + 1) * banks_per_rank):
+                            if bq_n[b] > 0:
+                                update_candidate(b)
+            # accept at most one request this cycle, in trace order
+            blocked = False
+            if nxt < n and max(arrival[nxt], last_acc + 1) <= now:
+                i = nxt
+                set_dep(i)
+                if merge(i, now):
+                    accept[i] = now
+                    last_acc = now
+                    nxt += 1
+                else:
+                    to_wb = buffered and is_write[i]
+                    if (ct[CT_WB] < wq_cap) if to_wb else (ct[CT_TQ] < tq_cap):
                         accept[i] = now
+                        leader[i] = i
                         last_acc = now
                         nxt += 1
-                    else:
-                        to_wb = buffered and is_write[i]
-                        if (ct[CT_WB] < wq_cap) if to_wb else (ct[CT_TQ] < tq_cap):
-                            accept[i] = now
-                            leader[i] = i
-                            last_acc = now
-                            nxt += 1
-                            queued += 1
-                            if not is_write[i]:
-                                ct[CT_RQUEUED] += 1
-                            b = bank[i]
-                            if movable(i) and bq_n[b] < cq:
-                                enter(i)
-                                if cand_cmd[b] == CMD_NONE or cand_cmd[b] == CMD_PRE:
-                                    update_candidate(b)
-                            elif to_wb:
-                                wb[ct[CT_WB]] = i
-                                ct[CT_WB] += 1
-                                held[i] = True
-                            else:
-                                tq[ct[CT_TQ]] = i
-                                ct[CT_TQ] += 1
-                                if buffered and dep[i] >= 0 and held[dep[i]]:
-                                    raw_readers[dep[i]] += 1
-                                    ct[CT_RAW] += 1
+                        queued += 1
+                        if not is_write[i]:
+                            ct[CT_RQUEUED] += 1
+                        b = bank[i]
+                        if movable(i) and bq_n[b] < cq:
+                            enter(i)
+                            # an entry at the back changes the command only of a bank that
+                            # had none or was about to close its row
+                            if cand_cmd[b] == CMD_NONE or cand_cmd[b] == CMD_PRE:
+                                update_candidate(b)
+                        elif to_wb:
+                            wait_append(n_banks + b, i)
+                            ct[CT_WB] += 1
+                            held[i] = True
                         else:
-                            blocked = True
-                if buffered:
-                    update_drain()
-                for r in range(n_ranks):
-                    part_r[CMD_ACT * n_ranks + r] = max(rs[r, R_LAST_ACT] + trrd_s,
-                                                        rs[r, R_FAW0 + rs[r, R_FAW_POS]] + tfaw)
-                    c = rs[r, R_LAST_COL] + tccd_s
-                    part_r[CMD_READ * n_ranks + r] = max(c, rs[r, R_LAST_WR_END] + twtr_s)
-                    part_r[CMD_WRITE * n_ranks + r] = max(c, rs[r, R_LAST_RD_COL] + rtw)
-                for g in range(n_groups):
-                    part_g[CMD_ACT * n_groups + g] = gs[g, G_LAST_ACT] + trrd_l
-                    c = gs[g, G_LAST_COL] + tccd_l
-                    part_g[CMD_READ * n_groups + g] = max(c, gs[g, G_LAST_WR_END] + twtr_l)
-                    part_g[CMD_WRITE * n_groups + g] = c
-                for d in range(n_bus):
-                    for r in range(n_ranks):
-                        free = bus[d, 0]
-                        if bus[d, 1] >= 0 and bus[d, 1] != r:
-                            free += trtrs  # rank-to-rank switch on a shared bus
-                        part_bus[(CMD_READ * n_bus + d) * n_ranks + r] = free - cl
-                        part_bus[(CMD_WRITE * n_bus + d) * n_ranks + r] = free - cwl
-                # the best command: the earliest, then round-robin over the banks from the
-                # one after the last to issue; one integer key per bank keeps this loop
-                # free of branches
-                best_key = max_wait << key_shift
-                for b in range(n_banks):
-                    cmd = cand_cmd[b]
-                    if cmd == CMD_NONE:
-                        continue
-                    r = bank_rank[b]
-                    t = max(cand_bt[b], part_r[cmd * n_ranks + r], part_g[cmd * n_groups + bank_group[b]],
-                            part_bus[(cmd * n_bus + bank_bus[b]) * n_ranks + r])
-                    wait = min(max(t - now, 0), max_wait)
-                    dist = b - rr_last - 1
-                    if dist < 0:
-                        dist += n_banks
-                    best_key = min(best_key, (wait << key_shift) | dist)
-                wait = best_key >> key_shift
-                if wait == max_wait:
-                    best_b = -1
-                    best_t = FOREVER
-                else:
-                    best_b = (best_key & ((1 << key_shift) - 1)) + rr_last + 1
-                    if best_b >= n_banks:
-                        best_b -= n_banks
-                    best_t = now + wait
-            reuse = False
-            if best_b >= 0 and best_t <= now:
+                            wait_append(b, i)
+                            ct[CT_TQ] += 1
+                            if buffered and dep[i] >= 0 and held[dep[i]]:
+                                raw_readers[dep[i]] += 1
+                                ct[CT_RAW] += 1
+                    else:
+                        blocked = True
+            if buffered:
+                update_drain()
+            # the first bank after the last issuer whose command is legal now
+            best_b = -1
+            while True:
+                b = next_maybe(rr_last)
+                if b < 0:
+                    break
+                t = ready_time(b, cand_cmd[b])
+                cand_t[b] = t
+                if t <= now:
+                    best_b = b
+                    break
+                place(b)
+            if best_b >= 0:
                 b = best_b
                 i = cand_i[b]
                 g = bank_group[b]
@@ -556,6 +632,8 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
                     if kind[i] < 0:
                         kind[i] = K_HIT
                         counts[C_HITS] += 1
+                    d = bank_bus[b]
+                    bus_rank = bus[d, 1]
                     complete[i] = do_col(now, b, r, g, is_write[i])
                     base = b * cq
                     for s in range(cand_slot[b], bq_n[b] - 1):
@@ -566,6 +644,10 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
                     if not is_write[i]:
                         ct[CT_RQUEUED] -= 1
                     refill(b)
+                    if bus_bound_can_drop and bus_rank != r:
+                        for bb in range(n_banks):
+                            if bank_bus[bb] == d and bank_rank[bb] == r and bb != b and bq_n[bb] > 0:
+                                update_candidate(bb)
                 elif cmd == CMD_PRE:
                     if kind[i] < 0:
                         kind[i] = K_CONFLICT
@@ -577,18 +659,16 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
                 update_candidate(b)
                 now += 1
                 continue
-            # nothing can issue now: jump to the next event
+            # nothing can issue now: jump to the next event; the earliest calendar row is a
+            # lower bound of the next legal command (a step that finds none is harmless)
+            t_cmd = first_filed()
             if blocked:
                 # a drain that started or stopped in this step may have made room
                 blocked = (ct[CT_WB] >= wq_cap) if (buffered and is_write[nxt]) else (ct[CT_TQ] >= tq_cap)
             t_acc = FOREVER if nxt >= n or blocked else max(arrival[nxt], last_acc + 1)
-            if best_b < 0 and t_acc == FOREVER and queued > 0:
+            if t_cmd == FOREVER and t_acc == FOREVER and queued > 0:
                 raise RuntimeError("pimsim controller deadlock: requests queued but none can issue")
-            t_next = min(best_t, next_due, t_acc)
-            now = max(now + 1, t_next)
-            # if the best command's cycle comes before any arrival or refresh, the scan
-            # just made still picks it: issue it without scanning again
-            reuse = best_b >= 0 and now == best_t and t_acc > now and next_due > now
+            now = max(now + 1, min(t_cmd, next_due, t_acc))
     for i in range(n):
         if kind[i] == K_COALESCED:
             complete[i] = complete[leader[i]]
