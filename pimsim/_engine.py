@@ -6,22 +6,29 @@ DRAM clock cycles.
 
 Conventions (the public wrappers document them too):
 - A request is accepted into the controller at most one per cycle, in trace order,
-  no earlier than its arrival and only when a queue entry is free.
+  no earlier than its arrival and only when it has an entry: a read (or, without a
+  write buffer, any request) in the transaction queue of ``P_TQ`` entries, a write in
+  the write buffer of ``P_WQ`` entries. A request that cannot be accepted holds up
+  those behind it. Reads served by forwarding or coalescing need no entry.
 - A command may issue in the cycle its request is accepted; one command per cycle
   per controller. A read completes at its last data beat: column + CL + BL/2.
   A write completes when its last data beat is written: column + CWL + BL/2.
-- FR-FCFS: every cycle, among the commands whose timing allows them now, take a
-  column command to an open row first, then the oldest request's command. Within
-  a bank, the first queued request that hits the open row is served first, until
-  ``P_HIT_CAP`` column commands have gone to that row; then the bank's oldest
-  request goes first (DRAMsim3 caps row hits at 4 the same way).
-- Write batching (FR-FCFS, ``P_WDRAIN`` > 0): accepted writes wait in the
-  write buffer (``P_WDRAIN`` entries), outside the command queues, until a drain:
-  when the buffer is full, when a read needs a waiting write, or when nothing
-  else can be done. A drain moves the writes waiting at its start
-  into the command queues and keeps new reads out until they are all in (the
-  DRAMsim3 policy). A request never passes an older one to the same
-  line that it depends on (read after write, write after read or write).
+- FR-FCFS: accepted requests move from the transaction queue (or write buffer) into
+  their bank's command queue (``P_CQ`` entries), oldest first, once there is room and
+  the older request to the same line they depend on (read after write, write after
+  read or write) has issued. Each bank offers one command: a column command for the
+  first queued request that hits the open row, until ``P_HIT_CAP`` column commands
+  have gone to that row, then its oldest request's PRE or ACT (DRAMsim3 caps row hits
+  at 4 the same way). Among the banks whose command is legal this cycle, the first
+  after the bank that issued last wins (round-robin, as DRAMsim3 arbitrates its
+  per-bank queues); if none is legal, time jumps to the earliest legal cycle.
+- Write buffer (FR-FCFS, ``P_WQ`` > 0): accepted writes wait there, outside the
+  command queues, while reads are served. A drain starts when ``P_WHIGH`` writes are
+  buffered, when the controller holds no read, or when a waiting read needs a
+  buffered write (forwarding off); while it lasts, buffered writes enter the command
+  queues and new reads wait in the transaction queue. It stops when at most
+  ``P_WLOW`` writes remain and a read waits, when the buffer is empty, or when the
+  command queues are empty (every buffered write then waits on a read kept out).
 - FCFS: requests are served strictly in acceptance order; a request's commands
   are placed at their earliest legal cycles, and its first command never precedes
   the previous request's first command.
@@ -36,7 +43,7 @@ from numba import njit
 (P_CL, P_CWL, P_TRCD, P_TRP, P_TRAS, P_TRRD_S, P_TRRD_L, P_TFAW, P_TCCD_S, P_TCCD_L,
  P_TWTR_S, P_TWTR_L, P_TWR, P_TRTP, P_TRFC, P_TREFI, P_TRTRS, P_BURST, P_RANKS,
  P_BANKGROUPS, P_BANKS_PER_GROUP, P_CLOSED, P_TQ, P_CQ, P_COALESCE, P_FORWARD,
- P_FWD_LAT, P_BANKS_PER_BUS, P_BUS_GAP, P_FRFCFS, P_WDRAIN, P_HIT_CAP, N_PARAMS) = range(33)
+ P_FWD_LAT, P_BANKS_PER_BUS, P_BUS_GAP, P_FRFCFS, P_WQ, P_WHIGH, P_WLOW, P_HIT_CAP, N_PARAMS) = range(35)
 
 # Counter vector layout.
 C_ACT, C_PRE, C_RD, C_WR, C_REF, C_HITS, C_BUS_BUSY, N_COUNTS = range(8)
@@ -77,12 +84,20 @@ def _new_state(p):
     return bs, rs, gs, bus
 
 
-# Write-batching state: draining, writes of this drain still to move into the command
-# queues, writes accepted and not issued, of those in the command queues.
-W_DRAIN, W_MOVES, W_PENDING, W_IN_BQ, N_W = range(5)
+# FR-FCFS queue counters: waiting in the transaction queue, in the write buffer, in the
+# command queues, reads accepted and not issued, reads waiting for a held write, draining.
+CT_TQ, CT_WB, CT_INBQ, CT_RQUEUED, CT_RAW, CT_DRAIN, N_CT = range(7)
 
 # Candidate command of a bank under FR-FCFS.
 CMD_NONE, CMD_READ, CMD_WRITE, CMD_PRE, CMD_ACT = range(5)
+
+CAL = 64  # cycles the FR-FCFS calendar spans: one 64-bit word of rows
+
+# Index of the lowest set bit of a 64-bit word x: DEBRUIJN64[((x & -x) * DEBRUIJN64_MUL) >> 58 & 63].
+DEBRUIJN64_MUL = 0x03F79D71B4CB0A89
+DEBRUIJN64 = np.zeros(64, np.int64)
+for _k in range(64):
+    DEBRUIJN64[((((1 << _k) * DEBRUIJN64_MUL) & ((1 << 64) - 1)) >> 58) & 63] = _k
 
 
 @njit(cache=True)
@@ -194,6 +209,8 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
             do_pre(bs[b, B_PRE_OK], b)
         return end
 
+    refreshed = np.zeros(n_ranks, np.bool_)  # ranks refresh_until has refreshed since last cleared
+
     def refresh_until(t):
         """Run every refresh due at or before ``t``, earliest first; return the next due cycle."""
         for _ in range(1 << 40):
@@ -211,26 +228,41 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
                     do_pre(max(due, bs[b, B_PRE_OK]), b)
                 start = max(start, bs[b, B_NEXT_ACT])
             counts[C_REF] += 1
+            refreshed[r] = True
             for b in range(r * banks_per_rank, (r + 1) * banks_per_rank):
                 bs[b, B_NEXT_ACT] = start + trfc
             rs[r, R_REF_DUE] = due + trefi
         return FOREVER
+
+    dep = np.full(n, -1, np.int64)  # older request to the same line that must issue first
+
+    def set_dep(i):
+        """The latest earlier write to i's line, or for a write after a read, that read's access."""
+        j = prev_same[i]
+        if j < 0:
+            dep[i] = -1
+        elif is_write[j]:
+            dep[i] = j
+        elif is_write[i] and leader[j] >= 0:
+            dep[i] = leader[j]
+        else:
+            dep[i] = dep[j]
 
     def merge(i, now):
         """Serve read ``i`` without a DRAM access if a pending request allows; True if so."""
         j = prev_same[i]
         if j < 0 or is_write[i]:
             return False
-        if is_write[j]:
-            if p[P_FORWARD] != 0 and (complete[j] < 0 or complete[j] > now):
-                kind[i] = K_FORWARDED
-                complete[i] = now + p[P_FWD_LAT]
+        if not is_write[j]:
+            lead = leader[j]
+            if p[P_COALESCE] != 0 and lead >= 0 and (complete[lead] < 0 or complete[lead] > now):
+                kind[i] = K_COALESCED
+                leader[i] = lead
                 return True
-            return False
-        lead = leader[j]
-        if p[P_COALESCE] != 0 and lead >= 0 and (complete[lead] < 0 or complete[lead] > now):
-            kind[i] = K_COALESCED
-            leader[i] = lead
+        w = dep[i]  # for a read: the latest earlier write to its line, or -1
+        if p[P_FORWARD] != 0 and w >= 0 and (complete[w] < 0 or complete[w] > now):
+            kind[i] = K_FORWARDED
+            complete[i] = now + p[P_FWD_LAT]
             return True
         return False
 
@@ -246,6 +278,7 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
         floor = 0
         for i in range(n):
             t_acc = max(arrival[i], last_acc + 1)
+            set_dep(i)
             if merge(i, t_acc):
                 accept[i] = t_acc
                 last_acc = t_acc
@@ -285,262 +318,336 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
             ring_pos = (ring_pos + 1) % window
     else:
         # FR-FCFS, event driven: each step issues one command or jumps to the next event.
+        # No step looks at every bank. Each bank's command carries a lower bound on the cycle
+        # it becomes legal (exact when computed; the shared rank, bank-group and bus limits
+        # only move later, so it stays a lower bound until the bank's own command changes).
+        # Banks whose bound has come sit in a bitset scanned round-robin; the others wait in
+        # a calendar of the next CAL cycles, one bitset per cycle (a bound further out is
+        # filed at the calendar's end and looked at again then).
         cq = p[P_CQ]
         tq_cap = p[P_TQ]
+        wq_cap = p[P_WQ]
+        w_high = p[P_WHIGH]
+        w_low = p[P_WLOW]
+        hit_cap = p[P_HIT_CAP]
+        buffered = wq_cap > 0
+        # a rank switch on a bus lowers the other rank's bus limit when tRTRS exceeds a
+        # burst slot; then the banks of that rank must be looked at again
+        bus_bound_can_drop = trtrs > bus_hold
         bq = np.empty(n_banks * cq, np.int64)  # per-bank command queues, oldest first
         bq_n = np.zeros(n_banks, np.int64)
-        # requests waiting for room in their bank's queue (up to tq_cap reads), and held
-        # writes (up to P_WDRAIN: the write buffer)
-        tq = np.empty(tq_cap + p[P_WDRAIN], np.int64)
-        tq_n_arr = np.zeros(1, np.int64)
+        # accepted requests waiting for a command-queue entry, per bank and oldest first, in
+        # singly linked lists: [bank] the transaction queue's, [n_banks + bank] the write buffer's
+        w_head = np.full(2 * n_banks, -1, np.int64)
+        w_tail = np.full(2 * n_banks, -1, np.int64)
+        w_next = np.full(n, -1, np.int64)
+        held = np.zeros(n, np.bool_)  # in the write buffer
+        raw_readers = np.zeros(n, np.int64)  # reads waiting in tq for this held write
+        ct = np.zeros(N_CT, np.int64)
         queued = 0
         cand_i = np.zeros(n_banks, np.int64)
         cand_slot = np.zeros(n_banks, np.int64)
         cand_cmd = np.zeros(n_banks, np.int64)
-        # bank-specific part of each bank's candidate command's earliest cycle
-        cand_bt = np.full(n_banks, FOREVER, np.int64)
-        # per-command-type parts: [cmd * n_ranks + r], [cmd * n_groups + g], [cmd * n_bus_ranks + bus * n_ranks + r]
-        n_bus = bus.shape[0]
-        part_r = np.full(5 * n_ranks, NEVER, np.int64)
-        part_g = np.full(5 * n_groups, NEVER, np.int64)
-        part_bus = np.full(5 * n_bus * n_ranks, NEVER, np.int64)
-        key_shift = 35  # key = cycles from now << 35 | not-a-hit << 34 | request index
-        max_wait = (1 << 28) - 1
-        wdrain = p[P_WDRAIN]
-        hit_cap = p[P_HIT_CAP]
-        ws = np.zeros(N_W, np.int64)
-        start_drain = False
-        dep = np.full(n, -1, np.int64)  # older request to the same line that must issue first
+        cand_t = np.full(n_banks, FOREVER, np.int64)  # lower bound of the command's legal cycle
+        n_words = (n_banks + 63) >> 6
+        maybe = np.zeros(n_words, np.int64)  # banks whose bound has come
+        cal = np.zeros((CAL, n_words), np.int64)  # banks filed at cycle t, in row t % CAL
+        cal_row = np.full(n_banks, -1, np.int64)  # the bank's last calendar row, or -1
+        occ = np.zeros(1, np.int64)  # bit k: calendar row k holds a bank
+        clock = np.zeros(1, np.int64)  # the cycle the bitset and calendar are up to
 
-        def set_dep(i):
-            j = prev_same[i]
-            if j < 0:
-                dep[i] = -1
-            elif is_write[j]:
-                dep[i] = j
-            elif is_write[i] and leader[j] >= 0:
-                dep[i] = leader[j]
+        def ready_time(b, cmd):
+            """First cycle at which bank ``b``'s command ``cmd`` is legal, given all issued so far."""
+            r = bank_rank[b]
+            g = bank_group[b]
+            if cmd == CMD_ACT:
+                return max(bs[b, B_NEXT_ACT], rs[r, R_LAST_ACT] + trrd_s, gs[g, G_LAST_ACT] + trrd_l,
+                           rs[r, R_FAW0 + rs[r, R_FAW_POS]] + tfaw)
+            if cmd == CMD_PRE:
+                return bs[b, B_PRE_OK]
+            return col_ready(b, r, g, cmd == CMD_WRITE)
+
+        def unfile(b):
+            w = b >> 6
+            bit = np.int64(1) << (b & 63)
+            maybe[w] &= ~bit
+            k = cal_row[b]  # may be stale (the row was taken since): then the bit is not there
+            if k >= 0 and cal[k, w] & bit:
+                cal[k, w] &= ~bit
+                empty = True
+                for ww in range(n_words):
+                    if cal[k, ww] != 0:
+                        empty = False
+                if empty:
+                    occ[0] &= ~(np.int64(1) << k)
+
+        def place(b):
+            """File bank ``b`` by its bound ``cand_t[b]``: the bitset if it has come, else the calendar."""
+            unfile(b)
+            w = b >> 6
+            bit = np.int64(1) << (b & 63)
+            now = clock[0]
+            if cand_t[b] <= now:
+                maybe[w] |= bit
             else:
-                dep[i] = dep[j]
+                k = min(cand_t[b], now + CAL - 1) & (CAL - 1)
+                cal[k, w] |= bit
+                cal_row[b] = k
+                occ[0] |= np.int64(1) << k
 
-        def eligible(i):
-            return dep[i] < 0 or complete[dep[i]] >= 0
+        def take_row(k):
+            """Move calendar row ``k``'s banks into the bitset."""
+            for w in range(n_words):
+                maybe[w] |= cal[k, w]
+                cal[k, w] = 0
+            occ[0] &= ~(np.int64(1) << k)
 
-        def movable(i):
-            """May waiting request ``i`` enter its bank's command queue now?"""
-            if wdrain == 0:
-                return True
-            if not is_write[i]:
-                return ws[W_DRAIN] == 0  # a drain keeps new reads out, as DRAMsim3 does
-            return ws[W_DRAIN] != 0 and ws[W_MOVES] > 0 and eligible(i)
+        def advance(t):
+            """Bring the bitset up to cycle ``t``: every bank filed at a cycle <= t joins it."""
+            t0 = clock[0]
+            clock[0] = t
+            if occ[0] == 0:
+                return
+            if t - t0 >= CAL:
+                for k in range(CAL):
+                    if (occ[0] >> k) & 1:
+                        take_row(k)
+                return
+            for u in range(t0 + 1, t + 1):
+                k = u & (CAL - 1)
+                if (occ[0] >> k) & 1:
+                    take_row(k)
 
-        def move_in(s):
-            """Move waiting entry ``s`` into its bank's command queue."""
-            i = tq[s]
+        def first_filed():
+            """The earliest cycle after the clock with a bank in the calendar; FOREVER if none."""
+            x = occ[0]
+            if x == 0:
+                return FOREVER
+            s = (clock[0] + 1) & (CAL - 1)
+            if s > 0:
+                x = ((x >> s) & ((np.int64(1) << (CAL - s)) - 1)) | (x << (CAL - s))
+            low = x & -x
+            return clock[0] + 1 + DEBRUIJN64[((low * DEBRUIJN64_MUL) >> 58) & 63]
+
+        def next_maybe(after):
+            """The first bank in the bitset after bank ``after``, cyclically; -1 if none."""
+            start = after + 1
+            if start >= n_banks:
+                start = 0
+            w = start >> 6
+            x = maybe[w] & -(np.int64(1) << (start & 63))
+            for _ in range(n_words + 1):
+                if x != 0:
+                    low = x & -x
+                    return (w << 6) + DEBRUIJN64[((low * DEBRUIJN64_MUL) >> 58) & 63]
+                w += 1
+                if w == n_words:
+                    w = 0
+                x = maybe[w]
+            return -1
+
+        def enter(i):
             b = bank[i]
             bq[b * cq + bq_n[b]] = i
             bq_n[b] += 1
-            for u in range(s, tq_n_arr[0] - 1):
-                tq[u] = tq[u + 1]
-            tq_n_arr[0] -= 1
-            if is_write[i]:
-                ws[W_MOVES] -= 1
-                ws[W_IN_BQ] += 1
+            ct[CT_INBQ] += 1
+
+        def movable(i):
+            """May accepted request ``i`` enter its bank's command queue now? Only once what it
+            depends on has issued, so a command queue never holds a request that cannot go."""
+            if dep[i] >= 0 and complete[dep[i]] < 0:
+                return False
+            if buffered:
+                return (ct[CT_DRAIN] != 0) == is_write[i]
+            return True
+
+        def wait_append(lst, i):
+            if w_tail[lst] >= 0:
+                w_next[w_tail[lst]] = i
+            else:
+                w_head[lst] = i
+            w_tail[lst] = i
+            w_next[i] = -1
 
         def refill(b):
-            """Move the oldest movable waiting requests of bank ``b`` into its command queue."""
-            s = 0
-            while s < tq_n_arr[0] and bq_n[b] < cq:
-                if bank[tq[s]] == b and movable(tq[s]):
-                    move_in(s)
-                else:
-                    s += 1
+            """Move bank ``b``'s oldest movable waiting requests into its command queue (the
+            transaction queue's first, then the write buffer's); True if any moved."""
+            moved = False
+            for lst in (b, n_banks + b):
+                prev = -1
+                x = w_head[lst]
+                while x >= 0 and bq_n[b] < cq:
+                    nx = w_next[x]
+                    if movable(x):
+                        if prev >= 0:
+                            w_next[prev] = nx
+                        else:
+                            w_head[lst] = nx
+                        if nx < 0:
+                            w_tail[lst] = prev
+                        if lst < n_banks:
+                            ct[CT_TQ] -= 1
+                        else:
+                            ct[CT_WB] -= 1
+                            held[x] = False
+                            ct[CT_RAW] -= raw_readers[x]
+                            raw_readers[x] = 0
+                        enter(x)
+                        moved = True
+                    else:
+                        prev = x
+                    x = nx
+            return moved
 
         def update_candidate(b):
-            """Bank ``b``'s next command: its first eligible row hit, else the first
-            eligible request's PRE or ACT."""
+            """Bank ``b``'s next command: its first row hit, else its first request's PRE or
+            ACT; then its exact legal cycle, and file the bank by it."""
             base = b * cq
+            if bq_n[b] == 0:
+                cand_cmd[b] = CMD_NONE
+                cand_t[b] = FOREVER
+                unfile(b)
+                return
             open_row = bs[b, B_OPEN_ROW]
             # after hit_cap column commands to one row, the oldest request decides
             capped = hit_cap > 0 and open_row >= 0 and bs[b, B_HITS] >= hit_cap
-            first = -1
-            for s in range(bq_n[b]):
-                i = bq[base + s]
-                if not eligible(i):
-                    continue
-                if row[i] == open_row and (first < 0 or not capped):
-                    cand_i[b] = i
-                    cand_slot[b] = s
-                    cand_cmd[b] = CMD_WRITE if is_write[i] else CMD_READ
-                    cand_bt[b] = bs[b, B_COL_OK]
-                    return
-                if first < 0:
-                    first = s
-            if first < 0:
-                cand_cmd[b] = CMD_NONE
-                cand_i[b] = 0
-                cand_bt[b] = FOREVER
-                return
-            if open_row >= 0:
-                cand_cmd[b] = CMD_PRE
-                cand_bt[b] = bs[b, B_PRE_OK]
-            else:
-                cand_cmd[b] = CMD_ACT
-                cand_bt[b] = bs[b, B_NEXT_ACT]
-            cand_i[b] = bq[base + first]
-            cand_slot[b] = first
+            last = 1 if capped else bq_n[b]
+            cmd = CMD_ACT
+            slot = 0
+            for s in range(last):
+                if row[bq[base + s]] == open_row:
+                    cmd = CMD_WRITE if is_write[bq[base + s]] else CMD_READ
+                    slot = s
+                    break
+            if cmd == CMD_ACT and open_row >= 0:
+                cmd = CMD_PRE
+            cand_cmd[b] = cmd
+            cand_slot[b] = slot
+            cand_i[b] = bq[base + slot]
+            cand_t[b] = ready_time(b, cmd)
+            place(b)
 
         def refill_all():
-            """Move every movable waiting request that has room, oldest first."""
-            s = 0
-            while s < tq_n_arr[0]:
-                if bq_n[bank[tq[s]]] < cq and movable(tq[s]):
-                    move_in(s)
-                else:
-                    s += 1
+            """Move every movable waiting request that has room, oldest first per bank."""
+            if ct[CT_TQ] == 0 and ct[CT_WB] == 0:
+                return
             for bb in range(n_banks):
-                update_candidate(bb)
+                if (w_head[bb] >= 0 or w_head[n_banks + bb] >= 0) and bq_n[bb] < cq:
+                    if refill(bb):
+                        update_candidate(bb)
+
+        def update_drain():
+            """Start or stop a write drain until neither rule fires (at most start, stop, start)."""
+            for _ in range(6):
+                n_held = ct[CT_WB]
+                if ct[CT_DRAIN] != 0:
+                    # stop at the low watermark once reads wait (unless one waits for a held
+                    # write), when the buffer is empty, or when nothing is queued: then every
+                    # held write waits on a read that the drain keeps out
+                    if not (n_held == 0 or ct[CT_INBQ] == 0
+                            or (n_held <= w_low and ct[CT_TQ] > 0 and ct[CT_RAW] == 0)):
+                        return
+                    ct[CT_DRAIN] = 0
+                else:
+                    if not (n_held > 0 and (n_held >= w_high or ct[CT_RAW] > 0 or ct[CT_RQUEUED] == 0)):
+                        return
+                    ct[CT_DRAIN] = 1
+                refill_all()
+            raise RuntimeError("pimsim write-drain rules do not settle")
 
         nxt = 0
         now = 0
-        reuse = False  # the last scan still holds: nothing changed but the clock
-        blocked = False
-        best_t = FOREVER
-        best_hit = 0
-        best_i = -1
-        best_b = -1
+        rr_last = n_banks - 1  # the bank that issued last: round-robin starts after it
         while nxt < n or queued > 0:
-            if not reuse:
-                if now >= next_due:
-                    next_due = refresh_until(now)
-                    for b in range(n_banks):
-                        update_candidate(b)
-                # accept at most one request this cycle
-                blocked = False
-                if nxt < n and max(arrival[nxt], last_acc + 1) <= now:
-                    i = nxt
-                    if merge(i, now):
-                        accept[i] = now
-                        last_acc = now
-                        set_dep(i)
-                        nxt += 1
-                    else:
-                        b = bank[i]
-                        # writes always wait first; reads go straight in when they may
-                        to_bank = (wdrain == 0 or (not is_write[i] and ws[W_DRAIN] == 0)) and bq_n[b] < cq
-                        held = ws[W_PENDING] - ws[W_IN_BQ]
-                        if is_write[i] and wdrain > 0:
-                            room = held < wdrain
-                        else:
-                            room = tq_n_arr[0] - held < tq_cap
-                        if to_bank or room:
-                            accept[i] = now
-                            leader[i] = i
-                            last_acc = now
-                            set_dep(i)
-                            nxt += 1
-                            queued += 1
-                            if to_bank:
-                                bq[b * cq + bq_n[b]] = i
-                                bq_n[b] += 1
-                                if is_write[i]:
-                                    ws[W_IN_BQ] += 1
-                                if cand_cmd[b] == CMD_NONE or cand_cmd[b] == CMD_PRE:
-                                    update_candidate(b)
-                            else:
-                                tq[tq_n_arr[0]] = i
-                                tq_n_arr[0] += 1
-                            if is_write[i]:
-                                ws[W_PENDING] += 1
-                                if wdrain > 0 and ws[W_PENDING] - ws[W_IN_BQ] >= wdrain:
-                                    start_drain = True
-                            elif wdrain > 0 and dep[i] >= 0 and complete[dep[i]] < 0:
-                                start_drain = True  # the read waits for a held write
-                        else:
-                            blocked = True
-                if wdrain > 0 and ws[W_PENDING] > 0:
-                    idle = True
-                    for bb in range(n_banks):
-                        if cand_cmd[bb] != CMD_NONE:
-                            idle = False
-                            break
-                    if idle and ws[W_DRAIN] != 0:
-                        ws[W_DRAIN] = 0  # the drained writes wait on reads kept out: let them in
-                        refill_all()
-                    elif idle and ws[W_PENDING] > ws[W_IN_BQ]:
-                        start_drain = True  # nothing else to do: let the held writes out
-                if start_drain and ws[W_DRAIN] == 0:
-                    ws[W_DRAIN] = 1
-                    ws[W_MOVES] = ws[W_PENDING] - ws[W_IN_BQ]
-                    refill_all()
-                    if ws[W_MOVES] == 0:
-                        ws[W_DRAIN] = 0
-                        refill_all()
-                start_drain = False
+            advance(now)
+            if now >= next_due:
+                next_due = refresh_until(now)
+                # only the refreshed ranks' banks changed
                 for r in range(n_ranks):
-                    part_r[CMD_ACT * n_ranks + r] = max(rs[r, R_LAST_ACT] + trrd_s,
-                                                        rs[r, R_FAW0 + rs[r, R_FAW_POS]] + tfaw)
-                    c = rs[r, R_LAST_COL] + tccd_s
-                    part_r[CMD_READ * n_ranks + r] = max(c, rs[r, R_LAST_WR_END] + twtr_s)
-                    part_r[CMD_WRITE * n_ranks + r] = max(c, rs[r, R_LAST_RD_COL] + rtw)
-                for g in range(n_groups):
-                    part_g[CMD_ACT * n_groups + g] = gs[g, G_LAST_ACT] + trrd_l
-                    c = gs[g, G_LAST_COL] + tccd_l
-                    part_g[CMD_READ * n_groups + g] = max(c, gs[g, G_LAST_WR_END] + twtr_l)
-                    part_g[CMD_WRITE * n_groups + g] = c
-                for d in range(n_bus):
-                    for r in range(n_ranks):
-                        free = bus[d, 0]
-                        if bus[d, 1] >= 0 and bus[d, 1] != r:
-                            free += trtrs  # rank-to-rank switch on a shared bus
-                        part_bus[(CMD_READ * n_bus + d) * n_ranks + r] = free - cl
-                        part_bus[(CMD_WRITE * n_bus + d) * n_ranks + r] = free - cwl
-                # the best command: earliest, then a row hit, then the oldest request;
-                # one integer key per bank keeps this loop free of branches
-                best_key = max_wait << key_shift
-                for b in range(n_banks):
-                    cmd = cand_cmd[b]
-                    if cmd == CMD_NONE:
-                        continue
-                    r = bank_rank[b]
-                    t = max(cand_bt[b], part_r[cmd * n_ranks + r], part_g[cmd * n_groups + bank_group[b]],
-                            part_bus[(cmd * n_bus + bank_bus[b]) * n_ranks + r])
-                    wait = min(max(t - now, 0), max_wait)
-                    not_hit = 0 if (cmd == CMD_READ or cmd == CMD_WRITE) else 1
-                    best_key = min(best_key, (wait << key_shift) | (not_hit << 34) | cand_i[b])
-                wait = best_key >> key_shift
-                if wait == max_wait:
-                    best_i = -1
-                    best_t = FOREVER
+                    if refreshed[r]:
+                        refreshed[r] = False
+                        for b in range(r * banks_per_rank, (r + 1) * banks_per_rank):
+                            if bq_n[b] > 0:
+                                update_candidate(b)
+            # accept at most one request this cycle, in trace order
+            blocked = False
+            if nxt < n and max(arrival[nxt], last_acc + 1) <= now:
+                i = nxt
+                set_dep(i)
+                if merge(i, now):
+                    accept[i] = now
+                    last_acc = now
+                    nxt += 1
                 else:
-                    best_i = best_key & ((1 << 34) - 1)
-                    best_t = now + wait
-                    best_b = bank[best_i]
-                    best_hit = 1 - ((best_key >> 34) & 1)
-            reuse = False
-            if best_i >= 0 and best_t <= now:
-                i = best_i
+                    to_wb = buffered and is_write[i]
+                    if (ct[CT_WB] < wq_cap) if to_wb else (ct[CT_TQ] < tq_cap):
+                        accept[i] = now
+                        leader[i] = i
+                        last_acc = now
+                        nxt += 1
+                        queued += 1
+                        if not is_write[i]:
+                            ct[CT_RQUEUED] += 1
+                        b = bank[i]
+                        if movable(i) and bq_n[b] < cq:
+                            enter(i)
+                            # an entry at the back changes the command only of a bank that
+                            # had none or was about to close its row
+                            if cand_cmd[b] == CMD_NONE or cand_cmd[b] == CMD_PRE:
+                                update_candidate(b)
+                        elif to_wb:
+                            wait_append(n_banks + b, i)
+                            ct[CT_WB] += 1
+                            held[i] = True
+                        else:
+                            wait_append(b, i)
+                            ct[CT_TQ] += 1
+                            if buffered and dep[i] >= 0 and held[dep[i]]:
+                                raw_readers[dep[i]] += 1
+                                ct[CT_RAW] += 1
+                    else:
+                        blocked = True
+            if buffered:
+                update_drain()
+            # the first bank after the last issuer whose command is legal now
+            best_b = -1
+            while True:
+                b = next_maybe(rr_last)
+                if b < 0:
+                    break
+                t = ready_time(b, cand_cmd[b])
+                cand_t[b] = t
+                if t <= now:
+                    best_b = b
+                    break
+                place(b)
+            if best_b >= 0:
                 b = best_b
+                i = cand_i[b]
                 g = bank_group[b]
                 r = bank_rank[b]
                 cmd = cand_cmd[b]
+                rr_last = b
                 if cmd == CMD_READ or cmd == CMD_WRITE:
                     if kind[i] < 0:
                         kind[i] = K_HIT
                         counts[C_HITS] += 1
+                    d = bank_bus[b]
+                    bus_rank = bus[d, 1]
                     complete[i] = do_col(now, b, r, g, is_write[i])
                     base = b * cq
                     for s in range(cand_slot[b], bq_n[b] - 1):
                         bq[base + s] = bq[base + s + 1]
                     bq_n[b] -= 1
+                    ct[CT_INBQ] -= 1
                     queued -= 1
-                    if is_write[i]:
-                        ws[W_PENDING] -= 1
-                        ws[W_IN_BQ] -= 1
+                    if not is_write[i]:
+                        ct[CT_RQUEUED] -= 1
                     refill(b)
-                    if ws[W_DRAIN] != 0 and ws[W_MOVES] == 0:
-                        ws[W_DRAIN] = 0  # every write of the drain is in: the reads kept out come in
-                        refill_all()
+                    if bus_bound_can_drop and bus_rank != r:
+                        for bb in range(n_banks):
+                            if bank_bus[bb] == d and bank_rank[bb] == r and bb != b and bq_n[bb] > 0:
+                                update_candidate(bb)
                 elif cmd == CMD_PRE:
                     if kind[i] < 0:
                         kind[i] = K_CONFLICT
@@ -552,15 +659,16 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
                 update_candidate(b)
                 now += 1
                 continue
-            # nothing can issue now: jump to the next event
+            # nothing can issue now: jump to the next event; the earliest calendar row is a
+            # lower bound of the next legal command (a step that finds none is harmless)
+            t_cmd = first_filed()
+            if blocked:
+                # a drain that started or stopped in this step may have made room
+                blocked = (ct[CT_WB] >= wq_cap) if (buffered and is_write[nxt]) else (ct[CT_TQ] >= tq_cap)
             t_acc = FOREVER if nxt >= n or blocked else max(arrival[nxt], last_acc + 1)
-            if best_i < 0 and t_acc == FOREVER and queued > 0:
+            if t_cmd == FOREVER and t_acc == FOREVER and queued > 0:
                 raise RuntimeError("pimsim controller deadlock: requests queued but none can issue")
-            t_next = min(best_t, next_due, t_acc)
-            now = max(now + 1, t_next)
-            # if the best command's cycle comes before any arrival or refresh, the scan
-            # just made still picks it: issue it without scanning again
-            reuse = best_i >= 0 and now == best_t and t_acc > now and next_due > now
+            now = max(now + 1, min(t_cmd, next_due, t_acc))
     for i in range(n):
         if kind[i] == K_COALESCED:
             complete[i] = complete[leader[i]]

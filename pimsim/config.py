@@ -229,14 +229,24 @@ class DramPower:
 class Controller:
     """Memory-controller model.
 
-    ``transaction_queue``: entries per controller; ``command_queue``: entries per bank.
+    ``transaction_queue``: accepted requests that wait for room in their bank's command
+    queue (reads, and writes when ``write_queue`` is 0); a request is accepted only when
+    it has an entry there (or in the write buffer), so latency counts from acceptance
+    into a bounded queue. ``command_queue``: entries per bank.
     ``coalesce_reads``: a read to a line with a read already pending is served by
-    that one access. ``forward_writes``: a read to a line with a write pending is
-    served from the write buffer after ``forward_latency`` cycles.
-    ``write_drain_threshold`` (FR-FCFS): writes wait while reads are queued until this
-    many writes are queued, then drain until none is left (0: writes compete with
-    reads as equals). ``row_hit_cap`` (FR-FCFS): after this many column commands to
-    one open row, a bank serves its oldest request first (0: no cap; 4 in DRAMsim3).
+    that one access. ``forward_writes``: a read to a line with a write pending (buffered
+    or not yet written) is served from it after ``forward_latency`` cycles.
+
+    Writes (FR-FCFS): ``write_queue`` entries of write buffer hold accepted writes
+    while reads are served (0: no buffer; writes queue and compete with reads as
+    equals). A drain starts when ``write_high_watermark`` writes are buffered, when the
+    controller holds no read, or when a read waits for a buffered write (forwarding
+    off); during a drain the buffered writes enter the command queues and new reads
+    wait. It stops once at most ``write_low_watermark`` writes remain buffered and a
+    read waits, or when the buffer is empty. Needs 0 <= low < high <= write_queue
+    (not checked when write_queue is 0). ``row_hit_cap`` (FR-FCFS): after this many column
+    commands to one open row, a bank serves its oldest request first (0: no cap; 4 in
+    DRAMsim3).
     """
 
     transaction_queue: int = 32
@@ -245,19 +255,30 @@ class Controller:
     coalesce_reads: bool = True
     forward_writes: bool = True
     forward_latency: int = 1
-    write_drain_threshold: int = 16
+    write_queue: int = 16
+    write_high_watermark: int = 16
+    write_low_watermark: int = 4
     row_hit_cap: int = 4
 
     def __post_init__(self) -> None:
         _check_int(self, "transaction_queue")
         _check_int(self, "command_queue")
         _check_int(self, "forward_latency", 0)
-        _check_int(self, "write_drain_threshold", 0)
+        _check_int(self, "write_queue", 0)
+        _check_int(self, "write_high_watermark", 0)
+        _check_int(self, "write_low_watermark", 0)
         _check_int(self, "row_hit_cap", 0)
         _coerce_enum(self, "scheduler", Scheduler)
         for name in ("coalesce_reads", "forward_writes"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"Controller.{name} must be true or false, got {getattr(self, name)!r}")
+        if self.write_queue > 0:
+            if not 1 <= self.write_high_watermark <= self.write_queue:
+                raise ValueError(f"Controller.write_high_watermark must be in 1..write_queue "
+                                 f"({self.write_queue}), got {self.write_high_watermark!r}")
+            if self.write_low_watermark >= self.write_high_watermark:
+                raise ValueError(f"Controller.write_low_watermark must be below write_high_watermark "
+                                 f"({self.write_high_watermark}), got {self.write_low_watermark!r}")
 
 
 @dataclass(frozen=True)

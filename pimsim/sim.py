@@ -33,7 +33,7 @@ def engine_params(hw: Hardware, *, ranks: int, banks_per_bus: int, bus_gap_cycle
     p[E.P_BANKS_PER_BUS] = banks_per_bus
     p[E.P_BUS_GAP] = bus_gap_cycles
     p[E.P_FRFCFS] = int(c.scheduler is Scheduler.FRFCFS)
-    p[E.P_WDRAIN] = c.write_drain_threshold
+    p[E.P_WQ], p[E.P_WHIGH], p[E.P_WLOW] = c.write_queue, c.write_high_watermark, c.write_low_watermark
     p[E.P_HIT_CAP] = c.row_hit_cap
     return p
 

@@ -160,20 +160,21 @@ class Reference:
         return True
 
 
-def _merge(i, now, is_write, prev, leader, complete, kind, c):
+def _merge(i, now, is_write, prev, dep, leader, complete, kind, c):
+    """Serve read i without a DRAM access when a pending request allows; True if so."""
     j = prev[i]
     if j < 0 or is_write[i]:
         return False
-    if is_write[j]:
-        if c.forward_writes and (complete[j] is None or complete[j] > now):
-            kind[i] = "forwarded"
-            complete[i] = now + c.forward_latency
+    if not is_write[j]:
+        lead = leader[j]
+        if c.coalesce_reads and lead is not None and (complete[lead] is None or complete[lead] > now):
+            kind[i] = "coalesced"
+            leader[i] = lead
             return True
-        return False
-    lead = leader[j]
-    if c.coalesce_reads and lead is not None and (complete[lead] is None or complete[lead] > now):
-        kind[i] = "coalesced"
-        leader[i] = lead
+    w = dep[i]  # the latest earlier write to the line, if i must follow it
+    if c.forward_writes and w is not None and (complete[w] is None or complete[w] > now):
+        kind[i] = "forwarded"
+        complete[i] = now + c.forward_latency
         return True
     return False
 
@@ -188,6 +189,20 @@ def simulate_reference(hw: Hardware, bank, row, is_write, arrival, lines, ranks,
         earlier = [j for j in range(i) if lines[j] == lines[i]]
         prev.append(earlier[-1] if earlier else -1)
     accept, complete, kind, leader = [None] * n, [None] * n, [None] * n, [None] * n
+    dep = [None] * n
+
+    def depends_on(i):
+        """The older request to i's line that must issue first: the latest write, or
+        for a write after a read, that read's DRAM access."""
+        j = prev[i]
+        if j < 0:
+            return None
+        if is_write[j]:
+            return j
+        if is_write[i] and leader[j] is not None:
+            return leader[j]
+        return dep[j]
+
     hits = 0
     if c.scheduler is Scheduler.FCFS:
         last_acc = -10**12
@@ -195,7 +210,8 @@ def simulate_reference(hw: Hardware, bank, row, is_write, arrival, lines, ranks,
         col_times = []  # column cycles of queued requests, in order
         for i in range(n):
             t_acc = max(arrival[i], last_acc + 1)
-            if _merge(i, t_acc, is_write, prev, leader, complete, kind, c):
+            dep[i] = depends_on(i)
+            if _merge(i, t_acc, is_write, prev, dep, leader, complete, kind, c):
                 accept[i] = last_acc = t_acc
                 continue
             if len(col_times) >= c.transaction_queue:
@@ -225,140 +241,122 @@ def simulate_reference(hw: Hardware, bank, row, is_write, arrival, lines, ranks,
             floor = first if first is not None else t_col
             col_times.append(t_col)
     else:
-        queues = {}  # bank -> list of request indices, oldest first
-        waiting = []  # transaction queue: requests whose bank queue is full, and held writes
+        n_banks = ranks * ref.banks_per_rank
+        queues = {b: [] for b in range(n_banks)}  # command queue of each bank, oldest first
+        waiting = []  # the transaction queue: accepted, not yet in a command queue
+        wbuf = []  # the write buffer: accepted writes, not yet in a command queue
+        buffered = c.write_queue > 0
+        w = {"draining": False}
+        raw_readers = {}  # held write -> reads waiting for it (no forwarding)
+        rr_last = n_banks - 1  # the bank that issued last: round-robin starts after it
         nxt, last_acc, now = 0, -10**12, 0
-        drain_at = c.write_drain_threshold
-        dep = [None] * n
-
-        def depends_on(i):
-            """The older request to i's line that must issue first: the latest write, or
-            for a write after a read, that read's DRAM access."""
-            j = prev[i]
-            if j < 0:
-                return None
-            if is_write[j]:
-                return j
-            if is_write[i] and leader[j] is not None:
-                return leader[j]
-            return dep[j]
 
         def eligible(i):
             return dep[i] is None or complete[dep[i]] is not None
 
-        w = {"draining": False, "moves": 0, "pending": 0, "in_bq": 0}
-
         def movable(i):
-            if drain_at == 0:
-                return True
-            if not is_write[i]:
-                return not w["draining"]
-            return w["draining"] and w["moves"] > 0 and eligible(i)
+            """May accepted request i enter its bank's command queue now?"""
+            if not eligible(i):
+                return False
+            if buffered and is_write[i]:
+                return w["draining"]
+            return not (buffered and w["draining"])
 
         def move_in(x):
-            waiting.remove(x)
-            queues.setdefault(bank[x], []).append(x)
-            if is_write[x]:
-                w["moves"] -= 1
-                w["in_bq"] += 1
+            (wbuf if x in wbuf else waiting).remove(x)
+            queues[bank[x]].append(x)
+            raw_readers.pop(x, None)
 
         def refill(b):
-            s = 0
-            while s < len(waiting) and len(queues.setdefault(b, [])) < c.command_queue:
-                if bank[waiting[s]] == b and movable(waiting[s]):
-                    move_in(waiting[s])
-                else:
-                    s += 1
+            for src in (waiting, wbuf):
+                for x in list(src):
+                    if bank[x] == b and len(queues[b]) < c.command_queue and movable(x):
+                        move_in(x)
 
         def refill_all():
-            s = 0
-            while s < len(waiting):
-                x = waiting[s]
-                if len(queues.setdefault(bank[x], [])) < c.command_queue and movable(x):
-                    move_in(x)
-                else:
-                    s += 1
+            for src in (waiting, wbuf):
+                for x in list(src):
+                    if len(queues[bank[x]]) < c.command_queue and movable(x):
+                        move_in(x)
 
-        while nxt < n or any(queues.values()) or waiting:
+        def update_drain():
+            """Start or stop a write drain until neither rule fires (at most start, stop, start)."""
+            for _ in range(6):
+                held = len(wbuf)
+                reads_waiting = sum(1 for x in waiting if not is_write[x])
+                raw_wait = sum(raw_readers.values())
+                in_queues = sum(len(q) for q in queues.values())
+                reads_queued = reads_waiting + sum(1 for q in queues.values() for x in q if not is_write[x])
+                if w["draining"]:
+                    # stop at the low watermark once reads wait (unless one waits for a held
+                    # write), when the buffer is empty, or when nothing is queued: then every
+                    # held write waits on a read that the drain keeps out
+                    if not (held == 0 or in_queues == 0
+                            or (held <= c.write_low_watermark and reads_waiting > 0 and raw_wait == 0)):
+                        return
+                    w["draining"] = False
+                else:
+                    if not (held > 0 and (held >= c.write_high_watermark or raw_wait > 0 or reads_queued == 0)):
+                        return
+                    w["draining"] = True
+                refill_all()
+            raise AssertionError("write drain rules do not settle")
+
+        while nxt < n or any(queues.values()) or waiting or wbuf:
             ref.refresh_until(now)
-            start = False
             if nxt < n and max(arrival[nxt], last_acc + 1) <= now:
                 i = nxt
-                if _merge(i, now, is_write, prev, leader, complete, kind, c):
+                dep[i] = depends_on(i)
+                if _merge(i, now, is_write, prev, dep, leader, complete, kind, c):
                     accept[i] = last_acc = now
-                    dep[i] = depends_on(i)
                     nxt += 1
                 else:
-                    q = queues.setdefault(bank[i], [])
-                    to_bank = (drain_at == 0 or (not is_write[i] and not w["draining"])) \
-                        and len(q) < c.command_queue
-                    held = w["pending"] - w["in_bq"]
-                    if is_write[i] and drain_at > 0:
-                        room = held < drain_at  # the write buffer
+                    if buffered and is_write[i]:
+                        room = len(wbuf) < c.write_queue
                     else:
-                        room = len(waiting) - held < c.transaction_queue
-                    if to_bank or room:
+                        room = len(waiting) < c.transaction_queue
+                    if room:
                         accept[i] = last_acc = now
                         leader[i] = i
-                        dep[i] = depends_on(i)
                         nxt += 1
-                        if to_bank:
-                            q.append(i)
-                            if is_write[i]:
-                                w["in_bq"] += 1
+                        if movable(i) and len(queues[bank[i]]) < c.command_queue:
+                            queues[bank[i]].append(i)
+                        elif buffered and is_write[i]:
+                            wbuf.append(i)
                         else:
                             waiting.append(i)
-                        if is_write[i]:
-                            w["pending"] += 1
-                            start = drain_at > 0 and w["pending"] - w["in_bq"] >= drain_at
-                        else:
-                            start = drain_at > 0 and dep[i] is not None and complete[dep[i]] is None
-            if drain_at > 0 and w["pending"] > 0:
-                idle = not any(eligible(i) for q2 in queues.values() for i in q2)
-                if idle and w["draining"]:
-                    w["draining"] = False
-                    refill_all()
-                elif idle and w["pending"] > w["in_bq"]:
-                    start = True
-            if start and not w["draining"]:
-                w["draining"] = True
-                w["moves"] = w["pending"] - w["in_bq"]
-                refill_all()
-                if w["moves"] == 0:
-                    w["draining"] = False
-                    refill_all()
-            options = []  # (not a hit, request, bank, command)
+                            if buffered and dep[i] in wbuf:
+                                raw_readers[dep[i]] = raw_readers.get(dep[i], 0) + 1
+            if buffered:
+                update_drain()
+            options = []  # (round-robin distance, request, bank, command)
             for b, q in queues.items():
-                ok = [i for i in q if eligible(i)]
-                if not ok:
+                if not q:
                     continue
-                hit = next((i for i in ok if ref.open_row.get(b) == row[i]), None)
-                if (c.row_hit_cap > 0 and b in ref.open_row and hit is not None and hit != ok[0]
+                assert all(eligible(i) for i in q), "a command queue holds a request that cannot issue"
+                hit = next((i for i in q if ref.open_row.get(b) == row[i]), None)
+                if (c.row_hit_cap > 0 and b in ref.open_row and hit is not None and hit != q[0]
                         and ref.column_commands_since_act(b) >= c.row_hit_cap):
                     hit = None  # the row had its share of hits: the oldest request goes first
+                dist = (b - rr_last - 1) % n_banks
                 if hit is not None:
                     if ref.legal_col(b, row[hit], is_write[hit], now):
-                        options.append((0, hit, b, "COL"))
+                        options.append((dist, hit, b, "COL"))
                 elif b in ref.open_row:
                     if ref.legal_pre(b, now):
-                        options.append((1, ok[0], b, "PRE"))
+                        options.append((dist, q[0], b, "PRE"))
                 elif ref.legal_act(b, now):
-                    options.append((1, ok[0], b, "ACT"))
+                    options.append((dist, q[0], b, "ACT"))
             if options:
                 _, i, b, cmd = min(options)
+                rr_last = b
                 if cmd == "COL":
                     if kind[i] is None:
                         kind[i] = "hit"
                         hits += 1
                     complete[i] = ref.issue("WR" if is_write[i] else "RD", b, now, write=is_write[i])
                     queues[b].remove(i)
-                    if is_write[i]:
-                        w["pending"] -= 1
-                        w["in_bq"] -= 1
                     refill(b)
-                    if w["draining"] and w["moves"] == 0:
-                        w["draining"] = False
-                        refill_all()
                 elif cmd == "PRE":
                     kind[i] = kind[i] or "conflict"
                     ref.issue("PRE", b, now)
