@@ -23,6 +23,7 @@ __all__ = [
     "HostKind",
     "Host",
     "FUSE_KINDS",
+    "OVERHEAD_KINDS",
     "Overflow",
     "Crossbar",
     "Place",
@@ -315,6 +316,11 @@ class HostKind(str, enum.Enum):
 #: scores product, softmax and context product as one kernel (what PyTorch's
 #: ``scaled_dot_product_attention`` runs even in eager mode).
 FUSE_KINDS = ("activation", "layernorm", "add", "elementwise", "reduction", "softmax", "attention")
+#: Kernel kinds that may have a dispatch cost of their own (``Host.overhead_ns_by_kind``):
+#: "gemm" (weight GEMMs), "matmul" (activation x activation), "attention" (a fused
+#: attention kernel), "softmax", "reduction", and the element-wise kinds that run a kernel.
+OVERHEAD_KINDS = ("gemm", "matmul", "attention", "softmax", "reduction", "activation", "layernorm", "add",
+                  "elementwise", "copy")
 
 
 @dataclass(frozen=True)
@@ -331,8 +337,9 @@ class Host:
     at ``cache_gbps`` and cost ``cache_pj_per_byte``.
 
     The runtime on the host (what a calibration measures; every default keeps the
-    plain roofline of the presets): ``kernel_overhead_ns`` is paid per kernel;
-    ``fuse`` lists the operator kinds (:data:`FUSE_KINDS`) that join the kernel before
+    plain roofline of the presets): ``kernel_overhead_ns`` is paid per kernel, or
+    ``overhead_ns_by_kind[kind]`` for the kinds it names (:data:`OVERHEAD_KINDS`: an eager
+    runtime's fixed cost differs between, say, a ReLU and a LayerNorm); ``fuse`` lists the operator kinds (:data:`FUSE_KINDS`) that join the kernel before
     them, so they pay no overhead and their input does not go through memory; with
     ``fuse_into_gemm`` false they join only a kernel of small operators, never a
     GEMM's. ``glue_ops`` charges a workload's glue layers (copies and calls between
@@ -365,6 +372,7 @@ class Host:
     batch_overhead_ns: float = 0.0
     act_cache_gbps: float = 0.0
     vector_gflops: float = 0.0
+    overhead_ns_by_kind: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         _coerce_enum(self, "kind", HostKind)
@@ -389,6 +397,27 @@ class Host:
         if len(set(fuse)) != len(fuse):
             raise ValueError(f"Host.fuse names a kind twice: {list(fuse)!r}")
         object.__setattr__(self, "fuse", tuple(fuse))
+        by_kind = self.overhead_ns_by_kind
+        pairs = by_kind.items() if isinstance(by_kind, dict) else by_kind
+        try:
+            pairs = tuple((k, v) for k, v in pairs)
+        except (TypeError, ValueError):
+            raise ValueError(f"Host.overhead_ns_by_kind must be a table of kind = ns, got {by_kind!r}") from None
+        for k, v in pairs:
+            if k not in OVERHEAD_KINDS:
+                raise ValueError(f"Host.overhead_ns_by_kind: unknown kernel kind {k!r} (known: {', '.join(OVERHEAD_KINDS)})")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"Host.overhead_ns_by_kind.{k} must be a finite number >= 0, got {v!r}")
+        if len({k for k, _ in pairs}) != len(pairs):
+            raise ValueError(f"Host.overhead_ns_by_kind names a kind twice: {by_kind!r}")
+        object.__setattr__(self, "overhead_ns_by_kind", tuple(sorted((k, float(v)) for k, v in pairs)))
+
+    def overhead_ns(self, kind: str) -> float:
+        """Dispatch cost of one kernel of ``kind``."""
+        for k, v in self.overhead_ns_by_kind:
+            if k == kind:
+                return v
+        return self.kernel_overhead_ns
 
     def peak_flops(self, bytes_per_element: int) -> float:
         """Peak operations per second for elements of that size."""

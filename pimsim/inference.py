@@ -129,7 +129,7 @@ class _Tally:
 
 
 def _host_layer(layer, hw: Hardware, weight_miss: float, *, dispatch: bool = True, skip_in_bytes: int = 0,
-                skip_out: bool = False) -> tuple[float, dict, float]:
+                skip_out: bool = False, kernel: str | None = None) -> tuple[float, dict, float]:
     """Roofline time (s), energy by action (pJ) and DRAM bytes of one layer on the host.
 
     ``weight_miss``: the fraction of the host's weights that do not fit its cache.
@@ -138,6 +138,7 @@ def _host_layer(layer, hw: Hardware, weight_miss: float, *, dispatch: bool = Tru
     into the kernel before it pays no dispatch (``dispatch=False``) and does not read
     that kernel's output from memory (``skip_in_bytes``); a layer whose output the
     next fused layer consumes in the same kernel does not write it (``skip_out``).
+    ``kernel``: the kind whose dispatch cost it pays (default: its own kind).
     """
     host = hw.host
     bpe = layer.bytes_per_element
@@ -152,7 +153,8 @@ def _host_layer(layer, hw: Hardware, weight_miss: float, *, dispatch: bool = Tru
         mem_s = max(mem_s, (act_bytes + layer.weight_bytes) / (host.act_cache_gbps * 1e9))
     overhead_ns = 0.0
     if dispatch:
-        overhead_ns = host.call_overhead_ns if layer_kind(layer) == "call" else host.kernel_overhead_ns
+        kind = kernel or layer_kind(layer)
+        overhead_ns = host.call_overhead_ns if kind == "call" else host.overhead_ns(kind)
     time_s = overhead_ns * 1e-9 + max(compute_s, mem_s)
     actions = {"host_compute": layer.flops * host.pj_per_flop(bpe), "host_dram": dram_bytes * host.dram_pj_per_byte,
                "host_static": host.static_w * time_s * 1e12}
@@ -168,16 +170,18 @@ def _joins(prev: str, kind: str, host) -> bool:
     return host.fuse_into_gemm or prev not in ("gemm", "matmul")
 
 
-def _fusion(layers, places, host) -> tuple[list[bool], list[int], list[bool]]:
-    """Per layer: joins the kernel before it, input bytes it need not read, output it need not write.
+def _fusion(layers, places, host) -> tuple[list[bool], list[int], list[bool], list[str | None]]:
+    """Per layer: joins the kernel before it, input bytes it need not read, output it
+    need not write, and the kind of kernel it starts when that is not its own kind
+    (an attention product that a softmax joins starts an "attention" kernel).
 
     Only layers on the host fuse, and only with the host compute layer just before
     them; glue layers (copies, calls) neither fuse nor break a chain.
     """
     n = len(layers)
-    joined, skip_in, skip_out = [False] * n, [0] * n, [False] * n
+    joined, skip_in, skip_out, kernel = [False] * n, [0] * n, [False] * n, [None] * n
     if not host.fuse:
-        return joined, skip_in, skip_out
+        return joined, skip_in, skip_out, kernel
     prev = None
     for i, layer in enumerate(layers):
         kind = layer_kind(layer)
@@ -188,8 +192,10 @@ def _fusion(layers, places, host) -> tuple[list[bool], list[int], list[bool]]:
             joined[i] = True
             skip_in[i] = min(layer.in_bytes, layers[prev].out_bytes)
             skip_out[prev] = True
+            if kind == "softmax" and "attention" in host.fuse and layer_kind(layers[prev]) == "matmul":
+                kernel[prev] = "attention"
         prev = i
-    return joined, skip_in, skip_out
+    return joined, skip_in, skip_out, kernel
 
 
 def _host_bandwidth(hw: Hardware) -> float:
@@ -389,7 +395,7 @@ def query(workload: Workload | str, hardware: Hardware | str, *, seed: int | Non
             place, fallback = Place.HOST, True
         places.append((place, fallback))
         prev = place
-    joined, skip_in, skip_out = _fusion(layers, [p for p, _ in places], hw.host)
+    joined, skip_in, skip_out, kernel = _fusion(layers, [p for p, _ in places], hw.host)
     if hw.host.batch_overhead_ns > 0 and layers:
         entry_s = hw.host.batch_overhead_ns * 1e-9
         tally.add(LayerCost("host.entry", "runtime", "runtime", "host", "host", entry_s, 0.0),
@@ -406,7 +412,7 @@ def query(workload: Workload | str, hardware: Hardware | str, *, seed: int | Non
             _move(tally, hw, moved, prev, place, f"{name}.in")
         if place is Place.HOST:
             time_s, actions, _ = _host_layer(layer, hw, weight_miss, dispatch=not joined[i],
-                                             skip_in_bytes=skip_in[i], skip_out=skip_out[i])
+                                             skip_in_bytes=skip_in[i], skip_out=skip_out[i], kernel=kernel[i])
         elif place is Place.NMP:
             time_s, actions = (_nmp_gemm(layer, hw)[:2] if isinstance(layer, Gemm)
                                else _nmp_elementwise(layer, hw))

@@ -161,3 +161,21 @@ def test_runtime_settings_round_trip_through_a_hardware_file(tmp_path):
     p.write_text('base = "cpu-server"\ncalibration = 3\n', encoding="utf-8")
     with pytest.raises(ValueError, match=r"\[calibration\] must be a table"):
         pimsim.load_hardware(str(p))
+
+
+def test_dispatch_cost_by_kernel_kind():
+    w = _blocks(3)
+    free = {"act_cache_gbps": 0.0}
+    base = query(w, _host(**free)).latency_s
+    r = query(w, _host(overhead_ns_by_kind={"layernorm": OVERHEAD_NS + 2000.0, "gemm": OVERHEAD_NS - 1000.0}, **free))
+    assert r.latency_s - base == pytest.approx(3 * 1000e-9, rel=1e-9)
+    scores = Gemm(m=16, n=16, k=2, weights=False, count=64)
+    att = Workload(batch_size=8, dense=(scores, Softmax(rows=64 * 16, cols=16), Gemm(m=16, n=2, k=16, weights=False,
+                                                                                   count=64)))
+    fused = _host(fuse=("attention",), overhead_ns_by_kind={"attention": 20_000.0, "matmul": 1000.0}, **free)
+    assert query(att, fused).latency_s - query(att, replace(fused, host=replace(fused.host, overhead_ns_by_kind={
+        "attention": 0.0, "matmul": 1000.0}))).latency_s == pytest.approx(20e-6, rel=1e-9)
+    with pytest.raises(ValueError, match="unknown kernel kind 'conv'"):
+        _host(overhead_ns_by_kind={"conv": 1.0})
+    with pytest.raises(ValueError, match="overhead_ns_by_kind.gemm must be a finite number >= 0"):
+        _host(overhead_ns_by_kind={"gemm": -1.0})
