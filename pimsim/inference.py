@@ -145,7 +145,12 @@ def _host_layer(layer, hw: Hardware, weight_miss: float, *, dispatch: bool = Tru
     act_bytes = layer.in_bytes - skip_in_bytes + (0 if skip_out else layer.out_bytes)
     dram_bytes = max(0, act_bytes - host.cache_bytes) + layer.weight_bytes * weight_miss
     bw = _host_bandwidth(hw)
-    rate = host.peak_flops(bpe) if isinstance(layer, Gemm) else host.vector_flops(bpe)
+    if not isinstance(layer, Gemm):
+        rate = host.vector_flops(bpe)
+    elif not layer.weights and host.matmul_gflops > 0:
+        rate = host.matmul_gflops * 1e9
+    else:
+        rate = host.peak_flops(bpe)
     compute_s = layer.flops / rate
     mem_s = dram_bytes / bw
     if host.act_cache_gbps > 0:

@@ -179,3 +179,15 @@ def test_dispatch_cost_by_kernel_kind():
         _host(overhead_ns_by_kind={"conv": 1.0})
     with pytest.raises(ValueError, match="overhead_ns_by_kind.gemm must be a finite number >= 0"):
         _host(overhead_ns_by_kind={"gemm": -1.0})
+
+
+def test_products_of_activations_run_at_their_own_rate():
+    pairs = Gemm(m=40, n=40, k=16, weights=False, count=256)
+    weight = Gemm(m=256, n=512, k=429)
+    w = Workload(batch_size=256, dense=(pairs, weight))
+    free = {"act_cache_gbps": 0.0, "kernel_overhead_ns": 0.0}
+    fast, slow = query(w, _host(**free)), query(w, _host(matmul_gflops=5.0, **free))
+    peak = fast.layers[0].time_s
+    assert peak == pytest.approx(pairs.flops / _host().host.peak_flops(4), rel=1e-12)
+    assert slow.layers[0].time_s == pytest.approx(pairs.flops / 5e9, rel=1e-12)
+    assert slow.layers[1].time_s == fast.layers[1].time_s  # weight GEMMs keep the GEMM peak
