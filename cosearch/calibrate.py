@@ -303,7 +303,10 @@ def compile_model(model: nn.Module, example: tuple, backend: str) -> Callable:
     if backend == "inductor":
         return torch.compile(model, dynamic=False)
     if backend == "torchscript":
-        with torch.no_grad():
+        import warnings
+        # TorchScript is deprecated in favour of torch.compile; it is the fallback where that cannot build
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
             traced = torch.jit.trace(model, example, check_trace=False)
             frozen = torch.jit.freeze(traced)
             try:
