@@ -5,6 +5,7 @@
     cosearch plot DIR
     cosearch query ARCH.json|MODEL.pt|BASELINE --hardware NAME|PATH [--json]
     cosearch retrain DIR --top K
+    cosearch calibrate --out FILE.toml [--threads N] [--runtime eager|compiled] [--base PRESET]
 """
 from __future__ import annotations
 
@@ -65,6 +66,21 @@ def _parser() -> _Parser:
     p.add_argument("--cache", type=Path, default=None)
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
 
+    p = sub.add_parser("calibrate", help="measure this machine's CPU and write a hardware file whose [host] "
+                       "predicts its torch inference latency")
+    p.add_argument("--out", type=Path, required=True, help="hardware file to write (.toml, written atomically)")
+    p.add_argument("--threads", type=_int_arg, default=None,
+                   help="torch threads to measure with (default: the CPUs this process may use)")
+    p.add_argument("--runtime", default="eager", choices=("eager", "compiled"),
+                   help="eager PyTorch, or a compiled graph (torch.compile, else TorchScript)")
+    p.add_argument("--base", default=None, help="preset or hardware file whose [host] is replaced "
+                   "(default cpu-server: DRAM, mapping and energy figures come from it)")
+    p.add_argument("--backend", default="auto", choices=("auto", "inductor", "torchscript"),
+                   help="compiler for --runtime compiled (default auto: inductor where it works)")
+    p.add_argument("--sample-seconds", type=float, default=0.25, metavar="S",
+                   help="seconds per measurement; each number is a median of repeats within it (default 0.25)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
     p = sub.add_parser("retrain", help="retrain the best front members from scratch and test them")
     p.add_argument("dir", type=Path)
     p.add_argument("--top", type=int, required=True)
@@ -72,6 +88,13 @@ def _parser() -> _Parser:
                    help="training steps (default: the run's [verify] recipe)")
     p.add_argument("--quiet", action="store_true")
     return ap
+
+
+def _int_arg(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
 
 
 def _interactive(quiet: bool) -> bool:
@@ -215,7 +238,34 @@ def _retrain(args) -> int:
     return 0
 
 
-_COMMANDS = {"run": _run, "resume": _resume, "plot": _plot, "query": _query, "retrain": _retrain}
+def _calibrate(args) -> int:
+    from cosearch.calibrate import DEFAULT_BASE, CalibrationSettings, calibrate, write_calibration
+    from cosearch.calibrate import _cpus as cpus
+    out = args.out
+    if out.suffix != ".toml":
+        raise ValueError(f"--out {out}: a hardware file must end in .toml")
+    if not out.parent.is_dir():
+        raise ValueError(f"--out {out}: folder {out.parent} does not exist")
+    settings = CalibrationSettings(threads=cpus() if args.threads is None else args.threads, runtime=args.runtime,
+                                   base=args.base or DEFAULT_BASE, backend=args.backend,
+                                   sample_s=args.sample_seconds)
+    import pimsim
+    if pimsim.load_hardware(settings.base).host is None:  # before a minute of measuring
+        raise ValueError(f"--base {settings.base}: has no [host] section to replace")
+    show = _interactive(args.quiet)
+    stage = (lambda s: print(f"cosearch calibrate: {s}", file=sys.stderr, flush=True)) if show else None
+    cal = calibrate(settings, on_stage=stage)
+    write_calibration(cal, out)
+    h = cal.host
+    print(f"wrote {out} ({cal.backend}, {settings.threads} thread{'s' if settings.threads > 1 else ''}, {cal.seconds:.1f} s): "
+          f"fp32 {h['peak_fp32_gflops']:.1f} GFLOP/s, memory {h['mem_gbps']:.1f} GB/s, "
+          f"cache {h['cache_bytes'] >> 20} MiB at {h['act_cache_gbps']:.1f} GB/s, "
+          f"{h['kernel_overhead_ns'] / 1e3:.2f} us per kernel")
+    return 0
+
+
+_COMMANDS = {"run": _run, "resume": _resume, "plot": _plot, "query": _query, "retrain": _retrain,
+             "calibrate": _calibrate}
 
 
 def main(argv=None) -> int:

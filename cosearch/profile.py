@@ -22,6 +22,7 @@ from functools import lru_cache
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from nasrec.data import Schema
@@ -98,10 +99,19 @@ def schema_tables(schema: Schema, tables: TableSpec = TableSpec(), dim: int = EM
 
 
 def _embedding_layers(L: "_Layers", schema: Schema, embedding: EmbeddingSpec | None) -> None:
-    """Dequantisation of reduced-precision rows and projections of fields not at EMB_DIM."""
+    """The lookup's dispatch, dequantisation of reduced-precision rows, projections of
+    fields not at EMB_DIM, and the glue that ``FieldEmbedding`` runs around them."""
+    b = L.b
+    L.name, L.part = "embedding", "embedding"
+    L.call("module")
+    L.copy(b * schema.n_id_columns, "row_ids")
+    L.call("table.module", 2)  # the table's module call and its lookup (the gather is the embedding stage)
+    multi_hot = schema.pooling is not None
     if embedding is None:
+        if multi_hot:
+            _pool_glue(L, b * schema.n_id_columns * EMB_DIM, b * schema.n_sparse * EMB_DIM)
         return
-    L.name, L.part = "embedding", "embedding_proj"
+    L.part = "embedding_proj"
     groups: dict[int, int] = {}
     dequant = 0
     for d, q, p in zip(embedding.dims, embedding.precisions, schema.lookups):
@@ -115,6 +125,56 @@ def _embedding_layers(L: "_Layers", schema: Schema, embedding: EmbeddingSpec | N
         L.ew(dequant, "dequant")
     for d, count in sorted(groups.items()):
         L.gemm(L.b, EMB_DIM, d, f"proj{d}", count=count)
+    _elastic_glue(L, schema, embedding, bool(dequant))
+
+
+def _pool_glue(L: "_Layers", read: int, pooled: int) -> None:
+    """``FieldEmbedding.pool`` of multi-hot rows: zeros, index_add, a view, the mean's multiply."""
+    L.copy(pooled, "pool.new_zeros")
+    L.copy(read, "pool.index_add")
+    L.call("pool.view")
+    L.copy(pooled, "pool.mul")
+
+
+def _elastic_glue(L: "_Layers", schema: Schema, embedding: EmbeddingSpec, dequant_listed: bool) -> None:
+    """The kernels and calls of ``FieldEmbedding._elastic`` beyond the layers listed:
+    per (dim, precision) group a gather of its columns, the simulated precision's
+    round trip, multi-hot pooling, the projection's weight gather and a scatter into the
+    output. Kernels the eager code runs for arithmetic already listed once (the int8
+    dequantisation, one projection per dimension) are listed again only per extra group."""
+    b = L.b
+    L.copy(b * schema.n_sparse * EMB_DIM, "new_zeros")
+    groups: dict[tuple[int, str], list[int]] = {}
+    for f, (d, q) in enumerate(zip(embedding.dims, embedding.precisions)):
+        if d > 0:
+            groups.setdefault((d, q), []).append(f)
+    seen_dims, first_int8 = set(), dequant_listed
+    for (d, q), fields in groups.items():
+        cols = sum(schema.lookups[f] for f in fields)
+        read = b * cols * d
+        L.call("to", 2)
+        L.copy(read, "gather")
+        if q == "fp16":
+            L.copy(read, "fp16.round_trip", 4)  # to half, back, the straight-through sub and add
+            L.call("detach")
+        elif q == "int8":
+            # abs, amax, clamp_min, two divisions, round, clamp, multiply, sub, add
+            L.copy(read, "int8.round_trip", 9 if first_int8 else 10)
+            first_int8 = False
+            L.call("detach", 2)
+        if schema.pooling is not None:
+            L.copy(b * len(fields) * d, "pool.new_zeros")
+            L.call("to")
+            L.copy(read, "pool.index_add")
+            L.call("to")
+            L.call("pool.view")
+            L.copy(b * len(fields) * d, "pool.mul")
+        if d != EMB_DIM:
+            L.copy(len(fields) * d * EMB_DIM, "proj.gather")
+            if d in seen_dims:
+                L.copy(b * len(fields) * EMB_DIM, "proj.bmm")  # one listed projection per dimension
+            seen_dims.add(d)
+        L.copy(b * len(fields) * EMB_DIM, "scatter")
 
 
 class _Layers:
@@ -130,69 +190,133 @@ class _Layers:
         self.out.append(Gemm(m=m, n=n, k=k, weights=weights, count=count,
                              name=f"{self.name}.{tag}", part=self.part))
 
-    def ew(self, elements, tag, ops=1, inputs=1):
+    def ew(self, elements, tag, ops=1, inputs=1, kind="elementwise"):
         self.out.append(Elementwise(elements=elements, ops_per_element=ops, inputs=inputs,
-                                    name=f"{self.name}.{tag}", part=self.part))
+                                    name=f"{self.name}.{tag}", part=self.part, kind=kind))
 
     def ln(self, elements, tag):
-        self.ew(elements, tag, ops=LAYERNORM_OPS)
+        self.ew(elements, tag, ops=LAYERNORM_OPS, kind="layernorm")
+
+    def relu(self, elements, tag="relu"):
+        self.ew(elements, tag, kind="activation")
+
+    def call(self, tag, n=1):
+        """``n`` Python-level calls that launch no kernel (module calls, views, weight slices)."""
+        for _ in range(n):
+            self.out.append(Elementwise(elements=1, ops_per_element=0, kind="call",
+                                        name=f"{self.name}.{tag}", part=self.part))
+
+    def copy(self, elements, tag, n=1):
+        """``n`` kernels that the eager code runs beyond the arithmetic listed (copies,
+        index arithmetic, and the few arithmetic kernels this profile folds into one layer)."""
+        for _ in range(n):
+            self.out.append(Elementwise(elements=max(1, int(elements)), ops_per_element=0, kind="copy",
+                                        name=f"{self.name}.{tag}", part=self.part))
+
+    def linear(self, m, n, k, tag, bias):
+        """An ``ElasticLinear``: its module call, the weight (and bias) slices, the product."""
+        self.call(f"{tag}.module")
+        self.call(f"{tag}.slice", 2 if bias else 1)
+        self.gemm(m, n, k, tag)
+
+    def layernorm(self, elements, tag):
+        """An ``ElasticLayerNorm``: its module call, two parameter slices, the normalisation."""
+        self.call(f"{tag}.module")
+        self.call(f"{tag}.slice", 2)
+        self.ln(elements, tag)
 
 
 def _fc(L: _Layers, k: int, w: int) -> None:
-    L.gemm(L.b, w, k, "lin")
-    L.ln(L.b * w, "ln")
-    L.ew(L.b * w, "relu")
+    L.call("module")
+    L.linear(L.b, w, k, "lin", bias=False)
+    L.layernorm(L.b * w, "ln")
+    L.relu(L.b * w)
+
+
+def _pairwise_glue(L: _Layers, t: int) -> None:
+    """``nasrec.ops.pairwise_dots`` around its product: transpose, then the lower
+    triangle's indices (tril_indices, unbind, flatten, two integer kernels) and gather."""
+    pairs = t * (t - 1) // 2
+    L.copy(2 * pairs, "tril_indices")
+    L.call("unbind")
+    L.call("flatten")
+    L.copy(pairs, "index_mul")
+    L.copy(pairs, "index_add")
+    L.copy(L.b * pairs, "index_select")
 
 
 def _dot(L: _Layers, dense_in: int, sparse_in: int, w: int, rows: int) -> None:
     b = L.b
-    L.gemm(b, EMB_DIM, dense_in, "dense_proj")
-    L.ln(b * EMB_DIM, "dense_ln")
-    L.gemm(b * EMB_DIM, rows, sparse_in, "field_proj")
-    L.ln(b * EMB_DIM * rows, "field_ln")
+    L.call("module")
+    L.linear(b, EMB_DIM, dense_in, "dense_proj", bias=False)
+    L.layernorm(b * EMB_DIM, "dense_ln")
+    L.call("transpose")
+    L.linear(b * EMB_DIM, rows, sparse_in, "field_proj", bias=False)
+    L.layernorm(b * EMB_DIM * rows, "field_ln")
     t = rows + 1
+    L.call("transpose")
+    L.call("unsqueeze")
+    L.copy(b * t * EMB_DIM, "cat")
+    L.call("transpose")
     L.gemm(t, t, EMB_DIM, "pairs", weights=False, count=b)
-    L.gemm(b, w, t * (t - 1) // 2, "out")
-    L.ln(b * w, "out_ln")
+    _pairwise_glue(L, t)
+    L.linear(b, w, t * (t - 1) // 2, "out", bias=False)
+    L.layernorm(b * w, "out_ln")
 
 
 def _gating(L: _Layers, m: int, w: int) -> None:
-    L.gemm(L.b, m, m, "gate")
-    L.ew(L.b * m, "sigmoid")
+    L.call("module")
+    L.copy(L.b * m, "pad_left")
+    L.copy(L.b * m, "pad_right")
+    L.linear(L.b, m, m, "gate", bias=True)
+    L.ew(L.b * m, "sigmoid", kind="activation")
     L.ew(L.b * m, "mul", inputs=2)
-    L.gemm(L.b, w, m, "proj")
-    L.ln(L.b * w, "ln")
+    L.linear(L.b, w, m, "proj", bias=True)
+    L.layernorm(L.b * w, "ln")
 
 
 def _sum(L: _Layers, m: int, w: int) -> None:
-    L.ew(L.b * m, "add", inputs=2)
-    L.gemm(L.b, w, m, "proj")
-    L.ln(L.b * w, "ln")
+    L.call("module")
+    L.copy(L.b * m, "pad_left")
+    L.copy(L.b * m, "pad_right")
+    L.ew(L.b * m, "add", inputs=2, kind="add")
+    L.linear(L.b, w, m, "proj", bias=False)
+    L.layernorm(L.b * w, "ln")
 
 
 def _efc(L: _Layers, sparse_in: int, t: int) -> None:
-    L.gemm(L.b * EMB_DIM, t, sparse_in, "lin")
-    L.ln(L.b * EMB_DIM * t, "ln")
-    L.ew(L.b * EMB_DIM * t, "relu")
+    L.call("module")
+    L.call("transpose")
+    L.linear(L.b * EMB_DIM, t, sparse_in, "lin", bias=False)
+    L.layernorm(L.b * EMB_DIM * t, "ln")
+    L.call("transpose")
+    L.relu(L.b * EMB_DIM * t)
 
 
 def _attention(L: _Layers, sparse_in: int, t: int) -> None:
     b, d, h = L.b, EMB_DIM, ATTN_HEADS
     hd = d // h
-    L.gemm(b * d, t, sparse_in, "lin")
-    L.ln(b * d * t, "ln")
-    L.gemm(b * t, 3 * d, d, "qkv")
+    L.call("module")
+    L.call("transpose")
+    L.linear(b * d, t, sparse_in, "lin", bias=False)
+    L.layernorm(b * d * t, "ln")
+    L.call("transpose")
+    L.linear(b * t, 3 * d, d, "qkv", bias=True)
+    # the input is a transposed view, so torch adds the bias in a kernel of its own
+    L.copy(b * t * 3 * d, "qkv.bias")
+    L.call("split_heads", 3)  # view, permute, unbind
     L.gemm(t, t, hd, "scores", weights=False, count=b * h)
     L.out.append(Softmax(rows=b * h * t, cols=t, name=f"{L.name}.softmax", part=L.part))
     L.gemm(t, hd, t, "context", weights=False, count=b * h)
-    L.gemm(b * t, d, d, "o")
-    L.ew(b * t * d, "residual", inputs=2)
-    L.ln(b * t * d, "attn_ln")
-    L.gemm(b * t, d, d, "fc1")
-    L.ew(b * t * d, "relu")
-    L.gemm(b * t, d, d, "fc2")
-    L.ew(b * t * d, "residual2", inputs=2)
-    L.ln(b * t * d, "fc_ln")
+    L.call("merge_heads", 2)  # transpose, reshape
+    L.linear(b * t, d, d, "o", bias=True)
+    L.ew(b * t * d, "residual", inputs=2, kind="add")
+    L.layernorm(b * t * d, "attn_ln")
+    L.linear(b * t, d, d, "fc1", bias=True)
+    L.relu(b * t * d)
+    L.linear(b * t, d, d, "fc2", bias=True)
+    L.ew(b * t * d, "residual2", inputs=2, kind="add")
+    L.layernorm(b * t * d, "fc_ln")
 
 
 def arch_workload(spec: ArchSpec, schema: Schema, *, batch_size: int = 256,
@@ -201,6 +325,8 @@ def arch_workload(spec: ArchSpec, schema: Schema, *, batch_size: int = 256,
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     L = _Layers(batch_size)
+    L.name, L.part = "model", "glue"
+    L.call("module")
     _embedding_layers(L, schema, spec.embedding)
     rows = dot_tokens(spec.search_space.max_width)
     widths, tokens = [schema.n_dense], [schema.n_sparse]
@@ -213,6 +339,12 @@ def arch_workload(spec: ArchSpec, schema: Schema, *, batch_size: int = 256,
         dense_in = sum(widths[j] for j in set(blk.dense_idx))
         sparse_in = sum(tokens[j] for j in set(blk.sparse_idx))
         w, t = blk.dense_width, blk.sparse_tokens
+        L.name, L.part = f"blocks.{i}", "glue"
+        if len(blk.dense_idx) > 1:
+            L.copy(batch_size * dense_in, "dense_cat")
+        if len(blk.sparse_idx) > 1:
+            L.copy(batch_size * sparse_in * EMB_DIM, "sparse_cat")
+        L.call("module")
         L.name, L.part = f"blocks.{i}.{blk.dense_op}", blk.dense_op
         if blk.dense_op == "fc":
             _fc(L, dense_in, w)
@@ -222,29 +354,47 @@ def arch_workload(spec: ArchSpec, schema: Schema, *, batch_size: int = 256,
             _gating(L, max(widths[blk.dense_left_idx], widths[blk.dense_right_idx]), w)
         else:
             _sum(L, max(widths[blk.dense_left_idx], widths[blk.dense_right_idx]), w)
+        L.copy(batch_size * w, "block_sum")  # Block.forward's sum() over operators starts from 0 + d
         L.name, L.part = f"blocks.{i}.{blk.sparse_op}", blk.sparse_op
         if blk.sparse_op == "efc":
             _efc(L, sparse_in, t)
         else:
             _attention(L, sparse_in, t)
+        L.copy(batch_size * t * EMB_DIM, "block_sum")
         L.part = "merger"
         if blk.dense_sparse_interact:
             L.name = f"blocks.{i}.d2s"
-            L.gemm(batch_size, D2S_TOKENS * EMB_DIM, w, "lin")
-            L.ln(batch_size * D2S_TOKENS * EMB_DIM, "ln")
+            L.call("module")
+            L.linear(batch_size, D2S_TOKENS * EMB_DIM, w, "lin", bias=False)
+            L.layernorm(batch_size * D2S_TOKENS * EMB_DIM, "ln")
+            L.call("view")
         if blk.deep_fm:
             L.name = f"blocks.{i}.fm"
+            L.call("module")
             L.ew(batch_size * t * EMB_DIM, "square")
             L.out.append(Reduction(elements=2 * batch_size * t * EMB_DIM, outputs=2 * batch_size * EMB_DIM,
                                    name=f"{L.name}.sums", part="merger"))
             L.ew(batch_size * EMB_DIM, "fm", ops=2, inputs=2)
-            L.gemm(batch_size, w, EMB_DIM, "lin")
-            L.ln(batch_size * w, "ln")
-            L.ew(batch_size * w, "add", inputs=2)
+            # eager runs the FM term as two sums, two squares and a subtraction
+            L.copy(batch_size * EMB_DIM, "fm.kernels", 2)
+            L.linear(batch_size, w, EMB_DIM, "lin", bias=False)
+            L.layernorm(batch_size * w, "ln")
+            L.ew(batch_size * w, "add", inputs=2, kind="add")
+        if blk.dense_sparse_interact:
+            L.name = f"blocks.{i}"
+            L.copy(batch_size * (t + D2S_TOKENS) * EMB_DIM, "d2s_cat")
         widths.append(w)
         tokens.append(t + D2S_TOKENS * blk.dense_sparse_interact)
     L.name, L.part = "head", "head"
-    L.gemm(batch_size, 1, widths[-1] + tokens[-1] * EMB_DIM, "lin")
+    last = canon.blocks[-1]
+    if last.sparse_op == "efc" and not last.dense_sparse_interact:
+        # EFC's output is a transposed view: flattening it copies
+        L.copy(batch_size * tokens[-1] * EMB_DIM, "flatten")
+    else:
+        L.call("flatten")
+    L.copy(batch_size * (widths[-1] + tokens[-1] * EMB_DIM), "cat")
+    L.linear(batch_size, 1, widths[-1] + tokens[-1] * EMB_DIM, "lin", bias=True)
+    L.call("squeeze")
     return Workload(batch_size=batch_size, tables=schema_tables(schema, tables, embedding=spec.embedding),
                     dense=tuple(L.out), name=name or f"arch:{spec.hash[:16]}")
 
@@ -274,6 +424,17 @@ _SDPA = tuple(getattr(_aten, n) for n in (
 # Element-wise aten ops counted as one operation per output element, by name.
 _EW_OPS = {"relu", "sigmoid", "tanh", "add", "sub", "mul", "div", "pow", "exp", "gelu", "neg", "rsqrt",
            "sqrt", "threshold_backward", "clamp", "where", "hardtanh"}
+# ... and which of them are activations or sums of two tensors (for host fusion rules)
+_ACTIVATIONS = {"relu", "sigmoid", "tanh", "gelu", "threshold_backward", "clamp", "hardtanh"}
+_SUMS = {"add", "sub"}
+# aten ops that return a view: a Python-level call running only these launches no kernel
+_VIEW_OPS = {"view", "_unsafe_view", "alias", "t", "transpose", "permute", "unsqueeze", "squeeze", "expand",
+             "slice", "select", "unbind", "split", "split_with_sizes", "chunk", "narrow", "as_strided", "detach",
+             "_reshape_alias", "unflatten", "view_as", "expand_as", "lift_fresh", "diagonal", "movedim"}
+# Python-level tensor calls that read metadata only: too cheap to count as a call
+_METADATA_CALLS = {"__get__", "size", "dim", "numel", "stride", "is_floating_point", "is_contiguous", "data_ptr",
+                   "element_size", "storage_offset", "untyped_storage", "__len__", "__format__", "__repr__",
+                   "__hash__", "__index__"}
 
 
 def _packet(op) -> str:
@@ -288,6 +449,7 @@ class _Recorder(TorchDispatchMode):
         self.weight_ptrs, self.embeddings, self.owner = weight_ptrs, embeddings, owner
         self.layers: list[Layer] = []
         self.lookups: list[tuple[int, tuple[int, ...], tuple[int, ...]]] = []
+        self.aten: list[str] = []  # packets run since the current Python-level call began
 
     def _is_weight(self, t) -> bool:
         return isinstance(t, torch.Tensor) and t.untyped_storage().data_ptr() in self.weight_ptrs
@@ -297,10 +459,16 @@ class _Recorder(TorchDispatchMode):
         self.layers.append(Gemm(m=int(m), n=int(n), k=int(k), weights=bool(weights), count=int(count),
                                 name=f"{name}.{tag}", part=part))
 
+    def glue(self, kind: str, elements: int, tag: str) -> None:
+        name, part = self.owner()
+        self.layers.append(Elementwise(elements=max(1, int(elements)), ops_per_element=0, kind=kind,
+                                       name=f"{name}.{tag}", part=part))
+
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         p = _packet(func)
+        self.aten.append(p)
         if p in ("mm", "addmm"):
             a, b = (args[1], args[2]) if p == "addmm" else (args[0], args[1])
             self._gemm(a.shape[0], b.shape[1], a.shape[1], self._is_weight(b) or self._is_weight(a), 1, p)
@@ -327,7 +495,7 @@ class _Recorder(TorchDispatchMode):
         elif p in ("native_layer_norm", "layer_norm"):
             name, part = self.owner()
             self.layers.append(Elementwise(elements=int(args[0].numel()), ops_per_element=LAYERNORM_OPS,
-                                           name=f"{name}.layer_norm", part=part))
+                                           name=f"{name}.layer_norm", part=part, kind="layernorm"))
         elif p in ("sum", "mean") and isinstance(out, torch.Tensor) and out.numel() < args[0].numel():
             name, part = self.owner()
             self.layers.append(Reduction(elements=int(args[0].numel()), outputs=max(1, int(out.numel())),
@@ -335,8 +503,50 @@ class _Recorder(TorchDispatchMode):
         elif p in _EW_OPS and isinstance(out, torch.Tensor) and out.is_floating_point() and out.numel():
             name, part = self.owner()
             n_in = sum(isinstance(a, torch.Tensor) and a.numel() > 1 for a in args) or 1
+            kind = ("activation" if p in _ACTIVATIONS else "add" if p in _SUMS and n_in == 2 else "elementwise")
             self.layers.append(Elementwise(elements=int(out.numel()), inputs=int(n_in),
-                                           name=f"{name}.{p}", part=part))
+                                           name=f"{name}.{p}", part=part, kind=kind))
+        return out
+
+
+def _numel(out) -> int:
+    if isinstance(out, torch.Tensor):
+        return int(out.numel())
+    if isinstance(out, (tuple, list)):
+        return sum(_numel(o) for o in out)
+    return 0
+
+
+class _Calls(TorchFunctionMode):
+    """Records the glue of an eager forward pass: every Python-level torch call that
+    makes no layer of its own, as a "copy" when it runs a kernel (concatenation,
+    padding, index arithmetic) or a "call" when it only makes views."""
+
+    def __init__(self, rec: _Recorder):
+        super().__init__()
+        self.rec = rec
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", "")
+        if name in _METADATA_CALLS:
+            return func(*args, **(kwargs or {}))
+        rec = self.rec
+        n_layers, outer = len(rec.layers), rec.aten
+        rec.aten = []
+        try:
+            out = func(*args, **(kwargs or {}))
+            ran = rec.aten
+        finally:
+            rec.aten = outer
+        if len(rec.layers) == n_layers:
+            kernels = [p for p in ran if p not in _VIEW_OPS]
+            # what an in-place call (a setitem) writes is its last argument
+            elements = _numel(out) or _numel(args[-1] if args else None)
+            # a lookup's gather is the embedding stage's to cost; its dispatch is a call
+            if kernels and elements and "embedding" not in ran:
+                rec.glue("copy", elements, name.strip("_"))
+            else:
+                rec.glue("call", 1, name.strip("_") or "call")
         return out
 
 
@@ -376,8 +586,12 @@ def module_workload(model: nn.Module, inputs: tuple, schema: Schema, *,
     names = {id(m): n for n, m in model.named_modules()}
     stack: list[tuple[str, nn.Module]] = []
 
+    rec = None  # set once the recorded pass begins
+
     def pre(mod, _args):
         stack.append((names.get(id(mod), type(mod).__name__), mod))
+        if rec is not None:
+            rec.glue("call", 1, "module")  # an eager module call runs Python, no kernel
 
     def post(mod, _args, _out):
         stack.pop()
@@ -392,9 +606,11 @@ def module_workload(model: nn.Module, inputs: tuple, schema: Schema, *,
     weight_ptrs = {p.untyped_storage().data_ptr() for p in model.parameters()}
     was_training = model.training
     model.eval()
-    rec = _Recorder(weight_ptrs, {}, owner)
     try:
-        with torch.no_grad(), rec:
+        with torch.no_grad():
+            model(*inputs)  # a first pass builds what a model caches (the elastic embedding's groups)
+        rec = _Recorder(weight_ptrs, {}, owner)
+        with torch.no_grad(), rec, _Calls(rec):
             model(*inputs)
     finally:
         for h in handles:

@@ -22,6 +22,8 @@ __all__ = [
     "Hardware",
     "HostKind",
     "Host",
+    "FUSE_KINDS",
+    "OVERHEAD_KINDS",
     "Overflow",
     "Crossbar",
     "Place",
@@ -329,6 +331,19 @@ class HostKind(str, enum.Enum):
     GPU = "gpu"
 
 
+#: Operator kinds a host runtime may fuse into the kernel before them (``Host.fuse``):
+#: element-wise kinds of ``pimsim.dense.Elementwise`` ("activation", "layernorm", "add",
+#: "elementwise"), "reduction" and "softmax" layers, and "attention": an attention's
+#: scores product, softmax and context product as one kernel (what PyTorch's
+#: ``scaled_dot_product_attention`` runs even in eager mode).
+FUSE_KINDS = ("activation", "layernorm", "add", "elementwise", "reduction", "softmax", "attention")
+#: Kernel kinds that may have a dispatch cost of their own (``Host.overhead_ns_by_kind``):
+#: "gemm" (weight GEMMs), "matmul" (activation x activation), "attention" (a fused
+#: attention kernel), "softmax", "reduction", and the element-wise kinds that run a kernel.
+OVERHEAD_KINDS = ("gemm", "matmul", "attention", "softmax", "reduction", "activation", "layernorm", "add",
+                  "elementwise", "copy")
+
+
 @dataclass(frozen=True)
 class Host:
     """A host processor as a roofline.
@@ -341,6 +356,21 @@ class Host:
     ``dram_pj_per_byte``. Energy per FLOP is per precision; ``static_w`` is drawn
     for the whole time the host is busy. Embedding lookups that hit the cache move
     at ``cache_gbps`` and cost ``cache_pj_per_byte``.
+
+    The runtime on the host (what a calibration measures; every default keeps the
+    plain roofline of the presets): ``kernel_overhead_ns`` is paid per kernel, or
+    ``overhead_ns_by_kind[kind]`` for the kinds it names (:data:`OVERHEAD_KINDS`: an eager
+    runtime's fixed cost differs between, say, a ReLU and a LayerNorm); ``fuse`` lists the operator kinds (:data:`FUSE_KINDS`) that join the kernel before
+    them, so they pay no overhead and their input does not go through memory; with
+    ``fuse_into_gemm`` false they join only a kernel of small operators, never a
+    GEMM's. ``glue_ops`` charges a workload's glue layers (copies and calls between
+    operators, which an eager runtime dispatches one by one): a copy as a kernel, a
+    call at ``call_overhead_ns``. ``batch_overhead_ns`` is paid once per batch (entering
+    a compiled graph). ``act_cache_gbps`` > 0 makes the bytes a layer touches in the
+    cache take time at that rate (0: free); ``vector_gflops`` > 0 is the rate of
+    operations outside GEMMs (0: the GEMM peak of the layer's precision);
+    ``matmul_gflops`` > 0 that of products of two activations (attention, pairwise
+    dot products: many small matrices, far from the GEMM peak; 0: the GEMM peak).
     """
 
     kind: HostKind
@@ -358,6 +388,15 @@ class Host:
     static_w: float = 0.0
     cache_gbps: float = 1000.0
     cache_pj_per_byte: float = 10.0
+    fuse: tuple[str, ...] = ()
+    fuse_into_gemm: bool = True
+    glue_ops: bool = False
+    call_overhead_ns: float = 0.0
+    batch_overhead_ns: float = 0.0
+    act_cache_gbps: float = 0.0
+    vector_gflops: float = 0.0
+    matmul_gflops: float = 0.0
+    overhead_ns_by_kind: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         _coerce_enum(self, "kind", HostKind)
@@ -366,14 +405,52 @@ class Host:
         for name in ("peak_fp32_gflops", "peak_fp16_gflops", "peak_int8_gops", "tdp_w"):
             _check_float(self, name)
         for name in ("pj_per_flop_fp32", "pj_per_flop_fp16", "pj_per_op_int8", "dram_pj_per_byte",
-                     "kernel_overhead_ns", "mem_gbps", "static_w"):
+                     "kernel_overhead_ns", "mem_gbps", "static_w", "call_overhead_ns", "batch_overhead_ns",
+                     "act_cache_gbps", "vector_gflops", "matmul_gflops"):
             _check_float(self, name, strict=False)
         _check_int(self, "cache_bytes", 0)
+        for name in ("fuse_into_gemm", "glue_ops"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"Host.{name} must be true or false, got {getattr(self, name)!r}")
+        fuse = self.fuse
+        if isinstance(fuse, str) or not isinstance(fuse, (list, tuple)):
+            raise ValueError(f"Host.fuse must be a list of operator kinds ({', '.join(FUSE_KINDS)}), got {fuse!r}")
+        for k in fuse:
+            if k not in FUSE_KINDS:
+                raise ValueError(f"Host.fuse: unknown operator kind {k!r} (known: {', '.join(FUSE_KINDS)})")
+        if len(set(fuse)) != len(fuse):
+            raise ValueError(f"Host.fuse names a kind twice: {list(fuse)!r}")
+        object.__setattr__(self, "fuse", tuple(fuse))
+        by_kind = self.overhead_ns_by_kind
+        pairs = by_kind.items() if isinstance(by_kind, dict) else by_kind
+        try:
+            pairs = tuple((k, v) for k, v in pairs)
+        except (TypeError, ValueError):
+            raise ValueError(f"Host.overhead_ns_by_kind must be a table of kind = ns, got {by_kind!r}") from None
+        for k, v in pairs:
+            if k not in OVERHEAD_KINDS:
+                raise ValueError(f"Host.overhead_ns_by_kind: unknown kernel kind {k!r} (known: {', '.join(OVERHEAD_KINDS)})")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"Host.overhead_ns_by_kind.{k} must be a finite number >= 0, got {v!r}")
+        if len({k for k, _ in pairs}) != len(pairs):
+            raise ValueError(f"Host.overhead_ns_by_kind names a kind twice: {by_kind!r}")
+        object.__setattr__(self, "overhead_ns_by_kind", tuple(sorted((k, float(v)) for k, v in pairs)))
+
+    def overhead_ns(self, kind: str) -> float:
+        """Dispatch cost of one kernel of ``kind``."""
+        for k, v in self.overhead_ns_by_kind:
+            if k == kind:
+                return v
+        return self.kernel_overhead_ns
 
     def peak_flops(self, bytes_per_element: int) -> float:
         """Peak operations per second for elements of that size."""
         g = {4: self.peak_fp32_gflops, 2: self.peak_fp16_gflops, 1: self.peak_int8_gops}
         return g.get(bytes_per_element, self.peak_fp32_gflops) * 1e9
+
+    def vector_flops(self, bytes_per_element: int) -> float:
+        """Operations per second outside GEMMs (element-wise work, reductions, softmax)."""
+        return self.vector_gflops * 1e9 if self.vector_gflops > 0 else self.peak_flops(bytes_per_element)
 
     def pj_per_flop(self, bytes_per_element: int) -> float:
         e = {4: self.pj_per_flop_fp32, 2: self.pj_per_flop_fp16, 1: self.pj_per_op_int8}

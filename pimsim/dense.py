@@ -17,7 +17,7 @@ from .config import _check_int, _coerce_enum
 from .workload import EmbeddingTable, EmbeddingWorkload, Placement
 
 __all__ = ["Gemm", "Elementwise", "Reduction", "Softmax", "Layer", "Workload", "load_workload",
-           "builtin_workloads", "workload_from_dict"]
+           "builtin_workloads", "workload_from_dict", "ELEMENTWISE_KINDS", "GLUE_KINDS", "layer_kind"]
 
 
 def _check_name(obj) -> None:
@@ -79,9 +79,23 @@ class Gemm:
         return self.m * self.n * self.bytes_per_element * self.count
 
 
+#: What an element-wise layer is, so that a host can say which kinds it fuses
+#: (``[host] fuse``): "activation" (ReLU, sigmoid, ...), "layernorm", "add" (a sum of
+#: two tensors, e.g. a residual), "elementwise" (any other arithmetic), and two kinds
+#: that do no arithmetic, the glue between operators in an eager runtime: "copy" (moves
+#: data: concatenation, padding, index gathers) and "call" (moves nothing: a view, a
+#: reshape, an indexing, a module's call). Hosts charge glue only with ``glue_ops``.
+ELEMENTWISE_KINDS = ("elementwise", "activation", "layernorm", "add", "copy", "call")
+GLUE_KINDS = ("copy", "call")
+
+
 @dataclass(frozen=True)
 class Elementwise:
-    """``ops_per_element`` operations on each of ``elements`` outputs, reading ``inputs`` tensors."""
+    """``ops_per_element`` operations on each of ``elements`` outputs, reading ``inputs`` tensors.
+
+    ``kind``: one of :data:`ELEMENTWISE_KINDS`. Glue ("copy", "call") does no
+    arithmetic; a "call" also moves no bytes.
+    """
 
     elements: int
     ops_per_element: int = 1
@@ -89,27 +103,31 @@ class Elementwise:
     bytes_per_element: int = 4
     name: str = ""
     part: str = "dense"
+    kind: str = "elementwise"
 
     op = "elementwise"
 
     def __post_init__(self) -> None:
-        for f in ("elements", "ops_per_element", "inputs", "bytes_per_element"):
+        if self.kind not in ELEMENTWISE_KINDS:
+            raise ValueError(f"Elementwise.kind must be one of {', '.join(ELEMENTWISE_KINDS)}, got {self.kind!r}")
+        for f in ("elements", "inputs", "bytes_per_element"):
             _check_int(self, f)
+        _check_int(self, "ops_per_element", 0 if self.kind in GLUE_KINDS else 1)
         _check_name(self)
 
     @property
     def flops(self) -> int:
-        return self.elements * self.ops_per_element
+        return 0 if self.kind in GLUE_KINDS else self.elements * self.ops_per_element
 
     weight_bytes = 0
 
     @property
     def in_bytes(self) -> int:
-        return self.elements * self.inputs * self.bytes_per_element
+        return 0 if self.kind == "call" else self.elements * self.inputs * self.bytes_per_element
 
     @property
     def out_bytes(self) -> int:
-        return self.elements * self.bytes_per_element
+        return 0 if self.kind == "call" else self.elements * self.bytes_per_element
 
 
 @dataclass(frozen=True)
@@ -184,6 +202,16 @@ class Softmax:
 
 Layer = Gemm | Elementwise | Reduction | Softmax
 _LAYER_TYPES = {cls.op: cls for cls in (Gemm, Elementwise, Reduction, Softmax)}
+
+
+def layer_kind(layer: Layer) -> str:
+    """The kind that host fusion rules read: "gemm" (a weight GEMM), "matmul" (activation
+    x activation), "softmax", "reduction", or an element-wise layer's ``kind``."""
+    if isinstance(layer, Gemm):
+        return "gemm" if layer.weights else "matmul"
+    if isinstance(layer, Elementwise):
+        return layer.kind
+    return layer.op
 
 
 @dataclass(frozen=True)
@@ -313,7 +341,8 @@ def _mlp(sizes: tuple[int, ...], batch: int, part: str, bpe: int = 4) -> list[La
     out: list[Layer] = []
     for i, (k, n) in enumerate(zip(sizes[:-1], sizes[1:])):
         out.append(Gemm(m=batch, n=n, k=k, bytes_per_element=bpe, name=f"{part}.fc{i}", part=part))
-        out.append(Elementwise(elements=batch * n, bytes_per_element=bpe, name=f"{part}.act{i}", part=part))
+        out.append(Elementwise(elements=batch * n, bytes_per_element=bpe, name=f"{part}.act{i}", part=part,
+                               kind="activation"))
     return out
 
 

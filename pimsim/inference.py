@@ -37,7 +37,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .config import Hardware, NmpLevel, Overflow, Place
-from .dense import Elementwise, Gemm, Reduction, Workload, load_workload
+from .dense import GLUE_KINDS, Elementwise, Gemm, Reduction, Workload, layer_kind, load_workload
 from .embedding import Report, simulate
 from .energy import ActionCounts, EnergyTable, energy_breakdown_pj
 from .presets import load_hardware
@@ -128,24 +128,79 @@ class _Tally:
             self.by_action[k] = self.by_action.get(k, 0.0) + float(v)
 
 
-def _host_layer(layer, hw: Hardware, weight_miss: float) -> tuple[float, dict, float]:
+def _host_layer(layer, hw: Hardware, weight_miss: float, *, dispatch: bool = True, skip_in_bytes: int = 0,
+                skip_out: bool = False, kernel: str | None = None) -> tuple[float, dict, float]:
     """Roofline time (s), energy by action (pJ) and DRAM bytes of one layer on the host.
 
     ``weight_miss``: the fraction of the host's weights that do not fit its cache.
     Activations spill to DRAM only by what exceeds the cache, so costs grow smoothly
-    with tensor size rather than jumping when a tensor stops fitting.
+    with tensor size rather than jumping when a tensor stops fitting. A layer fused
+    into the kernel before it pays no dispatch (``dispatch=False``) and does not read
+    that kernel's output from memory (``skip_in_bytes``); a layer whose output the
+    next fused layer consumes in the same kernel does not write it (``skip_out``).
+    ``kernel``: the kind whose dispatch cost it pays (default: its own kind).
     """
     host = hw.host
     bpe = layer.bytes_per_element
-    act_bytes = layer.in_bytes + layer.out_bytes
+    act_bytes = layer.in_bytes - skip_in_bytes + (0 if skip_out else layer.out_bytes)
     dram_bytes = max(0, act_bytes - host.cache_bytes) + layer.weight_bytes * weight_miss
     bw = _host_bandwidth(hw)
-    compute_s = layer.flops / host.peak_flops(bpe)
+    if not isinstance(layer, Gemm):
+        rate = host.vector_flops(bpe)
+    elif not layer.weights and host.matmul_gflops > 0:
+        rate = host.matmul_gflops * 1e9
+    else:
+        rate = host.peak_flops(bpe)
+    compute_s = layer.flops / rate
     mem_s = dram_bytes / bw
-    time_s = host.kernel_overhead_ns * 1e-9 + max(compute_s, mem_s)
+    if host.act_cache_gbps > 0:
+        # every byte the layer touches passes through the cache, even one that stays there
+        mem_s = max(mem_s, (act_bytes + layer.weight_bytes) / (host.act_cache_gbps * 1e9))
+    overhead_ns = 0.0
+    if dispatch:
+        kind = kernel or layer_kind(layer)
+        overhead_ns = host.call_overhead_ns if kind == "call" else host.overhead_ns(kind)
+    time_s = overhead_ns * 1e-9 + max(compute_s, mem_s)
     actions = {"host_compute": layer.flops * host.pj_per_flop(bpe), "host_dram": dram_bytes * host.dram_pj_per_byte,
                "host_static": host.static_w * time_s * 1e12}
     return time_s, actions, dram_bytes
+
+
+def _joins(prev: str, kind: str, host) -> bool:
+    """Whether a host layer of ``kind`` runs in the kernel of the host layer of kind ``prev`` before it."""
+    if "attention" in host.fuse and (prev, kind) in (("matmul", "softmax"), ("softmax", "matmul")):
+        return True
+    if kind not in host.fuse:
+        return False
+    return host.fuse_into_gemm or prev not in ("gemm", "matmul")
+
+
+def _fusion(layers, places, host) -> tuple[list[bool], list[int], list[bool], list[str | None]]:
+    """Per layer: joins the kernel before it, input bytes it need not read, output it
+    need not write, and the kind of kernel it starts when that is not its own kind
+    (an attention product that a softmax joins starts an "attention" kernel).
+
+    Only layers on the host fuse, and only with the host compute layer just before
+    them; glue layers (copies, calls) neither fuse nor break a chain.
+    """
+    n = len(layers)
+    joined, skip_in, skip_out, kernel = [False] * n, [0] * n, [False] * n, [None] * n
+    if not host.fuse:
+        return joined, skip_in, skip_out, kernel
+    prev = None
+    for i, layer in enumerate(layers):
+        kind = layer_kind(layer)
+        if kind in GLUE_KINDS:
+            continue
+        if (places[i] is Place.HOST and prev is not None and places[prev] is Place.HOST
+                and _joins(layer_kind(layers[prev]), kind, host)):
+            joined[i] = True
+            skip_in[i] = min(layer.in_bytes, layers[prev].out_bytes)
+            skip_out[prev] = True
+            if kind == "softmax" and "attention" in host.fuse and layer_kind(layers[prev]) == "matmul":
+                kernel[prev] = "attention"
+        prev = i
+    return joined, skip_in, skip_out, kernel
 
 
 def _host_bandwidth(hw: Hardware) -> float:
@@ -329,9 +384,11 @@ def query(workload: Workload | str, hardware: Hardware | str, *, seed: int | Non
                                 rounds * xb.rows * xb.write_ns * 1e-9, 0.0), {"xbar_write": cells * xb.write_pj_per_cell})
         else:
             replicas = max(1, available // needed)
+    # glue between operators costs only on hosts that dispatch it; elsewhere it is not there
+    layers = [l for l in w.dense if hw.host.glue_ops or layer_kind(l) not in GLUE_KINDS]
+    places = []
     prev = Place.HOST
-    for i, layer in enumerate(w.dense):
-        name = layer.name or f"{layer.op}{i}"
+    for layer in layers:
         if isinstance(layer, Gemm) and layer.weights:
             place = hw.mapping.gemm
         elif hw.mapping.other == "follow" and _runs_on(prev, layer):
@@ -341,15 +398,26 @@ def query(workload: Workload | str, hardware: Hardware | str, *, seed: int | Non
         fallback = False
         if not _runs_on(place, layer):
             place, fallback = Place.HOST, True
+        places.append((place, fallback))
+        prev = place
+    joined, skip_in, skip_out, kernel = _fusion(layers, [p for p, _ in places], hw.host)
+    if hw.host.batch_overhead_ns > 0 and layers:
+        entry_s = hw.host.batch_overhead_ns * 1e-9
+        tally.add(LayerCost("host.entry", "runtime", "runtime", "host", "host", entry_s, 0.0),
+                  {"host_static": hw.host.static_w * entry_s * 1e12})
+    prev = Place.HOST
+    for i, (layer, (place, fallback)) in enumerate(zip(layers, places)):
+        name = layer.name or f"{layer.op}{i}"
         # what moves is at most what the producer wrote and at most what this layer reads
-        moved = layer.in_bytes if i == 0 else min(layer.in_bytes, w.dense[i - 1].out_bytes)
+        moved = layer.in_bytes if i == 0 else min(layer.in_bytes, layers[i - 1].out_bytes)
         if place is Place.NMP and isinstance(layer, Gemm):
             # the units need the whole input vector: it comes from the host
             _move(tally, hw, moved, prev, Place.HOST, f"{name}.in")
         elif place is not prev:
             _move(tally, hw, moved, prev, place, f"{name}.in")
         if place is Place.HOST:
-            time_s, actions, _ = _host_layer(layer, hw, weight_miss)
+            time_s, actions, _ = _host_layer(layer, hw, weight_miss, dispatch=not joined[i],
+                                             skip_in_bytes=skip_in[i], skip_out=skip_out[i], kernel=kernel[i])
         elif place is Place.NMP:
             time_s, actions = (_nmp_gemm(layer, hw)[:2] if isinstance(layer, Gemm)
                                else _nmp_elementwise(layer, hw))
@@ -360,8 +428,8 @@ def query(workload: Workload | str, hardware: Hardware | str, *, seed: int | Non
         tally.add(LayerCost(name, layer.part, layer.op, place.value, resource, time_s, 0.0, layer.flops, fallback),
                   actions)
         prev = place
-    if prev is not Place.HOST and w.dense:
-        _move(tally, hw, w.dense[-1].out_bytes, prev, Place.HOST, "output")
+    if prev is not Place.HOST and layers:
+        _move(tally, hw, layers[-1].out_bytes, prev, Place.HOST, "output")
     if xb_layers:
         # the rest of every tile holding weights (buffers, routers, digital units) draws
         # its power while the crossbar is busy; idle tiles are assumed power-gated

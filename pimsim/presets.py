@@ -1,6 +1,9 @@
 """Load hardware from the TOML presets shipped in ``pimsim/presets`` or a user's file.
 
-A file may say ``base = "<preset>"`` and override only some keys.
+A file may say ``base = "<preset>"`` and override only some keys. A ``[calibration]``
+table (how and when a calibrated file's numbers were measured, written by
+``cosearch calibrate``) is a record for people: it must be a table and is otherwise
+not read.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ __all__ = ["list_presets", "load_hardware", "hardware_from_dict", "with_override
 _SECTIONS = {"org": DramOrg, "timing": DramTiming, "power": DramPower,
              "controller": Controller, "nmp": NearMemoryUnit, "host": Host, "crossbar": Crossbar,
              "mapping": Mapping}
-_TOP_KEYS = {"name", "description", "base"} | set(_SECTIONS)
+_TOP_KEYS = {"name", "description", "base", "calibration"} | set(_SECTIONS)
 _MAX_BASE_DEPTH = 8
 
 
@@ -81,6 +84,8 @@ def _resolve(source: str, depth: int = 0) -> tuple[dict, str]:
 
 def hardware_from_dict(data: dict, label: str = "hardware") -> Hardware:
     """Build a :class:`Hardware` from a plain dict shaped like the TOML presets."""
+    if "calibration" in data and not isinstance(data["calibration"], dict):
+        raise ValueError(f"{label}: [calibration] must be a table, got {data['calibration']!r}")
     kwargs = {}
     for section, cls in _SECTIONS.items():
         if section not in data:

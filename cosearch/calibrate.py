@@ -1,0 +1,608 @@
+"""Measure the CPU this runs on for pimsim's host model (``cosearch calibrate``).
+
+pimsim never imports torch (DESIGN.md), so the measuring lives here and pimsim only
+reads the result: a hardware TOML file, a ``base`` preset with its ``[host]`` section
+replaced by measured numbers, and a ``[calibration]`` table saying how and when each
+number was measured (the loader keeps it as a record and does not read it).
+
+What is measured, each as the median of repeats within about ``sample_s`` seconds:
+
+- GEMM throughput of ``torch.mm`` on square matrices, fp32, bf16 (when torch runs it
+  on this CPU) and int8 (``torch._int_mm``, when available), at the thread count;
+- memory bandwidth of a stream-like kernel (``torch.add(b, c, out=a)``, three arrays
+  of 4x the last-level cache each) and the same kernel on arrays that fit the cache;
+- the last-level cache size, from ``/sys/devices/system/cpu/cpu0/cache``;
+- the dispatch cost of one operator of each kernel kind on tiny tensors in eager
+  PyTorch, and of one kernel-less call (a view, a weight slice, a module call);
+- for the compiled runtime, the same graph compiled with ``torch.compile`` (inductor)
+  or, where that does not work, TorchScript (trace, freeze, optimise for inference):
+  the cost per kernel and per graph entry from chains of 4 and 16 products, and how
+  many kernels LayerNorm, ReLU and a residual add after a product take (0: fused into
+  the product, 1: one kernel of their own, 3: none fused), which sets ``fuse``.
+
+Energy figures are the base preset's: this command measures time only.
+"""
+from __future__ import annotations
+
+import datetime
+import math
+import os
+import platform
+import shutil
+import socket
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["CalibrationSettings", "Calibration", "calibrate", "calibration_toml", "write_calibration",
+           "compile_model", "llc_bytes", "RUNTIMES", "BACKENDS", "DEFAULT_BASE", "ALL_FUSED"]
+
+RUNTIMES = ("eager", "compiled")
+BACKENDS = ("auto", "inductor", "torchscript")
+#: The preset whose DRAM, mapping and energy figures a calibrated file keeps: pimsim
+#: query's default, everything on the host.
+DEFAULT_BASE = "cpu-server"
+#: Operator kinds a compiled runtime that fuses element-wise work fuses (pimsim FUSE_KINDS).
+ALL_FUSED = ("activation", "layernorm", "add", "elementwise", "reduction", "softmax", "attention")
+_CACHE_DIR = Path("/sys/devices/system/cpu/cpu0/cache")
+# Chains that time a compiled graph: products of [_ROWS, _DIM] x [_DIM, _DIM], small enough
+# that each kernel's work is far below its dispatch cost.
+_ROWS, _DIM = 8, 32
+_SHORT, _LONG = 4, 16
+
+
+@dataclass(frozen=True)
+class CalibrationSettings:
+    """What to measure: ``threads`` torch threads, the ``runtime`` (eager or compiled),
+    the ``base`` preset (name or file) whose host is replaced, the compiled ``backend``
+    (auto: inductor where it works, else TorchScript) and the seconds per measurement."""
+
+    threads: int
+    runtime: str = "eager"
+    base: str = DEFAULT_BASE
+    backend: str = "auto"
+    sample_s: float = 0.25
+
+    def __post_init__(self):
+        cpus = _cpus()
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or not 1 <= self.threads <= cpus:
+            raise ValueError(f"threads must be an integer from 1 to this machine's {cpus} CPUs, got {self.threads!r}")
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if not isinstance(self.sample_s, (int, float)) or not 0.01 <= self.sample_s <= 10:
+            raise ValueError(f"sample_s must be a number of seconds from 0.01 to 10, got {self.sample_s!r}")
+        if not isinstance(self.base, str) or not self.base:
+            raise ValueError(f"base must be a preset name or hardware file, got {self.base!r}")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A measured host: ``host`` holds every ``[host]`` key of pimsim's ``Host``;
+    ``methods`` says how each measured one was obtained; ``raw`` keeps the other
+    numbers read on the way (per-kind timings, GEMM size, the compile's kernel counts)."""
+
+    settings: CalibrationSettings
+    host: dict
+    methods: dict
+    raw: dict
+    machine: str
+    torch_version: str
+    when: str
+    seconds: float
+    backend: str  # "eager", "inductor" or "torchscript"
+    notes: tuple[str, ...] = field(default=())
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _size_bytes(text: str) -> int:
+    text = text.strip().upper()
+    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+    return int(text.rstrip("KMG")) * scale
+
+
+def llc_bytes(cache_dir: Path = _CACHE_DIR) -> tuple[int, str] | None:
+    """(bytes, where it was read) of the highest-level data or unified cache of cpu0,
+    from the OS; None where the OS does not say."""
+    best = None
+    try:
+        entries = sorted(cache_dir.glob("index*"))
+    except OSError:
+        return None
+    for d in entries:
+        try:
+            level = int((d / "level").read_text().strip())
+            kind = (d / "type").read_text().strip()
+            size = _size_bytes((d / "size").read_text())
+            shared = (d / "shared_cpu_list").read_text().strip() if (d / "shared_cpu_list").exists() else "?"
+        except (OSError, ValueError):
+            continue
+        if kind in ("Data", "Unified") and (best is None or level > best[0]):
+            best = (level, size, f"{d}/size: level {level} {kind}, {size} bytes, shared by CPUs {shared}")
+    return None if best is None else (best[1], best[2])
+
+
+def _per_call_s(fn: Callable[[], object], sample_s: float, inner: int = 1, min_samples: int = 5) -> float:
+    """Median seconds of one call of ``fn`` over samples of ``inner`` calls, taken for
+    about ``sample_s`` seconds (at least ``min_samples`` samples)."""
+    fn()  # first call: allocations, lazy initialisation
+    samples = []
+    end = time.perf_counter() + sample_s
+    while len(samples) < min_samples or time.perf_counter() < end:
+        t = time.perf_counter_ns()
+        for _ in range(inner):
+            fn()
+        samples.append((time.perf_counter_ns() - t) / inner * 1e-9)
+    return statistics.median(samples)
+
+
+def _inner_for(fn: Callable[[], object], target_s: float = 2e-3) -> int:
+    """Calls per sample so that one sample takes about ``target_s`` (timer resolution)."""
+    t = time.perf_counter()
+    fn()
+    one = max(time.perf_counter() - t, 1e-7)
+    return max(1, min(100_000, int(target_s / one)))
+
+
+def _gemm_rate(dtype: torch.dtype, sample_s: float) -> tuple[float, int]:
+    """(GFLOP/s, n) of ``torch.mm`` on n x n matrices: n doubles from 256 until one
+    product takes 20 ms or n reaches 2048, so the timing is of the arithmetic."""
+    n = 256
+    while True:
+        a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+        t = _per_call_s(lambda: torch.mm(a, b), sample_s / 4, min_samples=2)
+        if t >= 0.02 or n >= 2048:
+            break
+        n *= 2
+    t = _per_call_s(lambda: torch.mm(a, b), sample_s, min_samples=3)
+    return 2 * n ** 3 / t / 1e9, n
+
+
+def _int8_rate(sample_s: float) -> float | None:
+    """GOP/s of ``torch._int_mm`` (int8 x int8 -> int32), or None where it is missing."""
+    if not hasattr(torch, "_int_mm"):
+        return None
+    n = 512
+    try:
+        a = torch.randint(-100, 100, (n, n), dtype=torch.int8)
+        t = _per_call_s(lambda: torch._int_mm(a, a), sample_s, min_samples=3)
+    except (RuntimeError, NotImplementedError):
+        return None
+    return 2 * n ** 3 / t / 1e9
+
+
+def _stream_gbps(array_bytes: int, sample_s: float) -> float:
+    """GB/s of ``a = b + c`` on float32 arrays of ``array_bytes`` each: three arrays
+    cross the memory per pass (write-allocate traffic not counted, as STREAM does)."""
+    n = max(1024, array_bytes // 4)
+    a, b, c = torch.empty(n), torch.rand(n), torch.rand(n)
+    t = _per_call_s(lambda: torch.add(b, c, out=a), sample_s, inner=_inner_for(lambda: torch.add(b, c, out=a)))
+    return 3 * n * 4 / t / 1e9
+
+
+def _eager_dispatch(sample_s: float) -> tuple[dict, dict]:
+    """(ns per kernel by kind, ns per kernel-less call by kind) of eager PyTorch on tiny tensors."""
+    x, y = torch.randn(4, 16), torch.randn(4, 16)
+    w, b = torch.randn(16, 16), torch.randn(16)
+    lnw, lnb = torch.ones(16), torch.zeros(16)
+    a3, b3 = torch.randn(4, 4, 2), torch.randn(4, 2, 4)
+    q = torch.randn(1, 2, 4, 2)
+    ident = nn.Identity()
+    kernels = {
+        "activation": lambda: torch.relu(x),
+        "add": lambda: x + y,
+        "elementwise": lambda: x * y,
+        "layernorm": lambda: F.layer_norm(x, (16,), lnw, lnb),
+        "gemm": lambda: F.linear(x, w, b),
+        "matmul": lambda: torch.bmm(a3, b3),
+        "attention": lambda: F.scaled_dot_product_attention(q, q, q),
+        "softmax": lambda: torch.softmax(x, -1),
+        "reduction": lambda: x.sum(1),
+        "copy": lambda: torch.cat([x, y], 1),
+    }
+    calls = {"view": lambda: x.transpose(0, 1), "slice": lambda: w[:8, :16], "module": lambda: ident(x)}
+    share = sample_s / 2
+    k = {name: _per_call_s(fn, share, inner=_inner_for(fn)) * 1e9 for name, fn in kernels.items()}
+    c = {name: _per_call_s(fn, share, inner=_inner_for(fn)) * 1e9 for name, fn in calls.items()}
+    return k, c
+
+
+def _vector_gflops(cache_bytes: int, layernorm_ns: float, sample_s: float) -> tuple[float, float]:
+    """(GFLOP/s, tensor elements) of ``F.layer_norm`` on a tensor that fits the cache,
+    counting pimsim's 5 operations per element, its dispatch cost taken off."""
+    cols = 1024
+    rows = max(8, min(1024, cache_bytes // 16 // (cols * 4)))
+    x = torch.randn(rows, cols)
+    wt, bs = torch.ones(cols), torch.zeros(cols)
+    t = _per_call_s(lambda: F.layer_norm(x, (cols,), wt, bs), sample_s)
+    busy = max(t - layernorm_ns * 1e-9, t * 0.05)
+    return 5 * x.numel() / busy / 1e9, float(x.numel())
+
+
+# Attention of a recommender: a batch of 256 samples, 2 heads over 40 tokens of 16
+# dimensions (AutoInt's shape on Criteo-like data, where 39 fields become tokens).
+_ATTENTION = (256, 2, 40, 16)
+
+
+def _matmul_gflops(vector_gflops: float, attention_ns: float, sample_s: float) -> tuple[float, float]:
+    """(GFLOP/s of the two products, GFLOP/s of ``torch.bmm``) for products of two
+    activations: ``scaled_dot_product_attention`` at a recommender's shape with the
+    time pimsim gives its softmax (5 operations per score at ``vector_gflops``) and its
+    dispatch taken off, and plain batched products of the pairwise-dot shape, for the record."""
+    b, h, t, d = _ATTENTION
+    q = torch.randn(b, h, t, d)
+    took = _per_call_s(lambda: F.scaled_dot_product_attention(q, q, q), sample_s)
+    softmax_s = 5 * b * h * t * t / (vector_gflops * 1e9)
+    busy = max(took - softmax_s - attention_ns * 1e-9, took * 0.1)
+    x = torch.randn(b, t, d)
+    xt = x.transpose(1, 2)
+    bmm = _per_call_s(lambda: torch.bmm(x, xt), sample_s)
+    return 4 * b * h * t * t * d / busy / 1e9, 2 * b * t * t * d / bmm / 1e9
+
+
+class _Chain(nn.Module):
+    """``n`` products x @ W_i; with ``blocks``, each followed by LayerNorm, ReLU and a
+    residual add (x = relu(ln(x @ W_i)) + x), the FC pattern of NASRec and of MLPs."""
+
+    def __init__(self, n: int, blocks: bool):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.weights = nn.ParameterList(nn.Parameter(torch.randn(_DIM, _DIM, generator=g) / _DIM ** 0.5,
+                                                     requires_grad=False) for _ in range(n))
+        self.blocks = blocks
+        self.ln = nn.LayerNorm(_DIM)
+
+    def forward(self, x):
+        for w in self.weights:
+            y = torch.mm(x, w)
+            x = torch.relu(self.ln(y)) + x if self.blocks else y
+        return x
+
+
+def _inductor_ready() -> str | None:
+    """None when torch.compile's CPU backend can build here, else why not."""
+    try:
+        import torch._inductor  # noqa: F401
+    except Exception as e:  # any import failure means no inductor  # noqa: BLE001
+        return f"torch._inductor does not import ({type(e).__name__})"
+    cxx = os.environ.get("CXX")
+    if not (cxx and shutil.which(cxx)) and not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
+        return "no C++ compiler on PATH (g++, c++, clang++ or $CXX)"
+    return None
+
+
+def compile_model(model: nn.Module, example: tuple, backend: str) -> Callable:
+    """``model`` compiled for inference on ``example`` inputs by ``backend``
+    ("inductor": ``torch.compile``, static shapes; "torchscript": traced, frozen and
+    optimised for inference). The first call of an inductor model compiles it."""
+    model.eval()
+    if backend == "inductor":
+        return torch.compile(model, dynamic=False)
+    if backend == "torchscript":
+        import warnings
+        # TorchScript is deprecated in favour of torch.compile; it is the fallback where that cannot build
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            traced = torch.jit.trace(model, example, check_trace=False)
+            frozen = torch.jit.freeze(traced)
+            try:
+                return torch.jit.optimize_for_inference(frozen)
+            except RuntimeError:  # some graphs refuse the extra passes; the frozen graph still runs
+                return frozen
+    raise ValueError(f"backend must be inductor or torchscript, got {backend!r}")
+
+
+_GEMM_OPS = ("mm", "addmm", "bmm", "baddbmm", "linear", "matmul")
+_VIEW_NAMES = ("view", "reshape", "t", "transpose", "permute", "unsqueeze", "squeeze", "expand", "slice", "select",
+               "alias", "detach", "flatten", "contiguous", "size", "dim", "numel")
+
+
+def _count_kernels(backend: str, fn, x) -> tuple[int, int, object]:
+    """(GEMM kernels, other kernels, output) of one call of a compiled graph, read from
+    what the compiler made: inductor's generated ``call`` (extern kernels, fused C++
+    kernels, aten fallbacks), TorchScript's frozen graph (aten and MKLDNN nodes)."""
+    import re
+    if backend == "inductor":
+        from torch._inductor.utils import run_and_get_code
+        out, codes = run_and_get_code(fn, x)
+        gemm = other = 0
+        for code in codes:
+            lines = code.splitlines()
+            starts = [i for i, l in enumerate(lines) if l.strip().startswith("def call(")]
+            for start in starts:
+                indent = len(lines[start]) - len(lines[start].lstrip())
+                for line in lines[start + 1:]:
+                    text = line.strip()
+                    if text and len(line) - len(line.lstrip()) <= indent:
+                        break
+                    m = re.match(r"(extern_kernels|aten|torch\.ops\.aten)\.(\w+)\(|(cpp_fused_\w+|kernel_\w+)\(", text)
+                    if not m:
+                        continue
+                    op = m.group(2) or ""
+                    if op in _GEMM_OPS:
+                        gemm += 1
+                    elif op not in _VIEW_NAMES and not op.startswith("_reinterpret"):
+                        other += 1
+        return gemm, other, out
+    out = fn(x)
+    gemm = other = 0
+    for node in fn.graph.nodes():
+        kind = node.kind()
+        ns, _, op = kind.partition("::")
+        if ns == "aten" and op in _GEMM_OPS:
+            gemm += 1
+        elif (ns == "aten" and op not in _VIEW_NAMES) or (ns == "prim" and re.search(r"mkldnn|Fusion|TensorExpr|Static",
+                                                                                    op, re.I)):
+            other += 1
+    return gemm, other, out
+
+
+def _time_compiled(n: int, blocks: bool, backend: str, sample_s: float) -> tuple[float, int, int]:
+    """(seconds per call, GEMM kernels, other kernels) of a compiled chain of ``n`` products."""
+    model = _Chain(n, blocks)
+    x = torch.randn(_ROWS, _DIM)
+    fn = compile_model(model, (x,), backend)
+    with torch.inference_mode():
+        gemm, other, _ = _count_kernels(backend, fn, x)  # the first call compiles
+        for _ in range(3):
+            fn(x)
+        return _per_call_s(lambda: fn(x), sample_s, inner=_inner_for(lambda: fn(x))), gemm, other
+
+
+def _compiled(backend: str, sample_s: float, notes: list) -> tuple[str, dict]:
+    """(backend used, timings and kernel counts) of chains of products compiled by ``backend``."""
+    order = ["inductor", "torchscript"] if backend == "auto" else [backend]
+    for name in order:
+        if name == "inductor":
+            why = _inductor_ready()
+            if why is not None:
+                if backend == "inductor":
+                    raise ValueError(f"--backend inductor: {why}")
+                notes.append(f"torch.compile not used: {why}")
+                continue
+        try:
+            if name == "inductor":
+                import torch._dynamo
+                torch._dynamo.reset()  # each chain compiles afresh, so its code can be read
+            short = _time_compiled(_SHORT, False, name, sample_s)
+            long = _time_compiled(_LONG, False, name, sample_s)
+            blocks = _time_compiled(_LONG, True, name, sample_s)
+        except Exception as e:  # a compiler failing in any way means trying the next one  # noqa: BLE001
+            msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+            if name == order[-1]:
+                raise ValueError(f"compiling a test graph with {name} failed: {type(e).__name__}: {msg}") from None
+            notes.append(f"{name} failed on a test graph ({type(e).__name__}: {msg}); fell back")
+            continue
+        return name, {"short_s": short[0], "long_s": long[0], "blocks_s": blocks[0],
+                      "long_gemm_kernels": long[1], "long_other_kernels": long[2],
+                      "blocks_gemm_kernels": blocks[1], "blocks_other_kernels": blocks[2]}
+    raise ValueError("no compiled backend works on this machine")
+
+
+def calibrate(settings: CalibrationSettings, on_stage: Callable[[str], None] | None = None) -> Calibration:
+    """Measure this machine for ``settings``; the base preset must have a ``[host]``."""
+    import pimsim
+    stage = on_stage or (lambda s: None)
+    base = pimsim.load_hardware(settings.base)
+    if base.host is None:
+        raise ValueError(f"base {settings.base!r} has no [host] section to replace")
+    t_start = time.perf_counter()
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(settings.threads)
+    s = settings.sample_s
+    methods, raw, notes = {}, {}, []
+    th = f"{settings.threads} thread{'s' if settings.threads > 1 else ''}"
+    try:
+        with torch.inference_mode():
+            stage("cache size")
+            found = llc_bytes()
+            if found is None:
+                cache = base.host.cache_bytes
+                methods["cache_bytes"] = f"not found under {_CACHE_DIR}: the base preset's"
+            else:
+                cache, where = found
+                methods["cache_bytes"] = f"from the OS: {where}"
+            stage("GEMM throughput")
+            fp32, n32 = _gemm_rate(torch.float32, s)
+            methods["peak_fp32_gflops"] = f"torch.mm {n32}x{n32} fp32, {th}, median"
+            try:
+                bf16, n16 = _gemm_rate(torch.bfloat16, s)
+                methods["peak_fp16_gflops"] = f"torch.mm {n16}x{n16} bf16, {th}, median"
+            except (RuntimeError, NotImplementedError) as e:
+                bf16 = fp32
+                methods["peak_fp16_gflops"] = f"not measured (bf16 mm failed: {type(e).__name__}): fp32's"
+            int8 = _int8_rate(s)
+            if int8 is None:
+                int8 = fp32
+                methods["peak_int8_gops"] = "not measured (no torch._int_mm on this CPU): fp32's"
+            else:
+                methods["peak_int8_gops"] = f"torch._int_mm 512x512 int8, {th}, median"
+            stage("memory bandwidth")
+            dram_array = min(256 << 20, max(64 << 20, 4 * cache))
+            mem = _stream_gbps(dram_array, s)
+            methods["mem_gbps"] = f"a = b + c on float32 arrays of {dram_array >> 20} MiB each (3 arrays), {th}, median"
+            cache_array = max(64 << 10, cache // 8)
+            in_cache = _stream_gbps(cache_array, s)
+            methods["act_cache_gbps"] = (f"a = b + c on float32 arrays of {cache_array >> 10} KiB each "
+                                         f"(3/8 of the cache), {th}, median")
+            methods["cache_gbps"] = "as act_cache_gbps"
+            stage("eager dispatch")
+            kernels, calls = _eager_dispatch(s)
+            raw["eager_kernel_ns"] = kernels
+            raw["eager_call_ns"] = calls
+            vec, vec_elems = _vector_gflops(cache, kernels["layernorm"], s)
+            methods["vector_gflops"] = (f"F.layer_norm on {int(vec_elems)} float32 elements in the cache, "
+                                        f"5 operations per element, its dispatch cost taken off, {th}")
+            raw["vector_layernorm_elements"] = int(vec_elems)
+            matmul, bmm = _matmul_gflops(vec, kernels["attention"], s)
+            methods["matmul_gflops"] = (f"scaled_dot_product_attention on {'x'.join(map(str, _ATTENTION))} "
+                                        f"(batch, heads, tokens, dims), its two products, with pimsim's softmax "
+                                        f"time and its dispatch taken off, {th}")
+            raw["bmm_gflops"] = bmm
+            host = {
+                "kind": "cpu",
+                "peak_fp32_gflops": fp32, "peak_fp16_gflops": bf16, "peak_int8_gops": int8,
+                "cache_bytes": int(cache), "mem_gbps": mem, "cache_gbps": in_cache, "act_cache_gbps": in_cache,
+                "vector_gflops": vec, "matmul_gflops": matmul,
+            }
+            if settings.runtime == "eager":
+                backend = "eager"
+                host.update({
+                    "kernel_overhead_ns": kernels["activation"],
+                    "overhead_ns_by_kind": {k: v for k, v in kernels.items() if k != "activation"},
+                    "call_overhead_ns": statistics.fmean(calls.values()),
+                    "glue_ops": True, "batch_overhead_ns": 0.0,
+                    # eager runs one kernel per operator; scaled_dot_product_attention is one
+                    "fuse": ["attention"], "fuse_into_gemm": False,
+                })
+                methods["kernel_overhead_ns"] = f"torch.relu on 4x16 float32, eager, {th}, median per call"
+                methods["overhead_ns_by_kind"] = ("per kernel kind, one call on tiny tensors: F.linear, torch.bmm, "
+                                                  "scaled_dot_product_attention, softmax, sum, layer_norm, x + y, "
+                                                  "x * y, torch.cat; eager, median per call")
+                methods["call_overhead_ns"] = "mean of a transpose, a weight slice and an nn.Identity call, eager"
+                methods["fuse"] = "eager PyTorch fuses nothing; attention is one scaled_dot_product_attention call"
+            else:
+                stage("compiled graphs")
+                backend, t = _compiled(settings.backend, s, notes)
+                raw.update({f"compiled_{k}": v for k, v in t.items()})
+                per_gemm = max((t["long_s"] - t["short_s"]) / (_LONG - _SHORT), 1e-9)
+                entry = max(t["short_s"] - _SHORT * per_gemm, 0.0)
+                # kernels that LayerNorm, ReLU and the residual add took per product, as compiled
+                extra = (t["blocks_other_kernels"] - t["long_other_kernels"]) / _LONG
+                spent = t["blocks_s"] - t["long_s"]
+                per_small = spent / (_LONG * extra) if extra > 0 and spent > 0 else per_gemm
+                if extra <= 0:
+                    fuse, into_gemm, how = list(ALL_FUSED), True, "fused into the product"
+                elif extra <= 1:
+                    fuse, into_gemm, how = list(ALL_FUSED), False, "one kernel of their own"
+                else:
+                    fuse, into_gemm, how = ["attention"], False, "not fused"
+                script = backend == "torchscript"
+                host.update({
+                    "kernel_overhead_ns": per_small * 1e9,
+                    "overhead_ns_by_kind": {"gemm": per_gemm * 1e9, "matmul": per_gemm * 1e9},
+                    "call_overhead_ns": 0.0, "glue_ops": script, "batch_overhead_ns": entry * 1e9,
+                    "fuse": fuse, "fuse_into_gemm": into_gemm,
+                })
+                chain = f"chains of {_SHORT} and {_LONG} products [{_ROWS}x{_DIM}]x[{_DIM}x{_DIM}] compiled by {backend}"
+                methods["overhead_ns_by_kind"] = f"gemm, matmul: slope of {chain}, {th}"
+                methods["batch_overhead_ns"] = f"intercept of {chain}"
+                methods["kernel_overhead_ns"] = (f"time LayerNorm + ReLU + residual add added to each of {_LONG} products, "
+                                                 f"per kernel they compiled to ({extra:g})" if per_small != per_gemm
+                                                 else "as a product's (no kernel of their own to time)")
+                methods["fuse"] = (f"kernels in the compiled graph: LayerNorm + ReLU + residual add after a "
+                                   f"product took {extra:g} kernels of their own: {how}")
+                methods["call_overhead_ns"] = "0: module calls are inlined and views run no kernel in a compiled graph"
+                methods["glue_ops"] = ("true: TorchScript runs each copy (cat, pad, gather) as a kernel" if script
+                                       else "false: inductor plans copies into its kernels and buffers")
+    finally:
+        torch.set_num_threads(previous_threads)
+    for key in ("pj_per_flop_fp32", "pj_per_flop_fp16", "pj_per_op_int8", "dram_pj_per_byte", "tdp_w",
+                "static_w", "cache_pj_per_byte"):
+        host[key] = getattr(base.host, key)
+        methods.setdefault(key, f"not measured: the base preset's ({settings.base})")
+    if Path(settings.base).is_file():  # the file's base must resolve from wherever it is read
+        settings = replace(settings, base=str(Path(settings.base).resolve()))
+    return Calibration(settings=settings, host=host, methods=methods, raw=raw,
+                       machine=f"{socket.gethostname()}: {_cpu_model()}, {_cpus()} CPUs",
+                       torch_version=torch.__version__,
+                       when=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                       seconds=time.perf_counter() - t_start, backend=backend, notes=tuple(notes))
+
+
+# --- TOML ----------------------------------------------------------------------
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            raise ValueError(f"cannot write a non-finite number ({v!r}) to a hardware file")
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
+    raise ValueError(f"cannot write {type(v).__name__} {v!r} to a hardware file")
+
+
+def _toml_key(k: str) -> str:
+    return k if k.replace("_", "").replace("-", "").isalnum() else _toml_value(k)
+
+
+def calibration_toml(cal: Calibration) -> str:
+    """The hardware file of ``cal``: ``base`` plus the measured ``[host]`` and the record."""
+    st = cal.settings
+    name = f"calibrated-{st.runtime}-{st.threads}t"
+    desc = (f"{cal.machine}; {cal.backend} PyTorch {cal.torch_version}, {st.threads} threads, measured {cal.when}; "
+            f"DRAM, mapping and energy from {st.base}")
+    lines = [
+        f"# Host calibration written by `cosearch calibrate` on {cal.when}.",
+        f"# Every [host] number was measured on this machine except those [calibration.method]",
+        f"# marks as the base preset's. Re-run the command to measure again.",
+        f"name = {_toml_value(name)}",
+        f"description = {_toml_value(desc)}",
+        f"base = {_toml_value(st.base)}",
+        "",
+        "[host]",
+    ]
+    for k, v in cal.host.items():
+        lines.append(f"{k} = {_toml_value(v)}")
+    meta = {"tool": "cosearch calibrate", "when": cal.when, "machine": cal.machine, "torch": cal.torch_version,
+            "threads": st.threads, "runtime": st.runtime, "backend": cal.backend, "base": st.base,
+            "seconds": round(cal.seconds, 3), "sample_s": float(st.sample_s), "notes": list(cal.notes)}
+    lines += ["", "[calibration]"] + [f"{k} = {_toml_value(v)}" for k, v in meta.items()]
+    lines += ["", "[calibration.method]"] + [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in cal.methods.items()]
+    lines += ["", "[calibration.raw]"] + [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in cal.raw.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_calibration(cal: Calibration, path) -> Path:
+    """Write ``cal`` to ``path`` (a ``.toml`` file in an existing folder) atomically and
+    check that pimsim reads it back; returns the path."""
+    import pimsim
+    path = Path(path)
+    if path.suffix != ".toml":
+        raise ValueError(f"{path}: a hardware file must end in .toml")
+    if not path.parent.is_dir():
+        raise ValueError(f"{path}: folder {path.parent} does not exist")
+    text = calibration_toml(cal)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        pimsim.load_hardware(tmp)  # a file pimsim would refuse never replaces a good one
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

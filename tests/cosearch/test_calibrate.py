@@ -1,0 +1,150 @@
+"""``cosearch calibrate``: the file it writes, how it refuses bad input, the OS's cache size."""
+import json
+from dataclasses import fields, replace
+from pathlib import Path
+
+import pytest
+
+import pimsim
+from cosearch.calibrate import (Calibration, CalibrationSettings, calibrate, calibration_toml, llc_bytes,
+                                write_calibration)
+from cosearch.cli import main
+from pimsim.config import Host
+
+HOST = {
+    "kind": "cpu", "peak_fp32_gflops": 123.5, "peak_fp16_gflops": 4.25, "peak_int8_gops": 3.0,
+    "cache_bytes": 33554432, "mem_gbps": 11.5, "cache_gbps": 40.0, "act_cache_gbps": 40.0,
+    "vector_gflops": 9.5, "matmul_gflops": 7.25, "kernel_overhead_ns": 1600.0,
+    "overhead_ns_by_kind": {"gemm": 6800.0, "layernorm": 7300.0, "attention": 12900.0},
+    "call_overhead_ns": 2300.0, "glue_ops": True, "batch_overhead_ns": 0.0,
+    "fuse": ["attention"], "fuse_into_gemm": False,
+    "pj_per_flop_fp32": 45.8, "pj_per_flop_fp16": 45.8, "pj_per_op_int8": 22.9, "dram_pj_per_byte": 160.0,
+    "tdp_w": 205.0, "static_w": 0.0, "cache_pj_per_byte": 10.0,
+}
+
+
+def _calibration(**host) -> Calibration:
+    return Calibration(settings=CalibrationSettings(threads=1), host={**HOST, **host},
+                       methods={"peak_fp32_gflops": 'torch.mm 1024x1024, "median"', "cache_bytes": "from the OS"},
+                       raw={"eager_call_ns": {"view": 1700.0, "module": 2100.5}, "bmm_gflops": 20.5},
+                       machine="test: a CPU", torch_version="2.x", when="2026-01-01T00:00:00+00:00",
+                       seconds=12.5, backend="eager", notes=("a note with \\ and \"quotes\"",))
+
+
+def test_the_written_file_loads_as_hardware_with_every_measured_number(tmp_path):
+    path = write_calibration(_calibration(), tmp_path / "host.toml")
+    hw = pimsim.load_hardware(str(path))
+    host = hw.host
+    for f in fields(Host):
+        expected = HOST[f.name]
+        got = getattr(host, f.name)
+        if f.name == "fuse":
+            expected = tuple(expected)
+        elif f.name == "overhead_ns_by_kind":
+            expected = tuple(sorted(expected.items()))
+        elif f.name == "kind":
+            got = got.value
+        assert got == expected, f.name
+    # everything but the host is the base preset's
+    base = pimsim.load_hardware("cpu-server")
+    assert (hw.org, hw.timing, hw.power, hw.mapping) == (base.org, base.timing, base.power, base.mapping)
+    assert hw.name == "calibrated-eager-1t"
+    import tomllib
+    record = tomllib.loads(path.read_text(encoding="utf-8"))["calibration"]
+    assert record["when"] == "2026-01-01T00:00:00+00:00" and record["threads"] == 1
+    assert record["method"]["peak_fp32_gflops"] == 'torch.mm 1024x1024, "median"'
+    assert record["raw"]["eager_call_ns"]["module"] == 2100.5 and record["notes"] == ['a note with \\ and "quotes"']
+    assert not list(tmp_path.glob(".*"))  # no temporary file left
+
+
+def test_the_file_works_wherever_a_preset_does(tmp_path, capsys):
+    path = write_calibration(_calibration(), tmp_path / "host.toml")
+    from pimsim.cli import main as pimsim_main
+    assert pimsim_main(["query", "--workload", "dlrm", "--batch", "16", "--hardware", str(path), "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["latency_s"] > 0 and d["hardware"] == "calibrated-eager-1t"
+    assert pimsim_main(["sweep", "--workload", "dlrm", "--batch", "16", "--hardware", str(path),
+                        "--knob", "host.kernel_overhead_ns=1000,5000", "--out", str(tmp_path / "s")]) == 0
+    import csv
+    rows = list(csv.DictReader((tmp_path / "s.csv").open(encoding="utf-8")))
+    assert len(rows) == 2 and float(rows[0]["latency_s"]) < float(rows[1]["latency_s"])
+    # a relative base in the settings is written as an absolute path, so the file loads from anywhere
+    base = tmp_path / "mybase.toml"
+    base.write_text('base = "cpu-server"\n[org]\nchannels = 2\n', encoding="utf-8")
+    cal = _calibration()
+    cal = replace(cal, settings=replace(cal.settings, base=str(base.resolve())))
+    assert pimsim.load_hardware(str(write_calibration(cal, tmp_path / "b.toml"))).org.channels == 2
+
+
+def test_cosearch_query_predicts_the_host_latency_from_the_file(tmp_path, capsys):
+    from nasrec.data import SyntheticConfig, generate_synthetic
+    data = generate_synthetic(SyntheticConfig(rows=2000, max_cardinality=50), tmp_path / "data", quiet=True)
+    path = write_calibration(_calibration(), tmp_path / "host.toml")
+    out = {}
+    for model in ("dcnv2", "autoint"):
+        assert main(["query", model, "--hardware", str(path), "--data", str(data.path), "--batch-size", "64",
+                     "--json"]) == 0
+        out[model] = json.loads(capsys.readouterr().out)
+    for d in out.values():
+        assert d["batch_size"] == 64 and d["latency_s"] > 0
+        # eager glue is dispatched: module calls cost the measured call overhead
+        calls = [l for l in d["layers"] if l["name"].endswith(".module")]
+        assert calls and all(l["time_s"] == pytest.approx(2300e-9) for l in calls)
+
+
+def test_a_file_pimsim_would_refuse_never_replaces_a_good_one(tmp_path):
+    path = write_calibration(_calibration(), tmp_path / "host.toml")
+    before = path.read_text(encoding="utf-8")
+    with pytest.raises(ValueError, match="kernel_overhead_ns must be >= 0"):
+        write_calibration(_calibration(kernel_overhead_ns=-1.0), path)
+    assert path.read_text(encoding="utf-8") == before and not list(tmp_path.glob(".*"))
+    with pytest.raises(ValueError, match="non-finite"):
+        calibration_toml(_calibration(mem_gbps=float("inf")))
+    with pytest.raises(ValueError, match="must end in .toml"):
+        write_calibration(_calibration(), tmp_path / "host.txt")
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--out", "{tmp}/x.txt"], ".toml"),
+    (["--out", "{tmp}/missing/x.toml"], "does not exist"),
+    (["--out", "{tmp}/x.toml", "--threads", "0"], "threads must be an integer from 1"),
+    (["--out", "{tmp}/x.toml", "--threads", "4096"], "CPUs, got 4096"),
+    (["--out", "{tmp}/x.toml", "--threads", "two"], "expected an integer, got 'two'"),
+    (["--out", "{tmp}/x.toml", "--runtime", "jit"], "invalid choice: 'jit'"),
+    (["--out", "{tmp}/x.toml", "--backend", "xla"], "invalid choice: 'xla'"),
+    (["--out", "{tmp}/x.toml", "--base", "nope"], "unknown hardware 'nope'"),
+    (["--out", "{tmp}/x.toml", "--sample-seconds", "0"], "sample_s must be"),
+    (["--threads", "1"], "--out"),
+])
+def test_bad_calibrate_input_is_one_line_and_status_2(tmp_path, capsys, argv, needle):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    assert main(["calibrate"] + argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("cosearch") and needle in err[0], err
+    assert not list(tmp_path.glob("*.toml"))
+
+
+def test_llc_is_read_from_the_os(tmp_path):
+    for i, (level, kind, size) in enumerate([(1, "Data", "32K"), (1, "Instruction", "32K"), (2, "Unified", "512K"),
+                                             (3, "Unified", "32768K")]):
+        d = tmp_path / f"index{i}"
+        d.mkdir()
+        (d / "level").write_text(f"{level}\n")
+        (d / "type").write_text(f"{kind}\n")
+        (d / "size").write_text(f"{size}\n")
+    size, where = llc_bytes(tmp_path)
+    assert size == 32 << 20 and "level 3 Unified" in where
+    assert llc_bytes(tmp_path / "absent") is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runtime, backend", [("eager", "auto"), ("compiled", "torchscript")])
+def test_a_real_calibration_writes_a_loadable_file(tmp_path, runtime, backend):
+    """Measures this machine for real (a few seconds at 0.02 s per measurement)."""
+    cal = calibrate(CalibrationSettings(threads=1, runtime=runtime, backend=backend, sample_s=0.02))
+    hw = pimsim.load_hardware(str(write_calibration(cal, tmp_path / "h.toml")))
+    assert hw.host.peak_fp32_gflops > 0 and hw.host.mem_gbps > 0 and hw.host.kernel_overhead_ns > 0
+    assert cal.backend == ("eager" if runtime == "eager" else "torchscript")
+    if runtime == "compiled":
+        # TorchScript runs LayerNorm, ReLU and the add as kernels of their own: nothing fused
+        assert hw.host.fuse == ("attention",) and cal.raw["compiled_blocks_other_kernels"] == 48

@@ -1,0 +1,193 @@
+"""The host's runtime settings: fused kernels, glue between operators, per-batch entry,
+cache-bandwidth-bound activations. Defaults must leave every preset's numbers as they were."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+import pimsim
+from pimsim import Elementwise, Gemm, Softmax, Workload, query, with_overrides
+from pimsim.config import FUSE_KINDS, Host
+from pimsim.dense import ELEMENTWISE_KINDS, GLUE_KINDS, workload_from_dict
+
+GOLDEN = Path(__file__).parent / "data" / "host_golden.json"
+OVERHEAD_NS = 7000.0
+
+
+def test_presets_reproduce_the_numbers_from_before_the_runtime_settings():
+    """Costs recorded by the host model before fusion, glue and calibration existed
+    (dense layers of DLRM, RM1, two NASRec models and two baselines on every preset
+    whose dense layers avoid the DRAM engine) come back bit for bit."""
+    golden = json.loads(GOLDEN.read_text(encoding="utf-8"))
+    assert len(golden["costs"]) >= 60
+    for key, expected in golden["costs"].items():
+        name, preset = key.split("@")
+        r = query(workload_from_dict(golden["workloads"][name]), preset)
+        assert [r.latency_s, r.energy_j, r.throughput_samples_per_s] == expected, key
+
+
+def test_glue_layers_are_free_unless_the_host_dispatches_them():
+    w = _blocks(4, batch=8)
+    glued = Workload(batch_size=8, dense=sum(((Elementwise(elements=1, ops_per_element=0, kind="call"),
+                                               Elementwise(elements=512, ops_per_element=0, kind="copy"), layer)
+                                              for layer in w.dense), ()))
+    hw = _host(fuse=())
+    assert query(glued, hw).latency_s == query(w, hw).latency_s
+    on = _host(fuse=(), glue_ops=True, call_overhead_ns=500.0)
+    n = len(w.dense)
+    copy_s = OVERHEAD_NS * 1e-9 + 2 * 512 * 4 / (on.host.act_cache_gbps * 1e9)
+    assert query(glued, on).latency_s == pytest.approx(query(w, on).latency_s + n * (500e-9 + copy_s), rel=1e-12)
+
+
+def _blocks(n: int, batch: int = 64, width: int = 256) -> Workload:
+    """``n`` blocks of Linear, LayerNorm, ReLU (NASRec's FC operator)."""
+    dense = []
+    for i in range(n):
+        dense += [Gemm(m=batch, n=width, k=width, name=f"b{i}.lin"),
+                  Elementwise(elements=batch * width, ops_per_element=5, kind="layernorm", name=f"b{i}.ln"),
+                  Elementwise(elements=batch * width, kind="activation", name=f"b{i}.relu")]
+    return Workload(batch_size=batch, dense=tuple(dense))
+
+
+def _host(**host) -> pimsim.Hardware:
+    hw = pimsim.load_hardware("cpu-server")
+    base = {"kernel_overhead_ns": OVERHEAD_NS, "act_cache_gbps": 50.0, "vector_gflops": 20.0}
+    return replace(hw, host=replace(hw.host, **{**base, **host}))
+
+
+@pytest.mark.parametrize("into_gemm, kernels_per_block", [(True, 1), (False, 2)])
+def test_fusion_saves_the_dispatches_and_the_traffic_of_the_fused_graph(into_gemm, kernels_per_block):
+    """LayerNorm and ReLU after each GEMM: fused into it, each block is one kernel;
+    fused only with each other, two. Either way the fused layers read nothing back
+    from memory and only a chain's last layer writes its output."""
+    n, batch, width = 5, 64, 256
+    w = _blocks(n, batch, width)
+    plain, fused = _host(fuse=()), _host(fuse=("layernorm", "activation"), fuse_into_gemm=into_gemm)
+    r0, r1 = query(w, plain), query(w, fused)
+    saved_dispatch = n * (3 - kernels_per_block) * OVERHEAD_NS * 1e-9
+    t = width * batch * 4  # bytes of one activation tensor
+    bw = 50e9
+    gemm_w = width * width * 4
+    flops_gemm = 2 * batch * width * width
+    peak = plain.host.peak_flops(4)
+    # per block unfused: GEMM reads x and its weights, writes y; LN and ReLU read and write t each
+    def block(gemm_bytes, ln_bytes, relu_bytes):
+        return (max(flops_gemm / peak, gemm_bytes / bw) + max(5 * batch * width / 20e9, ln_bytes / bw)
+                + max(batch * width / 20e9, relu_bytes / bw))
+    unfused = n * block(2 * t + gemm_w, 2 * t, 2 * t)
+    if into_gemm:  # the GEMM's output and the LN's never leave the kernel
+        fused_mem = n * block(t + gemm_w, 0, t)
+    else:  # the GEMM writes its output, LN reads it; the LN's output stays in the LN+ReLU kernel
+        fused_mem = n * block(2 * t + gemm_w, t, t)
+    assert r0.latency_s - n * 3 * OVERHEAD_NS * 1e-9 == pytest.approx(unfused, rel=1e-12)
+    assert r1.latency_s - n * kernels_per_block * OVERHEAD_NS * 1e-9 == pytest.approx(fused_mem, rel=1e-12)
+    assert r0.latency_s - r1.latency_s == pytest.approx(saved_dispatch + unfused - fused_mem, rel=1e-12)
+
+
+def test_only_the_listed_kinds_fuse():
+    w = _blocks(3)
+    base = query(w, _host(fuse=())).latency_s
+    only_relu = query(w, _host(fuse=("activation",), act_cache_gbps=0.0)).latency_s
+    # with activations free in the cache, fusing ReLU into LayerNorm saves exactly its dispatch
+    assert query(w, _host(fuse=(), act_cache_gbps=0.0)).latency_s - only_relu == pytest.approx(
+        3 * OVERHEAD_NS * 1e-9, rel=1e-9)
+    assert query(w, _host(fuse=("add",))).latency_s == base
+
+
+def test_attention_runs_as_one_kernel():
+    scores = Gemm(m=16, n=16, k=2, weights=False, count=64)
+    sm = Softmax(rows=64 * 16, cols=16)
+    ctx = Gemm(m=16, n=2, k=16, weights=False, count=64)
+    w = Workload(batch_size=8, dense=(scores, sm, ctx))
+    plain = query(w, _host(fuse=(), act_cache_gbps=0.0)).latency_s
+    fused = query(w, _host(fuse=("attention",), act_cache_gbps=0.0)).latency_s
+    assert plain - fused == pytest.approx(2 * OVERHEAD_NS * 1e-9, rel=1e-9)
+
+
+def test_fusion_stays_on_the_host():
+    """A host layer never joins a kernel that ran elsewhere: with the GEMMs on the crossbar
+    and the rest on the host, LayerNorm starts a host kernel and ReLU joins it."""
+    common = {"host.kernel_overhead_ns": OVERHEAD_NS, "mapping.other": "host"}
+    hw = with_overrides("isaac", {**common, "host.fuse": ["layernorm", "activation"]})
+    off = with_overrides("isaac", common)
+    w = _blocks(2)
+    assert query(w, off).latency_s - query(w, hw).latency_s == pytest.approx(2 * OVERHEAD_NS * 1e-9, rel=1e-9)
+
+
+def test_batch_overhead_is_paid_once():
+    w = _blocks(2)
+    r = query(w, _host(batch_overhead_ns=30_000.0))
+    assert r.latency_s - query(w, _host()).latency_s == pytest.approx(30e-6, rel=1e-9)
+    assert r.layers[0].name == "host.entry"
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"fuse": ["layernorm", "conv"]}, "unknown operator kind 'conv'"),
+    ({"fuse": "layernorm"}, "must be a list"),
+    ({"fuse": ["add", "add"]}, "names a kind twice"),
+    ({"fuse_into_gemm": 1}, "fuse_into_gemm must be true or false"),
+    ({"glue_ops": "yes"}, "glue_ops must be true or false"),
+    ({"call_overhead_ns": -1.0}, "call_overhead_ns must be >= 0"),
+    ({"act_cache_gbps": float("nan")}, "act_cache_gbps must be a finite number"),
+])
+def test_bad_runtime_settings_name_the_value(change, match):
+    host = pimsim.load_hardware("cpu-server").host
+    with pytest.raises(ValueError, match=match):
+        replace(host, **change)
+
+
+def test_kinds_cover_what_hosts_fuse():
+    assert set(FUSE_KINDS) - {"reduction", "softmax", "attention"} <= set(ELEMENTWISE_KINDS)
+    assert set(GLUE_KINDS) <= set(ELEMENTWISE_KINDS) and not set(GLUE_KINDS) & set(FUSE_KINDS)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        Elementwise(elements=4, kind="gelu")
+    call = Elementwise(elements=4, ops_per_element=0, kind="call")
+    assert (call.flops, call.in_bytes, call.out_bytes) == (0, 0, 0)
+    with pytest.raises(ValueError, match="ops_per_element must be >= 1"):
+        Elementwise(elements=4, ops_per_element=0)
+
+
+def test_runtime_settings_round_trip_through_a_hardware_file(tmp_path):
+    p = tmp_path / "h.toml"
+    p.write_text('base = "cpu-server"\n[host]\nfuse = ["layernorm", "activation"]\nfuse_into_gemm = false\n'
+                 'glue_ops = true\ncall_overhead_ns = 800.0\n[calibration]\nwhen = "now"\n', encoding="utf-8")
+    host = pimsim.load_hardware(str(p)).host
+    assert isinstance(host, Host) and host.fuse == ("layernorm", "activation") and not host.fuse_into_gemm
+    assert host.glue_ops and host.call_overhead_ns == 800.0
+    p.write_text('base = "cpu-server"\ncalibration = 3\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"\[calibration\] must be a table"):
+        pimsim.load_hardware(str(p))
+
+
+def test_dispatch_cost_by_kernel_kind():
+    w = _blocks(3)
+    free = {"act_cache_gbps": 0.0}
+    base = query(w, _host(**free)).latency_s
+    r = query(w, _host(overhead_ns_by_kind={"layernorm": OVERHEAD_NS + 2000.0, "gemm": OVERHEAD_NS - 1000.0}, **free))
+    assert r.latency_s - base == pytest.approx(3 * 1000e-9, rel=1e-9)
+    scores = Gemm(m=16, n=16, k=2, weights=False, count=64)
+    att = Workload(batch_size=8, dense=(scores, Softmax(rows=64 * 16, cols=16), Gemm(m=16, n=2, k=16, weights=False,
+                                                                                   count=64)))
+    fused = _host(fuse=("attention",), overhead_ns_by_kind={"attention": 20_000.0, "matmul": 1000.0}, **free)
+    assert query(att, fused).latency_s - query(att, replace(fused, host=replace(fused.host, overhead_ns_by_kind={
+        "attention": 0.0, "matmul": 1000.0}))).latency_s == pytest.approx(20e-6, rel=1e-9)
+    with pytest.raises(ValueError, match="unknown kernel kind 'conv'"):
+        _host(overhead_ns_by_kind={"conv": 1.0})
+    with pytest.raises(ValueError, match="overhead_ns_by_kind.gemm must be a finite number >= 0"):
+        _host(overhead_ns_by_kind={"gemm": -1.0})
+
+
+def test_products_of_activations_run_at_their_own_rate():
+    pairs = Gemm(m=40, n=40, k=16, weights=False, count=256)
+    weight = Gemm(m=256, n=512, k=429)
+    w = Workload(batch_size=256, dense=(pairs, weight))
+    free = {"act_cache_gbps": 0.0, "kernel_overhead_ns": 0.0}
+    fast, slow = query(w, _host(**free)), query(w, _host(matmul_gflops=5.0, **free))
+    peak = fast.layers[0].time_s
+    assert peak == pytest.approx(pairs.flops / _host().host.peak_flops(4), rel=1e-12)
+    assert slow.layers[0].time_s == pytest.approx(pairs.flops / 5e9, rel=1e-12)
+    assert slow.layers[1].time_s == fast.layers[1].time_s  # weight GEMMs keep the GEMM peak
