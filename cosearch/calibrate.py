@@ -204,6 +204,18 @@ def _stream_gbps(array_bytes: int, sample_s: float) -> float:
     return 3 * n * 4 / t / 1e9
 
 
+def _weight_gbps(cache_bytes: int, gemm_ns: float, sample_s: float) -> tuple[float, int]:
+    """(GB/s, weight bytes) of ``F.linear`` on one sample with a float32 weight of about
+    an eighth of the cache (beyond the inner caches, inside the last level): the weight
+    read of a matrix-vector product, its dispatch cost taken off."""
+    n = max(64, int(math.sqrt(max(cache_bytes // 8, 1 << 16) / 4)))
+    w = torch.randn(n, n)
+    x = torch.randn(1, n)
+    t = _per_call_s(lambda: F.linear(x, w), sample_s, inner=_inner_for(lambda: F.linear(x, w)))
+    busy = max(t - gemm_ns * 1e-9, t * 0.05)
+    return n * n * 4 / busy / 1e9, n * n * 4
+
+
 def _eager_dispatch(sample_s: float) -> tuple[dict, dict]:
     """(ns per kernel by kind, ns per kernel-less call by kind) of eager PyTorch on tiny tensors."""
     x, y = torch.randn(4, 16), torch.randn(4, 16)
@@ -458,6 +470,9 @@ def calibrate(settings: CalibrationSettings, on_stage: Callable[[str], None] | N
             methods["vector_gflops"] = (f"F.layer_norm on {int(vec_elems)} float32 elements in the cache, "
                                         f"5 operations per element, its dispatch cost taken off, {th}")
             raw["vector_layernorm_elements"] = int(vec_elems)
+            weight_gbps, weight_bytes = _weight_gbps(cache, kernels["gemm"], s)
+            methods["weight_cache_gbps"] = (f"F.linear on one sample with a {weight_bytes >> 10} KiB float32 weight, "
+                                            f"its dispatch cost taken off, {th}")
             matmul, bmm = _matmul_gflops(vec, kernels["attention"], s)
             methods["matmul_gflops"] = (f"scaled_dot_product_attention on {'x'.join(map(str, _ATTENTION))} "
                                         f"(batch, heads, tokens, dims), its two products, with pimsim's softmax "
@@ -467,7 +482,7 @@ def calibrate(settings: CalibrationSettings, on_stage: Callable[[str], None] | N
                 "kind": "cpu",
                 "peak_fp32_gflops": fp32, "peak_fp16_gflops": bf16, "peak_int8_gops": int8,
                 "cache_bytes": int(cache), "mem_gbps": mem, "cache_gbps": in_cache, "act_cache_gbps": in_cache,
-                "vector_gflops": vec, "matmul_gflops": matmul,
+                "vector_gflops": vec, "matmul_gflops": matmul, "weight_cache_gbps": weight_gbps,
             }
             if settings.runtime == "eager":
                 backend = "eager"

@@ -349,7 +349,9 @@ class Host:
     cache take time at that rate (0: free); ``vector_gflops`` > 0 is the rate of
     operations outside GEMMs (0: the GEMM peak of the layer's precision);
     ``matmul_gflops`` > 0 that of products of two activations (attention, pairwise
-    dot products: many small matrices, far from the GEMM peak; 0: the GEMM peak).
+    dot products: many small matrices, far from the GEMM peak; 0: the GEMM peak);
+    ``weight_cache_gbps`` > 0 the rate at which a GEMM reads weights held in the cache
+    (a matrix-vector product at batch 1 is bound by it; 0: ``act_cache_gbps``).
     """
 
     kind: HostKind
@@ -375,6 +377,7 @@ class Host:
     act_cache_gbps: float = 0.0
     vector_gflops: float = 0.0
     matmul_gflops: float = 0.0
+    weight_cache_gbps: float = 0.0
     overhead_ns_by_kind: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
@@ -385,7 +388,7 @@ class Host:
             _check_float(self, name)
         for name in ("pj_per_flop_fp32", "pj_per_flop_fp16", "pj_per_op_int8", "dram_pj_per_byte",
                      "kernel_overhead_ns", "mem_gbps", "static_w", "call_overhead_ns", "batch_overhead_ns",
-                     "act_cache_gbps", "vector_gflops", "matmul_gflops"):
+                     "act_cache_gbps", "vector_gflops", "matmul_gflops", "weight_cache_gbps"):
             _check_float(self, name, strict=False)
         _check_int(self, "cache_bytes", 0)
         for name in ("fuse_into_gemm", "glue_ops"):
