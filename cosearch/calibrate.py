@@ -319,6 +319,8 @@ def compile_model(model: nn.Module, example: tuple, backend: str) -> Callable:
         # TorchScript is deprecated in favour of torch.compile; it is the fallback where that cannot build
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
+            # shapes read in Python are constants of the trace: right for one fixed input shape
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
             traced = torch.jit.trace(model, example, check_trace=False)
             frozen = torch.jit.freeze(traced)
             try:

@@ -8,6 +8,11 @@ Two profilers produce the same :class:`pimsim.dense.Workload`:
   or pruned NASRec models), by running one forward pass under a dispatch mode that
   records every matrix product, attention, embedding lookup and element-wise op.
 
+Both also list the glue an eager forward pass dispatches between those layers, as
+element-wise layers of kind "copy" (concatenation, padding, index arithmetic, the copy a
+product of a transposed input makes) and "call" (module calls, views, weight slices),
+with the same counts from either profiler; a host charges them only with ``glue_ops``.
+
 Embedding tables come from the schema: one table per categorical field with the
 schema's lookups per sample (multi-hot fields pool several); an ArchSpec's
 per-field embedding choices set each table's dimension and precision, and drop
