@@ -305,8 +305,9 @@ def main(argv=None) -> int:
                         if bar is not None:
                             bar.update(1)
                         elif not args.quiet:
-                            print(f"{runtime:8s} t{t} b{batch:<5d} {name:42s} measured {row['measured_s'] * 1e3:9.3f} ms"
-                                  f"  predicted {row['predicted_s'] * 1e3:9.3f} ms  {row['error']}", flush=True)
+                            print(f"{runtime:8s} t{t} b{batch:<5d} {name:42s} "
+                                  f"measured {row['measured_s'] * 1e3:9.3f} ms  "
+                                  f"predicted {row['predicted_s'] * 1e3:9.3f} ms  {row['error']}", flush=True)
                 write_rows(rows, out.with_name(out.name + ".csv"))  # kept as it goes: a long run may be cut short
     finally:
         torch.set_num_threads(previous)
@@ -321,7 +322,8 @@ def main(argv=None) -> int:
         print(f"{s['runtime']} ({s['backend']}): {s['points']} points, {s['models']} models; relative error median "
               f"{s['median_rel_error']:.1%}, worst {s['worst_rel_error']:.1%} (ratio {s['worst_ratio']:.2f}x, "
               f"{s['worst_point']}); Spearman {s['spearman_all']:.3f} over all points, "
-              f"{s['spearman_per_batch_mean']:.3f} mean per batch and thread count (min {s['spearman_per_batch_min']:.3f})")
+              f"{s['spearman_per_batch_mean']:.3f} mean per batch and thread count "
+              f"(min {s['spearman_per_batch_min']:.3f})")
     print(f"wrote {out.with_name(out.name + '.csv')}, {out.with_name(out.name + '_summary.csv')}, {png}; "
           f"calibrations in {cal_dir}")
     failed = [r for r in rows if r["error"]]

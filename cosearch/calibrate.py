@@ -18,7 +18,11 @@ What is measured, each as the median of repeats within about ``sample_s`` second
   or, where that does not work, TorchScript (trace, freeze, optimise for inference):
   the cost per kernel and per graph entry from chains of 4 and 16 products, and how
   many kernels LayerNorm, ReLU and a residual add after a product take (0: fused into
-  the product, 1: one kernel of their own, 3: none fused), which sets ``fuse``.
+  the product, 1: one kernel of their own, 3: none fused), which sets ``fuse``;
+- last, a probe model (seven NASRec blocks using every operator at width 16, batch 1)
+  in the same runtime: the dispatch costs are scaled by what it took beyond pimsim's
+  time for its work, over what its dispatches cost at the isolated measurements (an
+  operator costs more inside a model than alone in a loop).
 
 Energy figures are the base preset's: this command measures time only.
 """

@@ -338,9 +338,10 @@ class Host:
 
     The runtime on the host (what a calibration measures; every default keeps the
     plain roofline of the presets): ``kernel_overhead_ns`` is paid per kernel, or
-    ``overhead_ns_by_kind[kind]`` for the kinds it names (:data:`OVERHEAD_KINDS`: an eager
-    runtime's fixed cost differs between, say, a ReLU and a LayerNorm); ``fuse`` lists the operator kinds (:data:`FUSE_KINDS`) that join the kernel before
-    them, so they pay no overhead and their input does not go through memory; with
+    ``overhead_ns_by_kind[kind]`` for the kinds it names (:data:`OVERHEAD_KINDS`: an
+    eager runtime's fixed cost differs between, say, a ReLU and a LayerNorm); ``fuse``
+    lists the operator kinds (:data:`FUSE_KINDS`) that join the kernel before them, so
+    they pay no overhead and their input does not go through memory; with
     ``fuse_into_gemm`` false they join only a kernel of small operators, never a
     GEMM's. ``glue_ops`` charges a workload's glue layers (copies and calls between
     operators, which an eager runtime dispatches one by one): a copy as a kernel, a
@@ -411,7 +412,8 @@ class Host:
             raise ValueError(f"Host.overhead_ns_by_kind must be a table of kind = ns, got {by_kind!r}") from None
         for k, v in pairs:
             if k not in OVERHEAD_KINDS:
-                raise ValueError(f"Host.overhead_ns_by_kind: unknown kernel kind {k!r} (known: {', '.join(OVERHEAD_KINDS)})")
+                raise ValueError(f"Host.overhead_ns_by_kind: unknown kernel kind {k!r} "
+                                 f"(known: {', '.join(OVERHEAD_KINDS)})")
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise ValueError(f"Host.overhead_ns_by_kind.{k} must be a finite number >= 0, got {v!r}")
         if len({k for k, _ in pairs}) != len(pairs):
