@@ -670,8 +670,8 @@ def calibration_toml(cal: Calibration) -> str:
             f"DRAM, mapping and energy from {st.base}")
     lines = [
         f"# Host calibration written by `cosearch calibrate` on {cal.when}.",
-        f"# Every [host] number was measured on this machine except those [calibration.method]",
-        f"# marks as the base preset's. Re-run the command to measure again.",
+        "# Every [host] number was measured on this machine except those [calibration.method]",
+        "# marks as the base preset's. Re-run the command to measure again.",
         f"name = {_toml_value(name)}",
         f"description = {_toml_value(desc)}",
         f"base = {_toml_value(st.base)}",

@@ -1,7 +1,6 @@
 """``cosearch calibrate``: the file it writes, how it refuses bad input, the OS's cache size."""
 import json
 from dataclasses import fields, replace
-from pathlib import Path
 
 import pytest
 
