@@ -18,7 +18,11 @@ What is measured, each as the median of repeats within about ``sample_s`` second
   or, where that does not work, TorchScript (trace, freeze, optimise for inference):
   the cost per kernel and per graph entry from chains of 4 and 16 products, and how
   many kernels LayerNorm, ReLU and a residual add after a product take (0: fused into
-  the product, 1: one kernel of their own, 3: none fused), which sets ``fuse``.
+  the product, 1: one kernel of their own, 3: none fused), which sets ``fuse``;
+- last, a probe model (seven NASRec blocks using every operator at width 16, batch 1)
+  in the same runtime: the dispatch costs are scaled by what it took beyond pimsim's
+  time for its work, over what its dispatches cost at the isolated measurements (an
+  operator costs more inside a model than alone in a loop).
 
 Energy figures are the base preset's: this command measures time only.
 """
@@ -42,7 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["CalibrationSettings", "Calibration", "calibrate", "calibration_toml", "write_calibration",
-           "compile_model", "llc_bytes", "RUNTIMES", "BACKENDS", "DEFAULT_BASE", "ALL_FUSED"]
+           "compile_model", "llc_bytes", "available_cpus", "RUNTIMES", "BACKENDS", "DEFAULT_BASE", "ALL_FUSED"]
 
 RUNTIMES = ("eager", "compiled")
 BACKENDS = ("auto", "inductor", "torchscript")
@@ -71,7 +75,7 @@ class CalibrationSettings:
     sample_s: float = 0.25
 
     def __post_init__(self):
-        cpus = _cpus()
+        cpus = available_cpus()
         if isinstance(self.threads, bool) or not isinstance(self.threads, int) or not 1 <= self.threads <= cpus:
             raise ValueError(f"threads must be an integer from 1 to this machine's {cpus} CPUs, got {self.threads!r}")
         if self.runtime not in RUNTIMES:
@@ -102,7 +106,8 @@ class Calibration:
     notes: tuple[str, ...] = field(default=())
 
 
-def _cpus() -> int:
+def available_cpus() -> int:
+    """CPUs this process may run on."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -202,6 +207,18 @@ def _stream_gbps(array_bytes: int, sample_s: float) -> float:
     a, b, c = torch.empty(n), torch.rand(n), torch.rand(n)
     t = _per_call_s(lambda: torch.add(b, c, out=a), sample_s, inner=_inner_for(lambda: torch.add(b, c, out=a)))
     return 3 * n * 4 / t / 1e9
+
+
+def _weight_gbps(cache_bytes: int, gemm_ns: float, sample_s: float) -> tuple[float, int]:
+    """(GB/s, weight bytes) of ``F.linear`` on one sample with a float32 weight of about
+    an eighth of the cache (beyond the inner caches, inside the last level): the weight
+    read of a matrix-vector product, its dispatch cost taken off."""
+    n = max(64, int(math.sqrt(max(cache_bytes // 8, 1 << 16) / 4)))
+    w = torch.randn(n, n)
+    x = torch.randn(1, n)
+    t = _per_call_s(lambda: F.linear(x, w), sample_s, inner=_inner_for(lambda: F.linear(x, w)))
+    busy = max(t - gemm_ns * 1e-9, t * 0.05)
+    return n * n * 4 / busy / 1e9, n * n * 4
 
 
 def _eager_dispatch(sample_s: float) -> tuple[dict, dict]:
@@ -307,6 +324,8 @@ def compile_model(model: nn.Module, example: tuple, backend: str) -> Callable:
         # TorchScript is deprecated in favour of torch.compile; it is the fallback where that cannot build
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
+            # shapes read in Python are constants of the trace: right for one fixed input shape
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
             traced = torch.jit.trace(model, example, check_trace=False)
             frozen = torch.jit.freeze(traced)
             try:
@@ -403,6 +422,56 @@ def _compiled(backend: str, sample_s: float, notes: list) -> tuple[str, dict]:
     raise ValueError("no compiled backend works on this machine")
 
 
+def _probe():
+    """(model, inputs, workload) of the dispatch probe: a NASRec-Full model on a tiny
+    schema at batch 1, every block at the smallest width and token count, together
+    using every operator (FC, Dot-Product, Gating, Sum; EFC, Attention) and both
+    mergers, so that its eager time is nearly all dispatch: Python, module calls,
+    views, copies and kernel launches in the proportions real models have them."""
+    from cosearch.profile import arch_workload
+    from nasrec.data import Schema
+    from nasrec.model import NasRecModel
+    from nasrec.space import ArchSpec, BlockSpec
+    from nasrec.util import seeded_torch
+    ops = [("fc", "efc"), ("dot", "attention"), ("gating", "efc"), ("sum", "attention"), ("fc", "attention"),
+           ("dot", "efc"), ("fc", "efc")]
+    blocks = tuple(BlockSpec(dense_idx=(i,) if i < 2 else (i - 1, i), sparse_idx=(i,) if i % 2 else (0, i),
+                             dense_left_idx=max(0, i - 1), dense_right_idx=i, dense_op=d, sparse_op=sp,
+                             dense_width=16, sparse_tokens=16, dense_sparse_interact=i in (1, 4),
+                             deep_fm=i in (2, 5)) for i, (d, sp) in enumerate(ops))
+    spec = ArchSpec(tuple(b if i else replace(b, dense_idx=(0,), sparse_idx=(0,)) for i, b in enumerate(blocks)),
+                    "full")
+    schema = Schema(4, (10, 20, 30, 40))
+    with seeded_torch(0):
+        model = NasRecModel(spec, schema).eval()
+    g = torch.Generator().manual_seed(0)
+    inputs = (torch.rand(1, schema.n_dense, generator=g),
+              torch.cat([torch.randint(0, c, (1, 1), generator=g) for c in schema.cardinalities], 1))
+    return model, inputs, arch_workload(spec, schema, batch_size=1)
+
+
+def _dispatch_scale(base, host: dict, sample_s: float, backend: str = "eager") -> tuple[float, dict]:
+    """How much more a kernel's dispatch costs inside a model than in the isolated
+    measurement: (measured probe time - pimsim's time for its work and its graph entry)
+    / pimsim's time for its dispatches, with the costs in ``host``; the probe runs eager
+    or compiled by ``backend``. Returns the factor and the numbers."""
+    import pimsim
+    model, inputs, w = _probe()
+    fn = model if backend == "eager" else compile_model(model, inputs, backend)
+    with torch.inference_mode():
+        fn(*inputs)  # compiles
+        t = _per_call_s(lambda: fn(*inputs), sample_s, inner=_inner_for(lambda: fn(*inputs)))
+    hw = replace(base, host=pimsim.Host(**host))
+    free = {"kernel_overhead_ns": 0.0, "call_overhead_ns": 0.0,
+            "overhead_ns_by_kind": {k: 0.0 for k in host.get("overhead_ns_by_kind", {})}}
+    with_dispatch = pimsim.query(w, hw, seed=0).latency_s
+    work = pimsim.query(w, replace(hw, host=pimsim.Host(**{**host, **free})), seed=0).latency_s
+    dispatch = with_dispatch - work
+    scale = (t - work) / dispatch if dispatch > 0 else 1.0
+    return min(max(scale, 0.5), 20.0), {"probe_measured_s": t, "probe_predicted_dispatch_s": dispatch,
+                                        "probe_predicted_work_s": work, "probe_layers": len(w.dense)}
+
+
 def calibrate(settings: CalibrationSettings, on_stage: Callable[[str], None] | None = None) -> Calibration:
     """Measure this machine for ``settings``; the base preset must have a ``[host]``."""
     import pimsim
@@ -458,6 +527,9 @@ def calibrate(settings: CalibrationSettings, on_stage: Callable[[str], None] | N
             methods["vector_gflops"] = (f"F.layer_norm on {int(vec_elems)} float32 elements in the cache, "
                                         f"5 operations per element, its dispatch cost taken off, {th}")
             raw["vector_layernorm_elements"] = int(vec_elems)
+            weight_gbps, weight_bytes = _weight_gbps(cache, kernels["gemm"], s)
+            methods["weight_cache_gbps"] = (f"F.linear on one sample with a {weight_bytes >> 10} KiB float32 weight, "
+                                            f"its dispatch cost taken off, {th}")
             matmul, bmm = _matmul_gflops(vec, kernels["attention"], s)
             methods["matmul_gflops"] = (f"scaled_dot_product_attention on {'x'.join(map(str, _ATTENTION))} "
                                         f"(batch, heads, tokens, dims), its two products, with pimsim's softmax "
@@ -467,7 +539,7 @@ def calibrate(settings: CalibrationSettings, on_stage: Callable[[str], None] | N
                 "kind": "cpu",
                 "peak_fp32_gflops": fp32, "peak_fp16_gflops": bf16, "peak_int8_gops": int8,
                 "cache_bytes": int(cache), "mem_gbps": mem, "cache_gbps": in_cache, "act_cache_gbps": in_cache,
-                "vector_gflops": vec, "matmul_gflops": matmul,
+                "vector_gflops": vec, "matmul_gflops": matmul, "weight_cache_gbps": weight_gbps,
             }
             if settings.runtime == "eager":
                 backend = "eager"
@@ -485,6 +557,21 @@ def calibrate(settings: CalibrationSettings, on_stage: Callable[[str], None] | N
                                                   "x * y, torch.cat; eager, median per call")
                 methods["call_overhead_ns"] = "mean of a transpose, a weight slice and an nn.Identity call, eager"
                 methods["fuse"] = "eager PyTorch fuses nothing; attention is one scaled_dot_product_attention call"
+                stage("dispatch in a model")
+                for key in ("pj_per_flop_fp32", "pj_per_flop_fp16", "pj_per_op_int8", "dram_pj_per_byte", "tdp_w",
+                            "static_w", "cache_pj_per_byte"):
+                    host.setdefault(key, getattr(base.host, key))
+                scale, probe = _dispatch_scale(base, host, s)
+                raw.update(probe)
+                raw["dispatch_scale"] = scale
+                host["kernel_overhead_ns"] *= scale
+                host["call_overhead_ns"] *= scale
+                host["overhead_ns_by_kind"] = {k: v * scale for k, v in host["overhead_ns_by_kind"].items()}
+                note = (f"; times {scale:.2f}: what a probe model (7 NASRec blocks at width 16, batch 1) took beyond "
+                        f"pimsim's time for its work, over its dispatches at the single-operator costs "
+                        f"(calibration.raw.dispatch_scale)")
+                for key in ("kernel_overhead_ns", "overhead_ns_by_kind", "call_overhead_ns"):
+                    methods[key] += note
             else:
                 stage("compiled graphs")
                 backend, t = _compiled(settings.backend, s, notes)
@@ -508,15 +595,31 @@ def calibrate(settings: CalibrationSettings, on_stage: Callable[[str], None] | N
                     "call_overhead_ns": 0.0, "glue_ops": script, "batch_overhead_ns": entry * 1e9,
                     "fuse": fuse, "fuse_into_gemm": into_gemm,
                 })
-                chain = f"chains of {_SHORT} and {_LONG} products [{_ROWS}x{_DIM}]x[{_DIM}x{_DIM}] compiled by {backend}"
+                chain = (f"chains of {_SHORT} and {_LONG} products [{_ROWS}x{_DIM}]x[{_DIM}x{_DIM}] "
+                         f"compiled by {backend}")
                 methods["overhead_ns_by_kind"] = f"gemm, matmul: slope of {chain}, {th}"
                 methods["batch_overhead_ns"] = f"intercept of {chain}"
-                methods["kernel_overhead_ns"] = (f"time LayerNorm + ReLU + residual add added to each of {_LONG} products, "
-                                                 f"per kernel they compiled to ({extra:g})" if per_small != per_gemm
-                                                 else "as a product's (no kernel of their own to time)")
+                methods["kernel_overhead_ns"] = (
+                    f"time LayerNorm + ReLU + residual add added to each of {_LONG} products, per kernel they "
+                    f"compiled to ({extra:g})" if per_small != per_gemm
+                    else "as a product's (no kernel of their own to time)")
                 methods["fuse"] = (f"kernels in the compiled graph: LayerNorm + ReLU + residual add after a "
                                    f"product took {extra:g} kernels of their own: {how}")
                 methods["call_overhead_ns"] = "0: module calls are inlined and views run no kernel in a compiled graph"
+                stage("compiled probe model")
+                for key in ("pj_per_flop_fp32", "pj_per_flop_fp16", "pj_per_op_int8", "dram_pj_per_byte", "tdp_w",
+                            "static_w", "cache_pj_per_byte"):
+                    host.setdefault(key, getattr(base.host, key))
+                scale, probe = _dispatch_scale(base, host, s, backend)
+                raw.update(probe)
+                raw["dispatch_scale"] = scale
+                host["kernel_overhead_ns"] *= scale
+                host["overhead_ns_by_kind"] = {k: v * scale for k, v in host["overhead_ns_by_kind"].items()}
+                note = (f"; times {scale:.2f}: what a probe model (7 NASRec blocks at width 16, batch 1, compiled "
+                        f"by {backend}) took beyond pimsim's time for its work and graph entry, over its kernels "
+                        f"at these costs (calibration.raw.dispatch_scale)")
+                for key in ("kernel_overhead_ns", "overhead_ns_by_kind"):
+                    methods[key] += note
                 methods["glue_ops"] = ("true: TorchScript runs each copy (cat, pad, gather) as a kernel" if script
                                        else "false: inductor plans copies into its kernels and buffers")
     finally:
@@ -528,7 +631,7 @@ def calibrate(settings: CalibrationSettings, on_stage: Callable[[str], None] | N
     if Path(settings.base).is_file():  # the file's base must resolve from wherever it is read
         settings = replace(settings, base=str(Path(settings.base).resolve()))
     return Calibration(settings=settings, host=host, methods=methods, raw=raw,
-                       machine=f"{socket.gethostname()}: {_cpu_model()}, {_cpus()} CPUs",
+                       machine=f"{socket.gethostname()}: {_cpu_model()}, {available_cpus()} CPUs",
                        torch_version=torch.__version__,
                        when=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                        seconds=time.perf_counter() - t_start, backend=backend, notes=tuple(notes))
@@ -567,8 +670,8 @@ def calibration_toml(cal: Calibration) -> str:
             f"DRAM, mapping and energy from {st.base}")
     lines = [
         f"# Host calibration written by `cosearch calibrate` on {cal.when}.",
-        f"# Every [host] number was measured on this machine except those [calibration.method]",
-        f"# marks as the base preset's. Re-run the command to measure again.",
+        "# Every [host] number was measured on this machine except those [calibration.method]",
+        "# marks as the base preset's. Re-run the command to measure again.",
         f"name = {_toml_value(name)}",
         f"description = {_toml_value(desc)}",
         f"base = {_toml_value(st.base)}",

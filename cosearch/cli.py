@@ -179,6 +179,7 @@ def _query(args) -> int:
     from nasrec.space import load_arch
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    hardware = pimsim.load_hardware(args.hardware)  # a bad or missing file fails before any profiling
     path = Path(args.arch)
     if path.suffix == ".pt":  # a model file of `nasrec train --save-model` / `nasrec prune`
         from nasrec.modelio import load_model
@@ -198,7 +199,7 @@ def _query(args) -> int:
         else:
             raise ValueError(f"{args.arch}: neither an architecture/model file nor a baseline "
                              f"({', '.join(sorted(BASELINES))})")
-    rep = pimsim.query(w, args.hardware, seed=0)
+    rep = pimsim.query(w, hardware, seed=0)
     if args.json:
         print(json.dumps(rep.to_dict(), indent=1, default=str))
         return 0
@@ -239,16 +240,15 @@ def _retrain(args) -> int:
 
 
 def _calibrate(args) -> int:
-    from cosearch.calibrate import DEFAULT_BASE, CalibrationSettings, calibrate, write_calibration
-    from cosearch.calibrate import _cpus as cpus
+    from cosearch.calibrate import DEFAULT_BASE, CalibrationSettings, available_cpus, calibrate, write_calibration
     out = args.out
     if out.suffix != ".toml":
         raise ValueError(f"--out {out}: a hardware file must end in .toml")
     if not out.parent.is_dir():
         raise ValueError(f"--out {out}: folder {out.parent} does not exist")
-    settings = CalibrationSettings(threads=cpus() if args.threads is None else args.threads, runtime=args.runtime,
-                                   base=args.base or DEFAULT_BASE, backend=args.backend,
-                                   sample_s=args.sample_seconds)
+    threads = available_cpus() if args.threads is None else args.threads
+    settings = CalibrationSettings(threads=threads, runtime=args.runtime, base=args.base or DEFAULT_BASE,
+                                   backend=args.backend, sample_s=args.sample_seconds)
     import pimsim
     if pimsim.load_hardware(settings.base).host is None:  # before a minute of measuring
         raise ValueError(f"--base {settings.base}: has no [host] section to replace")
@@ -257,7 +257,8 @@ def _calibrate(args) -> int:
     cal = calibrate(settings, on_stage=stage)
     write_calibration(cal, out)
     h = cal.host
-    print(f"wrote {out} ({cal.backend}, {settings.threads} thread{'s' if settings.threads > 1 else ''}, {cal.seconds:.1f} s): "
+    plural = "s" if settings.threads > 1 else ""
+    print(f"wrote {out} ({cal.backend}, {settings.threads} thread{plural}, {cal.seconds:.1f} s): "
           f"fp32 {h['peak_fp32_gflops']:.1f} GFLOP/s, memory {h['mem_gbps']:.1f} GB/s, "
           f"cache {h['cache_bytes'] >> 20} MiB at {h['act_cache_gbps']:.1f} GB/s, "
           f"{h['kernel_overhead_ns'] / 1e3:.2f} us per kernel")

@@ -8,6 +8,11 @@ Two profilers produce the same :class:`pimsim.dense.Workload`:
   or pruned NASRec models), by running one forward pass under a dispatch mode that
   records every matrix product, attention, embedding lookup and element-wise op.
 
+Both also list the glue an eager forward pass dispatches between those layers, as
+element-wise layers of kind "copy" (concatenation, padding, index arithmetic, the copy a
+product of a transposed input makes) and "call" (module calls, views, weight slices),
+with the same counts from either profiler; a host charges them only with ``glue_ops``.
+
 Embedding tables come from the schema: one table per categorical field with the
 schema's lookups per sample (multi-hot fields pool several); an ArchSpec's
 per-field embedding choices set each table's dimension and precision, and drop
@@ -245,12 +250,14 @@ def _pairwise_glue(L: _Layers, t: int) -> None:
     L.copy(L.b * pairs, "index_select")
 
 
-def _dot(L: _Layers, dense_in: int, sparse_in: int, w: int, rows: int) -> None:
+def _dot(L: _Layers, dense_in: int, sparse_in: int, w: int, rows: int, relayout: bool) -> None:
     b = L.b
     L.call("module")
     L.linear(b, EMB_DIM, dense_in, "dense_proj", bias=False)
     L.layernorm(b * EMB_DIM, "dense_ln")
     L.call("transpose")
+    if relayout:
+        L.copy(b * EMB_DIM * sparse_in, "field_proj.layout_copy")
     L.linear(b * EMB_DIM, rows, sparse_in, "field_proj", bias=False)
     L.layernorm(b * EMB_DIM * rows, "field_ln")
     t = rows + 1
@@ -284,23 +291,28 @@ def _sum(L: _Layers, m: int, w: int) -> None:
     L.layernorm(L.b * w, "ln")
 
 
-def _efc(L: _Layers, sparse_in: int, t: int) -> None:
+def _efc(L: _Layers, sparse_in: int, t: int, relayout: bool) -> None:
     L.call("module")
     L.call("transpose")
+    if relayout:
+        L.copy(L.b * EMB_DIM * sparse_in, "lin.layout_copy")
     L.linear(L.b * EMB_DIM, t, sparse_in, "lin", bias=False)
     L.layernorm(L.b * EMB_DIM * t, "ln")
     L.call("transpose")
     L.relu(L.b * EMB_DIM * t)
 
 
-def _attention(L: _Layers, sparse_in: int, t: int) -> None:
+def _attention(L: _Layers, sparse_in: int, t: int, relayout: bool) -> None:
     b, d, h = L.b, EMB_DIM, ATTN_HEADS
     hd = d // h
     L.call("module")
     L.call("transpose")
+    if relayout:
+        L.copy(b * d * sparse_in, "lin.layout_copy")
     L.linear(b * d, t, sparse_in, "lin", bias=False)
     L.layernorm(b * d * t, "ln")
     L.call("transpose")
+    L.copy(b * t * d, "qkv.layout_copy")  # its input is always a transposed view
     L.linear(b * t, 3 * d, d, "qkv", bias=True)
     # the input is a transposed view, so torch adds the bias in a kernel of its own
     L.copy(b * t * 3 * d, "qkv.bias")
@@ -330,15 +342,21 @@ def arch_workload(spec: ArchSpec, schema: Schema, *, batch_size: int = 256,
     _embedding_layers(L, schema, spec.embedding)
     rows = dot_tokens(spec.search_space.max_width)
     widths, tokens = [schema.n_dense], [schema.n_sparse]
+    # whether each sparse output is laid out token-major: EFC returns a transposed view, and a
+    # product on the field axis of an input that is laid out so must first copy it
+    token_major = [True]
     canon = spec.canonical()  # what NasRecModel builds; blocks that nothing reads do not run
     for i, (blk, live) in enumerate(zip(canon.blocks, canon.live_blocks())):
         if not live:
             widths.append(blk.dense_width)
             tokens.append(blk.sparse_tokens + D2S_TOKENS * blk.dense_sparse_interact)
+            token_major.append(True)
             continue
         dense_in = sum(widths[j] for j in set(blk.dense_idx))
         sparse_in = sum(tokens[j] for j in set(blk.sparse_idx))
         w, t = blk.dense_width, blk.sparse_tokens
+        # a concatenation is laid out anew; a single input keeps its producer's layout
+        relayout = len(blk.sparse_idx) > 1 or token_major[blk.sparse_idx[0]]
         L.name, L.part = f"blocks.{i}", "glue"
         if len(blk.dense_idx) > 1:
             L.copy(batch_size * dense_in, "dense_cat")
@@ -349,7 +367,7 @@ def arch_workload(spec: ArchSpec, schema: Schema, *, batch_size: int = 256,
         if blk.dense_op == "fc":
             _fc(L, dense_in, w)
         elif blk.dense_op == "dot":
-            _dot(L, dense_in, sparse_in, w, rows)
+            _dot(L, dense_in, sparse_in, w, rows, relayout)
         elif blk.dense_op == "gating":
             _gating(L, max(widths[blk.dense_left_idx], widths[blk.dense_right_idx]), w)
         else:
@@ -357,9 +375,9 @@ def arch_workload(spec: ArchSpec, schema: Schema, *, batch_size: int = 256,
         L.copy(batch_size * w, "block_sum")  # Block.forward's sum() over operators starts from 0 + d
         L.name, L.part = f"blocks.{i}.{blk.sparse_op}", blk.sparse_op
         if blk.sparse_op == "efc":
-            _efc(L, sparse_in, t)
+            _efc(L, sparse_in, t, relayout)
         else:
-            _attention(L, sparse_in, t)
+            _attention(L, sparse_in, t, relayout)
         L.copy(batch_size * t * EMB_DIM, "block_sum")
         L.part = "merger"
         if blk.dense_sparse_interact:
@@ -385,9 +403,9 @@ def arch_workload(spec: ArchSpec, schema: Schema, *, batch_size: int = 256,
             L.copy(batch_size * (t + D2S_TOKENS) * EMB_DIM, "d2s_cat")
         widths.append(w)
         tokens.append(t + D2S_TOKENS * blk.dense_sparse_interact)
+        token_major.append(blk.sparse_op == "attention" or blk.dense_sparse_interact)
     L.name, L.part = "head", "head"
-    last = canon.blocks[-1]
-    if last.sparse_op == "efc" and not last.dense_sparse_interact:
+    if not token_major[-1]:
         # EFC's output is a transposed view: flattening it copies
         L.copy(batch_size * tokens[-1] * EMB_DIM, "flatten")
     else:
@@ -431,6 +449,8 @@ _SUMS = {"add", "sub"}
 _VIEW_OPS = {"view", "_unsafe_view", "alias", "t", "transpose", "permute", "unsqueeze", "squeeze", "expand",
              "slice", "select", "unbind", "split", "split_with_sizes", "chunk", "narrow", "as_strided", "detach",
              "_reshape_alias", "unflatten", "view_as", "expand_as", "lift_fresh", "diagonal", "movedim"}
+# aten copies that a compute call runs before its arithmetic (a non-contiguous input made contiguous)
+_LAYOUT_COPIES = {"clone", "copy_", "_to_copy", "contiguous"}
 # Python-level tensor calls that read metadata only: too cheap to count as a call
 _METADATA_CALLS = {"__get__", "size", "dim", "numel", "stride", "is_floating_point", "is_contiguous", "data_ptr",
                    "element_size", "storage_offset", "untyped_storage", "__len__", "__format__", "__repr__",
@@ -538,7 +558,12 @@ class _Calls(TorchFunctionMode):
             ran = rec.aten
         finally:
             rec.aten = outer
-        if len(rec.layers) == n_layers:
+        if len(rec.layers) > n_layers:
+            if any(p in _LAYOUT_COPIES for p in ran):
+                # a product of a transposed input copies it first (matmul's reshape): a kernel of its own
+                first = next((a for a in args if isinstance(a, torch.Tensor)), None)
+                rec.glue("copy", _numel(first), "layout_copy")
+        else:
             kernels = [p for p in ran if p not in _VIEW_OPS]
             # what an in-place call (a setitem) writes is its last argument
             elements = _numel(out) or _numel(args[-1] if args else None)

@@ -359,9 +359,10 @@ class Host:
 
     The runtime on the host (what a calibration measures; every default keeps the
     plain roofline of the presets): ``kernel_overhead_ns`` is paid per kernel, or
-    ``overhead_ns_by_kind[kind]`` for the kinds it names (:data:`OVERHEAD_KINDS`: an eager
-    runtime's fixed cost differs between, say, a ReLU and a LayerNorm); ``fuse`` lists the operator kinds (:data:`FUSE_KINDS`) that join the kernel before
-    them, so they pay no overhead and their input does not go through memory; with
+    ``overhead_ns_by_kind[kind]`` for the kinds it names (:data:`OVERHEAD_KINDS`: an
+    eager runtime's fixed cost differs between, say, a ReLU and a LayerNorm); ``fuse``
+    lists the operator kinds (:data:`FUSE_KINDS`) that join the kernel before them, so
+    they pay no overhead and their input does not go through memory; with
     ``fuse_into_gemm`` false they join only a kernel of small operators, never a
     GEMM's. ``glue_ops`` charges a workload's glue layers (copies and calls between
     operators, which an eager runtime dispatches one by one): a copy as a kernel, a
@@ -370,7 +371,9 @@ class Host:
     cache take time at that rate (0: free); ``vector_gflops`` > 0 is the rate of
     operations outside GEMMs (0: the GEMM peak of the layer's precision);
     ``matmul_gflops`` > 0 that of products of two activations (attention, pairwise
-    dot products: many small matrices, far from the GEMM peak; 0: the GEMM peak).
+    dot products: many small matrices, far from the GEMM peak; 0: the GEMM peak);
+    ``weight_cache_gbps`` > 0 the rate at which a GEMM reads weights held in the cache
+    (a matrix-vector product at batch 1 is bound by it; 0: ``act_cache_gbps``).
     """
 
     kind: HostKind
@@ -396,6 +399,7 @@ class Host:
     act_cache_gbps: float = 0.0
     vector_gflops: float = 0.0
     matmul_gflops: float = 0.0
+    weight_cache_gbps: float = 0.0
     overhead_ns_by_kind: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
@@ -406,7 +410,7 @@ class Host:
             _check_float(self, name)
         for name in ("pj_per_flop_fp32", "pj_per_flop_fp16", "pj_per_op_int8", "dram_pj_per_byte",
                      "kernel_overhead_ns", "mem_gbps", "static_w", "call_overhead_ns", "batch_overhead_ns",
-                     "act_cache_gbps", "vector_gflops", "matmul_gflops"):
+                     "act_cache_gbps", "vector_gflops", "matmul_gflops", "weight_cache_gbps"):
             _check_float(self, name, strict=False)
         _check_int(self, "cache_bytes", 0)
         for name in ("fuse_into_gemm", "glue_ops"):
@@ -429,7 +433,8 @@ class Host:
             raise ValueError(f"Host.overhead_ns_by_kind must be a table of kind = ns, got {by_kind!r}") from None
         for k, v in pairs:
             if k not in OVERHEAD_KINDS:
-                raise ValueError(f"Host.overhead_ns_by_kind: unknown kernel kind {k!r} (known: {', '.join(OVERHEAD_KINDS)})")
+                raise ValueError(f"Host.overhead_ns_by_kind: unknown kernel kind {k!r} "
+                                 f"(known: {', '.join(OVERHEAD_KINDS)})")
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise ValueError(f"Host.overhead_ns_by_kind.{k} must be a finite number >= 0, got {v!r}")
         if len({k for k, _ in pairs}) != len(pairs):

@@ -155,7 +155,8 @@ def _host_layer(layer, hw: Hardware, weight_miss: float, *, dispatch: bool = Tru
     mem_s = dram_bytes / bw
     if host.act_cache_gbps > 0:
         # every byte the layer touches passes through the cache, even one that stays there
-        mem_s = max(mem_s, (act_bytes + layer.weight_bytes) / (host.act_cache_gbps * 1e9))
+        weight_gbps = host.weight_cache_gbps or host.act_cache_gbps
+        mem_s = max(mem_s, act_bytes / (host.act_cache_gbps * 1e9) + layer.weight_bytes / (weight_gbps * 1e9))
     overhead_ns = 0.0
     if dispatch:
         kind = kernel or layer_kind(layer)

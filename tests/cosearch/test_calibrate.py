@@ -1,7 +1,6 @@
 """``cosearch calibrate``: the file it writes, how it refuses bad input, the OS's cache size."""
 import json
 from dataclasses import fields, replace
-from pathlib import Path
 
 import pytest
 
@@ -14,7 +13,7 @@ from pimsim.config import Host
 HOST = {
     "kind": "cpu", "peak_fp32_gflops": 123.5, "peak_fp16_gflops": 4.25, "peak_int8_gops": 3.0,
     "cache_bytes": 33554432, "mem_gbps": 11.5, "cache_gbps": 40.0, "act_cache_gbps": 40.0,
-    "vector_gflops": 9.5, "matmul_gflops": 7.25, "kernel_overhead_ns": 1600.0,
+    "vector_gflops": 9.5, "matmul_gflops": 7.25, "weight_cache_gbps": 21.5, "kernel_overhead_ns": 1600.0,
     "overhead_ns_by_kind": {"gemm": 6800.0, "layernorm": 7300.0, "attention": 12900.0},
     "call_overhead_ns": 2300.0, "glue_ops": True, "batch_overhead_ns": 0.0,
     "fuse": ["attention"], "fuse_into_gemm": False,
@@ -148,3 +147,34 @@ def test_a_real_calibration_writes_a_loadable_file(tmp_path, runtime, backend):
     if runtime == "compiled":
         # TorchScript runs LayerNorm, ReLU and the add as kernels of their own: nothing fused
         assert hw.host.fuse == ("attention",) and cal.raw["compiled_blocks_other_kernels"] == 48
+
+
+@pytest.mark.parametrize("text, needle", [
+    (None, "unknown hardware"),
+    ("this is [not toml", "invalid TOML"),
+    ('base = "cpu-server"\n[host]\nfuse = ["conv"]\n', "unknown operator kind 'conv'"),
+    ('base = "cpu-server"\n[host]\nkernel_overhead_ns = -3.0\n', "kernel_overhead_ns must be >= 0"),
+    ('base = "cpu-server"\n[calibration]\nwhen = 1\n[hostt]\nx = 1\n', "unknown key 'hostt'"),
+])
+def test_bad_or_missing_calibration_files_are_one_line_and_status_2(tmp_path, capsys, text, needle):
+    path = tmp_path / "host.toml"
+    if text is not None:
+        path.write_text(text, encoding="utf-8")
+    # fails on the file before any data set is made or model profiled
+    assert main(["query", "dlrm", "--hardware", str(path), "--cache", str(tmp_path / "cache")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0] and "Traceback" not in err[0], err
+    assert not (tmp_path / "cache").exists()
+
+
+def test_the_dispatch_probe_uses_every_operator_at_the_smallest_sizes():
+    from cosearch.calibrate import _probe
+    model, inputs, w = _probe()
+    spec = model.spec
+    assert all(spec.live_blocks()) and w.batch_size == 1
+    assert {b.dense_op for b in spec.blocks} == {"fc", "dot", "gating", "sum"}
+    assert {b.sparse_op for b in spec.blocks} == {"efc", "attention"}
+    assert any(b.dense_sparse_interact for b in spec.blocks) and any(b.deep_fm for b in spec.blocks)
+    assert {b.dense_width for b in spec.blocks} == {16} and {b.sparse_tokens for b in spec.blocks} == {16}
+    # nearly all of it is dispatch: far more glue and small kernels than products
+    assert sum(l.op == "gemm" for l in w.dense) < len(w.dense) / 5

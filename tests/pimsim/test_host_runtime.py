@@ -191,3 +191,10 @@ def test_products_of_activations_run_at_their_own_rate():
     assert peak == pytest.approx(pairs.flops / _host().host.peak_flops(4), rel=1e-12)
     assert slow.layers[0].time_s == pytest.approx(pairs.flops / 5e9, rel=1e-12)
     assert slow.layers[1].time_s == fast.layers[1].time_s  # weight GEMMs keep the GEMM peak
+
+
+def test_weights_in_the_cache_stream_at_their_own_rate():
+    gemv = Gemm(m=1, n=512, k=512)
+    w = Workload(batch_size=1, dense=(gemv,))
+    r = query(w, _host(kernel_overhead_ns=0.0, act_cache_gbps=40.0, weight_cache_gbps=20.0))
+    assert r.latency_s == pytest.approx((gemv.in_bytes + gemv.out_bytes) / 40e9 + gemv.weight_bytes / 20e9, rel=1e-12)
