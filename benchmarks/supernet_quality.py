@@ -110,11 +110,12 @@ def _zero_cost(specs, ds, seed: int, proxy: str) -> np.ndarray:
         net = build(spec, ds.schema, seed)
         loss = torch.nn.functional.binary_cross_entropy_with_logits(net(d, x), y.float())
         loss.backward()
-        ps = [p for p in net.parameters() if p.grad is not None]
-        if proxy == "gradnorm":
-            v = float(torch.sqrt(sum((p.grad ** 2).sum() for p in ps)))
-        else:
-            v = float(sum((p.grad * p).abs().sum() for p in ps))
+        with torch.no_grad():
+            ps = [p for p in net.parameters() if p.grad is not None]
+            if proxy == "gradnorm":
+                v = float(torch.sqrt(sum((p.grad ** 2).sum() for p in ps)))
+            else:
+                v = float(sum((p.grad * p).abs().sum() for p in ps))
         out.append(-v)
     return np.array(out)
 

@@ -36,6 +36,13 @@ def _pos_int(obj, *names, minimum=1):
             raise ValueError(f"{type(obj).__name__}.{n} must be an integer >= {minimum}, got {v!r}")
 
 
+def _number(obj, name, ok, want: str):
+    """A real number (not a bool) for which ``ok(value)`` holds; ``want`` names the rule."""
+    v = getattr(obj, name)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not ok(v):
+        raise ValueError(f"{type(obj).__name__}.{name} must be {want}, got {v!r}")
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """The built-in synthetic data set (``nasrec.SyntheticConfig``), or ``path`` to a
@@ -80,7 +87,8 @@ class SupernetConfig:
     embeddings: str = "extended"
     # Share of the steps over which the whole supernet is trained with falling probability
     # (NASRec's warm-up: about 0.2). 0 by default: a full-path step costs about 9x a
-    # random path's CPU (600 steps: 916 CPU-s with the warm-up, 615 without), and the
+    # random path's CPU (600 steps: 916 CPU-s with the warm-up, 615 without, the latter
+    # measured beside another job), and the
     # warm-up bought no ranking: Kendall tau 0.015 with it, -0.009 without, both chance
     # over 40 architectures and 3 supernets (benchmarks/results/supernet_ranking_summary.csv).
     full_path_fraction: float = 0.0
@@ -89,11 +97,8 @@ class SupernetConfig:
         if self.space not in SPACES:
             raise ValueError(f"SupernetConfig.space must be one of {sorted(SPACES)}, got {self.space!r}")
         _pos_int(self, "steps", "batch_size")
-        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not self.lr > 0:
-            raise ValueError(f"SupernetConfig.lr must be a positive number, got {self.lr!r}")
-        f = self.full_path_fraction
-        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0.0 <= f <= 1.0:
-            raise ValueError(f"SupernetConfig.full_path_fraction must be a number in [0, 1], got {f!r}")
+        _number(self, "lr", lambda v: v > 0, "a positive number")
+        _number(self, "full_path_fraction", lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
         if self.embeddings not in ("published", "extended"):
             raise ValueError(f"SupernetConfig.embeddings must be 'published' or 'extended', got {self.embeddings!r}")
 
@@ -116,8 +121,7 @@ class ScoringConfig:
     def __post_init__(self):
         if self.head_fit not in HEAD_FITS:
             raise ValueError(f"ScoringConfig.head_fit must be one of {', '.join(HEAD_FITS)}, got {self.head_fit!r}")
-        if isinstance(self.probe_l2, bool) or not isinstance(self.probe_l2, (int, float)) or not self.probe_l2 >= 0:
-            raise ValueError(f"ScoringConfig.probe_l2 must be a number >= 0, got {self.probe_l2!r}")
+        _number(self, "probe_l2", lambda v: v >= 0, "a number >= 0")
         _pos_int(self, "finetune_steps", minimum=0)
         _pos_int(self, "val_rows", "batch_size")
 
@@ -215,8 +219,7 @@ class VerifyConfig:
         _pos_int(self, "steps", "batch_size", "workers")
         if not isinstance(self.baselines, bool):
             raise ValueError(f"VerifyConfig.baselines must be true or false, got {self.baselines!r}")
-        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not self.lr > 0:
-            raise ValueError(f"VerifyConfig.lr must be a positive number, got {self.lr!r}")
+        _number(self, "lr", lambda v: v > 0, "a positive number")
 
 
 @dataclass(frozen=True)

@@ -169,9 +169,9 @@ class XDeepFM(nn.Module):
         Each layer is the paper's 1x1 convolution over the ``m x H`` outer products,
         computed as one matmul with the embedding axis leading (``[B, D, m*H] @ W^T``):
         about 30% less CPU time for the CIN's forward and backward than ``Conv1d`` on
-        ``[B, m*H, D]``
-        (measured side by side, one thread), with the same weights and outputs."""
-        b, m, d = x0.shape
+        ``[B, m*H, D]`` (measured side by side, one thread, beside other jobs), with the
+        same weights and outputs."""
+        b, _, d = x0.shape
         x0t = x0.transpose(1, 2)  # [B, D, m]
         x, pooled = x0t, []
         for conv in self.cin:
