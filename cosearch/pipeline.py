@@ -182,20 +182,34 @@ def run_pipeline(cfg: RunConfig, out_dir, cache_dir, *, quiet: bool = True,
         atomic_write_json(run_path, meta)
     stage("search")
     acc, cost = _providers(cfg, ds, sn, quiet)
-    executor = make_executor(cfg.execution.executor, cfg.execution.workers)
+    # the baselines' verification trainings do not depend on the search, which leaves
+    # part of the CPU idle (about 1.3 of 2 cores busy in a cold default run): start them
+    # now, one fewer at once than [verify] workers (but at least one)
+    early = (VerificationTrainings(cfg, ds, cache_dir, limit=max(1, cfg.verify.workers - 1),
+                                   on_model=lambda m: stage(f"verify {m} (beside the search)"))
+             if max_generations is None and verified_baselines(cfg) else None)
     try:
-        evaluator = Evaluator([acc, cost], cfg.search.objectives,
-                              [Constraint(k, float(v)) for k, v in cfg.constraints.items()], executor)
-        log, cap = normalization_settings(cfg.search.objectives, ds)
-        algo = make_algorithm(cfg.search.algorithm, search_space(cfg, ds.schema), np.random.default_rng([cfg.seed, 5]),
-                              cfg.search.evolution(), cfg.search.weights, log=log, cap=cap)
-        result = run_search(out, algo, evaluator, row_fields=_row_fields, seed=cfg.seed, hv_log=log, hv_cap=cap,
-                            on_generation=on_generation, max_generations=max_generations)
-    finally:
-        executor.close()
-    if result.complete:
-        stage("report")
-        finish_run(out, cfg, ds, cost, cache_dir, quiet=quiet, started=t0, on_stage=stage)
+        executor = make_executor(cfg.execution.executor, cfg.execution.workers)
+        try:
+            evaluator = Evaluator([acc, cost], cfg.search.objectives,
+                                  [Constraint(k, float(v)) for k, v in cfg.constraints.items()], executor)
+            log, cap = normalization_settings(cfg.search.objectives, ds)
+            algo = make_algorithm(cfg.search.algorithm, search_space(cfg, ds.schema),
+                                  np.random.default_rng([cfg.seed, 5]), cfg.search.evolution(), cfg.search.weights,
+                                  log=log, cap=cap)
+            result = run_search(out, algo, evaluator, row_fields=_row_fields, seed=cfg.seed, hv_log=log,
+                                hv_cap=cap, on_generation=on_generation, max_generations=max_generations)
+        finally:
+            executor.close()
+        if result.complete:
+            stage("report")
+            finish_run(out, cfg, ds, cost, cache_dir, quiet=quiet, started=t0, on_stage=stage, trainings=early)
+    except BaseException:
+        if early is not None:
+            early.close(cancel=True)
+        raise
+    if early is not None:
+        early.close()
     return result
 
 
@@ -288,20 +302,53 @@ def _fit_recipe(recipe, n_train: int):
     return replace(recipe, steps=max(1, n_train // recipe.batch_size))
 
 
+#: Baselines that train several times longer than the others (xDeepFM's CIN, AutoInt's
+#: attention): they start first, so that the workers finish together.
+_SLOW_BASELINES = ("xdeepfm", "autoint")
+#: Queue priorities (lower starts first): slow baselines, front architectures, the rest.
+_ARCH_PRIORITY = 1
+
+
+def verified_baselines(cfg: RunConfig) -> list[str]:
+    """The baselines a finished run trains from scratch."""
+    return list(cfg.baselines.names) if cfg.verify.baselines else []
+
+
+class VerificationTrainings:
+    """The from-scratch trainings of a run's verification, in a ``TrainingQueue``.
+
+    Created before the search, it trains the baselines (which do not depend on the
+    search) on the cores the search leaves idle, at most ``limit`` at once; ``verify``
+    then adds the front architectures and raises the limit to ``[verify] workers``."""
+
+    def __init__(self, cfg: RunConfig, dataset, cache_dir, *, limit: int | None = None,
+                 on_model: Callable[[str], None] | None = None):
+        from nasrec.scratch import TrainingQueue, TruthCache
+        self.seed = cfg.seed
+        recipe = _fit_recipe(truth_recipe(cfg), len(dataset.split("train")))
+        start = (lambda m, s: on_model(m if isinstance(m, str) else f"arch {m.hash[:16]}")) if on_model else None
+        self.queue = TrainingQueue(TruthCache(Path(cache_dir) / "truth"), dataset, recipe,
+                                   workers=cfg.verify.workers, limit=limit, save_model=True, on_start=start)
+        self.baselines = {n: self.queue.submit(n, cfg.seed, priority=0 if n in _SLOW_BASELINES else 2)
+                          for n in verified_baselines(cfg)}
+
+    def close(self, cancel: bool = False) -> None:
+        self.queue.close(cancel=cancel)
+
+
 def verify(out, cfg: RunConfig, dataset, cache_dir, *, quiet: bool = True,
-           on_model: Callable[[str], None] | None = None) -> tuple[list[dict], dict[str, dict]]:
+           on_model: Callable[[str], None] | None = None,
+           trainings: VerificationTrainings | None = None) -> tuple[list[dict], dict[str, dict]]:
     """Train and test from scratch the top-K distinct front architectures (lowest search
-    log loss) and the baselines; their model files go to ``out/models/``.
+    log loss) and the baselines; their model files go to ``out/models/``. ``trainings``:
+    the run's queue if its baselines started beside the search (it is not closed here).
 
     Returns (front rows with ``test_logloss``, ``test_auc``, ``verified`` and ``model_file``
     added, {baseline name: truth result}). Cached under ``cache_dir/truth``."""
     import shutil
-    from nasrec.scratch import TruthCache
     from nasrec.space import ArchSpec
     out = Path(out)
     front = front_rows(out, cfg.search.objectives)
-    cache = TruthCache(Path(cache_dir) / "truth")
-    recipe = _fit_recipe(truth_recipe(cfg), len(dataset.split("train")))
     models = out / "models"
     picked: dict[str, dict] = {}
     if "logloss" in cfg.search.objectives:
@@ -309,20 +356,23 @@ def verify(out, cfg: RunConfig, dataset, cache_dir, *, quiet: bool = True,
             if len(picked) >= cfg.verify.top_k:
                 break
             picked.setdefault(r["arch_hash"], r)
-    names = list(cfg.baselines.names) if cfg.verify.baselines else []
     archs = [ArchSpec.from_json(r["arch"]) for r in picked.values()]
-    # the slowest trainings first (xDeepFM's CIN and AutoInt's attention take several
-    # times the others' time), so that the workers finish together
-    slow = [n for n in ("xdeepfm", "autoint") if n in names]
-    order = slow + archs + [n for n in names if n not in slow]
-    got = cache.get_or_train_many(order, dataset, recipe, cfg.seed, save_model=True,
-                                  workers=cfg.verify.workers, quiet=quiet,
-                                  on_start=(lambda m: on_model(m if isinstance(m, str) else f"arch {m.hash[:16]}"))
-                                  if on_model else None)
-    by_name = {m: r for m, r in zip(order, got) if isinstance(m, str)}
-    base = {n: by_name[n] for n in names}
+    own = trainings is None
+    if own:
+        trainings = VerificationTrainings(cfg, dataset, cache_dir, on_model=on_model)
+    try:
+        trainings.queue.set_limit(cfg.verify.workers)
+        futures = [trainings.queue.submit(a, cfg.seed, priority=_ARCH_PRIORITY) for a in archs]
+        got = [f.result() for f in futures]
+        base = {n: f.result() for n, f in trainings.baselines.items()}
+    except BaseException:
+        if own:
+            trainings.close(cancel=True)
+        raise
+    if own:
+        trainings.close()
     results: dict[str, dict] = {}
-    for h, res in zip(picked, [r for m, r in zip(order, got) if not isinstance(m, str)]):
+    for h, res in zip(picked, got):
         if res.get("model_file"):
             models.mkdir(parents=True, exist_ok=True)
             dst = models / f"arch-{h}.pt"
@@ -347,14 +397,16 @@ def _csv(rows: list[dict]) -> str:
 
 
 def finish_run(out, cfg: RunConfig, dataset, cost: PimsimCost, cache_dir, *, quiet: bool = True,
-               started: float | None = None, on_stage: Callable[[str], None] | None = None) -> None:
+               started: float | None = None, on_stage: Callable[[str], None] | None = None,
+               trainings: VerificationTrainings | None = None) -> None:
     """Verification by training (``verify``), front.csv, baselines.csv, plots and
     summary.md of a finished run; ``started``: ``time.perf_counter()`` when this
     invocation began (for the wall time in the summary)."""
     from cosearch import plots
     out = Path(out)
     stage = on_stage or (lambda s: None)
-    front, base = verify(out, cfg, dataset, cache_dir, quiet=quiet, on_model=lambda m: stage(f"verify {m}"))
+    front, base = verify(out, cfg, dataset, cache_dir, quiet=quiet, on_model=lambda m: stage(f"verify {m}"),
+                         trainings=trainings)
     atomic_write_text(out / "front.csv", _csv(front) if front else "")
     brows = baseline_costs(cfg, dataset, cost)
     recipe = _fit_recipe(truth_recipe(cfg), len(dataset.split("train")))

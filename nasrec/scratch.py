@@ -264,33 +264,146 @@ class TruthCache:
                 if on_done:
                     on_done(i, out[i])
             return out
-        import multiprocessing as mp
-        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-        threads = threads or max(1, (os.cpu_count() or 1) // workers)
-        queue = list(todo)
-        with ProcessPoolExecutor(min(workers, len(todo)), mp.get_context("spawn"), initializer=_pool_init,
-                                 initargs=(str(ds.path), str(self.folder), threads)) as pool:
-            pending = {}
-            while queue or pending:
-                # at most one training per worker is submitted, so the deadline and
-                # on_start describe trainings that really start
-                while queue and len(pending) < workers and open_():
-                    i = queue.pop(0)
-                    m, seed = jobs[i]
-                    if on_start:
-                        on_start(m, seed)
-                    arg = m.to_json() if isinstance(m, ArchSpec) else m
-                    pending[pool.submit(_pool_train, arg, isinstance(m, ArchSpec), recipe.to_dict(), seed,
-                                        save_model)] = i
-                if not pending:
-                    break
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for f in done:
-                    i = pending.pop(f)
-                    out[i] = f.result()
-                    if on_done:
-                        on_done(i, out[i])
+        from concurrent.futures import as_completed
+        with TrainingQueue(self, ds, recipe, workers=workers, threads=threads, save_model=save_model,
+                           on_start=on_start, deadline=deadline) as queue:
+            futures = {queue.submit(*jobs[i]): i for i in todo}
+            for f in as_completed(futures):
+                i = futures[f]
+                out[i] = f.result()
+                if on_done and out[i] is not None:
+                    on_done(i, out[i])
         return out
+
+
+class TrainingQueue:
+    """Truth trainings in background processes, while the caller goes on.
+
+    ``submit(model, seed)`` returns a ``concurrent.futures.Future`` of the
+    ``get_or_train`` result (None for a job that had not started by ``deadline``, a
+    ``time.time()`` value, or when the queue closed first). Jobs start by ``priority``
+    (lower first), then in submission order, at most ``limit`` at once (0..``workers``, 0
+    holds every job; ``set_limit`` changes it at any time, e.g. to leave a core to other
+    work). Each of
+    the ``workers`` spawned processes trains with ``threads`` torch threads (default
+    ``cpu_count // workers``). Use it as a context manager: leaving the block waits for
+    every started job, or, on an exception, cancels what has not started."""
+
+    def __init__(self, cache: "TruthCache", ds: Dataset, recipe: TruthRecipe, *, workers: int = 1,
+                 threads: int | None = None, limit: int | None = None, save_model: bool = False,
+                 on_start=None, deadline: float | None = None):
+        import multiprocessing as mp
+        import threading
+        from concurrent.futures import ProcessPoolExecutor
+        if workers < 1:
+            raise ValueError(f"TrainingQueue: workers must be >= 1, got {workers!r}")
+        self.cache, self.ds, self.recipe = cache, ds, recipe
+        self.workers, self.save_model = workers, save_model
+        self._on_start, self._deadline = on_start, deadline
+        self._limit = workers
+        threads = threads or max(1, (os.cpu_count() or 1) // workers)
+        self._pool = ProcessPoolExecutor(workers, mp.get_context("spawn"), initializer=_pool_init,
+                                         initargs=(str(ds.path), str(cache.folder), threads))
+        self._cond = threading.Condition()
+        self._waiting: list = []  # (priority, order, model, seed, future)
+        self._order = 0
+        self._running = 0
+        self._closed = False
+        self.set_limit(workers if limit is None else limit)
+        # one dispatcher thread starts jobs; the pool's done-callbacks only count them
+        # off, so nothing submits to the pool from inside its own callbacks
+        self._thread = threading.Thread(target=self._dispatch, name="truth-queue", daemon=True)
+        self._thread.start()
+
+    def set_limit(self, n: int) -> None:
+        """Run at most ``n`` trainings at once (clamped to 0..workers)."""
+        with self._cond:
+            self._limit = max(0, min(int(n), self.workers))
+            self._cond.notify_all()
+
+    def submit(self, model: ArchSpec | str, seed: int, priority: int = 0):
+        """Future of ``model``'s result at ``seed``: at once when cached, else queued."""
+        from concurrent.futures import Future
+        fut: Future = Future()
+        hit = self.cache.get(truth_key(self.ds.content_hash, model, self.recipe, seed), need_model=self.save_model)
+        if hit is not None:
+            fut.set_result(hit)
+            return fut
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("TrainingQueue: submit after close")
+            self._waiting.append((priority, self._order, model, seed, fut))
+            self._order += 1
+            self._waiting.sort(key=lambda w: (w[0], w[1]))
+            self._cond.notify_all()
+        return fut
+
+    def _dispatch(self) -> None:
+        while True:
+            with self._cond:
+                while not self._closed and not (self._waiting and self._running < self._limit):
+                    self._cond.wait()
+                if self._closed:
+                    return
+                _, _, model, seed, fut = self._waiting.pop(0)
+                if self._deadline is not None and time.time() >= self._deadline:
+                    fut.set_result(None)
+                    continue
+                self._running += 1
+            if self._on_start:
+                self._on_start(model, seed)
+            arg = model.to_json() if isinstance(model, ArchSpec) else model
+            inner = self._pool.submit(_pool_train, arg, isinstance(model, ArchSpec), self.recipe.to_dict(), seed,
+                                      self.save_model)
+            inner.add_done_callback(lambda f, fut=fut: self._finished(f, fut))
+
+    def _finished(self, inner, fut) -> None:
+        with self._cond:
+            self._running -= 1
+            self._cond.notify_all()
+        if inner.cancelled():
+            fut.set_result(None)
+        elif inner.exception() is not None:
+            fut.set_exception(inner.exception())
+        else:
+            fut.set_result(inner.result())
+
+    def close(self, cancel: bool = False) -> None:
+        """Stop starting jobs; jobs not started get None. ``cancel``: do not wait for
+        the running ones either (their processes are stopped)."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            waiting, self._waiting = self._waiting, []
+            self._cond.notify_all()
+        self._thread.join()
+        for *_, fut in waiting:
+            fut.set_result(None)
+        if cancel:
+            # a training cannot be interrupted from outside its process; stop the
+            # processes so that an interrupted run does not keep the cores busy
+            for p in list(getattr(self._pool, "_processes", {}).values()):
+                p.terminate()
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        else:
+            self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> "TrainingQueue":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            # every submitted job has started or got None by now only if the caller
+            # waited for them; wait for the queue to drain before closing
+            self.drain()
+        self.close(cancel=exc_type is not None)
+
+    def drain(self) -> None:
+        """Wait until no job waits or runs."""
+        with self._cond:
+            while self._waiting or self._running:
+                self._cond.wait()
 
 
 _POOL: dict = {}

@@ -234,3 +234,24 @@ def test_supernet_full_path_fraction_reaches_its_training():
     assert _train_config(cfg).full_path_fraction == 0.0  # default: no whole-supernet warm-up
     cfg = replace(cfg, supernet=replace(cfg.supernet, full_path_fraction=0.2))
     assert _train_config(cfg).full_path_fraction == 0.2
+
+
+def test_baselines_train_beside_the_search(tmp_path, tiny):
+    """The baselines' verification trainings start before the search's last generation,
+    and the report waits for them."""
+    import shutil
+    import tomllib
+    import pandas as pd
+    from cosearch.pipeline import run_pipeline
+    cfgp, cache = tiny
+    fresh = tmp_path / "cache"
+    shutil.copytree(cache, fresh, ignore=shutil.ignore_patterns("truth"))
+    cfg = RunConfig.from_dict(tomllib.loads(TINY))
+    events = []
+    run_pipeline(cfg, tmp_path / "out", fresh, on_stage=events.append,
+                 on_generation=lambda info: events.append(("generation", info.generation)))
+    beside = events.index("verify dlrm (beside the search)")
+    last = max(i for i, e in enumerate(events) if isinstance(e, tuple))
+    assert events.index("search") < beside < last < events.index("report")
+    base = pd.read_csv(tmp_path / "out" / "baselines.csv")
+    assert base["test_logloss"].iloc[0] > 0

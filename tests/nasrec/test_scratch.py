@@ -96,3 +96,38 @@ def test_jobs_report_each_training_and_respect_the_deadline(tiny_data, tmp_path)
     got = cache.get_or_train_jobs(jobs, tiny_data, RECIPE, on_start=lambda m, s: started.append(s),
                                   on_done=lambda i, r: done.append((i, r["seed"])))
     assert started == [1, 2] and done == [(1, 1), (2, 2)] and [r["seed"] for r in got] == [0, 1, 2]
+
+
+def test_training_queue_starts_by_priority_within_its_limit(tiny_data, tmp_path):
+    from nasrec.scratch import TrainingQueue
+    cache = TruthCache(tmp_path)
+    cached = cache.get_or_train("dlrm", tiny_data, RECIPE, 0)
+    started = []
+    # limit 0 holds every job until the limit is raised
+    with TrainingQueue(cache, tiny_data, RECIPE, workers=2, limit=0,
+                       on_start=lambda m, s: started.append((m, s))) as queue:
+        hit = queue.submit("dlrm", 0)
+        # the cached job is answered at once and never starts
+        assert hit.done() and hit.result() == cached
+        late = queue.submit("dlrm", 3, priority=5)
+        early = [queue.submit("dlrm", s, priority=1) for s in (1, 2)]
+        assert not late.done() and started == []
+        queue.set_limit(1)
+        results = [f.result() for f in early + [late]]
+    assert [r["seed"] for r in results] == [1, 2, 3]
+    assert started == [("dlrm", 1), ("dlrm", 2), ("dlrm", 3)]
+    assert cache.get(truth_key(tiny_data.content_hash, "dlrm", RECIPE, 3)) == results[2]
+
+
+def test_training_queue_close_answers_waiting_jobs_with_none(tiny_data, tmp_path):
+    from nasrec.scratch import TrainingQueue
+    cache = TruthCache(tmp_path)
+    queue = TrainingQueue(cache, tiny_data, RECIPE, workers=1, deadline=0.0,
+                          on_start=lambda m, s: pytest.fail("started after the deadline"))
+    past = queue.submit("dlrm", 0)
+    assert past.result(timeout=60) is None
+    queue.close()
+    with pytest.raises(RuntimeError, match="after close"):
+        queue.submit("dlrm", 1)
+    with pytest.raises(ValueError, match="workers"):
+        TrainingQueue(cache, tiny_data, RECIPE, workers=0)
