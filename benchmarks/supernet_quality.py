@@ -15,6 +15,10 @@ ranker on ``benchmarks._rank.arch_features`` judged leave-one-out (each architec
 ranked by a fit that never saw its truth; the labels cost the truth's CPU time).
 ``--ranker`` adds the same leave-one-out ridge on the features plus the supernet score
 (``+ranker``) and on log parameter count plus the supernet score (``+params``).
+``--scorer stored --from-variant NAME`` reuses the per-architecture scores that variant
+NAME stored in ``supernet_ranking.csv`` (scored on this data set) and judges them against
+the truth of ``--truth-lr``/``--truth-steps``, so a new truth needs no supernet again
+(``--ranker`` refits its leave-one-out rankers to the new truth).
 
 Per variant and supernet: Kendall tau with a bootstrap 95% interval, Spearman rho and
 top-10 overlap against the truth, the same against each single truth seed, and CPU
@@ -133,6 +137,8 @@ def _scored(specs, ds, args, cache: Path, truth_mean: np.ndarray):
             scores = _zero_cost(specs, ds, seed, args.scorer)
             out.append((seed, scores, 0.0, (time.process_time() - c0) / len(specs), {}))
         return out
+    if args.scorer == "stored":  # another variant's scores against this truth
+        return _stored_scores(specs, ds, args)
     if args.scorer == "features":  # learned ranker on the architecture alone, leave-one-out
         c0 = time.process_time()
         x = np.array([list(arch_features(s, _params(s, ds.schema)).values()) for s in specs])
@@ -151,14 +157,35 @@ def _scored(specs, ds, args, cache: Path, truth_mean: np.ndarray):
     return out
 
 
+def _stored_scores(specs, ds, args):
+    path = args.results / "supernet_ranking.csv"
+    ranking = pd.read_csv(path, dtype={"supernet_seed": str, "hash": str, "data": str}) if path.is_file() \
+        else pd.DataFrame(columns=["variant", "supernet_seed", "hash", "score", "data"])
+    sub = ranking[(ranking["variant"] == args.from_variant) & (ranking["data"] == ds.content_hash[:16])]
+    if sub.empty:
+        raise SystemExit(f"no stored scores of variant {args.from_variant!r} for this data set in {path}")
+    out = []
+    for seed, g in sub.groupby("supernet_seed", sort=True):
+        by_hash = dict(zip(g["hash"], g["score"]))
+        missing = [s.hash[:16] for s in specs if s.hash[:16] not in by_hash]
+        if missing:
+            raise SystemExit(f"variant {args.from_variant!r} (fit {seed}) has no score for architecture "
+                             f"{missing[0]} ({len(missing)} missing)")
+        out.append((int(seed), np.array([by_hash[s.hash[:16]] for s in specs], dtype=float), float("nan"),
+                    float("nan"), {}))
+    return out
+
+
 def main(argv=None) -> int:
     d, r = SyntheticConfig(), TruthRecipe()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variant", default="default", help="name of this scorer variant in the result files")
-    ap.add_argument("--scorer", default="supernet", choices=("supernet", "params", "features") + ZERO_COST,
+    ap.add_argument("--scorer", default="supernet", choices=("supernet", "params", "features", "stored") + ZERO_COST,
                     help="supernet: inherited weights, head fine-tuned (cosearch's scorer); params: parameter "
                          "count (zero-cost); features: leave-one-out ridge ranker on architecture features; "
-                         "gradnorm, snip: zero-cost gradient proxies at initialisation (one per --supernets seed)")
+                         "gradnorm, snip: zero-cost gradient proxies at initialisation (one per --supernets seed); "
+                         "stored: the scores --from-variant stored, against this truth")
+    ap.add_argument("--from-variant", default=None, help="with --scorer stored: whose stored scores to reuse")
     ap.add_argument("--ranker", action="store_true",
                     help="also report '<variant>+ranker' and '<variant>+params': leave-one-out ridge on "
                          "the supernet score and all architecture features, or log parameter count only")
@@ -190,8 +217,10 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.supernets < 1 or args.archs < 3:
         ap.error("need --supernets >= 1 and --archs >= 3")
-    if args.ranker and args.scorer != "supernet":
-        ap.error("--ranker adds features to a supernet's score; use it with --scorer supernet")
+    if args.ranker and args.scorer not in ("supernet", "stored"):
+        ap.error("--ranker adds features to a supernet's score; use it with --scorer supernet or stored")
+    if (args.scorer == "stored") != (args.from_variant is not None):
+        ap.error("--scorer stored and --from-variant go together")
     torch.set_num_threads(args.threads)
     cache = args.cache or default_cache()
     ds = bench_data(SyntheticConfig(rows=args.rows, max_cardinality=args.max_cardinality))
@@ -208,11 +237,12 @@ def main(argv=None) -> int:
             scored.append((f"{args.variant}+ranker", seed, ranked, train_cpu, score_cpu, cfg))
             ranked = loo_ridge(np.column_stack([log_params, scores]), t_mean)
             scored.append((f"{args.variant}+params", seed, ranked, train_cpu, score_cpu, cfg))
+    scorer_name = f"stored:{args.from_variant}" if args.scorer == "stored" else args.scorer
     rows, summary = [], []
     for variant, seed, scores, train_cpu, score_cpu, cfg in scored:
         rng = np.random.default_rng([seed, 7])
         ag = agreement(scores, t_mean, rng)
-        summary.append({"variant": variant, "scorer": args.scorer, "supernet_seed": seed, **ag,
+        summary.append({"variant": variant, "scorer": scorer_name, "supernet_seed": seed, **ag,
                         "kendall_vs_seed0": kendall_tau(scores, t0), "kendall_vs_seed1": kendall_tau(scores, t1),
                         "truth_seed0_vs_seed1": kendall_tau(t0, t1),
                         "supernet_train_cpu_s": train_cpu, "score_cpu_s_per_arch": score_cpu,
@@ -231,7 +261,7 @@ def main(argv=None) -> int:
     s = pd.DataFrame(summary)
     for variant in dict.fromkeys(s["variant"]):
         v = s[s["variant"] == variant]
-        summary.append({"variant": variant, "scorer": args.scorer, "supernet_seed": "mean",
+        summary.append({"variant": variant, "scorer": scorer_name, "supernet_seed": "mean",
                         **{k: float(v[k].mean()) for k in
                            ("kendall_tau", "kendall_lo", "kendall_hi", "spearman", "top10_overlap",
                             "kendall_vs_seed0", "kendall_vs_seed1", "truth_seed0_vs_seed1",
