@@ -183,7 +183,7 @@ def run_pipeline(cfg: RunConfig, out_dir, cache_dir, *, quiet: bool = True,
     stage("search")
     acc, cost = _providers(cfg, ds, sn, quiet)
     # the baselines' verification trainings do not depend on the search, which leaves
-    # part of the CPU idle (about 1.3 of 2 cores busy in a cold default run): start them
+    # part of the CPU idle (1774 CPU-s in 1036 s for a whole cold default run): start them
     # now, one fewer at once than [verify] workers (but at least one)
     early = (VerificationTrainings(cfg, ds, cache_dir, limit=max(1, cfg.verify.workers - 1),
                                    on_model=lambda m: stage(f"verify {m} (beside the search)"))
