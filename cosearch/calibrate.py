@@ -9,6 +9,10 @@ What is measured, each as the median of repeats within about ``sample_s`` second
 
 - GEMM throughput of ``torch.mm`` on square matrices, fp32, bf16 (when torch runs it
   on this CPU) and int8 (``torch._int_mm``, when available), at the thread count;
+- a small table of fp32 GEMM throughput by shape (``F.linear`` as ``nn.Linear`` runs it,
+  M rows by a K x N weight with K = N, on the grid ``_GEMM_M`` x ``_GEMM_SIDES``), its
+  dispatch cost taken off: pimsim's ``[host] gemm_m``, ``gemm_kn`` and
+  ``gemm_fp32_gflops``, which it interpolates for the products of a model;
 - memory bandwidth of a stream-like kernel (``torch.add(b, c, out=a)``, three arrays
   of 4x the last-level cache each) and the same kernel on arrays that fit the cache;
 - the last-level cache size, from ``/sys/devices/system/cpu/cpu0/cache``;
@@ -29,6 +33,7 @@ Energy figures are the base preset's: this command measures time only.
 from __future__ import annotations
 
 import datetime
+import functools
 import math
 import os
 import platform
@@ -258,6 +263,33 @@ def _vector_gflops(cache_bytes: int, layernorm_ns: float, sample_s: float) -> tu
     t = _per_call_s(lambda: F.layer_norm(x, (cols,), wt, bs), sample_s)
     busy = max(t - layernorm_ns * 1e-9, t * 0.05)
     return 5 * x.numel() / busy / 1e9, float(x.numel())
+
+
+# Grid of the GEMM table: M, the rows of the activation, from one sample to a batch of 1024
+# with a few tokens each (attention projections run on batch x tokens rows, clamped to the
+# last point); K = N from 16 (the embedding dimension, attention's width) to 1024 (NASRec's
+# widest FC). 24 points at sample_s / 8 each plus the largest product's few calls: about
+# 1.5 s at the default sample_s, a small part of the one-minute budget (issue 15 T2).
+_GEMM_M = (1, 16, 64, 256, 1024, 4096)
+_GEMM_SIDES = (16, 64, 256, 1024)
+
+
+def _gemm_table(gemm_ns: float, sample_s: float) -> list[list[float]]:
+    """GFLOP/s (2 M K N per product) of ``F.linear`` with a bias, fp32, on an M x K input
+    and a K x K weight, for M in ``_GEMM_M`` (rows) and K in ``_GEMM_SIDES`` (columns),
+    its dispatch cost ``gemm_ns`` (a tiny ``F.linear``'s) taken off, since pimsim charges
+    that per kernel on top of the work."""
+    table = []
+    for m in _GEMM_M:
+        row = []
+        for side in _GEMM_SIDES:
+            x, w, b = torch.randn(m, side), torch.randn(side, side), torch.randn(side)
+            fn = functools.partial(F.linear, x, w, b)
+            t = _per_call_s(fn, sample_s / 8, inner=_inner_for(fn), min_samples=3)
+            busy = max(t - gemm_ns * 1e-9, t * 0.05)  # dispatch-bound points: the floor, as elsewhere here
+            row.append(2 * m * side * side / busy / 1e9)
+        table.append(row)
+    return table
 
 
 # Attention of a recommender: a batch of 256 samples, 2 heads over 40 tokens of 16
@@ -530,6 +562,15 @@ def calibrate(settings: CalibrationSettings, on_stage: Callable[[str], None] | N
             weight_gbps, weight_bytes = _weight_gbps(cache, kernels["gemm"], s)
             methods["weight_cache_gbps"] = (f"F.linear on one sample with a {weight_bytes >> 10} KiB float32 weight, "
                                             f"its dispatch cost taken off, {th}")
+            stage("GEMM throughput by shape")
+            gemm_table = _gemm_table(kernels["gemm"], s)
+            methods["gemm_fp32_gflops"] = (
+                f"F.linear with a bias, fp32, M x K input by a K x K weight, M = gemm_m (rows), K * K = gemm_kn "
+                f"(columns), 2 M K K operations per call over the median seconds per call less the eager "
+                f"dispatch of a 4x16x16 F.linear (at least 5% of the call), eager in either runtime, "
+                f"{th}, about {s / 8:g} s per point")
+            methods["gemm_m"] = "the grid's rows M: chosen, not measured"
+            methods["gemm_kn"] = "the grid's K * N (measured at K = N): chosen, not measured"
             matmul, bmm = _matmul_gflops(vec, kernels["attention"], s)
             methods["matmul_gflops"] = (f"scaled_dot_product_attention on {'x'.join(map(str, _ATTENTION))} "
                                         f"(batch, heads, tokens, dims), its two products, with pimsim's softmax "
@@ -540,6 +581,8 @@ def calibrate(settings: CalibrationSettings, on_stage: Callable[[str], None] | N
                 "peak_fp32_gflops": fp32, "peak_fp16_gflops": bf16, "peak_int8_gops": int8,
                 "cache_bytes": int(cache), "mem_gbps": mem, "cache_gbps": in_cache, "act_cache_gbps": in_cache,
                 "vector_gflops": vec, "matmul_gflops": matmul, "weight_cache_gbps": weight_gbps,
+                "gemm_m": list(_GEMM_M), "gemm_kn": [side * side for side in _GEMM_SIDES],
+                "gemm_fp32_gflops": gemm_table,
             }
             if settings.runtime == "eager":
                 backend = "eager"
@@ -679,7 +722,11 @@ def calibration_toml(cal: Calibration) -> str:
         "[host]",
     ]
     for k, v in cal.host.items():
-        lines.append(f"{k} = {_toml_value(v)}")
+        if k == "gemm_fp32_gflops" and v:  # one row per line: a table a person can read
+            lines.append("# GFLOP/s of one fp32 product: row i has M = gemm_m[i], column j has K * N = gemm_kn[j]")
+            lines.append(f"{k} = [\n" + "".join(f"    {_toml_value(row)},\n" for row in v) + "]")
+        else:
+            lines.append(f"{k} = {_toml_value(v)}")
     meta = {"tool": "cosearch calibrate", "when": cal.when, "machine": cal.machine, "torch": cal.torch_version,
             "threads": st.threads, "runtime": st.runtime, "backend": cal.backend, "base": st.base,
             "seconds": round(cal.seconds, 3), "sample_s": float(st.sample_s), "notes": list(cal.notes)}

@@ -374,6 +374,15 @@ class Host:
     dot products: many small matrices, far from the GEMM peak; 0: the GEMM peak);
     ``weight_cache_gbps`` > 0 the rate at which a GEMM reads weights held in the cache
     (a matrix-vector product at batch 1 is bound by it; 0: ``act_cache_gbps``).
+
+    Shape-aware GEMM rate (fp32 weight GEMMs only; empty: the fp32 peak for every
+    shape): ``gemm_fp32_gflops[i][j]`` is the GFLOP/s of one product of a
+    ``gemm_m[i]`` x K activation by a K x N weight with ``K * N == gemm_kn[j]``
+    (measured at K = N), dispatch cost excluded. A product of other sizes gets the
+    table interpolated geometrically (bilinear in log2 m, log2 K*N and log2 GFLOP/s),
+    each coordinate clamped to the grid: small skinny products in a model run far
+    below the large square peak, and a roofline from that peak alone predicts them
+    too fast (issue 15: NASRec models at batch 1024 came out 2.5-3.4x too fast).
     """
 
     kind: HostKind
@@ -401,9 +410,13 @@ class Host:
     matmul_gflops: float = 0.0
     weight_cache_gbps: float = 0.0
     overhead_ns_by_kind: tuple[tuple[str, float], ...] = ()
+    gemm_m: tuple[int, ...] = ()
+    gemm_kn: tuple[int, ...] = ()
+    gemm_fp32_gflops: tuple[tuple[float, ...], ...] = ()
 
     def __post_init__(self) -> None:
         _coerce_enum(self, "kind", HostKind)
+        self._check_gemm_table()
         _check_float(self, "cache_gbps")
         _check_float(self, "cache_pj_per_byte", strict=False)
         for name in ("peak_fp32_gflops", "peak_fp16_gflops", "peak_int8_gops", "tdp_w"):
@@ -441,6 +454,49 @@ class Host:
             raise ValueError(f"Host.overhead_ns_by_kind names a kind twice: {by_kind!r}")
         object.__setattr__(self, "overhead_ns_by_kind", tuple(sorted((k, float(v)) for k, v in pairs)))
 
+    def _check_gemm_table(self) -> None:
+        """Validate the GEMM table and store it as tuples (hashable, immutable)."""
+        axes = {}
+        for name in ("gemm_m", "gemm_kn"):
+            value = getattr(self, name)
+            if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+                raise ValueError(f"Host.{name} must be a list of increasing positive integers, got {value!r}")
+            for i, v in enumerate(value):
+                if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                    raise ValueError(f"Host.{name}[{i}] must be a positive integer, got {v!r}")
+                if i and v <= value[i - 1]:
+                    raise ValueError(f"Host.{name}[{i}] = {v!r} must exceed the entry before it ({value[i - 1]!r})")
+            axes[name] = tuple(value)
+            object.__setattr__(self, name, tuple(value))
+        table = self.gemm_fp32_gflops
+        if isinstance(table, (str, bytes)) or not isinstance(table, (list, tuple)):
+            raise ValueError(f"Host.gemm_fp32_gflops must be a list of rows (one per gemm_m), got {table!r}")
+        if not table and not axes["gemm_m"] and not axes["gemm_kn"]:
+            return  # no table: the fp32 peak for every shape
+        if not axes["gemm_m"] or not axes["gemm_kn"]:
+            raise ValueError("Host.gemm_m, gemm_kn and gemm_fp32_gflops go together: set all three or none "
+                             f"(got {len(axes['gemm_m'])} m, {len(axes['gemm_kn'])} kn, {len(table)} rows)")
+        if len(table) != len(axes["gemm_m"]):
+            raise ValueError(f"Host.gemm_fp32_gflops has {len(table)} rows, one per gemm_m "
+                             f"({len(axes['gemm_m'])}) expected")
+        rows = []
+        for i, row in enumerate(table):
+            if isinstance(row, (str, bytes)) or not isinstance(row, (list, tuple)) or len(row) != len(axes["gemm_kn"]):
+                raise ValueError(f"Host.gemm_fp32_gflops[{i}] must be a list of {len(axes['gemm_kn'])} numbers "
+                                 f"(one per gemm_kn), got {row!r}")
+            for j, v in enumerate(row):
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                    raise ValueError(f"Host.gemm_fp32_gflops[{i}][{j}] must be a finite number > 0, got {v!r}")
+            rows.append(tuple(float(v) for v in row))
+        object.__setattr__(self, "gemm_fp32_gflops", tuple(rows))
+
+    def gemm_flops(self, m: int, k: int, n: int, bytes_per_element: int) -> float:
+        """Operations per second of one weight GEMM (m x k) @ (k x n): the GEMM table
+        interpolated at (m, k * n) for fp32 when the host has one, else the peak."""
+        if bytes_per_element != 4 or not self.gemm_fp32_gflops:
+            return self.peak_flops(bytes_per_element)
+        return _geometric_bilinear(self.gemm_m, self.gemm_kn, self.gemm_fp32_gflops, m, k * n) * 1e9
+
     def overhead_ns(self, kind: str) -> float:
         """Dispatch cost of one kernel of ``kind``."""
         for k, v in self.overhead_ns_by_kind:
@@ -460,6 +516,32 @@ class Host:
     def pj_per_flop(self, bytes_per_element: int) -> float:
         e = {4: self.pj_per_flop_fp32, 2: self.pj_per_flop_fp16, 1: self.pj_per_op_int8}
         return e.get(bytes_per_element, self.pj_per_flop_fp32)
+
+
+def _locate(grid: tuple[int, ...], x: float) -> tuple[int, int, float]:
+    """(i, j, t): ``x`` lies a fraction ``t`` of the way from ``grid[i]`` to ``grid[j]``
+    in log2; outside the grid it is clamped to the nearest end (t = 0)."""
+    if x <= grid[0]:
+        return 0, 0, 0.0
+    if x >= grid[-1]:
+        return len(grid) - 1, len(grid) - 1, 0.0
+    j = 1
+    while grid[j] < x:
+        j += 1
+    lo, hi = math.log2(grid[j - 1]), math.log2(grid[j])
+    return j - 1, j, (math.log2(x) - lo) / (hi - lo)
+
+
+def _geometric_bilinear(xs: tuple[int, ...], ys: tuple[int, ...], table, x: float, y: float) -> float:
+    """``table[i][j]`` (positive, measured at ``xs[i]``, ``ys[j]``) at (x, y): bilinear in
+    log2 x, log2 y and log2 of the value, each coordinate clamped to the grid. A rate that
+    follows a power law of the sizes (rate ~ m while reading the weight dominates) is then
+    exact between grid points; at a grid point the value is the table's own, bit for bit."""
+    i0, i1, tx = _locate(xs, x)
+    j0, j1, ty = _locate(ys, y)
+    # v0 ** 1 * v1 ** 0 == v0 exactly, so grid points give the table's numbers unchanged
+    return (table[i0][j0] ** ((1 - tx) * (1 - ty)) * table[i0][j1] ** ((1 - tx) * ty)
+            * table[i1][j0] ** (tx * (1 - ty)) * table[i1][j1] ** (tx * ty))
 
 
 # Energy per conversion (pJ) and area (um^2) of an ADC by resolution in bits: Accelergy's

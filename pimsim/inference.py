@@ -12,6 +12,8 @@ The model (README "Whole-inference model" has the long form):
   the crossbar's link for the crossbar).
 - Host: a roofline, time = launch overhead + max(FLOPs / peak, DRAM bytes / bandwidth);
   DRAM bytes are the weights that do not fit the cache and the activations beyond it.
+  A host with a measured GEMM table replaces the peak of an fp32 weight GEMM by the
+  table's rate at its shape (``Host.gemm_flops``).
 - Units beside the DRAM banks: weights resident in their banks, input vectors
   broadcast over every channel, each unit streams its share of the weights once per
   group of inputs its buffer holds, at the rate the DRAM engine gives for one
@@ -147,10 +149,11 @@ def _host_layer(layer, hw: Hardware, weight_miss: float, *, dispatch: bool = Tru
     bw = _host_bandwidth(hw)
     if not isinstance(layer, Gemm):
         rate = host.vector_flops(bpe)
-    elif not layer.weights and host.matmul_gflops > 0:
-        rate = host.matmul_gflops * 1e9
+    elif not layer.weights:
+        rate = host.matmul_gflops * 1e9 if host.matmul_gflops > 0 else host.peak_flops(bpe)
     else:
-        rate = host.peak_flops(bpe)
+        # the measured rate of a product of this shape where the host has a GEMM table, else the peak
+        rate = host.gemm_flops(layer.m, layer.k, layer.n, bpe)
     compute_s = layer.flops / rate
     mem_s = dram_bytes / bw
     if host.act_cache_gbps > 0:

@@ -19,6 +19,8 @@ HOST = {
     "fuse": ["attention"], "fuse_into_gemm": False,
     "pj_per_flop_fp32": 45.8, "pj_per_flop_fp16": 45.8, "pj_per_op_int8": 22.9, "dram_pj_per_byte": 160.0,
     "tdp_w": 205.0, "static_w": 0.0, "cache_pj_per_byte": 10.0,
+    "gemm_m": [1, 64, 1024], "gemm_kn": [256, 4096],
+    "gemm_fp32_gflops": [[0.25, 1.5], [6.0, 31.125], [40.5, 88.0]],
 }
 
 
@@ -41,6 +43,10 @@ def test_the_written_file_loads_as_hardware_with_every_measured_number(tmp_path)
             expected = tuple(expected)
         elif f.name == "overhead_ns_by_kind":
             expected = tuple(sorted(expected.items()))
+        elif f.name in ("gemm_m", "gemm_kn"):
+            expected = tuple(expected)
+        elif f.name == "gemm_fp32_gflops":
+            expected = tuple(map(tuple, expected))
         elif f.name == "kind":
             got = got.value
         assert got == expected, f.name
@@ -54,6 +60,24 @@ def test_the_written_file_loads_as_hardware_with_every_measured_number(tmp_path)
     assert record["method"]["peak_fp32_gflops"] == 'torch.mm 1024x1024, "median"'
     assert record["raw"]["eager_call_ns"]["module"] == 2100.5 and record["notes"] == ['a note with \\ and "quotes"']
     assert not list(tmp_path.glob(".*"))  # no temporary file left
+    # the GEMM table is written one row per line under a comment saying its units and keys
+    text = path.read_text(encoding="utf-8")
+    assert "# GFLOP/s of one fp32 product: row i has M = gemm_m[i], column j has K * N = gemm_kn[j]" in text
+    assert "    [6.0, 31.125],\n" in text
+
+
+def test_the_gemm_table_is_measured_on_its_grid(monkeypatch):
+    """A tiny grid, so that it stays fast: every point a positive rate, rows by M."""
+    import cosearch.calibrate as c
+    monkeypatch.setattr(c, "_GEMM_M", (1, 8, 32))
+    monkeypatch.setattr(c, "_GEMM_SIDES", (8, 16))
+    table = c._gemm_table(gemm_ns=0.0, sample_s=0.01)
+    assert len(table) == 3 and all(len(row) == 2 and all(v > 0 for v in row) for row in table)
+    # with each call taking 1 ms: 2 M K K over the call less the dispatch, at least 5% of the call
+    monkeypatch.setattr(c, "_per_call_s", lambda fn, *a, **k: 1e-3)
+    assert c._gemm_table(gemm_ns=0.0, sample_s=0.01)[2] == [2 * 32 * 8 * 8 / 1e-3 / 1e9, 2 * 32 * 16 * 16 / 1e-3 / 1e9]
+    assert c._gemm_table(gemm_ns=5e5, sample_s=0.01)[1][0] == pytest.approx(2 * 8 * 8 * 8 / 5e-4 / 1e9, rel=1e-12)
+    assert c._gemm_table(gemm_ns=1e9, sample_s=0.01)[0][1] == pytest.approx(2 * 16 * 16 / 5e-5 / 1e9, rel=1e-12)
 
 
 def test_the_file_works_wherever_a_preset_does(tmp_path, capsys):
@@ -154,6 +178,8 @@ def test_a_real_calibration_writes_a_loadable_file(tmp_path, runtime, backend):
     ("this is [not toml", "invalid TOML"),
     ('base = "cpu-server"\n[host]\nfuse = ["conv"]\n', "unknown operator kind 'conv'"),
     ('base = "cpu-server"\n[host]\nkernel_overhead_ns = -3.0\n', "kernel_overhead_ns must be >= 0"),
+    ('base = "cpu-server"\n[host]\ngemm_m = [1, 64]\ngemm_kn = [256]\ngemm_fp32_gflops = [[2.0], [0.0]]\n',
+     "gemm_fp32_gflops[1][0] must be a finite number > 0, got 0.0"),
     ('base = "cpu-server"\n[calibration]\nwhen = 1\n[hostt]\nx = 1\n', "unknown key 'hostt'"),
 ])
 def test_bad_or_missing_calibration_files_are_one_line_and_status_2(tmp_path, capsys, text, needle):

@@ -7,6 +7,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import pimsim
@@ -198,3 +199,121 @@ def test_weights_in_the_cache_stream_at_their_own_rate():
     w = Workload(batch_size=1, dense=(gemv,))
     r = query(w, _host(kernel_overhead_ns=0.0, act_cache_gbps=40.0, weight_cache_gbps=20.0))
     assert r.latency_s == pytest.approx((gemv.in_bytes + gemv.out_bytes) / 40e9 + gemv.weight_bytes / 20e9, rel=1e-12)
+
+
+# --- shape-aware GEMM rate (Host.gemm_m, gemm_kn, gemm_fp32_gflops) ---
+
+GEMM_M = (1, 64, 1024)
+GEMM_KN = (256, 65536, 1048576)
+# rates rising with M and with K * N, as a CPU's do; not a measurement
+GEMM_TABLE = ((0.5, 4.0, 10.0), (3.0, 40.0, 60.0), (6.0, 70.0, 95.0))
+
+
+def _table_host(**host) -> pimsim.Hardware:
+    return _host(gemm_m=GEMM_M, gemm_kn=GEMM_KN, gemm_fp32_gflops=GEMM_TABLE, **host)
+
+
+def _reference_rate(m: float, kn: float, xs=GEMM_M, ys=GEMM_KN, table=GEMM_TABLE) -> float:
+    """Slow, independent: np.interp (which clamps at the ends) on log2 of everything,
+    along K * N within each row, then along M."""
+    logs = np.log2(np.array(table))
+    along_kn = [np.interp(np.log2(kn), np.log2(ys), row) for row in logs]
+    return float(2 ** np.interp(np.log2(m), np.log2(xs), along_kn)) * 1e9
+
+
+def test_the_gemm_table_is_exact_at_its_grid_points():
+    host = _table_host().host
+    for i, m in enumerate(GEMM_M):
+        for j, kn in enumerate(GEMM_KN):
+            side = int(round(kn ** 0.5))
+            assert host.gemm_flops(m, side, side, 4) == GEMM_TABLE[i][j] * 1e9
+            # only K * N counts: a skinny weight of the same size gets the same rate
+            assert host.gemm_flops(m, side * 4, side // 4, 4) == GEMM_TABLE[i][j] * 1e9
+
+
+def test_the_gemm_table_is_interpolated_in_log_space_and_clamped_outside():
+    host = _table_host().host
+    rng = np.random.default_rng(15)
+    for m, kn in zip(rng.integers(1, 8192, 200), 2.0 ** rng.uniform(4, 24, 200)):
+        k = max(1, int(kn ** 0.5))
+        assert host.gemm_flops(int(m), k, k, 4) == pytest.approx(_reference_rate(int(m), k * k), rel=1e-12)
+    # halfway in log2 between two grid points: the geometric mean of the four corners
+    mid = host.gemm_flops(8, 64, 64, 4)  # log2 8 = 3 halfway 0..6, log2 4096 = 12 halfway 8..16
+    assert mid == pytest.approx((0.5 * 4.0 * 3.0 * 40.0) ** 0.25 * 1e9, rel=1e-12)
+    # clamped: beyond the grid the rate of the nearest edge, never extrapolated
+    assert host.gemm_flops(65536, 16, 16, 4) == GEMM_TABLE[2][0] * 1e9
+    assert host.gemm_flops(64, 4096, 4096, 4) == GEMM_TABLE[1][2] * 1e9
+    assert host.gemm_flops(1, 2, 2, 4) == GEMM_TABLE[0][0] * 1e9
+    # monotone in M and in K * N where the table is, and within its range everywhere
+    rates_m = [host.gemm_flops(m, 256, 256, 4) for m in range(1, 5000, 7)]
+    rates_kn = [host.gemm_flops(300, k, k, 4) for k in range(1, 2000, 3)]
+    for rates in (rates_m, rates_kn):
+        assert all(a <= b for a, b in zip(rates, rates[1:]))
+        assert 0.5e9 <= min(rates) and max(rates) <= 95e9
+
+
+def test_the_gemm_table_sets_the_time_of_fp32_weight_gemms_only():
+    small = Gemm(m=100, n=300, k=200)
+    half = Gemm(m=100, n=300, k=200, bytes_per_element=2)
+    pairs = Gemm(m=40, n=40, k=16, weights=False, count=64)
+    w = Workload(batch_size=64, dense=(small, half, pairs))
+    free = {"act_cache_gbps": 0.0, "kernel_overhead_ns": 0.0}
+    plain, shaped = query(w, _host(**free)), query(w, _table_host(**free))
+    rate = _table_host().host.gemm_flops(100, 200, 300, 4)
+    assert rate == pytest.approx(_reference_rate(100, 60000), rel=1e-12) and 3e9 < rate < 70e9
+    assert shaped.layers[0].time_s == pytest.approx(small.flops / rate, rel=1e-12)
+    assert plain.layers[0].time_s == pytest.approx(small.flops / _host().host.peak_flops(4), rel=1e-12)
+    # bf16 products and products of two activations keep their own rates
+    assert [l.time_s for l in shaped.layers[1:]] == [l.time_s for l in plain.layers[1:]]
+
+
+def test_presets_have_no_gemm_table_and_keep_the_peak():
+    for name in pimsim.list_presets():
+        host = pimsim.load_hardware(name).host
+        if host is not None:
+            assert host.gemm_fp32_gflops == () and host.gemm_m == () and host.gemm_kn == ()
+            assert host.gemm_flops(7, 300, 5, 4) == host.peak_flops(4)
+
+
+def test_the_gemm_table_round_trips_through_a_hardware_file(tmp_path):
+    p = tmp_path / "h.toml"
+    p.write_text('base = "cpu-server"\n[host]\ngemm_m = [1, 64, 1024]\ngemm_kn = [256, 65536, 1048576]\n'
+                 'gemm_fp32_gflops = [\n  [0.5, 4, 10.0],\n  [3.0, 40.0, 60.0],\n  [6.0, 70.0, 95.0],\n]\n',
+                 encoding="utf-8")
+    host = pimsim.load_hardware(str(p)).host
+    assert (host.gemm_m, host.gemm_kn, host.gemm_fp32_gflops) == (GEMM_M, GEMM_KN, GEMM_TABLE)
+    assert isinstance(host.gemm_fp32_gflops[0][1], float)
+    assert hash(host) == hash(replace(host))  # stored as tuples: a hardware stays hashable
+    swept = with_overrides(str(p), {"host.gemm_fp32_gflops": [[1.0] * 3] * 3})
+    assert swept.host.gemm_flops(64, 256, 256, 4) == 1e9
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"gemm_m": (1, 64)}, r"gemm_fp32_gflops has 3 rows, one per gemm_m \(2\)"),
+    ({"gemm_m": (1, 64, 64)}, r"gemm_m\[2\] = 64 must exceed the entry before it"),
+    ({"gemm_m": (0, 64, 1024)}, r"gemm_m\[0\] must be a positive integer, got 0"),
+    ({"gemm_kn": (256, 65536.5, 1048576)}, r"gemm_kn\[1\] must be a positive integer, got 65536.5"),
+    ({"gemm_kn": "256"}, "gemm_kn must be a list of increasing positive integers"),
+    ({"gemm_fp32_gflops": ((0.5, 4.0, 10.0), (3.0, -40.0, 60.0), (6.0, 70.0, 95.0))},
+     r"gemm_fp32_gflops\[1\]\[1\] must be a finite number > 0, got -40.0"),
+    ({"gemm_fp32_gflops": ((0.5, 4.0, 10.0), (3.0, 40.0, float("nan")), (6.0, 70.0, 95.0))},
+     r"gemm_fp32_gflops\[1\]\[2\] must be a finite number > 0, got nan"),
+    ({"gemm_fp32_gflops": ((0.5, 4.0), (3.0, 40.0, 60.0), (6.0, 70.0, 95.0))},
+     r"gemm_fp32_gflops\[0\] must be a list of 3 numbers \(one per gemm_kn\)"),
+    ({"gemm_kn": ()}, "set all three or none"),
+])
+def test_a_bad_gemm_table_names_the_bad_value(change, match):
+    with pytest.raises(ValueError, match=match):
+        _host(**{"gemm_m": GEMM_M, "gemm_kn": GEMM_KN, "gemm_fp32_gflops": GEMM_TABLE, **change})
+
+
+def test_a_bad_gemm_table_in_a_file_is_one_clear_error(tmp_path):
+    p = tmp_path / "h.toml"
+    p.write_text('base = "cpu-server"\n[host]\ngemm_m = [1, 64]\ngemm_kn = [256]\n'
+                 'gemm_fp32_gflops = [[2.0], ["fast"]]\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"^{p}: Host.gemm_fp32_gflops\[1\]\[0\] must be a finite number > 0, "
+                                         r"got 'fast'$"):
+        pimsim.load_hardware(str(p))
+    p.write_text('base = "cpu-server"\n[host]\ngemm_fp32_gflops = [[2.0]]\n', encoding="utf-8")
+    with pytest.raises(ValueError, match="set all three or none"):
+        pimsim.load_hardware(str(p))
