@@ -305,8 +305,9 @@ def _fit_recipe(recipe, n_train: int):
 #: Baselines that train several times longer than the others (xDeepFM's CIN, AutoInt's
 #: attention): they start first, so that the workers finish together.
 _SLOW_BASELINES = ("xdeepfm", "autoint")
-#: Queue priorities (lower starts first): slow baselines, front architectures, the rest.
-_ARCH_PRIORITY = 1
+#: Queue priorities (lower starts first): slow baselines (slowest first), front
+#: architectures, the rest.
+_ARCH_PRIORITY = len(_SLOW_BASELINES)
 
 
 def verified_baselines(cfg: RunConfig) -> list[str]:
@@ -329,7 +330,8 @@ class VerificationTrainings:
         start = (lambda m, s: on_model(m if isinstance(m, str) else f"arch {m.hash[:16]}")) if on_model else None
         self.queue = TrainingQueue(TruthCache(Path(cache_dir) / "truth"), dataset, recipe,
                                    workers=cfg.verify.workers, limit=limit, save_model=True, on_start=start)
-        self.baselines = {n: self.queue.submit(n, cfg.seed, priority=0 if n in _SLOW_BASELINES else 2)
+        self.baselines = {n: self.queue.submit(n, cfg.seed, priority=_SLOW_BASELINES.index(n) if n in _SLOW_BASELINES
+                                               else _ARCH_PRIORITY + 1)
                           for n in verified_baselines(cfg)}
 
     def close(self, cancel: bool = False) -> None:
