@@ -89,7 +89,7 @@ def _new_state(p):
 CT_TQ, CT_WB, CT_INBQ, CT_RQUEUED, CT_RAW, CT_DRAIN, N_CT = range(7)
 
 # Candidate command of a bank under FR-FCFS.
-CMD_NONE, CMD_READ, CMD_WRITE, CMD_PRE, CMD_ACT, N_CMD = range(6)
+CMD_NONE, CMD_READ, CMD_WRITE, CMD_PRE, CMD_ACT = range(5)
 
 CAL = 64  # cycles the FR-FCFS calendar spans: one 64-bit word of rows
 
@@ -355,69 +355,6 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
         cal_row = np.full(n_banks, -1, np.int64)  # the bank's last calendar row, or -1
         occ = np.zeros(1, np.int64)  # bit k: calendar row k holds a bank
         clock = np.zeros(1, np.int64)  # the cycle the bitset and calendar are up to
-        # A bank's command is legal once its own limits (tRCD, tRAS, tRP, ... in ``bs``) and
-        # the limits it shares with its rank, bank group and data bus have come. The shared
-        # part is the same for all banks of a cell (one bank group on one bus, within one
-        # bitset word) and one kind of command, so it is kept per cell and kind and recomputed
-        # only when a command issues (refresh moves only banks' own limits). A bank in the
-        # bitset has met its own limits: its bound was exact when it was filed, and its own
-        # limits change only with its own commands and refresh, after which it is filed
-        # again. Only a bank filed at the calendar's end (``far``) may still wait on them;
-        # it is looked at again when its row comes. So the round-robin pick tests cells, not
-        # banks, and a bank that must wait for the bus or tFAW is not refiled every cycle.
-        cmd_bits = np.zeros((N_CMD, n_words), np.int64)  # banks by the kind of their command
-        far = np.zeros(n_words, np.int64)  # banks filed at the calendar's end
-        ok = np.zeros(n_words, np.int64)  # scratch: banks whose command is legal now
-        cell_of = np.empty(n_banks, np.int64)
-        n_cells = 0
-        for b in range(n_banks):
-            if b == 0 or bank_group[b] != bank_group[b - 1] or bank_bus[b] != bank_bus[b - 1] or (b & 63) == 0:
-                n_cells += 1
-            cell_of[b] = n_cells - 1
-        cell_rank = np.empty(n_cells, np.int64)
-        cell_group = np.empty(n_cells, np.int64)
-        cell_bus = np.empty(n_cells, np.int64)
-        cell_word = np.empty(n_cells, np.int64)
-        cell_bits = np.zeros(n_cells, np.int64)
-        # the cells of a rank, and of a bus, are contiguous: [lo, hi)
-        rank_cells = np.empty((n_ranks, 2), np.int64)
-        bus_cells = np.empty((bus.shape[0], 2), np.int64)
-        for b in range(n_banks - 1, -1, -1):
-            c = cell_of[b]
-            cell_rank[c] = bank_rank[b]
-            cell_group[c] = bank_group[b]
-            cell_bus[c] = bank_bus[b]
-            cell_word[c] = b >> 6
-            cell_bits[c] |= np.int64(1) << (b & 63)
-            rank_cells[bank_rank[b], 0] = c
-            bus_cells[bank_bus[b], 0] = c
-        for b in range(n_banks):
-            rank_cells[bank_rank[b], 1] = cell_of[b] + 1
-            bus_cells[bank_bus[b], 1] = cell_of[b] + 1
-        cell_t = np.zeros((n_cells, N_CMD), np.int64)  # shared limit of each kind of command
-
-        def cell_act_limits(lo, hi):
-            for c in range(lo, hi):
-                r = cell_rank[c]
-                g = cell_group[c]
-                cell_t[c, CMD_ACT] = max(rs[r, R_LAST_ACT] + trrd_s, gs[g, G_LAST_ACT] + trrd_l,
-                                         rs[r, R_FAW0 + rs[r, R_FAW_POS]] + tfaw)
-
-        def cell_col_limits(lo, hi):
-            for c in range(lo, hi):
-                r = cell_rank[c]
-                g = cell_group[c]
-                d = cell_bus[c]
-                t = max(rs[r, R_LAST_COL] + tccd_s, gs[g, G_LAST_COL] + tccd_l)
-                free = bus[d, 0]
-                if bus[d, 1] >= 0 and bus[d, 1] != r:
-                    free += trtrs  # rank-to-rank switch on a shared bus
-                cell_t[c, CMD_READ] = max(t, rs[r, R_LAST_WR_END] + twtr_s, gs[g, G_LAST_WR_END] + twtr_l,
-                                          free - cl)
-                cell_t[c, CMD_WRITE] = max(t, rs[r, R_LAST_RD_COL] + rtw, free - cwl)
-
-        cell_act_limits(0, n_cells)
-        cell_col_limits(0, n_cells)
 
         def ready_time(b, cmd):
             """First cycle at which bank ``b``'s command ``cmd`` is legal, given all issued so far."""
@@ -434,7 +371,6 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
             w = b >> 6
             bit = np.int64(1) << (b & 63)
             maybe[w] &= ~bit
-            far[w] &= ~bit
             k = cal_row[b]  # may be stale (the row was taken since): then the bit is not there
             if k >= 0 and cal[k, w] & bit:
                 cal[k, w] &= ~bit
@@ -454,8 +390,6 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
             if cand_t[b] <= now:
                 maybe[w] |= bit
             else:
-                if cand_t[b] > now + CAL - 1:
-                    far[w] |= bit
                 k = min(cand_t[b], now + CAL - 1) & (CAL - 1)
                 cal[k, w] |= bit
                 cal_row[b] = k
@@ -495,13 +429,13 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
             low = x & -x
             return clock[0] + 1 + DEBRUIJN64[((low * DEBRUIJN64_MUL) >> 58) & 63]
 
-        def next_set(bits, after):
-            """The first bank in bitset ``bits`` after bank ``after``, cyclically; -1 if none."""
+        def next_maybe(after):
+            """The first bank in the bitset after bank ``after``, cyclically; -1 if none."""
             start = after + 1
             if start >= n_banks:
                 start = 0
             w = start >> 6
-            x = bits[w] & -(np.int64(1) << (start & 63))
+            x = maybe[w] & -(np.int64(1) << (start & 63))
             for _ in range(n_words + 1):
                 if x != 0:
                     low = x & -x
@@ -509,15 +443,8 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
                 w += 1
                 if w == n_words:
                     w = 0
-                x = bits[w]
+                x = maybe[w]
             return -1
-
-        def set_cmd(b, cmd):
-            w = b >> 6
-            bit = np.int64(1) << (b & 63)
-            cmd_bits[cand_cmd[b], w] &= ~bit
-            cmd_bits[cmd, w] |= bit
-            cand_cmd[b] = cmd
 
         def enter(i):
             b = bank[i]
@@ -577,7 +504,7 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
             ACT; then its exact legal cycle, and file the bank by it."""
             base = b * cq
             if bq_n[b] == 0:
-                set_cmd(b, CMD_NONE)
+                cand_cmd[b] = CMD_NONE
                 cand_t[b] = FOREVER
                 unfile(b)
                 return
@@ -594,7 +521,7 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
                     break
             if cmd == CMD_ACT and open_row >= 0:
                 cmd = CMD_PRE
-            set_cmd(b, cmd)
+            cand_cmd[b] = cmd
             cand_slot[b] = slot
             cand_i[b] = bq[base + slot]
             cand_t[b] = ready_time(b, cmd)
@@ -682,34 +609,18 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
                         blocked = True
             if buffered:
                 update_drain()
-            # banks filed at the calendar's end whose row has come: file them by their exact cycle
-            for w in range(n_words):
-                x = maybe[w] & far[w]
-                while x != 0:
-                    low = x & -x
-                    x ^= low
-                    b = (w << 6) + DEBRUIJN64[((low * DEBRUIJN64_MUL) >> 58) & 63]
-                    cand_t[b] = ready_time(b, cand_cmd[b])
-                    place(b)
-            # the first bank after the last issuer whose command is legal now: a bank in the
-            # bitset needs only its cell's shared limit for its kind of command (PRE has none)
+            # the first bank after the last issuer whose command is legal now
             best_b = -1
-            any_maybe = False
-            for w in range(n_words):
-                ok[w] = maybe[w] & cmd_bits[CMD_PRE, w]
-                any_maybe = any_maybe or maybe[w] != 0
-            if any_maybe:
-                for c in range(n_cells):
-                    w = cell_word[c]
-                    m = maybe[w] & cell_bits[c]
-                    if m != 0:
-                        if cell_t[c, CMD_READ] <= now:
-                            ok[w] |= m & cmd_bits[CMD_READ, w]
-                        if cell_t[c, CMD_WRITE] <= now:
-                            ok[w] |= m & cmd_bits[CMD_WRITE, w]
-                        if cell_t[c, CMD_ACT] <= now:
-                            ok[w] |= m & cmd_bits[CMD_ACT, w]
-                best_b = next_set(ok, rr_last)
+            while True:
+                b = next_maybe(rr_last)
+                if b < 0:
+                    break
+                t = ready_time(b, cand_cmd[b])
+                cand_t[b] = t
+                if t <= now:
+                    best_b = b
+                    break
+                place(b)
             if best_b >= 0:
                 b = best_b
                 i = cand_i[b]
@@ -733,8 +644,6 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
                     if not is_write[i]:
                         ct[CT_RQUEUED] -= 1
                     refill(b)
-                    # the rank's and the bus's column limits moved
-                    cell_col_limits(min(rank_cells[r, 0], bus_cells[d, 0]), max(rank_cells[r, 1], bus_cells[d, 1]))
                     if bus_bound_can_drop and bus_rank != r:
                         for bb in range(n_banks):
                             if bank_bus[bb] == d and bank_rank[bb] == r and bb != b and bq_n[bb] > 0:
@@ -747,24 +656,12 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
                     if kind[i] < 0:
                         kind[i] = K_MISS
                     do_act(now, b, r, g, row[i])
-                    cell_act_limits(rank_cells[r, 0], rank_cells[r, 1])
                 update_candidate(b)
                 now += 1
                 continue
-            # nothing can issue now: jump to the next event. The earliest calendar row and the
-            # shared limits of the bitset's banks bound the next legal command from below (a
-            # step that finds none is harmless)
+            # nothing can issue now: jump to the next event; the earliest calendar row is a
+            # lower bound of the next legal command (a step that finds none is harmless)
             t_cmd = first_filed()
-            for c in range(n_cells):
-                w = cell_word[c]
-                m = maybe[w] & cell_bits[c]
-                if m != 0:
-                    if m & cmd_bits[CMD_READ, w]:
-                        t_cmd = min(t_cmd, cell_t[c, CMD_READ])
-                    if m & cmd_bits[CMD_WRITE, w]:
-                        t_cmd = min(t_cmd, cell_t[c, CMD_WRITE])
-                    if m & cmd_bits[CMD_ACT, w]:
-                        t_cmd = min(t_cmd, cell_t[c, CMD_ACT])
             if blocked:
                 # a drain that started or stopped in this step may have made room
                 blocked = (ct[CT_WB] >= wq_cap) if (buffered and is_write[nxt]) else (ct[CT_TQ] >= tq_cap)
