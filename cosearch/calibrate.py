@@ -268,8 +268,9 @@ def _vector_gflops(cache_bytes: int, layernorm_ns: float, sample_s: float) -> tu
 # Grid of the GEMM table: M, the rows of the activation, from one sample to a batch of 1024
 # with a few tokens each (attention projections run on batch x tokens rows, clamped to the
 # last point); K = N from 16 (the embedding dimension, attention's width) to 1024 (NASRec's
-# widest FC). 24 points at sample_s / 8 each plus the largest product's few calls: about
-# 1.5 s at the default sample_s, a small part of the one-minute budget (issue 15 T2).
+# widest FC). 24 points at sample_s / 8 each plus the largest product's few calls: 1.4-1.5 s
+# at the default sample_s (measured, 2 cores, 3 runs), of 11-12 s for the whole calibration
+# (issue 15 T2 allows a minute).
 _GEMM_M = (1, 16, 64, 256, 1024, 4096)
 _GEMM_SIDES = (16, 64, 256, 1024)
 
