@@ -156,9 +156,10 @@ def llc_bytes(cache_dir: Path = _CACHE_DIR) -> tuple[int, str] | None:
     return None if best is None else (best[1], best[2])
 
 
-def _per_call_s(fn: Callable[[], object], sample_s: float, inner: int = 1, min_samples: int = 5) -> float:
-    """Median seconds of one call of ``fn`` over samples of ``inner`` calls, taken for
-    about ``sample_s`` seconds (at least ``min_samples`` samples)."""
+def _per_call_s(fn: Callable[[], object], sample_s: float, inner: int = 1, min_samples: int = 5,
+                stat: Callable[[list], float] = statistics.median) -> float:
+    """Seconds of one call of ``fn``: ``stat`` (median) of samples of ``inner`` calls,
+    taken for about ``sample_s`` seconds (at least ``min_samples`` samples)."""
     fn()  # first call: allocations, lazy initialisation
     samples = []
     end = time.perf_counter() + sample_s
@@ -167,7 +168,7 @@ def _per_call_s(fn: Callable[[], object], sample_s: float, inner: int = 1, min_s
         for _ in range(inner):
             fn()
         samples.append((time.perf_counter_ns() - t) / inner * 1e-9)
-    return statistics.median(samples)
+    return stat(samples)
 
 
 def _inner_for(fn: Callable[[], object], target_s: float = 2e-3) -> int:
@@ -286,7 +287,10 @@ def _gemm_table(gemm_ns: float, sample_s: float) -> list[list[float]]:
         for side in _GEMM_SIDES:
             x, w, b = torch.randn(m, side), torch.randn(side, side), torch.randn(side)
             fn = functools.partial(F.linear, x, w, b)
-            t = _per_call_s(fn, sample_s / 8, inner=_inner_for(fn), min_samples=3)
+            # the fastest sample, not the median: with a 31 ms window a point has few
+            # samples, and one interrupted stretch made a median 300x slow (0.004 GFLOP/s
+            # at M = 64, K = N = 16 in one calibration on 2026-11-30); noise only adds time
+            t = _per_call_s(fn, sample_s / 8, inner=_inner_for(fn), min_samples=5, stat=min)
             busy = max(t - gemm_ns * 1e-9, t * 0.05)  # dispatch-bound points: the floor, as elsewhere here
             row.append(2 * m * side * side / busy / 1e9)
         table.append(row)
@@ -567,7 +571,7 @@ def calibrate(settings: CalibrationSettings, on_stage: Callable[[str], None] | N
             gemm_table = _gemm_table(kernels["gemm"], s)
             methods["gemm_fp32_gflops"] = (
                 f"F.linear with a bias, fp32, M x K input by a K x K weight, M = gemm_m (rows), K * K = gemm_kn "
-                f"(columns), 2 M K K operations per call over the median seconds per call less the eager "
+                f"(columns), 2 M K K operations per call over the fastest sample's seconds per call less the eager "
                 f"dispatch of a 4x16x16 F.linear (at least 5% of the call), eager in either runtime, "
                 f"{th}, about {s / 8:g} s per point")
             methods["gemm_m"] = "the grid's rows M: chosen, not measured"
