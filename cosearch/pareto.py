@@ -1,7 +1,9 @@
 """Pareto tools for minimisation: non-dominated sorting, crowding, normalisation,
 hypervolume.
 
-Hypervolume is computed by ``moocore`` (the library pymoo itself calls) on
+Non-dominated sorting and hypervolume are ``moocore``'s (the library pymoo itself
+calls; the tests keep slow, obviously correct references). Crowding distance stays
+here: moocore has none, and pymoo's is only in an optional extra. Hypervolume is computed on
 objectives normalised by a recorded :class:`Normalization`: objective i maps
 ``lower[i] -> 0`` and ``upper[i] -> 1`` (in log10 for log-scaled ones); the
 reference point is ``1 + margin``
@@ -35,27 +37,19 @@ def dominates(a, b) -> bool:
 
 def non_dominated_sort(F) -> np.ndarray:
     """Pareto rank of every point, ``[n]`` ints: 0 for the non-dominated front, 1 for
-    the front once those are removed, and so on. Points with a NaN are ranked last."""
+    the front once those are removed, and so on (``moocore.pareto_rank``); equal
+    points share a rank. Points with a NaN rank after all others."""
+    import moocore
+
     F = _as_matrix(F)
-    n = len(F)
-    ranks = np.full(n, -1, dtype=np.int64)
+    ranks = np.zeros(len(F), dtype=np.int64)
     ok = ~np.isnan(F).any(axis=1)
-    idx = np.flatnonzero(ok)
-    G = F[idx]
-    # dom[i, j]: point i dominates point j
-    le = (G[:, None, :] <= G[None, :, :]).all(axis=2)
-    lt = (G[:, None, :] < G[None, :, :]).any(axis=2)
-    dom = le & lt
-    count = dom.sum(axis=0)  # number of points dominating j
-    remaining = np.ones(len(idx), dtype=bool)
-    for r in range(len(idx) + 1):
-        front = remaining & (count == 0)
-        if not front.any():
-            break
-        ranks[idx[front]] = r
-        remaining &= ~front
-        count = count - dom[front].sum(axis=0)
-    ranks[~ok] = r
+    if ok.any():
+        # each column replaced by its dense rank: the same comparisons, always finite
+        # (moocore 0.3.2 crashes on some sets with -inf in three objectives)
+        G = np.stack([np.unique(c, return_inverse=True)[1] for c in F[ok].T], axis=1).astype(np.float64)
+        ranks[ok] = moocore.pareto_rank(G)
+        ranks[~ok] = ranks[ok].max() + 1
     return ranks
 
 

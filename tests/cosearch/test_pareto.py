@@ -48,6 +48,18 @@ def test_sort_matches_brute_force(seed, k):
     assert np.array_equal(pareto_mask(G), brute_ranks(G) == 0)
 
 
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_sort_with_infinities_matches_brute_force(seed, k):
+    # moocore 0.3.2 crashes on some 3-objective sets holding -inf; the sort must not
+    rng = np.random.default_rng([seed, k, 99])
+    F = rng.integers(0, 4, size=(30, k)).astype(float)
+    F[rng.random(F.shape) < 0.1] = np.inf
+    F[rng.random(F.shape) < 0.1] = -np.inf
+    assert np.array_equal(non_dominated_sort(F), brute_ranks(F))
+    assert non_dominated_sort(np.zeros((0, k))).shape == (0,)
+
+
 def test_nan_points_rank_last():
     F = np.array([[1.0, 2.0], [np.nan, 0.0], [2.0, 1.0], [3.0, 3.0]])
     r = non_dominated_sort(F)
