@@ -230,6 +230,18 @@ class KnobSpace:
                 return k
         return knobs
 
+    @staticmethod
+    def crossover(a: HardwareKnobs, b: HardwareKnobs, rng: np.random.Generator,
+                  valid: Callable[[HardwareKnobs], bool] | None = None) -> HardwareKnobs:
+        """Uniform crossover: each knob from ``a`` or ``b`` with probability 1/2, the
+        GEMM placement with its crossbar size and ADC bits as one knob (they are only
+        meaningful together). ``a`` itself when ``valid`` rejects the mix."""
+        groups = (("family",), ("embeddings",), ("gemm", "crossbar_size", "adc_bits"), ("ranks",),
+                  ("precision",), ("host_rows_max",))
+        take_a = rng.random(len(groups)) < 0.5
+        child = replace(a, **{f: getattr(b, f) for g, t in zip(groups, take_a) if not t for f in g})
+        return child if valid is None or valid(child) else a
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["precisions"] = [p.value for p in self.precisions]

@@ -21,7 +21,7 @@ from cosearch.executor import Executor, InProcess
 from cosearch.hardware import HardwareKnobs, KnobSpace
 from cosearch.profile import TableSpec, arch_workload
 from nasrec.data import Schema
-from nasrec.space import EMBEDDING_SPACE, ArchSpec, EmbeddingSpace, SearchSpace, mutate, sample
+from nasrec.space import EMBEDDING_SPACE, ArchSpec, EmbeddingSpace, SearchSpace, crossover, mutate, sample
 
 __all__ = ["Candidate", "CoSpace", "Constraint", "Evaluation", "Evaluator", "SupernetAccuracy",
            "PimsimCost", "COST_METRICS"]
@@ -77,6 +77,11 @@ class CoSpace:
             else:
                 hw = self.knobs.mutate(hw, rng, self.valid)
         return Candidate(arch, hw)
+
+    def crossover(self, a: Candidate, b: Candidate, rng: np.random.Generator) -> Candidate:
+        """Uniform crossover of architecture and hardware knobs (``nasrec.space.crossover``,
+        ``KnobSpace.crossover``): used by the library engines (``cosearch.engines``)."""
+        return Candidate(crossover(a.arch, b.arch, rng), self.knobs.crossover(a.hw, b.hw, rng, self.valid))
 
     def key(self, c: Candidate) -> str:
         return c.key

@@ -2,7 +2,8 @@
 
 Data sets and supernets are cached under ``cache_dir`` by the settings that make
 them (a changed setting trains a new one; equal settings reuse it). A run
-directory holds ``run.json`` (config, seed, dataset and supernet hashes),
+directory holds ``run.json`` (config, seed, dataset and supernet hashes; for a library
+engine, the library and its version, which a resume must match),
 ``results.csv``, ``checkpoint.json``, ``front.csv``, ``baselines.csv``, the plots
 and ``summary.md``.
 """
@@ -25,7 +26,7 @@ from cosearch.objectives import Candidate, Constraint, CoSpace, Evaluator, Pimsi
 from cosearch.profile import TableSpec, module_workload
 from cosearch.run import (CHECKPOINT, GenerationInfo, SearchResult, atomic_write_json, atomic_write_text,
                           read_results, run_search)
-from cosearch.search import make_algorithm
+from cosearch.search import ENGINE_NAMES, engine_library, make_algorithm
 
 __all__ = ["ensure_dataset", "ensure_supernet", "run_pipeline", "normalization_settings", "resume_pipeline", "finish_run",
            "baseline_costs", "verify", "verdict", "truth_recipe", "load_run", "front_rows", "table_spec", "search_space",
@@ -161,6 +162,9 @@ def run_pipeline(cfg: RunConfig, out_dir, cache_dir, *, quiet: bool = True,
                  max_generations: int | None = None) -> SearchResult:
     """Prepare data and supernet, write ``run.json``, search (resuming if the
     directory holds a checkpoint of the same config) and write the report."""
+    # a library engine that is not installed fails here, before any work
+    engine = (dict(zip(("library", "version"), engine_library(cfg.search.algorithm)))
+              if cfg.search.algorithm in ENGINE_NAMES else None)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     run_path = out / RUN_FILE
@@ -169,6 +173,12 @@ def run_pipeline(cfg: RunConfig, out_dir, cache_dir, *, quiet: bool = True,
         if old.get("config") != cfg.to_dict():
             raise ValueError(f"{out} holds a run with a different configuration; use another --out "
                              "or 'cosearch resume' on it")
+        if old.get("engine") is not None and old.get("engine") != engine:
+            # the engine's state is pickled library objects: only the same version reads them
+            rec = old["engine"]
+            raise ValueError(f"{out} was run with {rec.get('library')} {rec.get('version')}, this is "
+                             f"{engine['library']} {engine['version']}; resume with the same version "
+                             f"(pip install {rec.get('library')}=={rec.get('version')})")
     t0 = time.perf_counter()
     stage = on_stage or (lambda s: None)
     stage("dataset")
@@ -178,6 +188,8 @@ def run_pipeline(cfg: RunConfig, out_dir, cache_dir, *, quiet: bool = True,
     meta = {"version": RUN_VERSION, "config": cfg.to_dict(), "seed": cfg.seed, "dataset": str(ds.path),
             "dataset_hash": ds.content_hash, "bayes_logloss": ds.bayes_logloss, "supernet": str(sn_path),
             "supernet_hash": _file_hash(sn_path), "cache_dir": str(Path(cache_dir))}
+    if engine is not None:
+        meta["engine"] = engine
     if not run_path.is_file():
         atomic_write_json(run_path, meta)
     stage("search")
