@@ -2,8 +2,9 @@
 
 (a) hypervolume against evaluations for multi-objective evolution (the default,
     elitist survival), the same with ageing survival (``moea-age``), NASRec's
-    scalarised regularised evolution (ageing), random search and pymoo's NSGA-II
-    with mixed variables, several seeds, in the default joint space (NASRec-Full
+    scalarised regularised evolution (ageing), random search, the library engines
+    behind the project's ask/tell (``nsga2``, ``smsemoa``: cosearch.engines) and pymoo's
+    NSGA-II with mixed variables in one ``minimize`` (``nsga2-pymoo``), several seeds, in the default joint space (NASRec-Full
     blocks plus a dimension and a precision per field), same objectives (log loss,
     latency, energy per sample), budget, hardware space and reference point: all runs share
     one normalisation taken from the union of their feasible points (latency and
@@ -61,10 +62,12 @@ def _evaluator(cfg: RunConfig, ds, sn, scoring_steps: int, val_rows: int) -> Eva
 #: Benchmark rows of this project's algorithms: (algorithm, survival).
 VARIANTS = {"moea": ("moea", "elitist"), "moea-age": ("moea", "age"), "evolution": ("evolution", "age"),
             "random": ("random", "elitist")}
+#: Rows of the library engines behind the project's ask/tell (cosearch.engines; need pymoo).
+ENGINE_VARIANTS = {"nsga2": ("nsga2", "elitist"), "smsemoa": ("smsemoa", "elitist")}
 
 
 def run_ours(variant, space, ev, seed, evo: EvolutionConfig, log, cap):
-    name, survival = VARIANTS[variant]
+    name, survival = {**VARIANTS, **ENGINE_VARIANTS}[variant]
     algo = make_algorithm(name, space, np.random.default_rng([seed, 5]), replace(evo, survival=survival),
                           weights=(1.0, 1.0, 1.0), log=log, cap=cap)
     cands, F, ok = [], [], []
@@ -243,7 +246,8 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-models", action="store_true", help="skip (b), the retraining table")
     ap.add_argument("--quick", action="store_true", help="the --quick data set and supernet (smoke test)")
     ap.add_argument("--algorithms", nargs="+", default=None, metavar="NAME",
-                    help=f"subset of {', '.join(list(VARIANTS) + ['nsga2-pymoo'])} for (a) (must include random)")
+                    help=f"subset of {', '.join(list(VARIANTS) + list(ENGINE_VARIANTS) + ['nsga2-pymoo'])} for (a) "
+                    "(must include random)")
     ap.add_argument("--tag", default="", help="suffix of the (a) result files (keeps the default run's files)")
     args = ap.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -268,9 +272,9 @@ def main(argv=None) -> int:
     algos = list(VARIANTS)
     try:
         import pymoo  # noqa: F401
-        algos.append("nsga2-pymoo")
+        algos += list(ENGINE_VARIANTS) + ["nsga2-pymoo"]
     except ImportError:
-        print("pymoo not installed (pip install '.[bench]'): skipping NSGA-II", file=sys.stderr)
+        print("pymoo not installed (pip install '.[bench]'): skipping NSGA-II and the engines", file=sys.stderr)
     if args.algorithms:
         unknown = set(args.algorithms) - set(algos)
         if unknown or "random" not in args.algorithms:

@@ -18,7 +18,7 @@ from cosearch.executor import EXECUTORS
 from cosearch.hardware import KnobSpace
 from cosearch.objectives import COST_METRICS
 from cosearch.scoring import HEAD_FITS
-from cosearch.search import ALGORITHMS, EvolutionConfig
+from cosearch.search import ALGORITHMS, ENGINE_NAMES, EvolutionConfig
 from nasrec.baselines import BASELINES
 from nasrec.data import BAGS
 from nasrec.space import SPACES
@@ -147,6 +147,9 @@ class SearchConfig:
     def __post_init__(self):
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"SearchConfig.algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
+        if self.algorithm in ENGINE_NAMES and self.survival != "elitist":
+            raise ValueError(f"SearchConfig.survival {self.survival!r} applies to 'moea' and 'evolution'; "
+                             f"{self.algorithm!r} has its own")
         object.__setattr__(self, "objectives", tuple(self.objectives))
         object.__setattr__(self, "weights", tuple(float(w) for w in self.weights))
         if not self.objectives or len(set(self.objectives)) != len(self.objectives):

@@ -8,15 +8,16 @@ knobs with an explicit ``numpy.random.Generator``.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
 from cosearch.profile import Precision
 
-__all__ = ["HardwareKnobs", "KnobSpace", "EMBEDDING_PLACES", "GEMM_PLACES"]
+__all__ = ["HardwareKnobs", "KnobSpace", "EMBEDDING_PLACES", "GEMM_PLACES", "knob_sample"]
 
 EMBEDDING_PLACES = ("auto", "host", "nmp")
 GEMM_PLACES = ("host", "nmp", "crossbar")
@@ -230,6 +231,33 @@ class KnobSpace:
                 return k
         return knobs
 
+    @staticmethod
+    def crossover(a: HardwareKnobs, b: HardwareKnobs, rng: np.random.Generator,
+                  valid: Callable[[HardwareKnobs], bool] | None = None) -> HardwareKnobs:
+        """Uniform crossover: each knob from ``a`` or ``b`` with probability 1/2, the
+        GEMM placement with its crossbar size and ADC bits as one knob (they are only
+        meaningful together). ``a`` itself when ``valid`` rejects the mix."""
+        groups = (("family",), ("embeddings",), ("gemm", "crossbar_size", "adc_bits"), ("ranks",),
+                  ("precision",), ("host_rows_max",))
+        take_a = rng.random(len(groups)) < 0.5
+        child = replace(a, **{f: getattr(b, f) for g, t in zip(groups, take_a) if not t for f in g})
+        return child if valid is None or valid(child) else a
+
+    def size(self) -> int:
+        """Number of knob combinations, valid or not (crossbar knobs count only under 'crossbar')."""
+        n_gemm = sum(len(self.crossbar_sizes) * len(self.adc_bits) if g == "crossbar" else 1 for g in self.gemm)
+        return (len(self.families) * len(self.embeddings) * n_gemm * len(self.ranks) * len(self.precisions)
+                * len(self.host_rows_max))
+
+    def combinations(self) -> Iterator[HardwareKnobs]:
+        """Every knob combination, in a fixed order (lazily: see :meth:`size` first)."""
+        for family, emb, gemm, ranks, prec, rows in itertools.product(
+                self.families, self.embeddings, self.gemm, self.ranks, self.precisions, self.host_rows_max):
+            xbars = itertools.product(self.crossbar_sizes, self.adc_bits) if gemm == "crossbar" else [(0, 0)]
+            for size, bits in xbars:
+                yield HardwareKnobs(family=family, embeddings=emb, gemm=gemm, ranks=ranks, crossbar_size=size,
+                                    adc_bits=bits, precision=prec, host_rows_max=rows)
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["precisions"] = [p.value for p in self.precisions]
@@ -247,3 +275,43 @@ class KnobSpace:
             if not isinstance(v, (list, tuple)):
                 raise ValueError(f"hardware space: {k} must be a list, got {v!r}")
         return cls(**{k: tuple(v) for k, v in d.items()})
+
+
+def knob_sample(space: KnobSpace, rng: np.random.Generator, limit: int, *,
+                valid: Callable[[HardwareKnobs], bool] | None = None, first: tuple[HardwareKnobs, ...] = (),
+                enumerate_max: int = 4096) -> tuple[list[HardwareKnobs], bool]:
+    """Up to ``limit`` valid configurations of ``space``, distinct by :attr:`HardwareKnobs.key`,
+    after the valid ones of ``first``: all of them when there are no more, else a uniform
+    sample drawn with ``rng`` (order kept). Spaces of more than ``enumerate_max``
+    combinations are not listed but drawn from (``KnobSpace.sample``, a bounded number of
+    draws). Returns (configurations, whether they are a sample rather than all)."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"limit must be a positive integer, got {limit!r}")
+    ok = valid or (lambda k: True)
+    picked, seen = [], set()
+    for k in first:
+        if k.key not in seen and ok(k):
+            seen.add(k.key)
+            picked.append(k)
+    if space.size() <= enumerate_max:
+        rest = []
+        for k in space.combinations():
+            if k.key not in seen and ok(k):
+                seen.add(k.key)
+                rest.append(k)
+        room = max(0, limit - len(picked))
+        if len(rest) <= room:
+            return picked + rest, False
+        keep = np.sort(rng.choice(len(rest), size=room, replace=False))
+        return picked + [rest[i] for i in keep], True
+    for _ in range(8 * limit):  # bounded: a space of few valid configurations ends here
+        if len(picked) >= limit:
+            break
+        try:
+            k = space.sample(rng, valid)
+        except ValueError:
+            break
+        if k.key not in seen:
+            seen.add(k.key)
+            picked.append(k)
+    return picked, True

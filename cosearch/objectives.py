@@ -21,10 +21,10 @@ from cosearch.executor import Executor, InProcess
 from cosearch.hardware import HardwareKnobs, KnobSpace
 from cosearch.profile import TableSpec, arch_workload
 from nasrec.data import Schema
-from nasrec.space import EMBEDDING_SPACE, ArchSpec, EmbeddingSpace, SearchSpace, mutate, sample
+from nasrec.space import EMBEDDING_SPACE, ArchSpec, EmbeddingSpace, SearchSpace, crossover, mutate, sample
 
 __all__ = ["Candidate", "CoSpace", "Constraint", "Evaluation", "Evaluator", "SupernetAccuracy",
-           "PimsimCost", "COST_METRICS"]
+           "PimsimCost", "COST_METRICS", "pin_host_tables"]
 
 COST_METRICS = ("latency_s", "energy_per_sample_j", "area_mm2", "peak_power_w")
 
@@ -77,6 +77,11 @@ class CoSpace:
             else:
                 hw = self.knobs.mutate(hw, rng, self.valid)
         return Candidate(arch, hw)
+
+    def crossover(self, a: Candidate, b: Candidate, rng: np.random.Generator) -> Candidate:
+        """Uniform crossover of architecture and hardware knobs (``nasrec.space.crossover``,
+        ``KnobSpace.crossover``): used by the library engines (``cosearch.engines``)."""
+        return Candidate(crossover(a.arch, b.arch, rng), self.knobs.crossover(a.hw, b.hw, rng, self.valid))
 
     def key(self, c: Candidate) -> str:
         return c.key
@@ -206,6 +211,15 @@ class SupernetAccuracy:
         return np.asarray(self.scorer.score([c.arch for c in candidates]), dtype=np.float64).reshape(-1, 1)
 
 
+def pin_host_tables(workload, rows_max: int):
+    """``workload`` with its tables of at most ``rows_max`` rows placed on the host (the
+    ``host_rows_max`` knob); 0 pins none."""
+    if not rows_max:
+        return workload
+    return replace(workload, tables=tuple(replace(t, place="host") if t.rows <= rows_max else t
+                                          for t in workload.tables))
+
+
 class PimsimCost:
     """Latency (s per batch), energy per sample (J), area (mm^2) and peak power (W) of
     each candidate from ``query(workload, hardware, seed=seed)`` (``pimsim.query``) on
@@ -226,10 +240,7 @@ class PimsimCost:
     def workload(self, c: Candidate):
         w = arch_workload(c.arch, self.schema, batch_size=self.batch_size,
                           tables=replace(self.tables, precision=c.hw.precision))
-        if c.hw.host_rows_max:
-            w = replace(w, tables=tuple(replace(t, place="host") if t.rows <= c.hw.host_rows_max else t
-                                        for t in w.tables))
-        return w
+        return pin_host_tables(w, c.hw.host_rows_max)
 
     def cost_of(self, workload, knobs: HardwareKnobs) -> np.ndarray:
         """The four metrics of any workload on ``knobs`` (NaN where pimsim refuses)."""

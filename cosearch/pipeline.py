@@ -2,9 +2,11 @@
 
 Data sets and supernets are cached under ``cache_dir`` by the settings that make
 them (a changed setting trains a new one; equal settings reuse it). A run
-directory holds ``run.json`` (config, seed, dataset and supernet hashes),
-``results.csv``, ``checkpoint.json``, ``front.csv``, ``baselines.csv``, the plots
-and ``summary.md``.
+directory holds ``run.json`` (config, seed, dataset and supernet hashes; for a library
+engine, the library and its version, which a resume must match),
+``results.csv``, ``checkpoint.json``, ``front.csv``, ``baselines.csv`` (baselines on
+the default hardware), ``baselines_fronts.csv`` (on the search's hardware knob space),
+the plots and ``summary.md``.
 """
 from __future__ import annotations
 
@@ -25,11 +27,12 @@ from cosearch.objectives import Candidate, Constraint, CoSpace, Evaluator, Pimsi
 from cosearch.profile import TableSpec, module_workload
 from cosearch.run import (CHECKPOINT, GenerationInfo, SearchResult, atomic_write_json, atomic_write_text,
                           read_results, run_search)
-from cosearch.search import make_algorithm
+from cosearch.search import ENGINE_NAMES, engine_library, make_algorithm
 
 __all__ = ["ensure_dataset", "ensure_supernet", "run_pipeline", "normalization_settings", "resume_pipeline", "finish_run",
            "baseline_costs", "verify", "verdict", "truth_recipe", "load_run", "front_rows", "table_spec", "search_space",
-           "RUN_FILE"]
+           "RUN_FILE", "baseline_fronts", "baseline_hardware", "cost_front", "equal_freedom", "MAX_BASELINE_HARDWARE",
+           "BASELINE_FRONTS"]
 
 log = logging.getLogger("cosearch")
 
@@ -161,6 +164,9 @@ def run_pipeline(cfg: RunConfig, out_dir, cache_dir, *, quiet: bool = True,
                  max_generations: int | None = None) -> SearchResult:
     """Prepare data and supernet, write ``run.json``, search (resuming if the
     directory holds a checkpoint of the same config) and write the report."""
+    # a library engine that is not installed fails here, before any work
+    engine = (dict(zip(("library", "version"), engine_library(cfg.search.algorithm)))
+              if cfg.search.algorithm in ENGINE_NAMES else None)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     run_path = out / RUN_FILE
@@ -169,6 +175,12 @@ def run_pipeline(cfg: RunConfig, out_dir, cache_dir, *, quiet: bool = True,
         if old.get("config") != cfg.to_dict():
             raise ValueError(f"{out} holds a run with a different configuration; use another --out "
                              "or 'cosearch resume' on it")
+        if old.get("engine") is not None and old.get("engine") != engine:
+            # the engine's state is pickled library objects: only the same version reads them
+            rec = old["engine"]
+            raise ValueError(f"{out} was run with {rec.get('library')} {rec.get('version')}, this is "
+                             f"{engine['library']} {engine['version']}; resume with the same version "
+                             f"(pip install {rec.get('library')}=={rec.get('version')})")
     t0 = time.perf_counter()
     stage = on_stage or (lambda s: None)
     stage("dataset")
@@ -178,6 +190,8 @@ def run_pipeline(cfg: RunConfig, out_dir, cache_dir, *, quiet: bool = True,
     meta = {"version": RUN_VERSION, "config": cfg.to_dict(), "seed": cfg.seed, "dataset": str(ds.path),
             "dataset_hash": ds.content_hash, "bayes_logloss": ds.bayes_logloss, "supernet": str(sn_path),
             "supernet_hash": _file_hash(sn_path), "cache_dir": str(Path(cache_dir))}
+    if engine is not None:
+        meta["engine"] = engine
     if not run_path.is_file():
         atomic_write_json(run_path, meta)
     stage("search")
@@ -263,19 +277,24 @@ def _equivalence_key(row: dict) -> tuple[str, str]:
     return ArchSpec.from_json(row["arch"]).hash, HardwareKnobs.from_dict(hw).key
 
 
+def _baseline_inputs(cfg: RunConfig, schema) -> tuple:
+    """(dense, ids): one batch of inputs the baselines are profiled on, from the run's seed."""
+    import torch
+    b = cfg.inference.batch_size
+    g = torch.Generator().manual_seed(cfg.seed)
+    dense = torch.rand(b, schema.n_dense, generator=g)
+    ids = torch.cat([torch.randint(0, c, (b, p), generator=g) for c, p in zip(schema.cardinalities, schema.lookups)],
+                    1)
+    return dense, ids
+
+
 def baseline_costs(cfg: RunConfig, dataset, cost: PimsimCost) -> list[dict]:
     """Each baseline's latency and energy on ``cfg.baselines.hardware``, profiled with
     the same cost model as the searched candidates."""
-    import torch
     from nasrec.baselines import build_baseline
     from cosearch import hwmodel
     rows = []
-    b = cfg.inference.batch_size
-    g = torch.Generator().manual_seed(cfg.seed)
-    dense = torch.rand(b, dataset.schema.n_dense, generator=g)
-    schema = dataset.schema
-    ids = torch.cat([torch.randint(0, c, (b, p), generator=g) for c, p in zip(schema.cardinalities, schema.lookups)],
-                    1)
+    dense, ids = _baseline_inputs(cfg, dataset.schema)
     hw = hwmodel.build_hardware(HardwareKnobs(cfg.baselines.hardware))
     for name in cfg.baselines.names:
         model = build_baseline(name, dataset.schema, cfg.seed)
@@ -284,6 +303,76 @@ def baseline_costs(cfg: RunConfig, dataset, cost: PimsimCost) -> list[dict]:
         rows.append({"model": name, "hardware": cfg.baselines.hardware, "latency_s": rep.latency_s,
                      "energy_per_sample_j": rep.energy_per_sample_j, "dense_flops": w.dense_flops,
                      "seed": cfg.seed})
+    return rows
+
+
+# Hardware configurations each baseline is costed on, at most (issue 15 item 4: baselines
+# on their best hardware). A pimsim query takes about 10 ms, so the default five baselines
+# stay within 5 x 48 = 240 queries, a few seconds of the report, and each is profiled once
+# per embedding precision. The default knob space (about 1,600 combinations) is sampled;
+# a small one (the tests' 6) is costed whole.
+MAX_BASELINE_HARDWARE = 48
+BASELINE_FRONTS = "baselines_fronts.csv"
+
+
+def baseline_hardware(cfg: RunConfig) -> tuple[list[HardwareKnobs], bool]:
+    """(configurations, sampled): the hardware the baselines are costed on: the default
+    (``cfg.baselines.hardware``), then every valid configuration of the search's knob
+    space (``cfg.hardware``, with every precision it lists even where the architecture
+    chooses precisions per field: the same freedom), or, beyond
+    ``MAX_BASELINE_HARDWARE``, a uniform sample drawn by a generator seeded with the run's seed."""
+    from cosearch import hwmodel
+    from cosearch.hardware import knob_sample
+    return knob_sample(cfg.hardware, np.random.default_rng([cfg.seed, 11]), MAX_BASELINE_HARDWARE,
+                       valid=hwmodel.knobs_valid, first=(HardwareKnobs(cfg.baselines.hardware),))
+
+
+def cost_front(points) -> np.ndarray:
+    """``[n]`` bool: the non-dominated rows of ``points`` (``[n, k]``, lower is better,
+    NaN rows never on it), one row for points that are equal (the first)."""
+    from cosearch.pareto import pareto_mask
+    P = np.asarray(points, dtype=np.float64)
+    on = np.zeros(len(P), dtype=bool)
+    if not len(P):
+        return on
+    ok = np.flatnonzero(np.isfinite(P).all(axis=1))
+    if len(ok):
+        on[ok[pareto_mask(P[ok])]] = True
+        _, first = np.unique(P[on], axis=0, return_index=True)
+        keep = np.flatnonzero(on)[np.sort(first)]
+        on[:] = False
+        on[keep] = True
+    return on
+
+
+def baseline_fronts(cfg: RunConfig, dataset, cost: PimsimCost) -> list[dict]:
+    """Every baseline on every configuration of :func:`baseline_hardware`, costed as the
+    searched candidates are (profiled with that configuration's embedding precision,
+    small tables pinned to the host as its knobs say): one row each, with ``on_front``
+    1 for the baseline's own non-dominated (latency, energy per sample) points and
+    ``default_hw`` 1 for ``cfg.baselines.hardware``."""
+    from nasrec.baselines import build_baseline
+    from cosearch.objectives import pin_host_tables
+    knobs, sampled = baseline_hardware(cfg)
+    default = HardwareKnobs(cfg.baselines.hardware).key
+    inputs = _baseline_inputs(cfg, dataset.schema)
+    rows = []
+    for name in cfg.baselines.names:
+        model = build_baseline(name, dataset.schema, cfg.seed)
+        profiled = {}  # precision -> workload: profiling (a forward pass) costs more than a query
+        mine = []
+        for k in knobs:
+            if k.precision not in profiled:
+                profiled[k.precision] = module_workload(model, inputs, dataset.schema, name=name,
+                                                        tables=replace(cost.tables, precision=k.precision))
+            w = pin_host_tables(profiled[k.precision], k.host_rows_max)
+            lat, energy, area, power = cost.cost_of(w, k)
+            mine.append({"model": name, "hardware": k.label, **{f"hw_{a}": v for a, v in k.to_dict().items()},
+                         "default_hw": int(k.key == default), "latency_s": lat, "energy_per_sample_j": energy,
+                         "area_mm2": area, "peak_power_w": power, "dense_flops": w.dense_flops,
+                         "configs": len(knobs), "sampled": int(sampled), "seed": cfg.seed})
+        on = cost_front([[r["latency_s"], r["energy_per_sample_j"]] for r in mine])
+        rows += [dict(r, on_front=int(f)) for r, f in zip(mine, on)]
     return rows
 
 
@@ -421,6 +510,8 @@ def finish_run(out, cfg: RunConfig, dataset, cost: PimsimCost, cache_dir, *, qui
                  train_schedule=res["recipe"].get("schedule", "cosine") if res else "",
                  data=dataset.content_hash[:16])
     atomic_write_text(out / "baselines.csv", _csv(brows))
+    stage("baselines on the search's hardware")
+    atomic_write_text(out / BASELINE_FRONTS, _csv(baseline_fronts(cfg, dataset, cost)))
     plots.plot_run(out)
     write_summary(out, cfg, time.perf_counter() - started if started is not None else float("nan"))
 
@@ -439,6 +530,38 @@ def verdict(front: list[dict], baselines: list[dict]) -> str:
     if d > 0:
         return f"{who[0].upper() + who[1:]} beats {best} by {d:.4f}."
     return f"{who[0].upper() + who[1:]} does not beat {best}: it is {-d:.4f} worse."
+
+
+def equal_freedom(front: list[dict], baselines: list[dict], fronts: list[dict]) -> list[dict]:
+    """Per baseline with rows in ``fronts`` (``baselines_fronts.csv``): its latency and
+    energy on the default hardware, its best of each over the hardware it was costed on
+    and where, and how many verified searched models are at least as accurate (test log
+    loss, both trained from scratch) and faster, or lower in energy, than that best."""
+    test = {b["model"]: float(b.get("test_logloss", float("nan"))) for b in baselines}
+    ver = [r for r in front if str(r.get("verified")) in ("1", "True") and np.isfinite(float(r["test_logloss"]))]
+    out = []
+    for name in dict.fromkeys(r["model"] for r in fronts):
+        mine = [r for r in fronts if r["model"] == name]
+        ok = [r for r in mine if np.isfinite(float(r["latency_s"])) and np.isfinite(float(r["energy_per_sample_j"]))]
+        if not ok:
+            continue
+        default = next((r for r in mine if int(r["default_hw"])), None)
+        fast = min(ok, key=lambda r: float(r["latency_s"]))
+        frugal = min(ok, key=lambda r: float(r["energy_per_sample_j"]))
+        t = test.get(name, float("nan"))
+        accurate = [r for r in ver if np.isfinite(t) and float(r["test_logloss"]) <= t]
+        row = {"model": name, "test_logloss": t,
+               "latency_default_s": float(default["latency_s"]) if default else float("nan"),
+               "latency_best_s": float(fast["latency_s"]), "latency_best_hw": fast["hardware"],
+               "energy_default_j": float(default["energy_per_sample_j"]) if default else float("nan"),
+               "energy_best_j": float(frugal["energy_per_sample_j"]), "energy_best_hw": frugal["hardware"],
+               "front_points": sum(int(r["on_front"]) for r in mine), "hardware_costed": len(mine)}
+        for metric, key in (("latency_s", "latency_best_s"), ("energy_per_sample_j", "energy_best_j")):
+            col = f"searched_better_{metric.split('_')[0]}"
+            row[col] = (sum(float(r[metric]) < row[key] for r in accurate if metric in r)
+                        if np.isfinite(t) and ver else float("nan"))
+        out.append(row)
+    return out
 
 
 def write_summary(out, cfg: RunConfig, seconds: float) -> None:
@@ -479,7 +602,29 @@ def write_summary(out, cfg: RunConfig, seconds: float) -> None:
         b = pd.DataFrame(base)
         lines += ["", f"## Baselines on {cfg.baselines.hardware}", "",
                   "```\n" + b.to_string(index=False) + "\n```"]
-    lines += ["", "Plots: `logloss_vs_latency.png`, `logloss_vs_energy.png`, `hypervolume.png`. "
+    hpath = out / BASELINE_FRONTS
+    hw_rows = pd.read_csv(hpath).to_dict("records") if hpath.is_file() and hpath.stat().st_size else []
+    eq = equal_freedom(front, base, hw_rows)
+    if eq:
+        n, sampled = int(hw_rows[0]["configs"]), bool(int(hw_rows[0]["sampled"]))
+        which = (f"a sample of {n} of its configurations (at most {MAX_BASELINE_HARDWARE}, drawn with seed "
+                 f"{cfg.seed})" if sampled else f"all its valid configurations ({n} with the default)")
+        lines += ["", "## Baselines at equal hardware freedom", "",
+                  f"Each baseline costed on the search's hardware knob space: {which}, with "
+                  f"{cfg.baselines.hardware} as the default; its own (latency, energy per sample) front is in "
+                  f"`{BASELINE_FRONTS}` (`on_front`) and `cost_fronts.png`. `searched_better_*`: verified "
+                  "searched (architecture, hardware) pairs of the front at least as accurate (test log loss) and "
+                  "faster, or lower in energy, than the baseline on its best hardware for that metric.", ""]
+        if front:
+            fast = min(float(r["latency_s"]) for r in front)
+            frugal = min(float(r["energy_per_sample_j"]) for r in front)
+            lines += [f"Searched front: fastest {fast:.4g} s per batch, lowest energy {frugal:.4g} J per sample.",
+                      ""]
+        df = pd.DataFrame(eq)
+        # 4 significant digits: latencies of microseconds would print as 0.000024 otherwise
+        lines.append(df.to_markdown(index=False, floatfmt=".4g") if _has_tabulate() else
+                     "```\n" + df.to_string(index=False, float_format=lambda v: f"{v:.4g}") + "\n```")
+    lines += ["", "Plots: `logloss_vs_latency.png`, `logloss_vs_energy.png`, `cost_fronts.png`, `hypervolume.png`. "
               "Verified models: `models/*.pt` (`cosearch query models/FILE.pt --hardware NAME`).", ""]
     atomic_write_text(out / "summary.md", "\n".join(lines))
 

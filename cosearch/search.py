@@ -20,11 +20,16 @@ with ``load_state_dict``, continues exactly where the original would have.
 together (NSGA-II's survival for ``moea``, the worst scalarised value for
 ``evolution``), so good early candidates are not lost on short budgets.
 - :class:`RandomSearch`: uniform samples, duplicates re-drawn.
+- ``nsga2``, ``smsemoa``: pymoo's NSGA-II and SMS-EMOA (:mod:`cosearch.engines`,
+  imported on demand; ``population``, ``children``, ``budget`` and the mutation
+  schedule apply, ``sample_size`` and ``survival`` do not). They also use the space's
+  ``crossover(a, b, rng)`` where it has one.
 
 Infeasible candidates lose every comparison to feasible ones.
 """
 from __future__ import annotations
 
+import importlib.metadata
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
@@ -34,7 +39,8 @@ import numpy as np
 from cosearch.pareto import Normalization, crowding_distance, non_dominated_sort
 
 __all__ = ["CandidateSpace", "EvolutionConfig", "RegularizedEvolution", "MultiObjectiveEvolution",
-           "RandomSearch", "Scalarization", "ALGORITHMS", "make_algorithm"]
+           "RandomSearch", "Scalarization", "ALGORITHMS", "ENGINE_NAMES", "engine_library",
+           "make_algorithm"]
 
 #: Population replacement rules (see the module docstring).
 SURVIVALS = ("elitist", "age")
@@ -311,7 +317,23 @@ class MultiObjectiveEvolution(_AgingEvolution):
         return pos
 
 
-ALGORITHMS = ("moea", "evolution", "random")
+#: Library engines (``cosearch.engines``, pymoo; the ``moea`` extra), imported on demand.
+ENGINE_NAMES = ("nsga2", "smsemoa")
+ALGORITHMS = ("moea", "evolution", "random") + ENGINE_NAMES
+ENGINE_LIBRARY = "pymoo"
+
+
+def engine_library(name: str) -> tuple[str, str]:
+    """(library, installed version) behind the library engine ``name``, read from the
+    installed package's metadata (pymoo itself is not imported); a ValueError naming
+    the pip command when it is not installed."""
+    if name not in ENGINE_NAMES:
+        raise ValueError(f"{name!r} is not a library engine; those are {', '.join(ENGINE_NAMES)}")
+    try:
+        return ENGINE_LIBRARY, importlib.metadata.version(ENGINE_LIBRARY)
+    except importlib.metadata.PackageNotFoundError:
+        raise ValueError(f"algorithm {name!r} needs {ENGINE_LIBRARY}, which is not installed: "
+                         "pip install 'pymoo>=0.6.1' (or the project's 'moea' extra)") from None
 
 
 def make_algorithm(name: str, space: CandidateSpace, rng: np.random.Generator, config: EvolutionConfig,
@@ -327,6 +349,13 @@ def make_algorithm(name: str, space: CandidateSpace, rng: np.random.Generator, c
         algo = RegularizedEvolution(space, rng, config, Scalarization(tuple(weights)))
     elif name == "random":
         algo = RandomSearch(space, rng, config)
+    elif name in ENGINE_NAMES:
+        if config.survival != "elitist":
+            raise ValueError(f"survival {config.survival!r} applies to 'moea' and 'evolution'; "
+                             f"{name!r} has its own")
+        engine_library(name)  # the one-line error when pymoo is missing
+        from cosearch.engines import ENGINES
+        algo = ENGINES[name](space, rng, config)
     else:
         raise ValueError(f"unknown algorithm {name!r}; known: {', '.join(ALGORITHMS)}")
     algo.norm_log, algo.norm_cap = tuple(log), tuple(cap)

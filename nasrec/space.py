@@ -495,6 +495,31 @@ def mutate(spec: ArchSpec, rng: np.random.Generator, n_mutations: int = 1,
     return ArchSpec(tuple(blocks), spec.space, embedding)
 
 
+def crossover(a: ArchSpec, b: ArchSpec, rng: np.random.Generator) -> ArchSpec:
+    """Uniform crossover: every field of every block, and every embedding field's
+    (dimension, precision) pair, taken from ``a`` or ``b`` with probability 1/2. Any
+    mix is valid because a block's choices are checked against its position alone; a
+    child that would drop every field keeps ``a``'s embedding. The parents must share
+    the space and the embedding layout."""
+    if a.space != b.space or len(a.blocks) != len(b.blocks):
+        raise ValueError(f"crossover: parents from different spaces ({a.space!r}, {b.space!r})")
+    ea, eb = a.embedding, b.embedding
+    if (ea is None) != (eb is None) or (ea is not None and ea.n_fields != eb.n_fields):
+        raise ValueError("crossover: parents have different embedding layouts")
+    fields = MACRO_FIELDS + MICRO_FIELDS
+    take_a = rng.random((len(a.blocks), len(fields))) < 0.5
+    blocks = tuple(BlockSpec(**{f: getattr(ba if take_a[i, j] else bb, f) for j, f in enumerate(fields)})
+                   for i, (ba, bb) in enumerate(zip(a.blocks, b.blocks)))
+    embedding = ea
+    if ea is not None:
+        pick = rng.random(ea.n_fields) < 0.5
+        dims = tuple(x if p else y for x, y, p in zip(ea.dims, eb.dims, pick))
+        if max(dims) > 0:
+            embedding = EmbeddingSpec(dims, tuple(x if p else y for x, y, p in
+                                                  zip(ea.precisions, eb.precisions, pick)))
+    return ArchSpec(blocks, a.space, embedding)
+
+
 def load_arch(path) -> ArchSpec:
     """Read an architecture JSON file (official NASRec shape)."""
     with open(path, encoding="utf-8") as f:

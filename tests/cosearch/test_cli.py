@@ -1,6 +1,7 @@
 import csv
 import json
 
+import numpy as np
 import pytest
 
 from cosearch.cli import main
@@ -117,7 +118,8 @@ def test_tiny_run_resume_plot_query_retrain(tmp_path, capsys, tiny, tiny_run):
     cfgp, cache = tiny
     out, sn_mtime = tiny_run
     for f in ("run.json", "results.csv", "checkpoint.json", "front.csv", "baselines.csv", "summary.md",
-              "logloss_vs_latency.png", "logloss_vs_energy.png", "hypervolume.png"):
+              "baselines_fronts.csv", "logloss_vs_latency.png", "logloss_vs_energy.png", "cost_fronts.png",
+              "hypervolume.png"):
         assert (out / f).is_file() and (out / f).stat().st_size > 0, f
     meta = json.loads((out / "run.json").read_text())
     assert meta["seed"] == 3 and len(meta["dataset_hash"]) == 64 and len(meta["supernet_hash"]) == 64
@@ -185,6 +187,41 @@ def test_run_verifies_front_and_baselines(tmp_path, capsys, tiny, tiny_run):
     assert [p.stat().st_mtime_ns for p in entries] == stamps
     cols = ["arch_hash", "hardware", "logloss", "verified", "test_logloss", "test_auc"]
     pd.testing.assert_frame_equal(pd.read_csv(out2 / "front.csv")[cols], front[cols])
+
+
+def test_baselines_are_costed_on_the_searchs_hardware(tiny, tiny_run):
+    """Each baseline on every valid configuration of the run's knob space (36 distinct
+    here, plus the default): its own non-dominated front flagged, the default no better
+    than the front, drawn and compared in summary.md."""
+    import pandas as pd
+    from cosearch.pipeline import baseline_hardware
+    out = tiny_run[0]
+    rows = pd.read_csv(out / "baselines_fronts.csv")
+    base = pd.read_csv(out / "baselines.csv")
+    knobs, sampled = baseline_hardware(load_config(tiny[0]))
+    assert list(rows["model"].unique()) == ["dlrm"] and (rows["seed"] == 3).all()
+    assert len(rows) == rows["configs"].iloc[0] == len(knobs) == 37 and not sampled and not rows["sampled"].any()
+    assert list(rows["hardware"]) == [k.label for k in knobs]
+    assert set(rows["hw_precision"]) == {"fp32", "fp16", "int8"}
+    assert set(rows["hw_embeddings"]) == {"auto", "host", "nmp"}
+    pts = rows[["latency_s", "energy_per_sample_j"]].to_numpy()
+    assert np.isfinite(pts).all() and (pts > 0).all()
+    on = rows["on_front"].to_numpy() == 1
+    assert on.any()
+
+    def dominated(p):
+        return any((q <= p).all() and (q < p).any() for q in pts)
+
+    assert not any(dominated(p) for p in pts[on])
+    assert all(dominated(p) or any((q == p).all() for q in pts[on]) for p in pts[~on])
+    (default,) = pts[rows["default_hw"].to_numpy() == 1]
+    # the default row is the baselines.csv figure, and it is no better than the front
+    assert default.tolist() == [base["latency_s"].iloc[0], base["energy_per_sample_j"].iloc[0]]
+    assert any((q <= default).all() for q in pts[on])
+    assert pts[:, 0].min() < default[0] or pts[:, 1].min() < default[1]  # the knobs matter here
+    summary = (out / "summary.md").read_text()
+    assert "## Baselines at equal hardware freedom" in summary and "all its valid configurations (37 with the default)" in summary
+    assert (out / "cost_fronts.png").stat().st_size > 0
 
 
 def test_inherited_scorer_equals_nasrec_scorer(tiny):

@@ -1,4 +1,5 @@
 """A real kill: SIGKILL a `cosearch run` process mid-run, resume it, compare."""
+import json
 import os
 import signal
 import subprocess
@@ -17,8 +18,14 @@ def _table(d):
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_equals_uninterrupted(tmp_path, tiny):  # noqa: F811
+@pytest.mark.parametrize("algorithm", ["moea", "nsga2"])
+def test_sigkill_then_resume_equals_uninterrupted(tmp_path, tiny, algorithm):  # noqa: F811
     cfgp, cache = tiny
+    if algorithm != "moea":  # a library engine through the whole command (cosearch.engines)
+        pytest.importorskip("pymoo")
+        text = cfgp.read_text().replace("[search]\n", f'[search]\nalgorithm = "{algorithm}"\n')
+        cfgp = tmp_path / "engine.toml"
+        cfgp.write_text(text)
     ref, killed = tmp_path / "ref", tmp_path / "killed"
     assert main(["run", "--config", str(cfgp), "--out", str(ref), "--cache", str(cache), "--quiet"]) == 0
     proc = subprocess.Popen([sys.executable, "-m", "cosearch", "run", "--config", str(cfgp), "--out", str(killed),
@@ -37,3 +44,7 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, tiny):  # noqa: F811
     assert main(["resume", str(killed), "--quiet"]) == 0
     assert _table(killed) == _table(ref)
     assert (killed / "front.csv").read_text() != ""
+    if algorithm != "moea":
+        import importlib.metadata
+        meta = json.loads((killed / "run.json").read_text())
+        assert meta["engine"] == {"library": "pymoo", "version": importlib.metadata.version("pymoo")}

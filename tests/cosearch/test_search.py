@@ -1,5 +1,13 @@
+import json
+from dataclasses import fields
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
+
+from cosearch.config import DEFAULT
+from cosearch.pipeline import search_space
+from nasrec.space import MACRO_FIELDS, MICRO_FIELDS
 
 from cosearch.pareto import Normalization, hypervolume
 from cosearch.search import EvolutionConfig, make_algorithm
@@ -175,3 +183,35 @@ def test_equivalent_hardware_is_one_key():
     assert same.key == HardwareKnobs("recnmp", "nmp", "host", ranks=0).key
     assert HardwareKnobs("recnmp", "nmp", "host", ranks=ranks // 2).key != same.key
     assert HardwareKnobs("recnmp", "host", "host", host_rows_max=1000).key == HardwareKnobs("recnmp", "host", "host").key
+
+
+def _gemm(hw):
+    return hw.gemm, hw.crossbar_size, hw.adc_bits
+
+
+def test_crossover_takes_every_gene_from_a_parent():
+    space = search_space(DEFAULT, SimpleNamespace(n_sparse=8))  # the default co-search space
+    rng = np.random.default_rng(0)
+    knob_fields = [f.name for f in fields(type(space.sample(rng).hw))]
+    from_a, total, crossbar = 0, 0, 0
+    for _ in range(60):
+        a, b = space.sample(rng), space.sample(rng)
+        c = space.crossover(a, b, rng)
+        assert space.decode(json.loads(json.dumps(space.encode(c)))) == c
+        for i, blk in enumerate(c.arch.blocks):
+            for f in MACRO_FIELDS + MICRO_FIELDS:
+                v = getattr(blk, f)
+                assert v in (getattr(a.arch.blocks[i], f), getattr(b.arch.blocks[i], f))
+                if getattr(a.arch.blocks[i], f) != getattr(b.arch.blocks[i], f):
+                    from_a += v == getattr(a.arch.blocks[i], f)
+                    total += 1
+        ea, eb, ec = a.arch.embedding, b.arch.embedding, c.arch.embedding
+        for f in range(ec.n_fields):  # a field's dimension travels with its precision
+            assert (ec.dims[f], ec.precisions[f]) in ((ea.dims[f], ea.precisions[f]), (eb.dims[f], eb.precisions[f]))
+        for f in knob_fields:
+            assert getattr(c.hw, f) in (getattr(a.hw, f), getattr(b.hw, f))
+        # the GEMM placement moves with its crossbar settings, and pimsim accepts the mix
+        assert _gemm(c.hw) in (_gemm(a.hw), _gemm(b.hw))
+        assert space.valid(c.hw)
+        crossbar += c.hw.gemm == "crossbar"
+    assert 0.35 < from_a / total < 0.65 and crossbar > 0
