@@ -302,6 +302,7 @@ class TrainingQueue:
         self._on_start, self._deadline = on_start, deadline
         self._limit = workers
         threads = threads or max(1, (os.cpu_count() or 1) // workers)
+        self.threads = threads
         self._pool = ProcessPoolExecutor(workers, mp.get_context("spawn"), initializer=_pool_init,
                                          initargs=(str(ds.path), str(cache.folder), threads))
         self._cond = threading.Condition()
@@ -320,6 +321,13 @@ class TrainingQueue:
         with self._cond:
             self._limit = max(0, min(int(n), self.workers))
             self._cond.notify_all()
+
+    @property
+    def busy_threads(self) -> int:
+        """Torch threads of the trainings running now or about to start (those waiting,
+        up to the limit), ``threads`` each."""
+        with self._cond:
+            return max(self._running, min(self._limit, self._running + len(self._waiting))) * self.threads
 
     def submit(self, model: ArchSpec | str, seed: int, priority: int = 0):
         """Future of ``model``'s result at ``seed``: at once when cached, else queued."""

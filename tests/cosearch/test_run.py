@@ -118,3 +118,31 @@ def test_checkpoint_from_other_settings_refused(tmp_path, co_space):
                           EvolutionConfig(budget=61, population=12, sample_size=4, children=8))
     with pytest.raises(ValueError, match="different search settings"):
         run_search(tmp_path / "a", algo, standin_evaluator(), row_fields=_fields)
+
+
+def test_search_threads_leave_the_cores_of_trainings_beside_it():
+    import torch
+    from types import SimpleNamespace
+    from cosearch.pipeline import _CoreShare
+    before = torch.get_num_threads()
+    queue = SimpleNamespace(busy_threads=1)
+    torch.set_num_threads(3)
+    try:
+        share = _CoreShare(SimpleNamespace(queue=queue))
+        assert torch.get_num_threads() == 2
+        seen = []
+        hook = share.wrap(seen.append)
+        queue.busy_threads = 5  # more than the cores: the search keeps one thread
+        hook("gen")
+        assert torch.get_num_threads() == 1 and seen == ["gen"]
+        queue.busy_threads = 0  # the trainings are done: every thread back
+        hook("gen")
+        assert torch.get_num_threads() == 3
+        queue.busy_threads = 2
+        hook("gen")
+        share.restore()
+        assert torch.get_num_threads() == 3
+        _CoreShare(None)  # no trainings: nothing changes
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)

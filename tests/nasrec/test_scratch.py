@@ -104,17 +104,20 @@ def test_training_queue_starts_by_priority_within_its_limit(tiny_data, tmp_path)
     cached = cache.get_or_train("dlrm", tiny_data, RECIPE, 0)
     started = []
     # limit 0 holds every job until the limit is raised
-    with TrainingQueue(cache, tiny_data, RECIPE, workers=2, limit=0,
+    with TrainingQueue(cache, tiny_data, RECIPE, workers=2, threads=1, limit=0,
                        on_start=lambda m, s: started.append((m, s))) as queue:
+        assert queue.busy_threads == 0
         hit = queue.submit("dlrm", 0)
         # the cached job is answered at once and never starts
         assert hit.done() and hit.result() == cached
         late = queue.submit("dlrm", 3, priority=5)
         early = [queue.submit("dlrm", s, priority=1) for s in (1, 2)]
         assert not late.done() and started == []
+        assert queue.busy_threads == 0  # waiting jobs beyond the limit claim no thread
         queue.set_limit(1)
+        assert queue.busy_threads == 1  # one job running or about to start, one thread each
         results = [f.result() for f in early + [late]]
-    assert [r["seed"] for r in results] == [1, 2, 3]
+    assert [r["seed"] for r in results] == [1, 2, 3] and queue.busy_threads == 0
     assert started == [("dlrm", 1), ("dlrm", 2), ("dlrm", 3)]
     assert cache.get(truth_key(tiny_data.content_hash, "dlrm", RECIPE, 3)) == results[2]
 
