@@ -20,6 +20,7 @@ import numpy as np
 from cosearch.executor import Executor, InProcess
 from cosearch.hardware import HardwareKnobs, KnobSpace
 from cosearch.profile import TableSpec, arch_workload
+from cosearch.search import Screen
 from nasrec.data import Schema
 from nasrec.space import EMBEDDING_SPACE, ArchSpec, EmbeddingSpace, SearchSpace, crossover, mutate, sample
 
@@ -194,7 +195,6 @@ class Evaluator:
         numbers are the evaluation's and a child that is then asked is not costed twice.
         A candidate whose metrics from those providers are not finite, or break a
         constraint on them, gets a NaN row (known infeasible)."""
-        from cosearch.search import Screen
         idx = []
         for p in providers:
             hit = [i for i, q in enumerate(self.providers) if q is p]
