@@ -8,7 +8,11 @@
     blocks plus a dimension and a precision per field), same objectives (log loss,
     latency, energy per sample), budget, hardware space and reference point: all runs share
     one normalisation taken from the union of their feasible points (latency and
-    energy in log10, log loss capped at the constant predictor's), reference 1.1;
+    energy in log10, log loss capped at the constant predictor's), reference 1.1.
+    A variant name with ``+screenN`` (e.g. ``moea+screen8``; ``--screen N`` adds
+    ``moea+screenN``) runs that algorithm with cost-first screening of factor N
+    (cosearch.search.Screen through the evaluator's pimsim provider); the summary's
+    ``screened_mean`` counts the children it costed and never evaluated;
 (b) searched front models (the best by search log loss among those at no more than
     half the latency of the most accurate baseline, and the best overall) retrained
     from scratch next to DLRM, DeepFM, DCN-v2, AutoInt and xDeepFM, all costed on
@@ -41,7 +45,7 @@ from cosearch.pipeline import (ensure_dataset, ensure_supernet, normalization_se
                                search_space, table_spec)
 from cosearch.profile import module_workload
 from cosearch.scoring import InheritedScorer
-from cosearch.search import EvolutionConfig, make_algorithm
+from cosearch.search import SCREEN_MAX, EvolutionConfig, make_algorithm
 from nasrec.space import ArchSpec, BlockSpec, EmbeddingSpec
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -66,10 +70,47 @@ VARIANTS = {"moea": ("moea", "elitist"), "moea-age": ("moea", "age"), "evolution
 ENGINE_VARIANTS = {"nsga2": ("nsga2", "elitist"), "smsemoa": ("smsemoa", "elitist")}
 
 
-def run_ours(variant, space, ev, seed, evo: EvolutionConfig, log, cap):
-    name, survival = {**VARIANTS, **ENGINE_VARIANTS}[variant]
+#: Suffix of a variant with cost-first screening: ``moea+screen8``.
+SCREEN_SUFFIX = "+screen"
+
+
+def split_variant(variant: str) -> tuple[str, int]:
+    """(base variant, screening factor; 1 = off) of a variant name."""
+    base, sep, factor = variant.partition(SCREEN_SUFFIX)
+    if not sep:
+        return variant, 1
+    if not factor.isdigit() or not 2 <= int(factor) <= SCREEN_MAX:
+        raise ValueError(f"{variant!r}: the screening factor must be an integer in 2..{SCREEN_MAX}")
+    return base, int(factor)
+
+
+def select_variants(available: list[str], requested: list[str] | None, screen: int | None) -> list[str]:
+    """The variants of (a) to run: ``requested`` (``available`` names, each but
+    nsga2-pymoo with an optional ``+screenN``; must include random) or all available,
+    plus ``moea+screenN`` for ``screen``; a ValueError for anything else."""
+    out = list(available)
+    if requested:
+        def known(a):
+            base, factor = split_variant(a)
+            return base in available and (factor == 1 or base != "nsga2-pymoo")
+        if not all(known(a) for a in requested) or "random" not in requested:
+            raise ValueError(f"--algorithms must name known ones ({', '.join(available)}, each but nsga2-pymoo "
+                             f"with an optional {SCREEN_SUFFIX}N) including random, got {' '.join(requested)}")
+        out = [a for a in available if a in requested] + [a for a in dict.fromkeys(requested) if a not in available]
+    if screen is not None:
+        if not 2 <= screen <= SCREEN_MAX:
+            raise ValueError(f"--screen must be in 2..{SCREEN_MAX}, got {screen}")
+        out = list(dict.fromkeys(out + [f"moea{SCREEN_SUFFIX}{screen}"]))
+    return out
+
+
+def run_ours(variant, space, ev, seed, evo: EvolutionConfig, log, cap, stats: dict | None = None):
+    base, factor = split_variant(variant)
+    name, survival = {**VARIANTS, **ENGINE_VARIANTS}[base]
+    # the screen costs through the evaluator's own pimsim provider (and its cache)
+    screen = ev.screen([ev.providers[1]], factor) if factor > 1 else None
     algo = make_algorithm(name, space, np.random.default_rng([seed, 5]), replace(evo, survival=survival),
-                          weights=(1.0, 1.0, 1.0), log=log, cap=cap)
+                          weights=(1.0, 1.0, 1.0), log=log, cap=cap, screen=screen)
     cands, F, ok = [], [], []
     while not algo.done:
         c = algo.ask()
@@ -78,6 +119,8 @@ def run_ours(variant, space, ev, seed, evo: EvolutionConfig, log, cap):
         cands += c
         F.append(e.objectives)
         ok.append(e.feasible)
+    if stats is not None:
+        stats["screened"] = algo.screened
     return cands, np.concatenate(F), np.concatenate(ok)
 
 
@@ -249,7 +292,22 @@ def main(argv=None) -> int:
                     help=f"subset of {', '.join(list(VARIANTS) + list(ENGINE_VARIANTS) + ['nsga2-pymoo'])} for (a) "
                     "(must include random)")
     ap.add_argument("--tag", default="", help="suffix of the (a) result files (keeps the default run's files)")
+    ap.add_argument("--screen", type=int, default=None, metavar="N",
+                    help=f"also run moea+screenN: cost-first screening of factor N (2..{SCREEN_MAX}); any variant "
+                    "of (a) takes the suffix +screenN in --algorithms")
     args = ap.parse_args(argv)
+    # the variants are checked before the data set and supernet are made
+    algos = list(VARIANTS)
+    try:
+        import pymoo  # noqa: F401
+        algos += list(ENGINE_VARIANTS) + ["nsga2-pymoo"]
+    except ImportError:
+        print("pymoo not installed (pip install '.[bench]'): skipping NSGA-II and the engines", file=sys.stderr)
+    try:
+        algos = select_variants(algos, args.algorithms, args.screen)
+    except ValueError as e:
+        print(f"cosearch_synthetic: {e}", file=sys.stderr)
+        return 2
     RESULTS.mkdir(parents=True, exist_ok=True)
     cfg = QUICK if args.quick else DEFAULT
     wall = []
@@ -269,24 +327,14 @@ def main(argv=None) -> int:
                           children=args.children)
     runs = {}
     log, cap = normalization_settings(OBJECTIVES, ds)
-    algos = list(VARIANTS)
-    try:
-        import pymoo  # noqa: F401
-        algos += list(ENGINE_VARIANTS) + ["nsga2-pymoo"]
-    except ImportError:
-        print("pymoo not installed (pip install '.[bench]'): skipping NSGA-II and the engines", file=sys.stderr)
-    if args.algorithms:
-        unknown = set(args.algorithms) - set(algos)
-        if unknown or "random" not in args.algorithms:
-            print(f"cosearch_synthetic: --algorithms must name known ones ({', '.join(algos)}) including "
-                  f"random, got {' '.join(args.algorithms)}", file=sys.stderr)
-            return 2
-        algos = [a for a in algos if a in args.algorithms]
+    screened = {}
     for seed in range(args.seeds):
         for a in algos:
             t0 = time.perf_counter()
+            stats = {}
             runs[(a, seed)] = (run_nsga2(space, ev, seed, evo) if a == "nsga2-pymoo"
-                               else run_ours(a, space, ev, seed, evo, log, cap)) + (time.perf_counter() - t0,)
+                               else run_ours(a, space, ev, seed, evo, log, cap, stats)) + (time.perf_counter() - t0,)
+            screened[(a, seed)] = stats.get("screened", 0)
             print(f"(a) {a} seed {seed}: {time.perf_counter() - t0:.0f} s", flush=True)
     sfx = f"_{args.tag}" if args.tag else ""
     allF = np.concatenate([F[ok] for _, F, ok, _ in runs.values()])
@@ -304,7 +352,9 @@ def main(argv=None) -> int:
         finals = [hv_curve(runs[(a, s)][1], runs[(a, s)][2], norm, args.budget)[-1][1] for s in range(args.seeds)]
         summary.append({"algorithm": a, "seeds": args.seeds, "budget": args.budget, "hv_mean": float(np.mean(finals)),
                         "hv_std": float(np.std(finals)), "hv_per_seed": " ".join(f"{v:.4f}" for v in finals),
-                        "seconds_mean": float(np.mean([runs[(a, s)][3] for s in range(args.seeds)]))})
+                        "seconds_mean": float(np.mean([runs[(a, s)][3] for s in range(args.seeds)])),
+                        # children costed by the screen and never evaluated: the extra pimsim calls
+                        "screened_mean": float(np.mean([screened[(a, s)] for s in range(args.seeds)]))})
     rnd = next(r["hv_mean"] for r in summary if r["algorithm"] == "random")
     for r in summary:
         r.update(ratio_to_random=r["hv_mean"] / rnd if rnd else float("nan"), lower=" ".join(map(repr, norm.lower)),

@@ -18,7 +18,7 @@ from cosearch.executor import EXECUTORS
 from cosearch.hardware import KnobSpace
 from cosearch.objectives import COST_METRICS
 from cosearch.scoring import HEAD_FITS
-from cosearch.search import ALGORITHMS, ENGINE_NAMES, EvolutionConfig
+from cosearch.search import ALGORITHMS, ENGINE_NAMES, SCREEN_MAX, EvolutionConfig
 from nasrec.baselines import BASELINES
 from nasrec.data import BAGS
 from nasrec.space import SPACES
@@ -130,7 +130,10 @@ class ScoringConfig:
 class SearchConfig:
     """Algorithm, budget and sizes; objectives (minimised metrics); ``weights`` for
     the scalarised 'evolution' (one per objective); ``arch_prob``: probability that a
-    mutation changes the architecture rather than a hardware knob."""
+    mutation changes the architecture rather than a hardware knob; ``screen``: cost-first
+    screening factor (1: off; 2..32: after the initial population, make that many
+    children per child evaluated, cost them with pimsim and evaluate only those most
+    likely to enter the front, see ``cosearch.search.screen_order``)."""
 
     algorithm: str = "moea"
     budget: int = 320
@@ -143,6 +146,8 @@ class SearchConfig:
     arch_prob: float = 0.5
     objectives: tuple[str, ...] = ("logloss", "latency_s", "energy_per_sample_j")
     weights: tuple[float, ...] = (1.0, 1.0, 1.0)
+    # off by default: what screening buys (or loses) is not yet measured
+    screen: int = 1
 
     def __post_init__(self):
         if self.algorithm not in ALGORITHMS:
@@ -162,6 +167,11 @@ class SearchConfig:
                              f"got {len(self.weights)}")
         if not 0.0 <= self.arch_prob <= 1.0:
             raise ValueError(f"SearchConfig.arch_prob must lie in [0, 1], got {self.arch_prob!r}")
+        if isinstance(self.screen, bool) or not isinstance(self.screen, int) or not 1 <= self.screen <= SCREEN_MAX:
+            raise ValueError(f"SearchConfig.screen must be an integer in 1..{SCREEN_MAX} (1: off), got {self.screen!r}")
+        if self.screen > 1 and not set(self.objectives) & set(COST_METRICS):
+            raise ValueError(f"SearchConfig.screen {self.screen} needs a cost objective to screen by "
+                             f"({', '.join(COST_METRICS)}); the objectives are {', '.join(self.objectives)}")
         self.evolution()
 
     def evolution(self) -> EvolutionConfig:

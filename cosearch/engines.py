@@ -29,6 +29,10 @@ pymoo algorithm object is pickled, without the generator (restored from the stat
 pymoo's version; a state from another version is refused (pickled objects of another
 version need not mean the same). Unpickling runs code that the state names: resume
 only checkpoints you wrote.
+
+Screening (``screen``, :class:`~cosearch.search.Screen`): pymoo's mating is asked for
+``factor`` x the children of the generation, the screen keeps as many as the
+generation needs, and pymoo is told only those (its survival sees no screened-out child).
 """
 from __future__ import annotations
 
@@ -173,15 +177,22 @@ class PymooEngine(_Base):
             self.pending = []
             return []
         self.batch_keys = set()
-        pop = self.algorithm.ask()
-        # pymoo makes children in pairs and the last generation may be cut by the budget
-        pop = pop[:n]
+        screening = self._screening()
+        if screening:  # pymoo mates factor x as many children; the screen keeps n of them
+            self.algorithm.n_offsprings = n * self.screen.factor
+        try:
+            pop = self.algorithm.ask()
+        finally:
+            self.algorithm.n_offsprings = self.config.children
+        if screening:
+            pool = pop[:n * self.screen.factor]
+            pop = pool[self._screen_pick([ind.X[0].c for ind in pool], n, self.seen)]
+        else:
+            self.last_screened = 0
+            # pymoo makes children in pairs and the last generation may be cut by the budget
+            pop = pop[:n]
         cands = [ind.X[0].c for ind in pop]
-        for c in cands:
-            k = self.space.key(c)
-            if k in self.seen:
-                self.duplicates += 1
-            self.seen.add(k)
+        self._admit(cands)
         self.batch_keys = set()
         self.infills, self.pending = pop, cands
         return list(cands)

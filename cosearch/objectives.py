@@ -20,6 +20,7 @@ import numpy as np
 from cosearch.executor import Executor, InProcess
 from cosearch.hardware import HardwareKnobs, KnobSpace
 from cosearch.profile import TableSpec, arch_workload
+from cosearch.search import Screen
 from nasrec.data import Schema
 from nasrec.space import EMBEDDING_SPACE, ArchSpec, EmbeddingSpace, SearchSpace, crossover, mutate, sample
 
@@ -147,9 +148,26 @@ class Evaluator:
 
     def evaluate(self, candidates: Sequence) -> Evaluation:
         n = len(candidates)
-        cols, seconds = [], np.zeros(n)
-        tasks, where = [], []
+        cols = []
+        seconds = self._fill(candidates, range(len(self.providers)))
         for pi, p in enumerate(self.providers):
+            cols.append(np.array([self.cache[pi][p.key(c)] for c in candidates], dtype=np.float64)
+                        .reshape(n, len(p.names)))
+        M = np.concatenate(cols, axis=1) if cols else np.zeros((n, 0))
+        F = M[:, [self.metric_names.index(o) for o in self.objectives]]
+        ok = np.isfinite(M).all(axis=1)
+        for c in self.constraints:
+            ok &= M[:, self.metric_names.index(c.metric)] <= c.limit
+        return Evaluation(self.metric_names, M, F, ok, seconds)
+
+    def _fill(self, candidates: Sequence, which) -> np.ndarray:
+        """Compute what the cache lacks of providers ``which`` for ``candidates``; the
+        seconds of uncached work per candidate ``[n]``."""
+        n = len(candidates)
+        seconds = np.zeros(n)
+        tasks, where = [], []
+        for pi in which:
+            p = self.providers[pi]
             keys = [p.key(c) for c in candidates]
             todo, first = [], {}
             for i, k in enumerate(keys):
@@ -168,15 +186,40 @@ class Evaluator:
             for i, row in zip(chunk, res):
                 self.cache[pi][self.providers[pi].key(candidates[i])] = [float(v) for v in row]
                 seconds[i] += wall / n_new
-        for pi, p in enumerate(self.providers):
-            cols.append(np.array([self.cache[pi][p.key(c)] for c in candidates], dtype=np.float64)
-                        .reshape(n, len(p.names)))
-        M = np.concatenate(cols, axis=1) if cols else np.zeros((n, 0))
-        F = M[:, [self.metric_names.index(o) for o in self.objectives]]
-        ok = np.isfinite(M).all(axis=1)
-        for c in self.constraints:
-            ok &= M[:, self.metric_names.index(c.metric)] <= c.limit
-        return Evaluation(self.metric_names, M, F, ok, seconds)
+        return seconds
+
+    def screen(self, providers: Sequence, factor: int):
+        """Cost-first screening (:class:`cosearch.search.Screen`) by the objectives that
+        ``providers`` (some of this evaluator's own, e.g. the pimsim cost) compute: the
+        screen costs candidates through this evaluator's cache and executor, so its
+        numbers are the evaluation's and a child that is then asked is not costed twice.
+        A candidate whose metrics from those providers are not finite, or break a
+        constraint on them, gets a NaN row (known infeasible)."""
+        idx = []
+        for p in providers:
+            hit = [i for i, q in enumerate(self.providers) if q is p]
+            if not hit:
+                raise ValueError(f"screen: {type(p).__name__} is not one of this evaluator's providers")
+            idx.append(hit[0])
+        names = [m for pi in idx for m in self.providers[pi].names]
+        cheap = tuple(j for j, o in enumerate(self.objectives) if o in names)
+        if not cheap:
+            raise ValueError(f"screen: none of the objectives ({', '.join(self.objectives)}) comes from "
+                             f"the screening providers ({', '.join(names)})")
+        limits = [(names.index(c.metric), c.limit) for c in self.constraints if c.metric in names]
+        cols = [names.index(self.objectives[j]) for j in cheap]
+
+        def fn(candidates: Sequence) -> np.ndarray:
+            self._fill(candidates, idx)
+            M = np.array([[v for pi in idx for v in self.cache[pi][self.providers[pi].key(c)]] for c in candidates],
+                         dtype=np.float64).reshape(len(candidates), len(names))
+            bad = ~np.isfinite(M).all(axis=1)
+            for j, limit in limits:
+                bad |= M[:, j] > limit
+            C = M[:, cols]
+            C[bad] = np.nan
+            return C
+        return Screen(fn, factor, cheap)
 
     def cache_state(self) -> list[dict]:
         return [dict(c) for c in self.cache]

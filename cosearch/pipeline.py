@@ -209,9 +209,11 @@ def run_pipeline(cfg: RunConfig, out_dir, cache_dir, *, quiet: bool = True,
             evaluator = Evaluator([acc, cost], cfg.search.objectives,
                                   [Constraint(k, float(v)) for k, v in cfg.constraints.items()], executor)
             log, cap = normalization_settings(cfg.search.objectives, ds)
+            # cost-first screening through the evaluator's own cost provider and cache
+            screen = evaluator.screen([cost], cfg.search.screen) if cfg.search.screen > 1 else None
             algo = make_algorithm(cfg.search.algorithm, search_space(cfg, ds.schema),
                                   np.random.default_rng([cfg.seed, 5]), cfg.search.evolution(), cfg.search.weights,
-                                  log=log, cap=cap)
+                                  log=log, cap=cap, screen=screen)
             result = run_search(out, algo, evaluator, row_fields=_row_fields, seed=cfg.seed, hv_log=log,
                                 hv_cap=cap, on_generation=share.wrap(on_generation),
                                 max_generations=max_generations)
@@ -614,7 +616,9 @@ def write_summary(out, cfg: RunConfig, seconds: float) -> None:
     lines = [f"# cosearch run ({cfg.search.algorithm}, seed {cfg.seed})", "",
              verdict(front, base), "",
              f"- evaluations: {len(rows)} ({sum(r['feasible'] == '1' for r in rows)} feasible), "
-             f"generations: {ck['algorithm']['generation']}",
+             f"generations: {ck['algorithm']['generation']}"
+             + (f"; cost-first screening x{cfg.search.screen}: {ck['algorithm'].get('screened', 0)} more children "
+                "costed and not evaluated" if cfg.search.screen > 1 else ""),
              f"- final hypervolume: {ck['hv_history'][-1][1]:.4f} (objectives {', '.join(cfg.search.objectives)}, "
              f"normalised by lower {ck['normalization']['lower']} / upper {ck['normalization']['upper']}, "
              f"log10 scale {ck['normalization']['log']}, reference point 1.1 in each)",

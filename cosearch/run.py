@@ -43,12 +43,16 @@ class GenerationInfo:
     front_size: int
     feasible: int
     seconds: float
+    #: children costed and screened out before this generation's evaluation (cost-first
+    #: screening, ``cosearch.search.Screen``; not evaluations)
+    screened: int = 0
 
 
 @dataclass(frozen=True)
 class SearchResult:
     """Final archive: candidate keys, objectives ``[n, k]``, feasibility, Pareto mask,
-    hypervolume history ``[(evaluations, hv)]`` and the normalisation used for it."""
+    hypervolume history ``[(evaluations, hv)]`` and the normalisation used for it;
+    ``screened``: children costed by cost-first screening and never evaluated."""
 
     keys: tuple[str, ...]
     objectives: np.ndarray
@@ -57,6 +61,8 @@ class SearchResult:
     hv_history: tuple[tuple[int, float], ...]
     normalization: Normalization
     complete: bool
+    #: children costed and screened out over the whole run (not evaluations)
+    screened: int = 0
 
 
 def _fmt(v) -> str:
@@ -163,10 +169,11 @@ def run_search(out_dir, algorithm, evaluator, *, row_fields: Callable[[object], 
         generations += 1
         if on_generation is not None:
             on_generation(GenerationInfo(gen, algorithm.evaluations, algorithm.config.budget, hv,
-                                         int(front.sum()), int(ok.sum()), time.perf_counter() - t0))
+                                         int(front.sum()), int(ok.sum()), time.perf_counter() - t0,
+                                         getattr(algorithm, "last_screened", 0)))
     F = np.array(F_rows, dtype=np.float64).reshape(len(F_rows), -1)
     ok = np.array(ok_rows, dtype=bool)
     if normalization is None:
         raise ValueError("no feasible candidate was found; nothing to normalise the hypervolume by")
     return SearchResult(tuple(keys), F, ok, _front_mask(F, ok), tuple((int(e), float(h)) for e, h in hv_hist),
-                        normalization, algorithm.done)
+                        normalization, algorithm.done, getattr(algorithm, "screened", 0))

@@ -26,11 +26,19 @@ together (NSGA-II's survival for ``moea``, the worst scalarised value for
   ``crossover(a, b, rng)`` where it has one.
 
 Infeasible candidates lose every comparison to feasible ones.
+
+Cost-first screening (:class:`Screen`, off by default): every algorithm can be handed
+a cheap function of candidates (the cost objectives, ~10 ms each against a supernet
+score 100-500x dearer) and a factor; after the initial population it then makes
+``factor`` x as many children as a generation needs, costs them all and asks only the
+ones most likely to enter the Pareto front (rule: :func:`screen_order`). Screened-out
+children are not evaluations (they never reach the accuracy scoring) and are counted
+apart (``screened``).
 """
 from __future__ import annotations
 
 import importlib.metadata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -39,14 +47,17 @@ import numpy as np
 from cosearch.pareto import Normalization, crowding_distance, non_dominated_sort
 
 __all__ = ["CandidateSpace", "EvolutionConfig", "RegularizedEvolution", "MultiObjectiveEvolution",
-           "RandomSearch", "Scalarization", "ALGORITHMS", "ENGINE_NAMES", "engine_library",
-           "make_algorithm"]
+           "RandomSearch", "Scalarization", "Screen", "screen_order", "ALGORITHMS", "ENGINE_NAMES",
+           "engine_library", "make_algorithm", "SCREEN_MAX"]
 
 #: Population replacement rules (see the module docstring).
 SURVIVALS = ("elitist", "age")
 
 #: Re-draws of a duplicate child before it is accepted as it is (and counted).
 MAX_DUPLICATE_DRAWS = 32
+
+#: Largest screening factor (children made and costed per child asked).
+SCREEN_MAX = 32
 
 
 class CandidateSpace(Protocol):
@@ -106,8 +117,73 @@ class Scalarization:
         return G @ np.array(self.weights)
 
 
+@dataclass(frozen=True)
+class Screen:
+    """Cost-first screening: ``fn(candidates) -> [n, len(cheap)]`` gives the cheap
+    objectives of a batch, in the units of the told objectives' columns ``cheap`` (the
+    same cost model as the evaluation, e.g. ``Evaluator.screen``); a row with a
+    non-finite value marks a candidate known to be infeasible. ``factor`` (2 ..
+    ``SCREEN_MAX``): children made and costed per child asked."""
+
+    fn: Callable[[list], Any]
+    factor: int
+    cheap: tuple[int, ...]
+
+    def __post_init__(self):
+        f = self.factor
+        if isinstance(f, bool) or not isinstance(f, int) or not 2 <= f <= SCREEN_MAX:
+            raise ValueError(f"screen factor must be an integer in 2..{SCREEN_MAX}, got {f!r}")
+        cheap = tuple(self.cheap)
+        if not cheap or len(set(cheap)) != len(cheap) or any(
+                isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in cheap):
+            raise ValueError(f"screen: cheap must name distinct objective columns, at least one, got {self.cheap!r}")
+        object.__setattr__(self, "cheap", cheap)
+
+    def settings(self) -> dict:
+        """What a checkpoint records (and a resume must match)."""
+        return {"factor": self.factor, "cheap": list(self.cheap)}
+
+
+def screen_order(C: np.ndarray, front: np.ndarray, repeat: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Indices of the oversampled children ``C`` ``[m, j]`` (cheap objectives) from the
+    most to the least promising, given the cheap objectives ``front`` ``[p, j]`` of the
+    current Pareto front (of every feasible evaluation so far, on all objectives).
+
+    The rule, by these keys in turn:
+
+    1. children known to be infeasible (a non-finite cheap objective) last;
+    2. ``repeat`` (a key evaluated or asked before, or earlier in the batch: only where
+       the space ran out of new ones) after the new ones;
+    3. fewer front members that weakly dominate the child on the cheap objectives
+       (``front <= c`` in every one) first;
+    4. ties in a random order drawn from ``rng`` (one permutation of ``m``).
+
+    Why key 3: any evaluated point that dominates a child is itself dominated by, or
+    equal to, a front member, and a member can dominate the child only if it is no worse
+    in every cheap objective. So a child that no member weakly dominates on cost enters
+    the front whatever its accuracy, and a child that some do enters only if it is better
+    than each of them in an expensive objective (with accuracy the only one: more
+    accurate than the most accurate of them; if that is the best accuracy seen so far,
+    only a new best lets it in). The more members dominate it on cost, the more it must
+    beat: the count is the rule's proxy for "less likely to enter". Accuracy is not
+    predicted; a screened-out child that would have been more accurate than all of them
+    is lost, which is the price of the screen.
+    """
+    C = np.asarray(C, dtype=np.float64)
+    if C.ndim != 2:
+        raise ValueError(f"screen: cheap objectives must be [children, objectives], got shape {C.shape}")
+    m = len(C)
+    bad = ~np.isfinite(C).all(axis=1)
+    front = np.asarray(front, dtype=np.float64).reshape(-1, C.shape[1])
+    count = (front[None, :, :] <= C[:, None, :]).all(axis=2).sum(axis=1) if len(front) and m else np.zeros(m)
+    count = np.where(bad, 0, count)
+    tie = rng.permutation(m)
+    return np.lexsort((tie, count, np.asarray(repeat, dtype=bool).astype(np.int64), bad.astype(np.int64)))
+
+
 class _Base:
-    """Budget, generation counter, pending ask, duplicate rejection, RNG state."""
+    """Budget, generation counter, pending ask, duplicate rejection, RNG state,
+    cost-first screening (``screen``)."""
 
     name = "base"
 
@@ -124,6 +200,11 @@ class _Base:
         # how the first feasible generation's bounds become the normalisation
         self.norm_log: tuple[bool, ...] = ()
         self.norm_cap: tuple = ()
+        # cost-first screening (None: off); the front's objectives, children screened out
+        self.screen: Screen | None = None
+        self.front = np.zeros((0, 0))
+        self.screened = 0
+        self.last_screened = 0
 
     @property
     def done(self) -> bool:
@@ -152,9 +233,60 @@ class _Base:
         if self.pending is not None:
             raise ValueError("ask() called twice without tell()")
         n = max(0, self._batch_size())
-        batch = [self._fresh(self._drawer()) for _ in range(n)] if n else []
+        if n and self._screening():
+            seen, dups = set(self.seen), self.duplicates
+            draw = self._drawer()
+            pool = [self._fresh(draw) for _ in range(n * self.screen.factor)]
+            # only the children asked are 'seen' (a screened-out one may be made again later)
+            self.seen, self.duplicates = seen, dups
+            batch = [pool[i] for i in self._screen_pick(pool, n, seen)]
+            self._admit(batch)
+        else:
+            self.last_screened = 0
+            batch = [self._fresh(self._drawer()) for _ in range(n)] if n else []
         self.pending = batch
         return list(batch)
+
+    # -- screening --
+    def _screening(self) -> bool:
+        """Screen this ask: a screen is set and a feasible front exists to screen by."""
+        return self.screen is not None and self.generation > 0 and len(self.front) > 0
+
+    def _screen_pick(self, pool: list, n: int, seen: set) -> list[int]:
+        """Positions in ``pool`` of the ``n`` children to ask, in pool order (rule:
+        :func:`screen_order`); counts the others as screened."""
+        keys = [self.space.key(c) for c in pool]
+        repeat, batch = np.zeros(len(pool), dtype=bool), set()
+        for i, k in enumerate(keys):
+            repeat[i] = k in seen or k in batch
+            batch.add(k)
+        C = np.asarray(self.screen.fn(list(pool)), dtype=np.float64).reshape(len(pool), len(self.screen.cheap))
+        order = screen_order(C, self.front[:, list(self.screen.cheap)], repeat, self.rng)
+        keep = sorted(int(i) for i in order[:n])
+        self.last_screened = len(pool) - len(keep)
+        self.screened += self.last_screened
+        return keep
+
+    def _admit(self, batch: list) -> None:
+        """Mark the children asked as seen, counting repeats (as ``_fresh`` does)."""
+        for c in batch:
+            k = self.space.key(c)
+            if k in self.seen:
+                self.duplicates += 1
+            self.seen.add(k)
+
+    def _update_front(self, F: np.ndarray, ok: np.ndarray) -> None:
+        """The Pareto front (distinct objective vectors) of every feasible evaluation so far."""
+        good = F[ok & np.isfinite(F).all(axis=1)]
+        if not len(good):
+            return
+        if len(self.front) and self.front.shape[1] != F.shape[1]:
+            raise ValueError(f"tell() got {F.shape[1]} objectives, earlier {self.front.shape[1]}")
+        if max(self.screen.cheap) >= F.shape[1]:
+            raise ValueError(f"screen: cheap objective column {max(self.screen.cheap)} does not exist; "
+                             f"tell() gave {F.shape[1]} objectives")
+        G = np.unique(np.concatenate([self.front.reshape(-1, F.shape[1]), good]), axis=0)
+        self.front = G[non_dominated_sort(G) == 0]
 
     def tell(self, candidates: Sequence, objectives, feasible) -> None:
         """Objective values ``[n, k]`` (minimised) and feasibility ``[n]`` of the last ask."""
@@ -166,6 +298,8 @@ class _Base:
             raise ValueError("tell() must receive exactly the candidates of the last ask(), in order")
         self.pending = None
         self._absorb(list(candidates), F, ok)
+        if self.screen is not None and len(candidates):
+            self._update_front(F, ok)
         self.evaluations += len(candidates)
         self.generation += 1
 
@@ -181,13 +315,23 @@ class _Base:
                 "duplicates": self.duplicates, "seen": sorted(self.seen),
                 "pending": None if self.pending is None else [self.space.encode(c) for c in self.pending],
                 "normalization": None if self.normalization is None else self.normalization.to_dict(),
-                **self._extra_state()}
+                **self._screen_state(), **self._extra_state()}
+
+    def _screen_state(self) -> dict:
+        # absent when screening is off: such a state is the same as before screening existed
+        if self.screen is None:
+            return {}
+        return {"screen": self.screen.settings(), "screened": self.screened, "last_screened": self.last_screened,
+                "front": [[float(v) for v in f] for f in self.front]}
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("algorithm") != self.name:
             raise ValueError(f"checkpoint is for algorithm {state.get('algorithm')!r}, not {self.name!r}")
         if state.get("config") != asdict(self.config):
             raise ValueError("checkpoint was written with different search settings")
+        mine = None if self.screen is None else self.screen.settings()
+        if state.get("screen") != mine:
+            raise ValueError(f"checkpoint was written with screening {state.get('screen')}, this search has {mine}")
         self.rng.bit_generator.state = state["rng"]
         self.generation, self.evaluations = int(state["generation"]), int(state["evaluations"])
         self.duplicates = int(state["duplicates"])
@@ -195,6 +339,9 @@ class _Base:
         self.pending = None if state["pending"] is None else [self.space.decode(d) for d in state["pending"]]
         n = state.get("normalization")
         self.normalization = None if n is None else Normalization.from_dict(n)
+        if self.screen is not None:
+            self.screened, self.last_screened = int(state["screened"]), int(state["last_screened"])
+            self.front = np.array(state["front"], dtype=np.float64).reshape(len(state["front"]), -1)
         self._load_extra(state)
 
     def _extra_state(self) -> dict:
@@ -337,10 +484,11 @@ def engine_library(name: str) -> tuple[str, str]:
 
 
 def make_algorithm(name: str, space: CandidateSpace, rng: np.random.Generator, config: EvolutionConfig,
-                   weights: tuple[float, ...] | None = None, *, log: tuple[bool, ...] = (), cap: tuple = ()):
+                   weights: tuple[float, ...] | None = None, *, log: tuple[bool, ...] = (), cap: tuple = (),
+                   screen: Screen | None = None):
     """An algorithm by name; ``weights`` (one per objective) for 'evolution'; ``log``
     and ``cap``: how objectives are normalised for crowding and scalarisation (see
-    ``Normalization.from_points``)."""
+    ``Normalization.from_points``); ``screen``: cost-first screening (None: off)."""
     if name == "moea":
         algo = MultiObjectiveEvolution(space, rng, config)
     elif name == "evolution":
@@ -359,4 +507,7 @@ def make_algorithm(name: str, space: CandidateSpace, rng: np.random.Generator, c
     else:
         raise ValueError(f"unknown algorithm {name!r}; known: {', '.join(ALGORITHMS)}")
     algo.norm_log, algo.norm_cap = tuple(log), tuple(cap)
+    if screen is not None and not isinstance(screen, Screen):
+        raise ValueError(f"screen must be a cosearch.search.Screen or None, got {type(screen).__name__}")
+    algo.screen = screen
     return algo

@@ -60,6 +60,7 @@ def _err(capsys):
 
 @pytest.mark.parametrize("text, needle", [
     ("[search]\nbudget = 0\n", "budget"),
+    ("[search]\nscreen = 64\n", "screen"),
     ("[search]\nalgorithm = 'simulated-annealing'\n", "algorithm"),
     ("[search]\nobjectives = ['logloss', 'speed']\n", "speed"),
     ("[search]\nobjectives = ['logloss']\nweights = [1.0, 2.0]\n", "weights"),
