@@ -172,7 +172,7 @@ def run_pipeline(cfg: RunConfig, out_dir, cache_dir, *, quiet: bool = True,
     run_path = out / RUN_FILE
     if run_path.is_file():
         old = json.loads(run_path.read_text(encoding="utf-8"))
-        if old.get("config") != cfg.to_dict():
+        if _with_added_settings(old.get("config")) != cfg.to_dict():
             raise ValueError(f"{out} holds a run with a different configuration; use another --out "
                              "or 'cosearch resume' on it")
         if old.get("engine") is not None and old.get("engine") != engine:
@@ -230,6 +230,21 @@ def run_pipeline(cfg: RunConfig, out_dir, cache_dir, *, quiet: bool = True,
     if early is not None:
         early.close()
     return result
+
+
+# Settings added after runs were written, with the value that reproduces those runs:
+# a run.json without them is the same configuration as one with these values.
+_ADDED_SETTINGS = {("search", "screen"): 1}
+
+
+def _with_added_settings(config):
+    if not isinstance(config, dict):
+        return config
+    config = {k: dict(v) if isinstance(v, dict) else v for k, v in config.items()}
+    for (table, key), value in _ADDED_SETTINGS.items():
+        if isinstance(config.get(table), dict):
+            config[table].setdefault(key, value)
+    return config
 
 
 def load_run(run_dir) -> tuple[RunConfig, dict]:

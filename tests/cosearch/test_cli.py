@@ -137,6 +137,13 @@ def test_tiny_run_resume_plot_query_retrain(tmp_path, capsys, tiny, tiny_run):
     before = (out / "results.csv").read_text()
     assert main(["resume", str(out), "--quiet"]) == 0
     assert (out / "results.csv").read_text() == before
+    # a run written before [search] screen existed still resumes (its value then: off)
+    old = json.loads((out / "run.json").read_text())
+    del old["config"]["search"]["screen"]
+    (out / "run.json").write_text(json.dumps(old))
+    assert main(["resume", str(out), "--quiet"]) == 0
+    assert (out / "results.csv").read_text() == before
+    (out / "run.json").write_text(json.dumps(meta))
     assert main(["plot", str(out)]) == 0
     # query an architecture from the front and a baseline
     arch = tmp_path / "a.json"
