@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import gc
 import math
 import os
 import platform
@@ -162,12 +163,21 @@ def _per_call_s(fn: Callable[[], object], sample_s: float, inner: int = 1, min_s
     taken for about ``sample_s`` seconds (at least ``min_samples`` samples)."""
     fn()  # first call: allocations, lazy initialisation
     samples = []
-    end = time.perf_counter() + sample_s
-    while len(samples) < min_samples or time.perf_counter() < end:
-        t = time.perf_counter_ns()
-        for _ in range(inner):
-            fn()
-        samples.append((time.perf_counter_ns() - t) / inner * 1e-9)
+    # no garbage collection inside a sample: its cost depends on what else the process
+    # holds (a probe measured 11.8 ms in a process holding a data set, 3.7-5.6 ms alone)
+    gc.collect()
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        end = time.perf_counter() + sample_s
+        while len(samples) < min_samples or time.perf_counter() < end:
+            t = time.perf_counter_ns()
+            for _ in range(inner):
+                fn()
+            samples.append((time.perf_counter_ns() - t) / inner * 1e-9)
+    finally:
+        if was:
+            gc.enable()
     return stat(samples)
 
 
@@ -270,7 +280,7 @@ def _vector_gflops(cache_bytes: int, layernorm_ns: float, sample_s: float) -> tu
 # with a few tokens each (attention projections run on batch x tokens rows, clamped to the
 # last point); K = N from 16 (the embedding dimension, attention's width) to 1024 (NASRec's
 # widest FC). 24 points at sample_s / 8 each plus the largest product's few calls: 1.4-1.5 s
-# at the default sample_s (measured, 2 cores, 3 runs), of 11-12 s for the whole calibration
+# at the default sample_s (measured, 2 cores, 3 runs), of 16-20 s for the whole calibration
 # (issue 15 T2 allows a minute).
 _GEMM_M = (1, 16, 64, 256, 1024, 4096)
 _GEMM_SIDES = (16, 64, 256, 1024)
@@ -297,25 +307,59 @@ def _gemm_table(gemm_ns: float, sample_s: float) -> list[list[float]]:
     return table
 
 
-# Attention of a recommender: a batch of 256 samples, 2 heads over 40 tokens of 16
-# dimensions (AutoInt's shape on Criteo-like data, where 39 fields become tokens).
-_ATTENTION = (256, 2, 40, 16)
+# Attention of a recommender: a batch of 256 samples, 2 heads over 40 tokens (39 fields of
+# Criteo-like data become tokens), at two head dimensions: 2 (NASRec's attention splits
+# 16-dim tokens over 8 heads) and 32. CPU flash attention spends most of its time per score
+# at 2 and on the products at 32, so the pair separates the two rates (at 2 and 16, AutoInt's,
+# the difference was too small against the noise: product rates of 24-97 GFLOP/s in three
+# calibrations on one machine).
+_ATTENTION = (256, 2, 40)
+_ATTENTION_DIMS = (2, 32)
 
 
-def _matmul_gflops(vector_gflops: float, attention_ns: float, sample_s: float) -> tuple[float, float]:
-    """(GFLOP/s of the two products, GFLOP/s of ``torch.bmm``) for products of two
-    activations: ``scaled_dot_product_attention`` at a recommender's shape with the
-    time pimsim gives its softmax (5 operations per score at ``vector_gflops``) and its
-    dispatch taken off, and plain batched products of the pairwise-dot shape, for the record."""
-    b, h, t, d = _ATTENTION
-    q = torch.randn(b, h, t, d)
-    took = _per_call_s(lambda: F.scaled_dot_product_attention(q, q, q), sample_s)
-    softmax_s = 5 * b * h * t * t / (vector_gflops * 1e9)
-    busy = max(took - softmax_s - attention_ns * 1e-9, took * 0.1)
-    x = torch.randn(b, t, d)
+def _attention_rates(vector_gflops: float, attention_ns: float, sample_s: float) -> tuple[float, float, float, bool]:
+    """(GFLOP/s of the two products of two activations, GFLOP/s of the softmax at 5
+    operations per score, GFLOP/s of ``torch.bmm``, whether the two points separated):
+    ``scaled_dot_product_attention`` at ``_ATTENTION`` with each head dimension of
+    ``_ATTENTION_DIMS``, its dispatch taken
+    off, solved for time = scores x per-score time + products' operations / product rate.
+    Where the two points do not separate (the larger dimension not slower), the softmax
+    keeps ``vector_gflops`` and the product rate comes from the larger dimension alone.
+    ``torch.bmm`` at the pairwise-dot shape is for the record."""
+    b, h, t = _ATTENTION
+    scores = b * h * t * t
+    took = []
+    for d in _ATTENTION_DIMS:
+        q = torch.randn(b, h, t, d)
+        took.append(_per_call_s(lambda: F.scaled_dot_product_attention(q, q, q), sample_s / 2, stat=min)
+                    - attention_ns * 1e-9)
+    matmul, softmax, separated = _split_attention(scores, _ATTENTION_DIMS, took, vector_gflops)
+    return matmul, softmax, _bmm_gflops(b, t, sample_s), separated
+
+
+def _split_attention(scores: int, dims: tuple[int, int], took_s: list[float],
+                     vector_gflops: float) -> tuple[float, float, bool]:
+    """(product GFLOP/s, softmax GFLOP/s, separated) from attention times ``took_s`` at
+    head dimensions ``dims`` over ``scores`` scores: time = scores x 5 / softmax rate +
+    4 x scores x dim / product rate (see ``_attention_rates``)."""
+    (d0, d1), (t0, t1) = dims, took_s
+    products = 4 * scores  # operations of the two products per head dimension
+    if t1 > t0 > 0:
+        matmul = products * (d1 - d0) / (t1 - t0) / 1e9
+        per_score_s = t0 - products * d0 / (matmul * 1e9)
+        if per_score_s > 0.1 * t0:
+            return matmul, 5 * scores / per_score_s / 1e9, True
+    else:
+        softmax_s = 5 * scores / (vector_gflops * 1e9)
+        matmul = products * d1 / max(t1 - softmax_s, t1 * 0.1) / 1e9
+    # not separated, or nothing left for the scores: the softmax at the vector rate
+    return matmul, vector_gflops, False
+
+
+def _bmm_gflops(b: int, t: int, sample_s: float) -> float:
+    x = torch.randn(b, t, 16)
     xt = x.transpose(1, 2)
-    bmm = _per_call_s(lambda: torch.bmm(x, xt), sample_s)
-    return 4 * b * h * t * t * d / busy / 1e9, 2 * b * t * t * d / bmm / 1e9
+    return 2 * b * t * t * 16 / _per_call_s(lambda: torch.bmm(x, xt), sample_s) / 1e9
 
 
 class _Chain(nn.Module):
@@ -576,16 +620,23 @@ def calibrate(settings: CalibrationSettings, on_stage: Callable[[str], None] | N
                 f"{th}, about {s / 8:g} s per point")
             methods["gemm_m"] = "the grid's rows M: chosen, not measured"
             methods["gemm_kn"] = "the grid's K * N (measured at K = N): chosen, not measured"
-            matmul, bmm = _matmul_gflops(vec, kernels["attention"], s)
-            methods["matmul_gflops"] = (f"scaled_dot_product_attention on {'x'.join(map(str, _ATTENTION))} "
-                                        f"(batch, heads, tokens, dims), its two products, with pimsim's softmax "
-                                        f"time and its dispatch taken off, {th}")
+            matmul, softmax, bmm, separated = _attention_rates(vec, kernels["attention"], s)
+            shape = "x".join(map(str, _ATTENTION))
+            dims = " and ".join(map(str, _ATTENTION_DIMS))
+            methods["matmul_gflops"] = (f"scaled_dot_product_attention on {shape} (batch, heads, tokens) at head "
+                                        f"dimensions {dims}, its dispatch taken off, fastest sample each: the "
+                                        f"products' rate from the difference of the two, {th}")
+            methods["softmax_gflops"] = ((f"the same two attention calls: the time at head dimension "
+                                          f"{_ATTENTION_DIMS[0]} less its products at matmul_gflops, over 5 "
+                                          f"operations per score, {th}") if separated else
+                                         "vector_gflops: the two attention calls did not separate a per-score "
+                                         "time (matmul_gflops then from the larger head dimension alone)")
             raw["bmm_gflops"] = bmm
             host = {
                 "kind": "cpu",
                 "peak_fp32_gflops": fp32, "peak_fp16_gflops": bf16, "peak_int8_gops": int8,
                 "cache_bytes": int(cache), "mem_gbps": mem, "cache_gbps": in_cache, "act_cache_gbps": in_cache,
-                "vector_gflops": vec, "matmul_gflops": matmul, "weight_cache_gbps": weight_gbps,
+                "vector_gflops": vec, "matmul_gflops": matmul, "softmax_gflops": softmax, "weight_cache_gbps": weight_gbps,
                 "gemm_m": list(_GEMM_M), "gemm_kn": [side * side for side in _GEMM_SIDES],
                 "gemm_fp32_gflops": gemm_table,
             }

@@ -373,7 +373,10 @@ class Host:
     ``matmul_gflops`` > 0 that of products of two activations (attention, pairwise
     dot products: many small matrices, far from the GEMM peak; 0: the GEMM peak);
     ``weight_cache_gbps`` > 0 the rate at which a GEMM reads weights held in the cache
-    (a matrix-vector product at batch 1 is bound by it; 0: ``act_cache_gbps``).
+    (a matrix-vector product at batch 1 is bound by it; 0: ``act_cache_gbps``);
+    ``softmax_gflops`` > 0 that of softmax layers, ``SOFTMAX_OPS_PER_ELEMENT`` operations
+    per score (0: ``vector_gflops``): inside a CPU's fused attention at a head dimension of
+    a few elements, the per-score work, not the products, takes most of the time.
 
     Shape-aware GEMM rate (fp32 weight GEMMs only; empty: the fp32 peak for every
     shape): ``gemm_fp32_gflops[i][j]`` is the GFLOP/s of one product of a
@@ -409,6 +412,7 @@ class Host:
     vector_gflops: float = 0.0
     matmul_gflops: float = 0.0
     weight_cache_gbps: float = 0.0
+    softmax_gflops: float = 0.0
     overhead_ns_by_kind: tuple[tuple[str, float], ...] = ()
     gemm_m: tuple[int, ...] = ()
     gemm_kn: tuple[int, ...] = ()
@@ -423,7 +427,7 @@ class Host:
             _check_float(self, name)
         for name in ("pj_per_flop_fp32", "pj_per_flop_fp16", "pj_per_op_int8", "dram_pj_per_byte",
                      "kernel_overhead_ns", "mem_gbps", "static_w", "call_overhead_ns", "batch_overhead_ns",
-                     "act_cache_gbps", "vector_gflops", "matmul_gflops", "weight_cache_gbps"):
+                     "act_cache_gbps", "vector_gflops", "matmul_gflops", "weight_cache_gbps", "softmax_gflops"):
             _check_float(self, name, strict=False)
         _check_int(self, "cache_bytes", 0)
         for name in ("fuse_into_gemm", "glue_ops"):
@@ -512,6 +516,10 @@ class Host:
     def vector_flops(self, bytes_per_element: int) -> float:
         """Operations per second outside GEMMs (element-wise work, reductions, softmax)."""
         return self.vector_gflops * 1e9 if self.vector_gflops > 0 else self.peak_flops(bytes_per_element)
+
+    def softmax_flops(self, bytes_per_element: int) -> float:
+        """Operations per second of softmax layers."""
+        return self.softmax_gflops * 1e9 if self.softmax_gflops > 0 else self.vector_flops(bytes_per_element)
 
     def pj_per_flop(self, bytes_per_element: int) -> float:
         e = {4: self.pj_per_flop_fp32, 2: self.pj_per_flop_fp16, 1: self.pj_per_op_int8}

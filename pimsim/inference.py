@@ -39,7 +39,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .config import Hardware, NmpLevel, Overflow, Place
-from .dense import GLUE_KINDS, Elementwise, Gemm, Reduction, Workload, layer_kind, load_workload
+from .dense import GLUE_KINDS, Elementwise, Gemm, Reduction, Softmax, Workload, layer_kind, load_workload
 from .embedding import Report, simulate
 from .energy import ActionCounts, EnergyTable, energy_breakdown_pj
 from .presets import load_hardware
@@ -147,7 +147,9 @@ def _host_layer(layer, hw: Hardware, weight_miss: float, *, dispatch: bool = Tru
     act_bytes = layer.in_bytes - skip_in_bytes + (0 if skip_out else layer.out_bytes)
     dram_bytes = max(0, act_bytes - host.cache_bytes) + layer.weight_bytes * weight_miss
     bw = _host_bandwidth(hw)
-    if not isinstance(layer, Gemm):
+    if isinstance(layer, Softmax):
+        rate = host.softmax_flops(bpe)
+    elif not isinstance(layer, Gemm):
         rate = host.vector_flops(bpe)
     elif not layer.weights:
         rate = host.matmul_gflops * 1e9 if host.matmul_gflops > 0 else host.peak_flops(bpe)

@@ -13,7 +13,8 @@ from pimsim.config import Host
 HOST = {
     "kind": "cpu", "peak_fp32_gflops": 123.5, "peak_fp16_gflops": 4.25, "peak_int8_gops": 3.0,
     "cache_bytes": 33554432, "mem_gbps": 11.5, "cache_gbps": 40.0, "act_cache_gbps": 40.0,
-    "vector_gflops": 9.5, "matmul_gflops": 7.25, "weight_cache_gbps": 21.5, "kernel_overhead_ns": 1600.0,
+    "vector_gflops": 9.5, "matmul_gflops": 7.25, "softmax_gflops": 1.375, "weight_cache_gbps": 21.5,
+    "kernel_overhead_ns": 1600.0,
     "overhead_ns_by_kind": {"gemm": 6800.0, "layernorm": 7300.0, "attention": 12900.0},
     "call_overhead_ns": 2300.0, "glue_ops": True, "batch_overhead_ns": 0.0,
     "fuse": ["attention"], "fuse_into_gemm": False,
@@ -204,3 +205,21 @@ def test_the_dispatch_probe_uses_every_operator_at_the_smallest_sizes():
     assert {b.dense_width for b in spec.blocks} == {16} and {b.sparse_tokens for b in spec.blocks} == {16}
     # nearly all of it is dispatch: far more glue and small kernels than products
     assert sum(l.op == "gemm" for l in w.dense) < len(w.dense) / 5
+
+
+def test_attention_times_split_into_a_product_rate_and_a_per_score_rate():
+    from cosearch.calibrate import _split_attention
+    scores, dims = 819200, (2, 32)
+
+    def took(matmul, softmax):
+        return [scores * 5 / (softmax * 1e9) + 4 * scores * d / (matmul * 1e9) for d in dims]
+
+    m, s, ok = _split_attention(scores, dims, took(48.0, 1.25), 20.0)
+    assert ok and m == pytest.approx(48.0, rel=1e-9) and s == pytest.approx(1.25, rel=1e-9)
+    # the larger dimension not slower: no split; the softmax keeps the vector rate
+    t0 = took(48.0, 1.25)[0]
+    m, s, ok = _split_attention(scores, dims, [t0, t0], 20.0)
+    assert not ok and s == 20.0 and m > 0
+    # products explain nearly all of the small dimension's time: no per-score rate either
+    m, s, ok = _split_attention(scores, dims, took(48.0, 1e6), 20.0)
+    assert not ok and s == 20.0 and m == pytest.approx(48.0, rel=1e-3)

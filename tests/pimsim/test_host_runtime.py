@@ -317,3 +317,19 @@ def test_a_bad_gemm_table_in_a_file_is_one_clear_error(tmp_path):
     p.write_text('base = "cpu-server"\n[host]\ngemm_fp32_gflops = [[2.0]]\n', encoding="utf-8")
     with pytest.raises(ValueError, match="set all three or none"):
         pimsim.load_hardware(str(p))
+
+
+def test_softmax_runs_at_its_own_rate_where_set():
+    """``softmax_gflops`` prices softmax layers alone: other element-wise work keeps
+    ``vector_gflops``, and 0 (every preset) leaves softmax at the vector rate."""
+    rows, cols = 4096, 64
+    w = Workload(batch_size=64, dense=(Softmax(rows=rows, cols=cols, name="s"),
+                                       Elementwise(elements=rows * cols, kind="activation", name="a")))
+    plain, slow = _host(fuse=(), act_cache_gbps=0.0), _host(fuse=(), act_cache_gbps=0.0, softmax_gflops=2.0)
+    r0, r1 = query(w, plain), query(w, slow)
+    (s0, a0), (s1, a1) = ([x.time_s for x in r.layers if x.name in ("s", "a")] for r in (r0, r1))
+    assert a1 == a0
+    assert s0 == pytest.approx(OVERHEAD_NS * 1e-9 + Softmax(rows=rows, cols=cols).flops / 20e9, rel=1e-12)
+    assert s1 == pytest.approx(OVERHEAD_NS * 1e-9 + Softmax(rows=rows, cols=cols).flops / 2e9, rel=1e-12)
+    with pytest.raises(ValueError, match="softmax_gflops"):
+        _host(softmax_gflops=-1.0)
