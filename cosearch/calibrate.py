@@ -164,8 +164,8 @@ def _per_call_s(fn: Callable[[], object], sample_s: float, inner: int = 1, min_s
     fn()  # first call: allocations, lazy initialisation
     samples = []
     # no garbage collection inside a sample: its cost depends on what else the process
-    # holds (a probe measured 11.8 ms in a process holding a data set, 3.7-5.6 ms alone)
-    gc.collect()
+    # holds (a probe measured 11.8 ms in a process holding a data set, 3.7-5.6 ms alone);
+    # no gc.collect() first either: with torch loaded it takes longer than most samples
     was = gc.isenabled()
     gc.disable()
     try:
@@ -279,8 +279,8 @@ def _vector_gflops(cache_bytes: int, layernorm_ns: float, sample_s: float) -> tu
 # Grid of the GEMM table: M, the rows of the activation, from one sample to a batch of 1024
 # with a few tokens each (attention projections run on batch x tokens rows, clamped to the
 # last point); K = N from 16 (the embedding dimension, attention's width) to 1024 (NASRec's
-# widest FC). 24 points at sample_s / 8 each plus the largest product's few calls: 1.4-1.5 s
-# at the default sample_s (measured, 2 cores, 3 runs), of 16-20 s for the whole calibration
+# widest FC). 24 points at sample_s / 8 each plus the largest product's few calls: 1.4-1.6 s
+# at the default sample_s (measured, 2 cores, 6 runs), of 11-12 s for the whole calibration
 # (issue 15 T2 allows a minute).
 _GEMM_M = (1, 16, 64, 256, 1024, 4096)
 _GEMM_SIDES = (16, 64, 256, 1024)
