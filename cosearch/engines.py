@@ -51,7 +51,7 @@ from pymoo.core.termination import NoTermination
 from pymoo.operators.selection.tournament import TournamentSelection
 from pymoo.problems.static import StaticProblem
 
-from cosearch.search import ENGINE_LIBRARY as LIBRARY, MAX_DUPLICATE_DRAWS, _Base, engine_library
+from cosearch.search import ENGINE_LIBRARY as LIBRARY, _Base, engine_library
 
 __all__ = ["PymooEngine", "ENGINES", "LIBRARY", "library_version"]
 
@@ -159,13 +159,7 @@ class PymooEngine(_Base):
     def _fresh_child(self, draw):
         """``draw()`` until its key is neither evaluated nor already in this batch (see
         ``_Base._fresh``); accepted duplicates are counted by ``ask``."""
-        def taken(c):
-            k = self.space.key(c)
-            return k in self.seen or k in self.batch_keys
-        c, tries = draw(), 1
-        while taken(c) and tries < 2 * MAX_DUPLICATE_DRAWS:
-            c = draw() if tries < MAX_DUPLICATE_DRAWS else self.space.sample(self.rng)
-            tries += 1
+        c = self._redraw(draw, lambda k: k in self.seen or k in self.batch_keys)
         self.batch_keys.add(self.space.key(c))
         return c
 

@@ -214,13 +214,17 @@ class _Base:
         """``draw()`` until its key is new, at most MAX_DUPLICATE_DRAWS times, then
         as many uniform samples (a converged population's neighbours may all be
         known); failing that, the duplicate is accepted and counted."""
+        c = self._redraw(draw, lambda k: k in self.seen)
+        self._admit([c])
+        return c
+
+    def _redraw(self, draw, taken: Callable[[str], bool]) -> Any:
+        """``draw()`` until ``taken(key)`` is false, at most MAX_DUPLICATE_DRAWS times,
+        then as many uniform samples; the last one drawn either way."""
         c, tries = draw(), 1
-        while self.space.key(c) in self.seen and tries < 2 * MAX_DUPLICATE_DRAWS:
+        while taken(self.space.key(c)) and tries < 2 * MAX_DUPLICATE_DRAWS:
             c = draw() if tries < MAX_DUPLICATE_DRAWS else self.space.sample(self.rng)
             tries += 1
-        if self.space.key(c) in self.seen:
-            self.duplicates += 1
-        self.seen.add(self.space.key(c))
         return c
 
     def _batch_size(self) -> int:

@@ -77,3 +77,15 @@ def co_space():
 
 def standin_evaluator(executor=None):
     return Evaluator([ArchStandIn()], ("logloss", "latency_s"), executor=executor or InProcess())
+
+
+def drive(algo, ev, generations=None) -> list:
+    """ask/evaluate/tell until ``algo`` is done (or for ``generations``); the candidates asked."""
+    out, g = [], 0
+    while not algo.done and (generations is None or g < generations):
+        c = algo.ask()
+        e = ev.evaluate(c)
+        algo.tell(c, e.objectives, e.feasible)
+        out += c
+        g += 1
+    return out

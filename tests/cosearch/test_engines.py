@@ -22,7 +22,7 @@ from cosearch.pareto import Normalization, hypervolume
 from cosearch.pipeline import search_space
 from cosearch.run import CHECKPOINT, EXCLUDED_FROM_EQUALITY, read_results, run_search
 from cosearch.search import ENGINE_NAMES, EvolutionConfig, make_algorithm
-from tests.cosearch.conftest import ArchStandIn, GridMetrics, GridSpace, standin_evaluator
+from tests.cosearch.conftest import ArchStandIn, GridMetrics, GridSpace, drive, standin_evaluator
 
 N = 21
 SMALL_RUN = EvolutionConfig(budget=60, population=12, sample_size=4, children=8)
@@ -41,18 +41,6 @@ def _grid_evaluator():
     return Evaluator([HalfFeasible(N)], ("f1", "f2"), [Constraint("area", 0.5)])
 
 
-def _drive(algo, ev, generations=None):
-    """ask/evaluate/tell until done (or for ``generations``); the candidates asked."""
-    out, g = [], 0
-    while not algo.done and (generations is None or g < generations):
-        c = algo.ask()
-        e = ev.evaluate(c)
-        algo.tell(c, e.objectives, e.feasible)
-        out += c
-        g += 1
-    return out
-
-
 def _grid_hv(cands):
     F = np.array([[a, (N - 1 - a) + 2 * b] for a, b in cands], dtype=float)
     return hypervolume(F, Normalization((0.0, 0.0), (N - 1.0, 3 * (N - 1.0))))
@@ -69,12 +57,12 @@ def test_engine_finds_the_grid_front_and_beats_random(name):
     cfg = EvolutionConfig(budget=120, population=24, sample_size=6, children=12)
     ev = Evaluator([GridMetrics(N)], ("f1", "f2"))
     algo = make_algorithm(name, GridSpace(N), np.random.default_rng(0), cfg)
-    cands = _drive(algo, ev)
+    cands = drive(algo, ev)
     assert len(cands) == len(set(cands)) == 120 and algo.ask() == []
     assert sum(b == 0 for _, b in cands) >= 0.8 * N  # the front: the N points with b == 0
     for seed in (1, 2):
-        engine = _drive(make_algorithm(name, GridSpace(N), np.random.default_rng(seed), cfg), ev)
-        rand = _drive(make_algorithm("random", GridSpace(N), np.random.default_rng(seed), cfg), ev)
+        engine = drive(make_algorithm(name, GridSpace(N), np.random.default_rng(seed), cfg), ev)
+        rand = drive(make_algorithm("random", GridSpace(N), np.random.default_rng(seed), cfg), ev)
         assert _grid_hv(engine) > _grid_hv(rand)
 
 
@@ -92,7 +80,7 @@ def test_randomness_only_from_the_run_seed(name, monkeypatch):
         np.random.seed(global_seed)
         before = np.random.get_state()[1].copy()
         algo = make_algorithm(name, GridSpace(N), real(seed), SMALL_RUN)
-        cands = _drive(algo, _grid_evaluator())
+        cands = drive(algo, _grid_evaluator())
         assert np.array_equal(np.random.get_state()[1], before)  # global state untouched
         return cands
 
@@ -105,12 +93,12 @@ def test_randomness_only_from_the_run_seed(name, monkeypatch):
 @pytest.mark.parametrize("name", ENGINE_NAMES)
 def test_state_round_trip_at_every_generation(name):
     ev = _grid_evaluator()
-    ref = _drive(make_algorithm(name, GridSpace(N), np.random.default_rng(7), SMALL_RUN), ev)
+    ref = drive(make_algorithm(name, GridSpace(N), np.random.default_rng(7), SMALL_RUN), ev)
     n_gen = 1 + (SMALL_RUN.budget - SMALL_RUN.population) // SMALL_RUN.children
     for stop in range(n_gen):
         for pending in (False, True) if stop in (0, 2) else (False,):  # pending: asked, not told
             a = make_algorithm(name, GridSpace(N), np.random.default_rng(7), SMALL_RUN)
-            done = _drive(a, ev, stop)
+            done = drive(a, ev, stop)
             if pending:
                 asked = a.ask()
             state = json.loads(json.dumps(a.state_dict()))
@@ -121,14 +109,14 @@ def test_state_round_trip_at_every_generation(name):
                 e = ev.evaluate(asked)
                 b.tell(asked, e.objectives, e.feasible)
                 done += asked
-            assert done + _drive(b, ev) == ref, (stop, pending)
+            assert done + drive(b, ev) == ref, (stop, pending)
 
 
 @pytest.mark.parametrize("name", ENGINE_NAMES)
 def test_real_candidates_survive_the_state_exactly(name):
     space = _default_space()
     a = make_algorithm(name, space, np.random.default_rng(0), SMALL_RUN)
-    _drive(a, standin_evaluator(), 2)
+    drive(a, standin_evaluator(), 2)
     b = make_algorithm(name, space, np.random.default_rng(1), SMALL_RUN)
     b.load_state_dict(json.loads(json.dumps(a.state_dict())))
     pop_a = [ind.X[0].c for ind in a.algorithm.pop]
@@ -188,7 +176,7 @@ def test_stopped_at_any_generation_then_resumed_equals_uninterrupted(tmp_path, n
 @pytest.mark.parametrize("name", ENGINE_NAMES)
 def test_state_from_another_library_version_refused(name):
     a = make_algorithm(name, GridSpace(N), np.random.default_rng(0), SMALL_RUN)
-    _drive(a, _grid_evaluator(), 1)
+    drive(a, _grid_evaluator(), 1)
     state = a.state_dict()
     assert state["engine"]["library"] == "pymoo"
     assert state["engine"]["version"] == importlib.metadata.version("pymoo")

@@ -10,7 +10,7 @@ from cosearch.config import RunConfig, SearchConfig
 from cosearch.objectives import Constraint, Evaluator
 from cosearch.run import CHECKPOINT, EXCLUDED_FROM_EQUALITY, read_results, run_search
 from cosearch.search import SCREEN_MAX, EvolutionConfig, Screen, make_algorithm, screen_order
-from tests.cosearch.conftest import GridMetrics, GridSpace
+from tests.cosearch.conftest import GridMetrics, GridSpace, drive
 
 N = 21
 OURS = ("moea", "evolution", "random")
@@ -22,37 +22,40 @@ except ImportError:
 CFG = EvolutionConfig(budget=70, population=16, sample_size=4, children=9)
 
 
-class Loss:
-    """The expensive objective of the toy space: a bowl around (15, 15); counts its calls."""
+class _Counted:
+    """A provider of the toy space that records every candidate it computes."""
+
+    names: tuple = ()
+
+    def __init__(self):
+        self.calls = []
+
+    def key(self, c):
+        return f"{c[0]},{c[1]}"
+
+    def __call__(self, cands):
+        self.calls += [tuple(c) for c in cands]
+        return np.array([self.row(a, b) for a, b in cands], dtype=float)
+
+
+class Loss(_Counted):
+    """The expensive objective of the toy space: a bowl around (15, 15)."""
 
     names = ("loss",)
 
-    def __init__(self):
-        self.calls = []
-
-    def key(self, c):
-        return f"{c[0]},{c[1]}"
-
-    def __call__(self, cands):
-        self.calls += [tuple(c) for c in cands]
-        return np.array([[(a - 15.0) ** 2 + (b - 15.0) ** 2] for a, b in cands])
+    @staticmethod
+    def row(a, b):
+        return [(a - 15.0) ** 2 + (b - 15.0) ** 2]
 
 
-class Cost:
-    """The cheap objectives: ``c1 = a``, ``c2 = b + (a % 3)`` and an ``area`` of ``b``;
-    counts its calls."""
+class Cost(_Counted):
+    """The cheap objectives: ``c1 = a``, ``c2 = b + (a % 3)`` and an ``area`` of ``b``."""
 
     names = ("c1", "c2", "area")
 
-    def __init__(self):
-        self.calls = []
-
-    def key(self, c):
-        return f"{c[0]},{c[1]}"
-
-    def __call__(self, cands):
-        self.calls += [tuple(c) for c in cands]
-        return np.array([[float(a), float(b + a % 3), float(b)] for a, b in cands])
+    @staticmethod
+    def row(a, b):
+        return [float(a), float(b + a % 3), float(b)]
 
 
 def _cost_of(c):
@@ -66,22 +69,11 @@ def _toy(factor=4, constraints=()):
     return ev, loss, cost, ev.screen([cost], factor)
 
 
-def _drive(algo, ev, generations=None):
-    told, g = [], 0
-    while not algo.done and (generations is None or g < generations):
-        c = algo.ask()
-        e = ev.evaluate(c)
-        algo.tell(c, e.objectives, e.feasible)
-        told += c
-        g += 1
-    return told
-
-
 def _fingerprint(name, seed, screen=None):
     """sha256 of the candidates told and the final state of a grid run (engine pickles aside)."""
     ev = Evaluator([GridMetrics(N)], ("f1", "f2"))
     algo = make_algorithm(name, GridSpace(N), np.random.default_rng(seed), CFG, weights=(1.0, 2.0), screen=screen)
-    told = _drive(algo, ev)
+    told = drive(algo, ev)
     st = algo.state_dict()
     st.pop("engine", None)
     return hashlib.sha256(json.dumps([told, st], sort_keys=True).encode()).hexdigest()[:16]
@@ -106,7 +98,7 @@ def test_screening_off_is_todays_search(name):
         assert _fingerprint(name, 11) == prints[name]
     # an unscreened state holds nothing of screening (checkpoints as before)
     algo = make_algorithm(name, GridSpace(N), np.random.default_rng(0), CFG, weights=(1.0, 1.0))
-    _drive(algo, Evaluator([GridMetrics(N)], ("f1", "f2")), 2)
+    drive(algo, Evaluator([GridMetrics(N)], ("f1", "f2")), 2)
     assert not {"screen", "screened", "front"} & set(algo.state_dict())
 
 
@@ -176,7 +168,7 @@ def test_toy_space_keeps_the_children_least_dominated_on_cost(name):
     spy = Spy(screen.fn)
     algo = make_algorithm(name, GridSpace(N), np.random.default_rng(3), CFG, weights=(1.0, 1.0, 1.0),
                           screen=Screen(spy, screen.factor, screen.cheap))
-    told = _drive(algo, ev, 1)
+    told = drive(algo, ev, 1)
     assert spy.batches == [] and algo.screened == 0  # nothing to screen by before a front exists
     tested = 0
     while not algo.done:
@@ -218,7 +210,7 @@ def test_constraints_and_infeasible_costs_screen_first():
     C = screen.fn([(1, 2), (1, 9)])
     assert np.array_equal(C[0], [1.0, 3.0]) and np.isnan(C[1]).all()
     algo = make_algorithm("moea", GridSpace(N), np.random.default_rng(0), CFG, screen=screen)
-    told = _drive(algo, ev)
+    told = drive(algo, ev)
     late = told[CFG.population:]
     assert all(b <= 4 for _, b in late)  # 5 in 21 feasible: 8 draws nearly always hold n of them
     assert sum(b <= 4 for _, b in told[:CFG.population]) < CFG.population
@@ -229,13 +221,13 @@ def test_same_seed_same_run(name):
     def go(seed):
         ev, _, _, screen = _toy()
         algo = make_algorithm(name, GridSpace(N), np.random.default_rng(seed), CFG, weights=(1, 1, 1), screen=screen)
-        return _drive(algo, ev), algo.screened
+        return drive(algo, ev), algo.screened
     a, b, c = go(5), go(5), go(6)
     assert a == b and a[1] > 0
     assert a[0] != c[0]
     # and screening changes what is evaluated
     ev = Evaluator([Loss(), Cost()], ("loss", "c1", "c2"))
-    plain = _drive(make_algorithm(name, GridSpace(N), np.random.default_rng(5), CFG, weights=(1, 1, 1)), ev)
+    plain = drive(make_algorithm(name, GridSpace(N), np.random.default_rng(5), CFG, weights=(1, 1, 1)), ev)
     assert plain[:CFG.population] == a[0][:CFG.population] and plain != a[0]
 
 
@@ -243,7 +235,7 @@ def test_same_seed_same_run(name):
 def test_state_dict_round_trip_with_screening(name):
     ev, _, _, screen = _toy()
     a = make_algorithm(name, GridSpace(N), np.random.default_rng(7), CFG, weights=(1, 1, 1), screen=screen)
-    _drive(a, ev, 3)
+    drive(a, ev, 3)
     state = json.loads(json.dumps(a.state_dict()))
     assert state["screen"] == {"factor": 4, "cheap": [1, 2]} and state["screened"] == a.screened > 0
     ev2, _, _, screen2 = _toy()
