@@ -12,7 +12,15 @@
     A variant name with ``+screenN`` (e.g. ``moea+screen8``; ``--screen N`` adds
     ``moea+screenN``) runs that algorithm with cost-first screening of factor N
     (cosearch.search.Screen through the evaluator's pimsim provider); the summary's
-    ``screened_mean`` counts the children it costed and never evaluated;
+    ``screened_mean`` counts the children it costed and never evaluated. The sizes
+    default to the default run's (320 evaluations, population 40, 16 children, sample
+    10) and 5 seeds; the summary gives each algorithm's mean final hypervolume with a
+    percentile bootstrap 95% interval over seeds (``--bootstrap-seed``), the evaluations
+    after which its mean curve reaches random search's mean final hypervolume, and wall
+    seconds per run (each run with an evaluator of its own, so no run gains from
+    another's cache). Finished runs are kept under ``CACHE/race/<sizes>/`` and read
+    back by a later invocation with the same sizes (``--fresh`` reruns them), so an
+    interrupted race resumes where it stopped;
 (b) searched front models (the best by search log loss among those at no more than
     half the latency of the most accurate baseline, and the best overall) retrained
     from scratch next to DLRM, DeepFM, DCN-v2, AutoInt and xDeepFM, all costed on
@@ -27,6 +35,8 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
+import pickle
 import sys
 import tempfile
 import time
@@ -205,6 +215,29 @@ def hv_curve(F, ok, norm: Normalization, step: int) -> list[tuple[int, float]]:
     return out
 
 
+def mean_ci(values, rng: np.random.Generator, n_boot: int = 10_000, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values`` (one per seed)."""
+    v = np.asarray(values, dtype=float)
+    means = v[rng.integers(0, len(v), (n_boot, len(v)))].mean(1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(lo), float(hi)
+
+
+def evals_to_reach(curve: list[tuple[int, float]], target: float) -> int | None:
+    """The first evaluation count of ``curve`` ((evaluations, hypervolume) pairs)
+    whose hypervolume reaches ``target``; None if it never does."""
+    return next((n for n, hv in curve if hv >= target), None)
+
+
+def _save(obj, path: Path) -> None:
+    """Pickle ``obj`` to ``path`` through a temporary file, so no half-written run is ever read."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        pickle.dump(obj, f)
+    os.replace(tmp, path)
+
+
 # -- (b) retrained models ----------------------------------------------------------------------
 
 def models_table(cfg: RunConfig, ds, cands, F, ok, top: int, steps: int) -> list[dict]:
@@ -275,11 +308,12 @@ def models_table(cfg: RunConfig, ds, cands, F, ok, top: int, steps: int) -> list
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--budget", type=int, default=96)
-    ap.add_argument("--population", type=int, default=24)
-    ap.add_argument("--children", type=int, default=8)
-    ap.add_argument("--sample-size", type=int, default=6)
+    ap.add_argument("--seeds", type=int, default=5)
+    # the default run's search sizes (cosearch.config.DEFAULT.search)
+    ap.add_argument("--budget", type=int, default=DEFAULT.search.budget)
+    ap.add_argument("--population", type=int, default=DEFAULT.search.population)
+    ap.add_argument("--children", type=int, default=DEFAULT.search.children)
+    ap.add_argument("--sample-size", type=int, default=DEFAULT.search.sample_size)
     ap.add_argument("--scoring-steps", type=int, default=DEFAULT.scoring.finetune_steps)
     ap.add_argument("--val-rows", type=int, default=DEFAULT.scoring.val_rows)
     ap.add_argument("--top", type=int, default=3)
@@ -292,6 +326,9 @@ def main(argv=None) -> int:
                     help=f"subset of {', '.join(list(VARIANTS) + list(ENGINE_VARIANTS) + ['nsga2-pymoo'])} for (a) "
                     "(must include random)")
     ap.add_argument("--tag", default="", help="suffix of the (a) result files (keeps the default run's files)")
+    ap.add_argument("--fresh", action="store_true",
+                    help="rerun (a)'s runs even where the cache holds a finished one with the same settings")
+    ap.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the bootstrap intervals")
     ap.add_argument("--screen", type=int, default=None, metavar="N",
                     help=f"also run moea+screenN: cost-first screening of factor N (2..{SCREEN_MAX}); any variant "
                     "of (a) takes the suffix +screenN in --algorithms")
@@ -321,21 +358,35 @@ def main(argv=None) -> int:
     wall_csv = RESULTS / (f"cosearch_synthetic_wall_{args.tag}.csv" if args.tag else "cosearch_synthetic_wall.csv")
     write_rows(wall, wall_csv)
     print(f"data set {t1 - t0:.0f} s, supernet {time.perf_counter() - t1:.0f} s", flush=True)
-    ev = _evaluator(cfg, ds, sn, args.scoring_steps, args.val_rows)
     space = search_space(replace(cfg, hardware=KNOBS), ds.schema)  # the default space on recnmp
     evo = EvolutionConfig(budget=args.budget, population=args.population, sample_size=args.sample_size,
                           children=args.children)
     runs = {}
     log, cap = normalization_settings(OBJECTIVES, ds)
     screened = {}
+    # finished runs are kept, so that a race of hours survives an interruption
+    saved = args.cache / "race" / (f"{'quick' if args.quick else 'default'}-b{args.budget}-p{args.population}"
+                                   f"-c{args.children}-k{args.sample_size}-f{args.scoring_steps}-v{args.val_rows}")
     for seed in range(args.seeds):
         for a in algos:
-            t0 = time.perf_counter()
-            stats = {}
-            runs[(a, seed)] = (run_nsga2(space, ev, seed, evo) if a == "nsga2-pymoo"
-                               else run_ours(a, space, ev, seed, evo, log, cap, stats)) + (time.perf_counter() - t0,)
-            screened[(a, seed)] = stats.get("screened", 0)
-            print(f"(a) {a} seed {seed}: {time.perf_counter() - t0:.0f} s", flush=True)
+            path = saved / f"{a}-seed{seed}.pkl"
+            if path.exists() and not args.fresh:
+                with open(path, "rb") as f:
+                    r = pickle.load(f)
+                print(f"(a) {a} seed {seed}: from {path} ({r['seconds']:.0f} s when run)", flush=True)
+            else:
+                # a fresh evaluator per run: no run gains from another's cache, so wall times compare
+                ev = _evaluator(cfg, ds, sn, args.scoring_steps, args.val_rows)
+                t0 = time.perf_counter()
+                stats = {}
+                cands, F, ok = (run_nsga2(space, ev, seed, evo) if a == "nsga2-pymoo"
+                                else run_ours(a, space, ev, seed, evo, log, cap, stats))
+                r = {"cands": cands, "F": F, "ok": ok, "seconds": time.perf_counter() - t0,
+                     "screened": stats.get("screened", 0)}
+                _save(r, path)
+                print(f"(a) {a} seed {seed}: {r['seconds']:.0f} s", flush=True)
+            runs[(a, seed)] = (r["cands"], r["F"], r["ok"], r["seconds"])
+            screened[(a, seed)] = r["screened"]
     sfx = f"_{args.tag}" if args.tag else ""
     allF = np.concatenate([F[ok] for _, F, ok, _ in runs.values()])
     norm = Normalization.from_points(allF, log, cap)
@@ -344,17 +395,33 @@ def main(argv=None) -> int:
               for (a, seed), (cands, F, ok, _) in runs.items() for i, c in enumerate(cands)]
     write_rows(points, RESULTS / f"cosearch_synthetic_points{sfx}.csv")
     hv_rows, summary = [], []
-    step = max(1, args.children)
-    for (a, seed), (cands, F, ok, secs) in runs.items():
-        for n, hv in hv_curve(F, ok, norm, step):
+    step = 8  # the resolution of the curves and of the evaluations to reach random search's result
+    curves = {k: hv_curve(F, ok, norm, step) for k, (_, F, ok, _) in runs.items()}
+    for (a, seed), curve in curves.items():
+        for n, hv in curve:
             hv_rows.append({"algorithm": a, "seed": seed, "evaluations": n, "hypervolume": hv})
+    boot = np.random.default_rng(args.bootstrap_seed)
+    rnd_final = float(np.mean([curves[("random", s)][-1][1] for s in range(args.seeds)]))
     for a in algos:
-        finals = [hv_curve(runs[(a, s)][1], runs[(a, s)][2], norm, args.budget)[-1][1] for s in range(args.seeds)]
+        finals = [curves[(a, s)][-1][1] for s in range(args.seeds)]
+        lo, hi = mean_ci(finals, boot)
+        reach = [evals_to_reach(curves[(a, s)], rnd_final) for s in range(args.seeds)]
+        ns = [n for n, _ in curves[(a, 0)]]
+        mean_curve = list(zip(ns, np.mean([[hv for _, hv in curves[(a, s)]] for s in range(args.seeds)], 0)))
+        to_random = evals_to_reach(mean_curve, rnd_final)
         summary.append({"algorithm": a, "seeds": args.seeds, "budget": args.budget, "hv_mean": float(np.mean(finals)),
+                        "hv_lo95": lo, "hv_hi95": hi,
                         "hv_std": float(np.std(finals)), "hv_per_seed": " ".join(f"{v:.4f}" for v in finals),
+                        # evaluations after which the mean curve over seeds reaches random search's
+                        # mean final hypervolume (empty: never within the budget)
+                        "evals_to_random": "" if to_random is None else to_random,
+                        "seeds_reaching_random": sum(n is not None for n in reach),
                         "seconds_mean": float(np.mean([runs[(a, s)][3] for s in range(args.seeds)])),
+                        "seconds_per_seed": " ".join(f"{runs[(a, s)][3]:.0f}" for s in range(args.seeds)),
                         # children costed by the screen and never evaluated: the extra pimsim calls
-                        "screened_mean": float(np.mean([screened[(a, s)] for s in range(args.seeds)]))})
+                        "screened_mean": float(np.mean([screened[(a, s)] for s in range(args.seeds)])),
+                        "population": args.population, "children": args.children, "sample_size": args.sample_size,
+                        "scoring_steps": args.scoring_steps, "bootstrap_seed": args.bootstrap_seed})
     rnd = next(r["hv_mean"] for r in summary if r["algorithm"] == "random")
     for r in summary:
         r.update(ratio_to_random=r["hv_mean"] / rnd if rnd else float("nan"), lower=" ".join(map(repr, norm.lower)),
@@ -364,7 +431,10 @@ def main(argv=None) -> int:
     write_rows(summary, RESULTS / f"cosearch_synthetic_hv_summary{sfx}.csv")
     _plot(hv_rows, algos, RESULTS / f"cosearch_synthetic_hv{sfx}.png")
     for r in summary:
-        print(f"(a) {r['algorithm']}: hv {r['hv_mean']:.4f} +- {r['hv_std']:.4f} ({r['ratio_to_random']:.2f}x random)")
+        print(f"(a) {r['algorithm']}: hv {r['hv_mean']:.4f} [{r['hv_lo95']:.4f}, {r['hv_hi95']:.4f}] "
+              f"({r['ratio_to_random']:.2f}x random), random's final hv "
+              + (f"after {r['evals_to_random']} evaluations" if r["evals_to_random"] else "never reached")
+              + f", {r['seconds_mean']:.0f} s a run")
     if not args.skip_models and "moea" in algos:
         cands = [c for s in range(args.seeds) for c in runs[("moea", s)][0]]
         F = np.concatenate([runs[("moea", s)][1] for s in range(args.seeds)])

@@ -377,6 +377,11 @@ class Host:
     ``softmax_gflops`` > 0 that of softmax layers, ``SOFTMAX_OPS_PER_ELEMENT`` operations
     per score (0: ``vector_gflops``): inside a CPU's fused attention at a head dimension of
     a few elements, the per-score work, not the products, takes most of the time.
+    ``first_touch_gbps`` > 0 charges the share of a layer's output that spills beyond
+    the cache once more, at that rate: an eager runtime allocates every output afresh,
+    and a large allocation comes from the OS as new pages that are mapped and zeroed on
+    first touch (issue 15: a 218 MB outer product in xDeepFM ran 3x slower than its
+    streaming time); 0 leaves it free.
 
     Shape-aware GEMM rate (fp32 weight GEMMs only; empty: the fp32 peak for every
     shape): ``gemm_fp32_gflops[i][j]`` is the GFLOP/s of one product of a
@@ -413,6 +418,7 @@ class Host:
     matmul_gflops: float = 0.0
     weight_cache_gbps: float = 0.0
     softmax_gflops: float = 0.0
+    first_touch_gbps: float = 0.0
     overhead_ns_by_kind: tuple[tuple[str, float], ...] = ()
     gemm_m: tuple[int, ...] = ()
     gemm_kn: tuple[int, ...] = ()
@@ -427,7 +433,8 @@ class Host:
             _check_float(self, name)
         for name in ("pj_per_flop_fp32", "pj_per_flop_fp16", "pj_per_op_int8", "dram_pj_per_byte",
                      "kernel_overhead_ns", "mem_gbps", "static_w", "call_overhead_ns", "batch_overhead_ns",
-                     "act_cache_gbps", "vector_gflops", "matmul_gflops", "weight_cache_gbps", "softmax_gflops"):
+                     "act_cache_gbps", "vector_gflops", "matmul_gflops", "weight_cache_gbps", "softmax_gflops",
+                     "first_touch_gbps"):
             _check_float(self, name, strict=False)
         _check_int(self, "cache_bytes", 0)
         for name in ("fuse_into_gemm", "glue_ops"):

@@ -144,8 +144,10 @@ def _host_layer(layer, hw: Hardware, weight_miss: float, *, dispatch: bool = Tru
     """
     host = hw.host
     bpe = layer.bytes_per_element
-    act_bytes = layer.in_bytes - skip_in_bytes + (0 if skip_out else layer.out_bytes)
-    dram_bytes = max(0, act_bytes - host.cache_bytes) + layer.weight_bytes * weight_miss
+    out_bytes = 0 if skip_out else layer.out_bytes
+    act_bytes = layer.in_bytes - skip_in_bytes + out_bytes
+    spill_bytes = max(0, act_bytes - host.cache_bytes)
+    dram_bytes = spill_bytes + layer.weight_bytes * weight_miss
     bw = _host_bandwidth(hw)
     if isinstance(layer, Softmax):
         rate = host.softmax_flops(bpe)
@@ -158,6 +160,9 @@ def _host_layer(layer, hw: Hardware, weight_miss: float, *, dispatch: bool = Tru
         rate = host.gemm_flops(layer.m, layer.k, layer.n, bpe)
     compute_s = layer.flops / rate
     mem_s = dram_bytes / bw
+    if host.first_touch_gbps > 0 and spill_bytes:
+        # the output's share of the spill arrives in fresh pages, mapped and zeroed on first touch
+        mem_s += spill_bytes * out_bytes / act_bytes / (host.first_touch_gbps * 1e9)
     if host.act_cache_gbps > 0:
         # every byte the layer touches passes through the cache, even one that stays there
         weight_gbps = host.weight_cache_gbps or host.act_cache_gbps

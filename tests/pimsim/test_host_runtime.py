@@ -333,3 +333,22 @@ def test_softmax_runs_at_its_own_rate_where_set():
     assert s1 == pytest.approx(OVERHEAD_NS * 1e-9 + Softmax(rows=rows, cols=cols).flops / 2e9, rel=1e-12)
     with pytest.raises(ValueError, match="softmax_gflops"):
         _host(softmax_gflops=-1.0)
+
+
+def test_first_touch_charges_only_the_spilled_share_of_the_output():
+    """``first_touch_gbps`` adds the output's share of the bytes beyond the cache at its
+    rate; a layer that fits the cache and 0 (every preset) pay nothing more."""
+    hw0 = _host(fuse=(), act_cache_gbps=0.0, vector_gflops=1e6)
+    cache = hw0.host.cache_bytes
+    big, small = cache // 2, cache // 64  # elements: 4 bytes in and 4 out each
+    w = Workload(batch_size=64, dense=(Elementwise(elements=big, kind="activation", name="big"),
+                                       Elementwise(elements=small, kind="activation", name="small")))
+    hw1 = _host(fuse=(), act_cache_gbps=0.0, vector_gflops=1e6, first_touch_gbps=2.0)
+    t0, t1 = ({x.name: x.time_s for x in query(w, hw).layers} for hw in (hw0, hw1))
+    act = 8 * big
+    spill = act - cache
+    assert spill > 0
+    assert t1["big"] - t0["big"] == pytest.approx(spill * 0.5 / 2e9, rel=1e-9)
+    assert t1["small"] == t0["small"]
+    with pytest.raises(ValueError, match="first_touch_gbps"):
+        _host(first_touch_gbps=-1.0)
