@@ -229,6 +229,11 @@ def evals_to_reach(curve: list[tuple[int, float]], target: float) -> int | None:
     return next((n for n, hv in curve if hv >= target), None)
 
 
+def _hv_after(curve: list[tuple[int, float]], n: int) -> float:
+    """The hypervolume of ``curve`` at the last point with at most ``n`` evaluations."""
+    return max((hv for k, hv in curve if k <= n), default=0.0)
+
+
 def _save(obj, path: Path) -> None:
     """Pickle ``obj`` to ``path`` through a temporary file, so no half-written run is ever read."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -329,6 +334,9 @@ def main(argv=None) -> int:
     ap.add_argument("--fresh", action="store_true",
                     help="rerun (a)'s runs even where the cache holds a finished one with the same settings")
     ap.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the bootstrap intervals")
+    ap.add_argument("--also-at", type=int, nargs="*", default=[96], metavar="N",
+                    help="also report the mean hypervolume after N evaluations of the same runs (a prefix: "
+                         "not a run with budget N, whose mutation schedule differs)")
     ap.add_argument("--screen", type=int, default=None, metavar="N",
                     help=f"also run moea+screenN: cost-first screening of factor N (2..{SCREEN_MAX}); any variant "
                     "of (a) takes the suffix +screenN in --algorithms")
@@ -417,6 +425,9 @@ def main(argv=None) -> int:
                         "evals_to_random": "" if to_random is None else to_random,
                         "seeds_reaching_random": sum(n is not None for n in reach),
                         "seconds_mean": float(np.mean([runs[(a, s)][3] for s in range(args.seeds)])),
+                        "seconds_median": float(np.median([runs[(a, s)][3] for s in range(args.seeds)])),
+                        **{f"hv_mean_after_{n}": float(np.mean([_hv_after(curves[(a, s)], n) for s in range(args.seeds)]))
+                           for n in args.also_at if n < args.budget},
                         "seconds_per_seed": " ".join(f"{runs[(a, s)][3]:.0f}" for s in range(args.seeds)),
                         # children costed by the screen and never evaluated: the extra pimsim calls
                         "screened_mean": float(np.mean([screened[(a, s)] for s in range(args.seeds)])),
@@ -427,6 +438,11 @@ def main(argv=None) -> int:
         r.update(ratio_to_random=r["hv_mean"] / rnd if rnd else float("nan"), lower=" ".join(map(repr, norm.lower)),
                  upper=" ".join(map(repr, norm.upper)), log10=" ".join(map(str, norm.log)), reference=1.1, objectives=" ".join(OBJECTIVES),
                  hardware="recnmp", cores=_cores())
+    rnd_row = next(r for r in summary if r["algorithm"] == "random")
+    for r in summary:
+        for n in args.also_at:
+            if n < args.budget:
+                r[f"ratio_to_random_after_{n}"] = r[f"hv_mean_after_{n}"] / rnd_row[f"hv_mean_after_{n}"]
     write_rows(hv_rows, RESULTS / f"cosearch_synthetic_hv{sfx}.csv")
     write_rows(summary, RESULTS / f"cosearch_synthetic_hv_summary{sfx}.csv")
     _plot(hv_rows, algos, RESULTS / f"cosearch_synthetic_hv{sfx}.png")
@@ -434,7 +450,7 @@ def main(argv=None) -> int:
         print(f"(a) {r['algorithm']}: hv {r['hv_mean']:.4f} [{r['hv_lo95']:.4f}, {r['hv_hi95']:.4f}] "
               f"({r['ratio_to_random']:.2f}x random), random's final hv "
               + (f"after {r['evals_to_random']} evaluations" if r["evals_to_random"] else "never reached")
-              + f", {r['seconds_mean']:.0f} s a run")
+              + f", {r['seconds_median']:.0f} s a run (median)")
     if not args.skip_models and "moea" in algos:
         cands = [c for s in range(args.seeds) for c in runs[("moea", s)][0]]
         F = np.concatenate([runs[("moea", s)][1] for s in range(args.seeds)])
