@@ -135,7 +135,9 @@ class SearchConfig:
     children per child evaluated, cost them with pimsim and evaluate only those most
     likely to enter the front, see ``cosearch.search.screen_order``)."""
 
-    algorithm: str = "moea"
+    # the best of issue 17's race (5 seeds x 320 evaluations, benchmarks/cosearch_synthetic.py):
+    # pymoo's NSGA-II with cost-first screening of factor 8
+    algorithm: str = "nsga2"
     budget: int = 320
     population: int = 40
     sample_size: int = 10
@@ -146,8 +148,7 @@ class SearchConfig:
     arch_prob: float = 0.5
     objectives: tuple[str, ...] = ("logloss", "latency_s", "energy_per_sample_j")
     weights: tuple[float, ...] = (1.0, 1.0, 1.0)
-    # off by default: what screening buys (or loses) is not yet measured
-    screen: int = 1
+    screen: int = 8
 
     def __post_init__(self):
         if self.algorithm not in ALGORITHMS:
@@ -171,7 +172,8 @@ class SearchConfig:
             raise ValueError(f"SearchConfig.screen must be an integer in 1..{SCREEN_MAX} (1: off), got {self.screen!r}")
         if self.screen > 1 and not set(self.objectives) & set(COST_METRICS):
             raise ValueError(f"SearchConfig.screen {self.screen} needs a cost objective to screen by "
-                             f"({', '.join(COST_METRICS)}); the objectives are {', '.join(self.objectives)}")
+                             f"({', '.join(COST_METRICS)}); the objectives are {', '.join(self.objectives)} "
+                             f"(set screen = 1 to search without screening)")
         self.evolution()
 
     def evolution(self) -> EvolutionConfig:

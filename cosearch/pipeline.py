@@ -256,7 +256,8 @@ def load_run(run_dir) -> tuple[RunConfig, dict]:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: bad JSON: {e}") from None
-    return RunConfig.from_dict(meta["config"]), meta
+    # a run.json from before a setting existed gets the value that reproduces it, not today's default
+    return RunConfig.from_dict(_with_added_settings(meta["config"])), meta
 
 
 def resume_pipeline(run_dir, **kw) -> SearchResult:

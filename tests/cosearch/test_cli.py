@@ -137,12 +137,18 @@ def test_tiny_run_resume_plot_query_retrain(tmp_path, capsys, tiny, tiny_run):
     before = (out / "results.csv").read_text()
     assert main(["resume", str(out), "--quiet"]) == 0
     assert (out / "results.csv").read_text() == before
-    # a run written before [search] screen existed still resumes (its value then: off)
-    old = json.loads((out / "run.json").read_text())
+    # a run written before [search] screen existed (so without screening) still resumes,
+    # though today's default screens
+    cfg_off = tmp_path / "off.toml"
+    cfg_off.write_text(TINY.replace("[search]\n", "[search]\nscreen = 1\n"))
+    out_off = tmp_path / "off"
+    assert main(["run", "--config", str(cfg_off), "--out", str(out_off), "--cache", str(cache), "--quiet"]) == 0
+    before_off = (out_off / "results.csv").read_text()
+    old = json.loads((out_off / "run.json").read_text())
     del old["config"]["search"]["screen"]
-    (out / "run.json").write_text(json.dumps(old))
-    assert main(["resume", str(out), "--quiet"]) == 0
-    assert (out / "results.csv").read_text() == before
+    (out_off / "run.json").write_text(json.dumps(old))
+    assert main(["resume", str(out_off), "--quiet"]) == 0
+    assert (out_off / "results.csv").read_text() == before_off
     (out / "run.json").write_text(json.dumps(meta))
     assert main(["plot", str(out)]) == 0
     # query an architecture from the front and a baseline

@@ -302,11 +302,14 @@ def test_search_config_screen_is_validated(bad):
 
 
 def test_screen_settings():
-    assert SearchConfig().screen == 1  # off by default
+    # on by default, with NSGA-II (issue 17's race)
+    assert (SearchConfig().screen, SearchConfig().algorithm) == (8, "nsga2")
     with pytest.raises(ValueError, match="screen 4 needs a cost objective"):
         SearchConfig(screen=4, objectives=("logloss",), weights=(1.0,))
-    cfg = RunConfig.from_dict({"search": {"screen": 8}})
-    assert cfg.to_dict()["search"]["screen"] == 8  # recorded in run.json with the config
+    with pytest.raises(ValueError, match="set screen = 1"):
+        SearchConfig(objectives=("logloss",), weights=(1.0,))
+    cfg = RunConfig.from_dict({"search": {"screen": 1}})
+    assert cfg.to_dict()["search"]["screen"] == 1  # recorded in run.json with the config
     with pytest.raises(ValueError, match="factor"):
         Screen(lambda c: c, 1, (0,))
     with pytest.raises(ValueError, match="cheap"):
