@@ -433,16 +433,14 @@ def main(argv=None) -> int:
                         "screened_mean": float(np.mean([screened[(a, s)] for s in range(args.seeds)])),
                         "population": args.population, "children": args.children, "sample_size": args.sample_size,
                         "scoring_steps": args.scoring_steps, "bootstrap_seed": args.bootstrap_seed})
-    rnd = next(r["hv_mean"] for r in summary if r["algorithm"] == "random")
+    rnd = next(r for r in summary if r["algorithm"] == "random")
     for r in summary:
-        r.update(ratio_to_random=r["hv_mean"] / rnd if rnd else float("nan"), lower=" ".join(map(repr, norm.lower)),
+        r.update(ratio_to_random=r["hv_mean"] / rnd["hv_mean"] if rnd["hv_mean"] else float("nan"),
+                 **{f"ratio_to_random_after_{n}": r[f"hv_mean_after_{n}"] / rnd[f"hv_mean_after_{n}"]
+                    for n in args.also_at if n < args.budget},
+                 lower=" ".join(map(repr, norm.lower)),
                  upper=" ".join(map(repr, norm.upper)), log10=" ".join(map(str, norm.log)), reference=1.1, objectives=" ".join(OBJECTIVES),
                  hardware="recnmp", cores=_cores())
-    rnd_row = next(r for r in summary if r["algorithm"] == "random")
-    for r in summary:
-        for n in args.also_at:
-            if n < args.budget:
-                r[f"ratio_to_random_after_{n}"] = r[f"hv_mean_after_{n}"] / rnd_row[f"hv_mean_after_{n}"]
     write_rows(hv_rows, RESULTS / f"cosearch_synthetic_hv{sfx}.csv")
     write_rows(summary, RESULTS / f"cosearch_synthetic_hv_summary{sfx}.csv")
     _plot(hv_rows, algos, RESULTS / f"cosearch_synthetic_hv{sfx}.png")

@@ -225,9 +225,8 @@ def _stream_gbps(array_bytes: int, sample_s: float) -> float:
     return 3 * n * 4 / t / 1e9
 
 
-def _first_touch_gbps(array_bytes: int, sample_s: float) -> tuple[float, float]:
-    """(GB/s, seconds of ``a = b + c`` into ``a``) of the extra time a fresh output
-    costs: ``torch.add(b, c)`` allocates its result anew, and an array far beyond the
+def _first_touch_gbps(array_bytes: int, sample_s: float) -> float:
+    """GB/s of the extra time a fresh output costs over ``a = b + c`` into ``a``: ``torch.add(b, c)`` allocates its result anew, and an array far beyond the
     cache comes from the OS as pages mapped and zeroed on first touch. 0 where the fresh
     output costs no more than 5% over writing into ``a`` (an allocator that keeps pages)."""
     n = max(1024, array_bytes // 4)
@@ -235,7 +234,7 @@ def _first_touch_gbps(array_bytes: int, sample_s: float) -> tuple[float, float]:
     into = _per_call_s(lambda: torch.add(b, c, out=a), sample_s, stat=min)
     fresh = _per_call_s(lambda: torch.add(b, c), sample_s, stat=min)
     extra = fresh - into
-    return (n * 4 / extra / 1e9 if extra > 0.05 * into else 0.0), into
+    return n * 4 / extra / 1e9 if extra > 0.05 * into else 0.0
 
 
 def _weight_gbps(cache_bytes: int, gemm_ns: float, sample_s: float) -> tuple[float, int]:
@@ -608,7 +607,7 @@ def calibrate(settings: CalibrationSettings, on_stage: Callable[[str], None] | N
             dram_array = min(256 << 20, max(64 << 20, 4 * cache))
             mem = _stream_gbps(dram_array, s)
             methods["mem_gbps"] = f"a = b + c on float32 arrays of {dram_array >> 20} MiB each (3 arrays), {th}, median"
-            first_touch, _ = _first_touch_gbps(dram_array, s)
+            first_touch = _first_touch_gbps(dram_array, s)
             methods["first_touch_gbps"] = (f"a = b + c on float32 arrays of {dram_array >> 20} MiB each, a fresh "
                                            f"output against writing into a: the output's bytes over the extra "
                                            f"seconds (0: under 5% extra), {th}, fastest sample each")
