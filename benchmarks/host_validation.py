@@ -9,6 +9,10 @@ count and batch size:
 
 - measured: torch inference latency, ``torch.inference_mode``, random inputs of the
   data's shape, after warm-up, median of ``--repeats`` (>= 20) timed runs;
+- measured energy, where RAPL counters can be read (``cosearch.rapl``): package and
+  DRAM joules per inference over at least a second of repeated runs, idle power
+  included, against pimsim's ``energy_j`` (whose ``static_w`` is the calibration's
+  idle power); elsewhere the energy columns are empty and the summary says why;
 - predicted: ``pimsim.query`` on the model's profile (baselines: cosearch's hook
   profiler; NASRec: its analytic profiler, as ``cosearch query`` does) with the
   calibration file of that runtime and thread count (``cosearch calibrate``; missing
@@ -156,6 +160,15 @@ def summarize(rows: list[dict]) -> list[dict]:
                      for g in groups.values() if len(g) >= 3]
         per_group = [s for s in per_group if np.isfinite(s)]
         worst = rs[int(np.argmax(ratio))]
+        es = [r for r in rs if np.isfinite(r.get("measured_j", float("nan")))]
+        energy = {"energy_points": len(es), "energy_median_rel_error": float("nan"),
+                  "energy_worst_ratio": float("nan"), "energy_spearman_all": float("nan")}
+        if es:
+            e_ratio = np.array([r["predicted_j"] / r["measured_j"] for r in es])
+            energy.update({"energy_median_rel_error": float(np.median(np.abs(e_ratio - 1))),
+                           "energy_worst_ratio": float(np.max(np.maximum(e_ratio, 1 / e_ratio))),
+                           "energy_spearman_all": spearman([r["predicted_j"] for r in es],
+                                                           [r["measured_j"] for r in es])})
         out.append({"runtime": runtime, "backend": rs[0]["backend"], "points": len(rs),
                     "models": len({r["model"] for r in rs}), "median_rel_error": float(np.median(err)),
                     "worst_rel_error": float(err.max()), "worst_ratio": float(ratio.max()),
@@ -163,7 +176,7 @@ def summarize(rows: list[dict]) -> list[dict]:
                     "spearman_all": spearman([r["predicted_s"] for r in rs], [r["measured_s"] for r in rs]),
                     "spearman_per_batch_mean": float(np.mean(per_group)) if per_group else float("nan"),
                     "spearman_per_batch_min": float(np.min(per_group)) if per_group else float("nan"),
-                    "groups": len(per_group)})
+                    "groups": len(per_group), **energy})
     return out
 
 
@@ -244,6 +257,10 @@ def main(argv=None) -> int:
     from benchmarks.task_truth import default_data
     from cosearch.calibrate import compile_model
     from cosearch.pipeline import table_spec
+    from cosearch.rapl import rapl_meter
+    meter, energy_where = rapl_meter()
+    if not args.quiet:
+        print(f"host_validation: energy {'measured, ' if meter else 'not measured: '}{energy_where}", file=sys.stderr)
     ds = default_data(rows=20_000 if q else None, seed=args.seed)
     schema, tables = ds.schema, table_spec(ds)
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -278,7 +295,8 @@ def main(argv=None) -> int:
                         w = _workload(name, spec, model, schema, batch, tables, args.seed)
                         t0 = time.perf_counter()
                         rep = pimsim.query(w, hw, seed=0)
-                        row.update({"predicted_s": rep.latency_s, "predict_wall_s": time.perf_counter() - t0,
+                        row.update({"predicted_s": rep.latency_s, "predicted_j": rep.energy_j,
+                                    "measured_j": float("nan"), "predict_wall_s": time.perf_counter() - t0,
                                     "dense_flops": w.dense_flops, "layers": len(w.dense)})
                         try:
                             if runtime == "eager":
@@ -295,6 +313,10 @@ def main(argv=None) -> int:
                             med, p10, p90 = _time(fn, inputs, repeats, args.warmup)
                             row.update({"measured_s": med, "measured_p10_s": p10, "measured_p90_s": p90,
                                         "compile_s": compile_s, "error": ""})
+                            if meter is not None:
+                                with torch.inference_mode():
+                                    j, _, calls = meter.joules(lambda: fn(*inputs), 1.0)
+                                row["measured_j"] = (j["package"] + j["dram"]) / calls
                         except Exception as e:  # a model a compiler cannot take is a row, not the end  # noqa: BLE001
                             msg = (str(e).strip().splitlines() or [""])[0][:200]
                             row.update({"measured_s": float("nan"), "measured_p10_s": float("nan"),
@@ -318,7 +340,13 @@ def main(argv=None) -> int:
     if summary:
         write_rows(summary, out.with_name(out.name + "_summary.csv"))
     png = plot(rows, out.with_name(out.name + ".png"))
+    if meter is None:
+        print(f"energy not compared: {energy_where}")
     for s in summary:
+        if s["energy_points"]:
+            print(f"{s['runtime']} energy: {s['energy_points']} points; relative error median "
+                  f"{s['energy_median_rel_error']:.1%}, worst ratio {s['energy_worst_ratio']:.2f}x; Spearman "
+                  f"{s['energy_spearman_all']:.3f}")
         print(f"{s['runtime']} ({s['backend']}): {s['points']} points, {s['models']} models; relative error median "
               f"{s['median_rel_error']:.1%}, worst {s['worst_rel_error']:.1%} (ratio {s['worst_ratio']:.2f}x, "
               f"{s['worst_point']}); Spearman {s['spearman_all']:.3f} over all points, "

@@ -28,7 +28,11 @@ What is measured, each as the median of repeats within about ``sample_s`` second
   time for its work, over what its dispatches cost at the isolated measurements (an
   operator costs more inside a model than alone in a loop).
 
-Energy figures are the base preset's: this command measures time only.
+Energy, where the CPU's RAPL counters can be read (``cosearch.rapl``): the package (and
+DRAM) power while idle (``static_w``), and the energy of the fp32 (and bf16) products
+and of the stream kernel beyond it, per FLOP and per byte; the package power limit as
+``tdp_w``. Elsewhere (most virtual machines, and non-root users since Linux 5.10) the
+energy figures stay the base preset's, and the file says why.
 """
 from __future__ import annotations
 
@@ -51,8 +55,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .rapl import rapl_meter
+
 __all__ = ["CalibrationSettings", "Calibration", "calibrate", "calibration_toml", "write_calibration",
-           "compile_model", "llc_bytes", "available_cpus", "RUNTIMES", "BACKENDS", "DEFAULT_BASE", "ALL_FUSED"]
+           "compile_model", "llc_bytes", "available_cpus", "energy_per_action_pj", "RUNTIMES", "BACKENDS", "DEFAULT_BASE", "ALL_FUSED"]
 
 RUNTIMES = ("eager", "compiled")
 BACKENDS = ("auto", "inductor", "torchscript")
@@ -565,6 +571,57 @@ def _dispatch_scale(base, host: dict, sample_s: float, backend: str = "eager") -
                                         "probe_predicted_work_s": work, "probe_layers": len(w.dense)}
 
 
+_ENERGY_KEYS = ("pj_per_flop_fp32", "pj_per_flop_fp16", "pj_per_op_int8", "dram_pj_per_byte", "tdp_w",
+                "static_w", "cache_pj_per_byte")
+
+
+def energy_per_action_pj(joules: float, seconds: float, idle_w: float, actions: float,
+                         other_pj: float = 0.0) -> float:
+    """pJ per action of work that took ``joules`` over ``seconds``: what it drew beyond
+    the idle floor (``idle_w`` x ``seconds``), less ``other_pj`` already charged to other
+    actions, over ``actions``; never below 0 (counters and timing are both noisy)."""
+    if actions <= 0:
+        raise ValueError(f"actions must be positive, got {actions!r}")
+    return max(joules * 1e12 - idle_w * seconds * 1e12 - other_pj, 0.0) / actions
+
+
+def _energy(meter, n32: int, n16: int | None, stream_bytes: int, sample_s: float, th: str) -> tuple[dict, dict, dict]:
+    """(host keys, methods, raw) of the energy figures measured with ``meter`` (a
+    ``cosearch.rapl.RaplMeter``): idle power, then products and a stream kernel, each run
+    for at least a second so that the counters (about 1 ms steps) resolve them."""
+    run_s = max(1.0, 4 * sample_s)
+    idle = meter.power_w(max(0.5, 2 * sample_s))
+    idle_w = idle["package"] + idle["dram"]
+    host = {"static_w": idle_w}
+    methods = {"static_w": f"package + DRAM power from RAPL while this process slept {max(0.5, 2 * sample_s):g} s"}
+    raw = {"energy_idle_package_w": idle["package"], "energy_idle_dram_w": idle["dram"]}
+    for key, dtype, n in (("pj_per_flop_fp32", torch.float32, n32), ("pj_per_flop_fp16", torch.bfloat16, n16)):
+        if n is None:
+            continue
+        a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+        j, took, calls = meter.joules(lambda: torch.mm(a, b), run_s)
+        total = j["package"] + j["dram"]
+        host[key] = energy_per_action_pj(total, took, idle_w, 2 * n ** 3 * calls)
+        methods[key] = (f"RAPL package + DRAM energy of torch.mm {n}x{n} {dtype}, {th}, for {took:.2f} s, beyond "
+                        f"the idle power, per FLOP")
+        raw[f"energy_{key}_w"] = total / took
+    elems = max(1024, stream_bytes // 4)
+    a, b, c = torch.empty(elems), torch.rand(elems), torch.rand(elems)
+    j, took, calls = meter.joules(lambda: torch.add(b, c, out=a), run_s)
+    total = j["package"] + j["dram"]
+    host["dram_pj_per_byte"] = energy_per_action_pj(total, took, idle_w, 3 * elems * 4 * calls,
+                                                    other_pj=host["pj_per_flop_fp32"] * elems * calls)
+    methods["dram_pj_per_byte"] = (f"RAPL package + DRAM energy of a = b + c on float32 arrays of "
+                                   f"{stream_bytes >> 20} MiB each, {th}, for {took:.2f} s, beyond the idle power "
+                                   f"and the adds at pj_per_flop_fp32, per byte of the 3 arrays")
+    raw["energy_stream_w"] = total / took
+    limit = meter.power_limit_w()
+    if limit is not None:
+        host["tdp_w"] = limit
+        methods["tdp_w"] = "the packages' long-term RAPL power limit (constraint_0_power_limit_uw)"
+    return host, methods, raw
+
+
 def calibrate(settings: CalibrationSettings, on_stage: Callable[[str], None] | None = None) -> Calibration:
     """Measure this machine for ``settings``; the base preset must have a ``[host]``."""
     import pimsim
@@ -591,8 +648,10 @@ def calibrate(settings: CalibrationSettings, on_stage: Callable[[str], None] | N
             stage("GEMM throughput")
             fp32, n32 = _gemm_rate(torch.float32, s)
             methods["peak_fp32_gflops"] = f"torch.mm {n32}x{n32} fp32, {th}, median"
+            bf16_ok, n16 = False, None
             try:
                 bf16, n16 = _gemm_rate(torch.bfloat16, s)
+                bf16_ok = True
                 methods["peak_fp16_gflops"] = f"torch.mm {n16}x{n16} bf16, {th}, median"
             except (RuntimeError, NotImplementedError) as e:
                 bf16 = fp32
@@ -648,6 +707,19 @@ def calibrate(settings: CalibrationSettings, on_stage: Callable[[str], None] | N
                                          "vector_gflops: the two attention calls did not separate a per-score "
                                          "time (matmul_gflops then from the larger head dimension alone)")
             raw["bmm_gflops"] = bmm
+            stage("energy")
+            meter, where = rapl_meter()
+            raw["energy_counters"] = where
+            energy = {}
+            if meter is not None:
+                energy, energy_methods, energy_raw = _energy(meter, n32, n16 if bf16_ok else None, dram_array, s, th)
+                methods.update(energy_methods)
+                raw.update(energy_raw)
+            raw["energy_measured"] = sorted(energy)
+            if meter is None:
+                # REFERENCE.md: Horowitz (ISSCC 2014, 45 nm) fp32 multiply 3.7 pJ + add 0.9 pJ per FMA
+                notes.append(f"energy not measured: {where}; between fp32 arithmetic alone, about 2.3 pJ per FLOP "
+                             f"(Horowitz, ISSCC 2014, 45 nm), and TDP / peak, the presets' upper bound")
             host = {
                 "kind": "cpu",
                 "peak_fp32_gflops": fp32, "peak_fp16_gflops": bf16, "peak_int8_gops": int8,
@@ -674,9 +746,8 @@ def calibrate(settings: CalibrationSettings, on_stage: Callable[[str], None] | N
                 methods["call_overhead_ns"] = "mean of a transpose, a weight slice and an nn.Identity call, eager"
                 methods["fuse"] = "eager PyTorch fuses nothing; attention is one scaled_dot_product_attention call"
                 stage("dispatch in a model")
-                for key in ("pj_per_flop_fp32", "pj_per_flop_fp16", "pj_per_op_int8", "dram_pj_per_byte", "tdp_w",
-                            "static_w", "cache_pj_per_byte"):
-                    host.setdefault(key, getattr(base.host, key))
+                for key in _ENERGY_KEYS:
+                    host.setdefault(key, energy.get(key, getattr(base.host, key)))
                 scale, probe = _dispatch_scale(base, host, s)
                 raw.update(probe)
                 raw["dispatch_scale"] = scale
@@ -723,9 +794,8 @@ def calibrate(settings: CalibrationSettings, on_stage: Callable[[str], None] | N
                                    f"product took {extra:g} kernels of their own: {how}")
                 methods["call_overhead_ns"] = "0: module calls are inlined and views run no kernel in a compiled graph"
                 stage("compiled probe model")
-                for key in ("pj_per_flop_fp32", "pj_per_flop_fp16", "pj_per_op_int8", "dram_pj_per_byte", "tdp_w",
-                            "static_w", "cache_pj_per_byte"):
-                    host.setdefault(key, getattr(base.host, key))
+                for key in _ENERGY_KEYS:
+                    host.setdefault(key, energy.get(key, getattr(base.host, key)))
                 scale, probe = _dispatch_scale(base, host, s, backend)
                 raw.update(probe)
                 raw["dispatch_scale"] = scale
@@ -740,10 +810,9 @@ def calibrate(settings: CalibrationSettings, on_stage: Callable[[str], None] | N
                                        else "false: inductor plans copies into its kernels and buffers")
     finally:
         torch.set_num_threads(previous_threads)
-    for key in ("pj_per_flop_fp32", "pj_per_flop_fp16", "pj_per_op_int8", "dram_pj_per_byte", "tdp_w",
-                "static_w", "cache_pj_per_byte"):
-        host[key] = getattr(base.host, key)
-        methods.setdefault(key, f"not measured: the base preset's ({settings.base})")
+    for key in _ENERGY_KEYS:
+        host[key] = energy.get(key, getattr(base.host, key))
+        methods.setdefault(key, f"not measured ({raw['energy_counters']}): the base preset's ({settings.base})")
     if Path(settings.base).is_file():  # the file's base must resolve from wherever it is read
         settings = replace(settings, base=str(Path(settings.base).resolve()))
     return Calibration(settings=settings, host=host, methods=methods, raw=raw,
@@ -783,7 +852,8 @@ def calibration_toml(cal: Calibration) -> str:
     st = cal.settings
     name = f"calibrated-{st.runtime}-{st.threads}t"
     desc = (f"{cal.machine}; {cal.backend} PyTorch {cal.torch_version}, {st.threads} threads, measured {cal.when}; "
-            f"DRAM, mapping and energy from {st.base}")
+            f"DRAM, mapping and {'the energy RAPL did not measure' if cal.raw.get('energy_measured') else 'energy'} "
+            f"from {st.base}")
     lines = [
         f"# Host calibration written by `cosearch calibrate` on {cal.when}.",
         "# Every [host] number was measured on this machine except those [calibration.method]",

@@ -261,7 +261,9 @@ def _calibrate(args) -> int:
     print(f"wrote {out} ({cal.backend}, {settings.threads} thread{plural}, {cal.seconds:.1f} s): "
           f"fp32 {h['peak_fp32_gflops']:.1f} GFLOP/s, memory {h['mem_gbps']:.1f} GB/s, "
           f"cache {h['cache_bytes'] >> 20} MiB at {h['act_cache_gbps']:.1f} GB/s, "
-          f"{h['kernel_overhead_ns'] / 1e3:.2f} us per kernel")
+          f"{h['kernel_overhead_ns'] / 1e3:.2f} us per kernel; "
+          + (f"energy {h['pj_per_flop_fp32']:.1f} pJ per fp32 FLOP, idle {h['static_w']:.1f} W (RAPL)"
+             if cal.raw.get("energy_measured") else f"energy not measured ({cal.raw.get('energy_counters')})"))
     return 0
 
 

@@ -171,6 +171,15 @@ def test_a_real_calibration_writes_a_loadable_file(tmp_path, runtime, backend):
     assert hw.host.peak_fp32_gflops > 0 and hw.host.mem_gbps > 0 and hw.host.kernel_overhead_ns > 0
     assert hw.host.first_touch_gbps >= 0 and "fresh output" in cal.methods["first_touch_gbps"]
     assert cal.backend == ("eager" if runtime == "eager" else "torchscript")
+    from cosearch.rapl import rapl_meter
+    meter, why = rapl_meter()
+    assert cal.raw["energy_counters"] == why
+    if meter is None:  # energy stays the base preset's, and the file says why
+        base = pimsim.load_hardware("cpu-server").host
+        assert hw.host.pj_per_flop_fp32 == base.pj_per_flop_fp32 and cal.raw["energy_measured"] == []
+        assert why in cal.methods["pj_per_flop_fp32"] and any("energy not measured" in n for n in cal.notes)
+    else:
+        assert "static_w" in cal.raw["energy_measured"] and cal.methods["static_w"].startswith("package")
     if runtime == "compiled":
         # TorchScript runs LayerNorm, ReLU and the add as kernels of their own: nothing fused
         assert hw.host.fuse == ("attention",) and cal.raw["compiled_blocks_other_kernels"] == 48
