@@ -13,6 +13,8 @@ What is measured, each as the median of repeats within about ``sample_s`` second
   M rows by a K x N weight with K = N, on the grid ``_GEMM_M`` x ``_GEMM_SIDES``), its
   dispatch cost taken off: pimsim's ``[host] gemm_m``, ``gemm_kn`` and
   ``gemm_fp32_gflops``, which it interpolates for the products of a model;
+- the rate of a transposing copy (a transposed view made contiguous, as a product of a
+  transposed input runs it first);
 - memory bandwidth of a stream-like kernel (``torch.add(b, c, out=a)``, three arrays
   of 4x the last-level cache each) and the same kernel on arrays that fit the cache;
 - the last-level cache size, from ``/sys/devices/system/cpu/cpu0/cache``;
@@ -241,6 +243,23 @@ def _first_touch_gbps(array_bytes: int, sample_s: float) -> float:
     fresh = _per_call_s(lambda: torch.add(b, c), sample_s, stat=min)
     extra = fresh - into
     return n * 4 / extra / 1e9 if extra > 0.05 * into else 0.0
+
+
+#: Transposing copies [batch, tokens, dim] -> [batch, dim, tokens] as NASRec's token
+#: projections run them before their product (16-dim tokens; one wider case).
+_STRIDED_SHAPES = ((256, 82, 16), (256, 218, 16), (256, 48, 64))
+
+
+def _strided_copy_gbps(copy_ns: float, sample_s: float) -> float:
+    """GB/s (bytes read) of making a transposed view contiguous: the median over
+    ``_STRIDED_SHAPES`` of each shape's median sample, its dispatch cost taken off."""
+    rates = []
+    for shape in _STRIDED_SHAPES:
+        view = torch.randn(*shape).transpose(1, 2)
+        t = _per_call_s(view.contiguous, sample_s / len(_STRIDED_SHAPES), inner=_inner_for(view.contiguous))
+        busy = max(t - copy_ns * 1e-9, t * 0.05)
+        rates.append(view.numel() * 4 / busy / 1e9)
+    return statistics.median(rates)
 
 
 def _weight_gbps(cache_bytes: int, gemm_ns: float, sample_s: float) -> tuple[float, int]:
@@ -683,6 +702,11 @@ def calibrate(settings: CalibrationSettings, on_stage: Callable[[str], None] | N
             methods["vector_gflops"] = (f"F.layer_norm on {int(vec_elems)} float32 elements in the cache, "
                                         f"5 operations per element, its dispatch cost taken off, {th}")
             raw["vector_layernorm_elements"] = int(vec_elems)
+            strided = _strided_copy_gbps(kernels["copy"], s)
+            shapes = ", ".join("x".join(map(str, sh)) for sh in _STRIDED_SHAPES)
+            methods["strided_copy_gbps"] = (f"x.transpose(1, 2).contiguous() on float32 [batch, tokens, dim] of "
+                                            f"{shapes}: bytes over the median sample less the eager dispatch of a "
+                                            f"torch.cat, median over the shapes, {th}")
             weight_gbps, weight_bytes = _weight_gbps(cache, kernels["gemm"], s)
             methods["weight_cache_gbps"] = (f"F.linear on one sample with a {weight_bytes >> 10} KiB float32 weight, "
                                             f"its dispatch cost taken off, {th}")
@@ -725,7 +749,7 @@ def calibrate(settings: CalibrationSettings, on_stage: Callable[[str], None] | N
                 "peak_fp32_gflops": fp32, "peak_fp16_gflops": bf16, "peak_int8_gops": int8,
                 "cache_bytes": int(cache), "mem_gbps": mem, "cache_gbps": in_cache, "act_cache_gbps": in_cache,
                 "vector_gflops": vec, "matmul_gflops": matmul, "softmax_gflops": softmax, "weight_cache_gbps": weight_gbps,
-                "first_touch_gbps": first_touch,
+                "first_touch_gbps": first_touch, "strided_copy_gbps": strided,
                 "gemm_m": list(_GEMM_M), "gemm_kn": [side * side for side in _GEMM_SIDES],
                 "gemm_fp32_gflops": gemm_table,
             }

@@ -211,12 +211,13 @@ class _Layers:
             self.out.append(Elementwise(elements=1, ops_per_element=0, kind="call",
                                         name=f"{self.name}.{tag}", part=self.part))
 
-    def copy(self, elements, tag, n=1):
+    def copy(self, elements, tag, n=1, strided=False):
         """``n`` kernels that the eager code runs beyond the arithmetic listed (copies,
-        index arithmetic, and the few arithmetic kernels this profile folds into one layer)."""
+        index arithmetic, and the few arithmetic kernels this profile folds into one layer);
+        ``strided``: a transposed view made contiguous."""
         for _ in range(n):
             self.out.append(Elementwise(elements=max(1, int(elements)), ops_per_element=0, kind="copy",
-                                        name=f"{self.name}.{tag}", part=self.part))
+                                        name=f"{self.name}.{tag}", part=self.part, strided=strided))
 
     def linear(self, m, n, k, tag, bias):
         """An ``ElasticLinear``: its module call, the weight (and bias) slices, the product."""
@@ -257,7 +258,7 @@ def _dot(L: _Layers, dense_in: int, sparse_in: int, w: int, rows: int, relayout:
     L.layernorm(b * EMB_DIM, "dense_ln")
     L.call("transpose")
     if relayout:
-        L.copy(b * EMB_DIM * sparse_in, "field_proj.layout_copy")
+        L.copy(b * EMB_DIM * sparse_in, "field_proj.layout_copy", strided=True)
     L.linear(b * EMB_DIM, rows, sparse_in, "field_proj", bias=False)
     L.layernorm(b * EMB_DIM * rows, "field_ln")
     t = rows + 1
@@ -295,7 +296,7 @@ def _efc(L: _Layers, sparse_in: int, t: int, relayout: bool) -> None:
     L.call("module")
     L.call("transpose")
     if relayout:
-        L.copy(L.b * EMB_DIM * sparse_in, "lin.layout_copy")
+        L.copy(L.b * EMB_DIM * sparse_in, "lin.layout_copy", strided=True)
     L.linear(L.b * EMB_DIM, t, sparse_in, "lin", bias=False)
     L.layernorm(L.b * EMB_DIM * t, "ln")
     L.call("transpose")
@@ -308,11 +309,11 @@ def _attention(L: _Layers, sparse_in: int, t: int, relayout: bool) -> None:
     L.call("module")
     L.call("transpose")
     if relayout:
-        L.copy(b * d * sparse_in, "lin.layout_copy")
+        L.copy(b * d * sparse_in, "lin.layout_copy", strided=True)
     L.linear(b * d, t, sparse_in, "lin", bias=False)
     L.layernorm(b * d * t, "ln")
     L.call("transpose")
-    L.copy(b * t * d, "qkv.layout_copy")  # its input is always a transposed view
+    L.copy(b * t * d, "qkv.layout_copy", strided=True)  # its input is always a transposed view
     L.linear(b * t, 3 * d, d, "qkv", bias=True)
     # the input is a transposed view, so torch adds the bias in a kernel of its own
     L.copy(b * t * 3 * d, "qkv.bias")
@@ -479,10 +480,10 @@ class _Recorder(TorchDispatchMode):
         self.layers.append(Gemm(m=int(m), n=int(n), k=int(k), weights=bool(weights), count=int(count),
                                 name=f"{name}.{tag}", part=part))
 
-    def glue(self, kind: str, elements: int, tag: str) -> None:
+    def glue(self, kind: str, elements: int, tag: str, strided: bool = False) -> None:
         name, part = self.owner()
         self.layers.append(Elementwise(elements=max(1, int(elements)), ops_per_element=0, kind=kind,
-                                       name=f"{name}.{tag}", part=part))
+                                       name=f"{name}.{tag}", part=part, strided=strided))
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -562,7 +563,7 @@ class _Calls(TorchFunctionMode):
             if any(p in _LAYOUT_COPIES for p in ran):
                 # a product of a transposed input copies it first (matmul's reshape): a kernel of its own
                 first = next((a for a in args if isinstance(a, torch.Tensor)), None)
-                rec.glue("copy", _numel(first), "layout_copy")
+                rec.glue("copy", _numel(first), "layout_copy", strided=True)
         else:
             kernels = [p for p in ran if p not in _VIEW_OPS]
             # what an in-place call (a setitem) writes is its last argument

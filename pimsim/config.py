@@ -382,6 +382,10 @@ class Host:
     and a large allocation comes from the OS as new pages that are mapped and zeroed on
     first touch (issue 15: a 218 MB outer product in xDeepFM ran 3x slower than its
     streaming time); 0 leaves it free.
+    ``strided_copy_gbps`` > 0 is the rate (bytes read per second) of a strided copy (an
+    ``Elementwise`` with ``strided``: a transposed view made contiguous), which a CPU
+    runs element by element (issue 15: 2-7 GB/s against 116 GB/s streaming in the
+    cache on the 2-core validation machine); 0 charges it as any copy.
 
     Shape-aware GEMM rate (fp32 weight GEMMs only; empty: the fp32 peak for every
     shape): ``gemm_fp32_gflops[i][j]`` is the GFLOP/s of one product of a
@@ -419,6 +423,7 @@ class Host:
     weight_cache_gbps: float = 0.0
     softmax_gflops: float = 0.0
     first_touch_gbps: float = 0.0
+    strided_copy_gbps: float = 0.0
     overhead_ns_by_kind: tuple[tuple[str, float], ...] = ()
     gemm_m: tuple[int, ...] = ()
     gemm_kn: tuple[int, ...] = ()
@@ -434,7 +439,7 @@ class Host:
         for name in ("pj_per_flop_fp32", "pj_per_flop_fp16", "pj_per_op_int8", "dram_pj_per_byte",
                      "kernel_overhead_ns", "mem_gbps", "static_w", "call_overhead_ns", "batch_overhead_ns",
                      "act_cache_gbps", "vector_gflops", "matmul_gflops", "weight_cache_gbps", "softmax_gflops",
-                     "first_touch_gbps"):
+                     "first_touch_gbps", "strided_copy_gbps"):
             _check_float(self, name, strict=False)
         _check_int(self, "cache_bytes", 0)
         for name in ("fuse_into_gemm", "glue_ops"):

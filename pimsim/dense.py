@@ -94,7 +94,9 @@ class Elementwise:
     """``ops_per_element`` operations on each of ``elements`` outputs, reading ``inputs`` tensors.
 
     ``kind``: one of :data:`ELEMENTWISE_KINDS`. Glue ("copy", "call") does no
-    arithmetic; a "call" also moves no bytes.
+    arithmetic; a "call" also moves no bytes. ``strided``: a copy that reads a
+    transposed view into a contiguous layout (the copy before a product of a transposed
+    input), which a CPU runs far below its streaming rate (``[host] strided_copy_gbps``).
     """
 
     elements: int
@@ -104,6 +106,7 @@ class Elementwise:
     name: str = ""
     part: str = "dense"
     kind: str = "elementwise"
+    strided: bool = False
 
     op = "elementwise"
 
@@ -113,6 +116,10 @@ class Elementwise:
         for f in ("elements", "inputs", "bytes_per_element"):
             _check_int(self, f)
         _check_int(self, "ops_per_element", 0 if self.kind in GLUE_KINDS else 1)
+        if not isinstance(self.strided, bool):
+            raise ValueError(f"Elementwise.strided must be true or false, got {self.strided!r}")
+        if self.strided and self.kind != "copy":
+            raise ValueError(f"Elementwise.strided applies to kind 'copy' only, got kind {self.kind!r}")
         _check_name(self)
 
     @property

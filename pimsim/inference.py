@@ -163,6 +163,9 @@ def _host_layer(layer, hw: Hardware, weight_miss: float, *, dispatch: bool = Tru
     if host.first_touch_gbps > 0 and spill_bytes:
         # the output's share of the spill arrives in fresh pages, mapped and zeroed on first touch
         mem_s += spill_bytes * out_bytes / act_bytes / (host.first_touch_gbps * 1e9)
+    if host.strided_copy_gbps > 0 and isinstance(layer, Elementwise) and layer.strided:
+        # a transposing copy gathers element by element, far below the streaming rate
+        mem_s = max(mem_s, layer.in_bytes / (host.strided_copy_gbps * 1e9))
     if host.act_cache_gbps > 0:
         # every byte the layer touches passes through the cache, even one that stays there
         weight_gbps = host.weight_cache_gbps or host.act_cache_gbps

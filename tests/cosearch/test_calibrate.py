@@ -14,7 +14,7 @@ HOST = {
     "kind": "cpu", "peak_fp32_gflops": 123.5, "peak_fp16_gflops": 4.25, "peak_int8_gops": 3.0,
     "cache_bytes": 33554432, "mem_gbps": 11.5, "cache_gbps": 40.0, "act_cache_gbps": 40.0,
     "vector_gflops": 9.5, "matmul_gflops": 7.25, "softmax_gflops": 1.375, "weight_cache_gbps": 21.5,
-    "first_touch_gbps": 1.625,
+    "first_touch_gbps": 1.625, "strided_copy_gbps": 5.5,
     "kernel_overhead_ns": 1600.0,
     "overhead_ns_by_kind": {"gemm": 6800.0, "layernorm": 7300.0, "attention": 12900.0},
     "call_overhead_ns": 2300.0, "glue_ops": True, "batch_overhead_ns": 0.0,

@@ -49,6 +49,9 @@ def test_analytic_matches_hooks_and_torch_flops(space, seed):
     # softmax of attention appears in both, with the same sizes
     sm = lambda w: sorted((l.rows, l.cols) for l in w.dense if l.op == "softmax")
     assert sm(a) == sm(h)
+    # the transposing copies before products of transposed inputs, with the same sizes
+    strided = lambda w: sorted(l.elements for l in w.dense if getattr(l, "strided", False))
+    assert strided(a) == strided(h)
 
 
 @pytest.mark.parametrize("name", sorted(BASELINES))

@@ -352,3 +352,21 @@ def test_first_touch_charges_only_the_spilled_share_of_the_output():
     assert t1["small"] == t0["small"]
     with pytest.raises(ValueError, match="first_touch_gbps"):
         _host(first_touch_gbps=-1.0)
+
+
+def test_strided_copies_run_at_their_own_rate():
+    """``strided_copy_gbps`` bounds a strided copy by its bytes read at that rate; plain
+    copies and 0 (every preset) keep the cache rate."""
+    n = 1 << 18
+    w = Workload(batch_size=64, dense=(Elementwise(elements=n, ops_per_element=0, kind="copy", name="t",
+                                                   strided=True),
+                                       Elementwise(elements=n, ops_per_element=0, kind="copy", name="c")))
+    hw0 = _host(fuse=(), glue_ops=True)
+    hw1 = _host(fuse=(), glue_ops=True, strided_copy_gbps=2.0)
+    t0, t1 = ({x.name: x.time_s for x in query(w, hw).layers} for hw in (hw0, hw1))
+    assert t0["t"] == t0["c"] == t1["c"] == pytest.approx(OVERHEAD_NS * 1e-9 + 2 * n * 4 / 50e9, rel=1e-12)
+    assert t1["t"] == pytest.approx(OVERHEAD_NS * 1e-9 + n * 4 / 2e9, rel=1e-12)
+    with pytest.raises(ValueError, match="strided_copy_gbps"):
+        _host(strided_copy_gbps=-1.0)
+    with pytest.raises(ValueError, match="strided applies to kind 'copy' only"):
+        Elementwise(elements=4, kind="activation", strided=True)
