@@ -385,7 +385,9 @@ class Host:
     ``strided_copy_gbps`` > 0 is the rate (bytes read per second) of a strided copy (an
     ``Elementwise`` with ``strided``: a transposed view made contiguous), which a CPU
     runs element by element (issue 15: 2-7 GB/s against 116 GB/s streaming in the
-    cache on the 2-core validation machine); 0 charges it as any copy.
+    cache on the 2-core validation machine); 0 charges it as any copy. A host without
+    ``glue_ops`` (a compiled graph) still runs a strided copy when this rate is set: the
+    compiled graph transposes before the product too.
 
     Shape-aware GEMM rate (fp32 weight GEMMs only; empty: the fp32 peak for every
     shape): ``gemm_fp32_gflops[i][j]`` is the GFLOP/s of one product of a

@@ -398,8 +398,11 @@ def query(workload: Workload | str, hardware: Hardware | str, *, seed: int | Non
                                 rounds * xb.rows * xb.write_ns * 1e-9, 0.0), {"xbar_write": cells * xb.write_pj_per_cell})
         else:
             replicas = max(1, available // needed)
-    # glue between operators costs only on hosts that dispatch it; elsewhere it is not there
-    layers = [l for l in w.dense if hw.host.glue_ops or layer_kind(l) not in GLUE_KINDS]
+    # glue between operators costs only on hosts that dispatch it; elsewhere it is not there,
+    # except a transposing copy where the host rates it: a compiled graph still runs one
+    # before a product of a transposed input
+    layers = [l for l in w.dense if hw.host.glue_ops or layer_kind(l) not in GLUE_KINDS
+              or (hw.host.strided_copy_gbps > 0 and getattr(l, "strided", False))]
     places = []
     prev = Place.HOST
     for layer in layers:

@@ -370,3 +370,16 @@ def test_strided_copies_run_at_their_own_rate():
         _host(strided_copy_gbps=-1.0)
     with pytest.raises(ValueError, match="strided applies to kind 'copy' only"):
         Elementwise(elements=4, kind="activation", strided=True)
+
+
+def test_a_runtime_without_glue_still_runs_rated_strided_copies():
+    """Without ``glue_ops`` (a compiled graph) copies cost nothing, except a strided copy
+    where the host rates it: the compiled graph still transposes before the product."""
+    n = 1 << 18
+    w = Workload(batch_size=64, dense=(Elementwise(elements=n, ops_per_element=0, kind="copy", name="t",
+                                                   strided=True),
+                                       Elementwise(elements=n, ops_per_element=0, kind="copy", name="c"),
+                                       Gemm(m=64, n=64, k=64, name="g")))
+    names = lambda hw: [x.name for x in query(w, hw).layers if x.name in ("t", "c", "g")]
+    assert names(_host(fuse=(), glue_ops=False)) == ["g"]
+    assert names(_host(fuse=(), glue_ops=False, strided_copy_gbps=2.0)) == ["t", "g"]
