@@ -60,7 +60,8 @@ from torch import nn
 from .rapl import rapl_meter
 
 __all__ = ["CalibrationSettings", "Calibration", "calibrate", "calibration_toml", "write_calibration",
-           "compile_model", "llc_bytes", "available_cpus", "energy_per_action_pj", "RUNTIMES", "BACKENDS", "DEFAULT_BASE", "ALL_FUSED"]
+           "compile_model", "llc_bytes", "available_cpus", "energy_per_action_pj", "RUNTIMES", "BACKENDS",
+           "DEFAULT_BASE", "ALL_FUSED"]
 
 RUNTIMES = ("eager", "compiled")
 BACKENDS = ("auto", "inductor", "torchscript")
@@ -667,10 +668,9 @@ def calibrate(settings: CalibrationSettings, on_stage: Callable[[str], None] | N
             stage("GEMM throughput")
             fp32, n32 = _gemm_rate(torch.float32, s)
             methods["peak_fp32_gflops"] = f"torch.mm {n32}x{n32} fp32, {th}, median"
-            bf16_ok, n16 = False, None
+            n16 = None  # stays None where bf16 products do not run
             try:
                 bf16, n16 = _gemm_rate(torch.bfloat16, s)
-                bf16_ok = True
                 methods["peak_fp16_gflops"] = f"torch.mm {n16}x{n16} bf16, {th}, median"
             except (RuntimeError, NotImplementedError) as e:
                 bf16 = fp32
@@ -736,7 +736,7 @@ def calibrate(settings: CalibrationSettings, on_stage: Callable[[str], None] | N
             raw["energy_counters"] = where
             energy = {}
             if meter is not None:
-                energy, energy_methods, energy_raw = _energy(meter, n32, n16 if bf16_ok else None, dram_array, s, th)
+                energy, energy_methods, energy_raw = _energy(meter, n32, n16, dram_array, s, th)
                 methods.update(energy_methods)
                 raw.update(energy_raw)
             raw["energy_measured"] = sorted(energy)
