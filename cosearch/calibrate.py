@@ -235,8 +235,9 @@ def _stream_gbps(array_bytes: int, sample_s: float) -> float:
 
 
 def _first_touch_gbps(array_bytes: int, sample_s: float) -> float:
-    """GB/s of the extra time a fresh output costs over ``a = b + c`` into ``a``: ``torch.add(b, c)`` allocates its result anew, and an array far beyond the
-    cache comes from the OS as pages mapped and zeroed on first touch. 0 where the fresh
+    """GB/s of the extra time a fresh output costs over ``a = b + c`` into ``a``:
+    ``torch.add(b, c)`` allocates its result anew, and an array far beyond the cache
+    comes from the OS as pages mapped and zeroed on first touch. 0 where the fresh
     output costs no more than 5% over writing into ``a`` (an allocator that keeps pages)."""
     n = max(1024, array_bytes // 4)
     a, b, c = torch.empty(n), torch.rand(n), torch.rand(n)
@@ -610,10 +611,11 @@ def _energy(meter, n32: int, n16: int | None, stream_bytes: int, sample_s: float
     ``cosearch.rapl.RaplMeter``): idle power, then products and a stream kernel, each run
     for at least a second so that the counters (about 1 ms steps) resolve them."""
     run_s = max(1.0, 4 * sample_s)
-    idle = meter.power_w(max(0.5, 2 * sample_s))
+    idle_s = max(0.5, 2 * sample_s)
+    idle = meter.power_w(idle_s)
     idle_w = idle["package"] + idle["dram"]
     host = {"static_w": idle_w}
-    methods = {"static_w": f"package + DRAM power from RAPL while this process slept {max(0.5, 2 * sample_s):g} s"}
+    methods = {"static_w": f"package + DRAM power from RAPL while this process slept {idle_s:g} s"}
     raw = {"energy_idle_package_w": idle["package"], "energy_idle_dram_w": idle["dram"]}
     for key, dtype, n in (("pj_per_flop_fp32", torch.float32, n32), ("pj_per_flop_fp16", torch.bfloat16, n16)):
         if n is None:
@@ -752,6 +754,8 @@ def calibrate(settings: CalibrationSettings, on_stage: Callable[[str], None] | N
                 "first_touch_gbps": first_touch, "strided_copy_gbps": strided,
                 "gemm_m": list(_GEMM_M), "gemm_kn": [side * side for side in _GEMM_SIDES],
                 "gemm_fp32_gflops": gemm_table,
+                # measured where RAPL could be read, else the base preset's
+                **{key: energy.get(key, getattr(base.host, key)) for key in _ENERGY_KEYS},
             }
             if settings.runtime == "eager":
                 backend = "eager"
@@ -770,8 +774,6 @@ def calibrate(settings: CalibrationSettings, on_stage: Callable[[str], None] | N
                 methods["call_overhead_ns"] = "mean of a transpose, a weight slice and an nn.Identity call, eager"
                 methods["fuse"] = "eager PyTorch fuses nothing; attention is one scaled_dot_product_attention call"
                 stage("dispatch in a model")
-                for key in _ENERGY_KEYS:
-                    host.setdefault(key, energy.get(key, getattr(base.host, key)))
                 scale, probe = _dispatch_scale(base, host, s)
                 raw.update(probe)
                 raw["dispatch_scale"] = scale
@@ -818,8 +820,6 @@ def calibrate(settings: CalibrationSettings, on_stage: Callable[[str], None] | N
                                    f"product took {extra:g} kernels of their own: {how}")
                 methods["call_overhead_ns"] = "0: module calls are inlined and views run no kernel in a compiled graph"
                 stage("compiled probe model")
-                for key in _ENERGY_KEYS:
-                    host.setdefault(key, energy.get(key, getattr(base.host, key)))
                 scale, probe = _dispatch_scale(base, host, s, backend)
                 raw.update(probe)
                 raw["dispatch_scale"] = scale
@@ -835,7 +835,6 @@ def calibrate(settings: CalibrationSettings, on_stage: Callable[[str], None] | N
     finally:
         torch.set_num_threads(previous_threads)
     for key in _ENERGY_KEYS:
-        host[key] = energy.get(key, getattr(base.host, key))
         methods.setdefault(key, f"not measured ({raw['energy_counters']}): the base preset's ({settings.base})")
     if Path(settings.base).is_file():  # the file's base must resolve from wherever it is read
         settings = replace(settings, base=str(Path(settings.base).resolve()))

@@ -402,7 +402,7 @@ def query(workload: Workload | str, hardware: Hardware | str, *, seed: int | Non
     # except a transposing copy where the host rates it: a compiled graph still runs one
     # before a product of a transposed input
     layers = [l for l in w.dense if hw.host.glue_ops or layer_kind(l) not in GLUE_KINDS
-              or (hw.host.strided_copy_gbps > 0 and getattr(l, "strided", False))]
+              or (hw.host.strided_copy_gbps > 0 and isinstance(l, Elementwise) and l.strided)]
     places = []
     prev = Place.HOST
     for layer in layers:
