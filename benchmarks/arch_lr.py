@@ -21,7 +21,7 @@ from dataclasses import replace
 import pandas as pd
 
 from benchmarks.task_truth import TRUTH_CSV, default_cache, default_data, load_truth, write_csv
-from nasrec.scratch import TruthCache, TruthRecipe
+from nasrec.scratch import TRUTH_VERSION, TruthCache, TruthRecipe
 from nasrec.space import ArchSpec
 
 __all__ = ["main"]
@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     if stored.empty:
         raise SystemExit(f"no stored truth in {TRUTH_CSV}; run benchmarks.task_truth")
     mine = stored[(stored["data"] == ds.content_hash) & (stored["lr"] == args.truth_lr)
-                  & (stored["steps"] == r.steps)]
+                  & (stored["steps"] == r.steps) & (stored["version"] == TRUTH_VERSION)]
     if mine.empty:
         raise SystemExit(f"no stored truth at lr {args.truth_lr} for the default data set in {TRUTH_CSV}")
     ranked = mine.groupby("model").agg(truth=("test_logloss", "mean"), arch=("arch", "first"))

@@ -50,7 +50,8 @@ from benchmarks.task_truth import (RESULTS, TRUTH_CSV, bench_archs, bench_data, 
                                    truth_table)
 from cosearch.scoring import InheritedScorer
 from nasrec import NasRecModel, SyntheticConfig, TrainConfig, build_supernet, load_checkpoint, train_supernet
-from nasrec.scratch import TruthCache, TruthRecipe, build
+from nasrec.model import NETWORK_REVISION
+from nasrec.scratch import TRUTH_VERSION, TruthCache, TruthRecipe, build
 
 __all__ = ["kendall_tau", "main"]
 
@@ -64,7 +65,7 @@ def _supernet(ds, args, seed: int, cache: Path):
                       initial_accumulator=args.initial_accumulator, paths_per_step=args.paths_per_step,
                       full_path_fraction=args.full_path_fraction)
     tag = (f"{ds.content_hash[:12]}-{args.space}-s{cfg.steps}-lr{cfg.lr}-a{cfg.initial_accumulator}"
-           f"-p{cfg.paths_per_step}-f{cfg.full_path_fraction}")
+           f"-p{cfg.paths_per_step}-f{cfg.full_path_fraction}-n{NETWORK_REVISION}")
     path = cache / f"bench-supernet-{tag}-seed{seed}.pt"
     if path.is_file():
         try:
@@ -84,7 +85,8 @@ def _truth(specs, ds, args, recipe, cache: Path):
     stored = load_truth(args.results / TRUTH_CSV.name)
     if args.stored_truth_only:
         truth = pd.DataFrame([row for row in stored.values() if row["data"] == ds.content_hash
-                              and row["steps"] == recipe.steps and row["lr"] == recipe.lr])
+                              and row["steps"] == recipe.steps and row["lr"] == recipe.lr
+                              and row["version"] == TRUTH_VERSION])
     else:
         truth = truth_table(specs, ds, recipe, (0, 1), cache=TruthCache(cache), stored=stored, threads=args.threads)
     if truth.empty:

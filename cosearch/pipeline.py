@@ -83,7 +83,9 @@ def ensure_supernet(cfg: RunConfig, dataset, cache_dir, quiet: bool = True):
     tc = _train_config(cfg)
     from nasrec.space import EMBEDDING_SPACE
     emb = EMBEDDING_SPACE if cfg.supernet.embeddings == "extended" else None
-    settings = {"data": dataset.content_hash, "space": cfg.supernet.space, "train": asdict(tc)}
+    from nasrec.model import NETWORK_REVISION
+    settings = {"data": dataset.content_hash, "space": cfg.supernet.space, "train": asdict(tc),
+                "network": NETWORK_REVISION}
     if emb is not None:
         settings["embedding_space"] = asdict(emb)
     key = config_hash(settings)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nasrec.data import Schema
-from nasrec.model import FieldEmbedding
+from nasrec.model import EMB_INIT_STD, FieldEmbedding
 from nasrec.ops import EMB_DIM, pairwise_dots
 from nasrec.util import seeded_torch
 
@@ -28,7 +28,7 @@ def init_weights(model: nn.Module) -> nn.Module:
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, nn.Embedding) and m.embedding_dim > 1:
-            nn.init.normal_(m.weight, 0.0, 1e-4)
+            nn.init.normal_(m.weight, 0.0, EMB_INIT_STD)
     return model
 
 

@@ -61,3 +61,12 @@ def test_damaged_supernet_is_trained_again(tmp_path, caplog, damage):
     caplog.clear()
     ensure_supernet(CFG, ds, tmp_path)
     assert not _warnings(caplog)
+
+
+def test_a_supernet_of_another_network_revision_is_not_reused(tmp_path, monkeypatch):
+    import nasrec.model
+    ds = ensure_dataset(CFG, tmp_path)
+    _, path = ensure_supernet(CFG, ds, tmp_path)
+    monkeypatch.setattr(nasrec.model, "NETWORK_REVISION", nasrec.model.NETWORK_REVISION + 1)
+    _, other = ensure_supernet(CFG, ds, tmp_path)
+    assert other != path and path.is_file() and other.is_file()

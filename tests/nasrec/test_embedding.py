@@ -6,7 +6,7 @@ import torch
 
 from nasrec.data import Schema, SyntheticConfig, generate_synthetic
 from nasrec.embedding import INT8_LEVELS, quantize, table_bytes
-from nasrec.model import FieldEmbedding
+from nasrec.model import EMB_INIT_STD, FieldEmbedding
 from nasrec.ops import EMB_DIM
 from nasrec.space import EMBEDDING_SPACE, SMALL, ArchSpec, EmbeddingSpec, sample
 from nasrec.supernet import Supernet
@@ -18,6 +18,15 @@ SCHEMA = Schema(n_dense=3, cardinalities=(5, 7, 11, 13))
 def ids(batch=6, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.stack([torch.randint(0, c, (batch,), generator=g) for c in SCHEMA.cardinalities], 1)
+
+
+def test_rows_start_near_zero():
+    # Adagrad's first updates, not the initial rows, set the embedding scale (see FieldEmbedding)
+    big = Schema(n_dense=1, cardinalities=(3000, 2000))
+    for emb in (FieldEmbedding(big), FieldEmbedding(big, max_dim=64)):
+        w = emb.table.weight.detach()
+        assert abs(w.mean().item()) < 0.05 * EMB_INIT_STD
+        assert w.std().item() == pytest.approx(EMB_INIT_STD, rel=0.02)
 
 
 def test_published_spec_is_the_plain_embedding():
