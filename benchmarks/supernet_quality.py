@@ -18,7 +18,9 @@ ranked by a fit that never saw its truth; the labels cost the truth's CPU time).
 ``--scorer stored --from-variant NAME`` reuses the per-architecture scores that variant
 NAME stored in ``supernet_ranking.csv`` (scored on this data set) and judges them against
 the truth of ``--truth-lr``/``--truth-steps``, so a new truth needs no supernet again
-(``--ranker`` refits its leave-one-out rankers to the new truth).
+(``--ranker`` refits its leave-one-out rankers to the new truth). Rows record the truth
+version (``nasrec.scratch.TRUTH_VERSION``) and the network revision of the supernets;
+rows written before those columns existed are truth version 1, network 1.
 
 Per variant and supernet: Kendall tau with a bootstrap 95% interval, Spearman rho and
 top-10 overlap against the truth, the same against each single truth seed, and CPU
@@ -252,11 +254,13 @@ def main(argv=None) -> int:
                         "finetune_steps": args.finetune_steps, "finetune_batch": args.finetune_batch,
                         "head_fit": args.head_fit, "probe_l2": args.probe_l2,
                         "val_rows": args.val_rows, **{f"supernet_{k}": v for k, v in cfg.items() if k != "seed"},
-                        "truth_steps": recipe.steps, "truth_lr": recipe.lr, "threads": args.threads,
+                        "truth_steps": recipe.steps, "truth_lr": recipe.lr, "truth_version": TRUTH_VERSION,
+                        "network": NETWORK_REVISION if args.scorer != "stored" else None, "threads": args.threads,
                         "cores": os.cpu_count(), "data": ds.content_hash[:16]})
         for s, sc, a, b in zip(specs, scores, t0, t1):
             rows.append({"variant": variant, "supernet_seed": seed, "hash": s.hash[:16], "score": sc,
-                         "truth_mean": (a + b) / 2, "truth_seed0": a, "truth_seed1": b, "data": ds.content_hash[:16]})
+                         "truth_mean": (a + b) / 2, "truth_seed0": a, "truth_seed1": b, "truth_version": TRUTH_VERSION,
+                         "data": ds.content_hash[:16]})
         print(f"{variant} fit {seed}: Kendall {ag['kendall_tau']:.3f} [{ag['kendall_lo']:.3f}, {ag['kendall_hi']:.3f}], "
               f"Spearman {ag['spearman']:.3f}, top-10 {ag['top10_overlap']} ({len(specs)} architectures)",
               file=sys.stderr, flush=True)
@@ -269,7 +273,7 @@ def main(argv=None) -> int:
                             "kendall_vs_seed0", "kendall_vs_seed1", "truth_seed0_vs_seed1",
                             "supernet_train_cpu_s", "score_cpu_s_per_arch")},
                         "kendall_sd_over_supernets": float(v["kendall_tau"].std(ddof=1)) if len(v) > 1 else float("nan"),
-                        "n": len(specs), "data": ds.content_hash[:16]})
+                        "n": len(specs), "truth_version": TRUTH_VERSION, "data": ds.content_hash[:16]})
     variants = set(s["variant"])
     for name, new in (("supernet_ranking.csv", rows), ("supernet_ranking_summary.csv", summary)):
         path = args.results / name

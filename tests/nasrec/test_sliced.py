@@ -6,6 +6,16 @@ from nasrec.sliced import SlicedAdagrad, SliceRecorder, recording, take
 from nasrec.train import TrainConfig, build_supernet, load_checkpoint, train_supernet
 
 
+def _well_conditioned(sn):
+    """Embedding rows of an O(0.01) scale. The default N(0, 1e-4) rows make the first
+    gradients of the layers that read them nearly cancelling sums, whose float32
+    rounding differs between the two paths' GEMM shapes (at one thread up to 1.3e-4 on
+    a few of 22,384 table entries after 6 steps); this test is about the update rule."""
+    with torch.no_grad():
+        sn.embedding.table.weight.uniform_(-0.05, 0.05, generator=torch.Generator().manual_seed(0))
+    return sn
+
+
 @pytest.mark.parametrize("space,acc,paths", [("small", 0.0, 1), ("full", 0.0, 1), ("small", 0.5, 1),
                                              ("full", 0.0, 4)])
 def test_sliced_training_matches_plain_training(tiny_data, space, acc, paths):
@@ -15,13 +25,13 @@ def test_sliced_training_matches_plain_training(tiny_data, space, acc, paths):
                       paths_per_step=paths)
     nets, hists = [], []
     for sliced in (False, True):
-        sn = build_supernet(tiny_data.schema, space, seed=4)
+        sn = _well_conditioned(build_supernet(tiny_data.schema, space, seed=4))
         hists.append(train_supernet(sn, tiny_data.split("train"), cfg, sliced=sliced))
         nets.append(sn)
     torch.testing.assert_close(hists[0]["train_losses"], hists[1]["train_losses"], rtol=1e-4, atol=1e-5)
     plain, sliced = nets[0].state_dict(), nets[1].state_dict()
     changed = 0
-    init = build_supernet(tiny_data.schema, space, seed=4).state_dict()
+    init = _well_conditioned(build_supernet(tiny_data.schema, space, seed=4)).state_dict()
     for name, value in plain.items():
         torch.testing.assert_close(sliced[name], value, rtol=1e-4, atol=1e-5, msg=name)
         changed += not torch.equal(value, init[name])
