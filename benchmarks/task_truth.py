@@ -9,7 +9,8 @@ one row per training) and in the truth cache folder, so a rerun, a longer run
 (``--archs 60``) or another benchmark trains nothing twice. Interrupt it at any time.
 
 Writes ``scratch_truth.csv`` (rows of other data sets and recipes are kept) and
-``task_separation.csv`` (one row per data set and recipe):
+``task_separation.csv`` (one row per data set, recipe and truth version; rows without a
+``truth_version`` are version 1):
 
 - (a) ``arch_std``: standard deviation over architectures of their mean test log loss;
   ``seed_std``: seed-to-seed standard deviation of one training (std of the two seeds'
@@ -35,7 +36,7 @@ from benchmarks._csv import write_rows
 from benchmarks._rank import kendall_ci, kendall_tau, spearman
 from nasrec import ArchSpec, Dataset, SyntheticConfig, generate_synthetic, sample
 from nasrec.data import binary_entropy
-from nasrec.scratch import TruthCache, TruthRecipe, key_hash, truth_key
+from nasrec.scratch import TRUTH_VERSION, TruthCache, TruthRecipe, key_hash, truth_key
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TRUTH_CSV = RESULTS / "scratch_truth.csv"
@@ -211,8 +212,8 @@ def main(argv=None) -> int:
     df = truth_table(specs, ds, recipe, args.seeds, cache=TruthCache(args.cache or default_cache()),
                      stored=stored, on_new=on_new, deadline=deadline, jobs=args.jobs, threads=args.threads)
     summary = separation(df, ds, recipe, args.seeds, np.random.default_rng(args.data_seed))
-    summary.update(jobs=args.jobs, threads=args.threads, cores=os.cpu_count())
-    match = {k: summary[k] for k in ("data", "steps", "batch_size", "lr", "initial_accumulator")}
+    summary.update(jobs=args.jobs, threads=args.threads, cores=os.cpu_count(), truth_version=TRUTH_VERSION)
+    match = {k: summary[k] for k in ("data", "steps", "batch_size", "lr", "initial_accumulator", "truth_version")}
     p = _merge_write(args.results / "task_separation.csv", [summary], "data", match)
     print(pd.Series(summary).to_string())
     print(f"wrote {truth_csv} and {p}")
