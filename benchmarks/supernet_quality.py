@@ -10,7 +10,10 @@ settings, so scorer variants on the same supernets train nothing again.
 Scorers (``--scorer``): ``supernet``, cosearch's ``InheritedScorer`` (head fine-tuned by
 Adagrad steps, or ``--head-fit probe``: a linear probe fitted to convergence);
 ``params``, the standalone model's parameter count (zero-cost); ``gradnorm`` and
-``snip``, zero-cost gradient proxies at initialisation (one fit per seed); ``features``, a ridge
+``snip``, zero-cost gradient proxies at initialisation (one fit per seed); ``short``, a
+from-scratch training of ``--short-steps`` steps (the truth recipe with fewer steps, its
+own schedule; validation log loss, never test; one fit per seed, cached like the truth,
+its CPU time the training's; training seeds 100, 101, ...); ``features``, a ridge
 ranker on ``benchmarks._rank.arch_features`` judged leave-one-out (each architecture is
 ranked by a fit that never saw its truth; the labels cost the truth's CPU time).
 ``--ranker`` adds the same leave-one-out ridge on the features plus the supernet score
@@ -59,6 +62,7 @@ __all__ = ["kendall_tau", "main"]
 
 
 ZERO_COST = ("gradnorm", "snip")
+SHORT_SEED0 = 100
 
 
 def _supernet(ds, args, seed: int, cache: Path):
@@ -141,6 +145,18 @@ def _scored(specs, ds, args, cache: Path, truth_mean: np.ndarray):
             scores = _zero_cost(specs, ds, seed, args.scorer)
             out.append((seed, scores, 0.0, (time.process_time() - c0) / len(specs), {}))
         return out
+    if args.scorer == "short":  # low-fidelity training: the truth recipe cut to --short-steps
+        recipe = TruthRecipe(steps=args.short_steps, batch_size=TruthRecipe().batch_size, lr=args.truth_lr,
+                             test=not args.short_no_test)
+        out = []
+        for seed in range(args.supernets):
+            # seeds 100+: a short run must not share its initial weights with a truth seed
+            res = TruthCache(cache).get_or_train_jobs([(s, SHORT_SEED0 + seed) for s in specs], ds, recipe, workers=args.jobs,
+                                                      threads=max(1, args.threads // args.jobs))
+            scores = np.array([r["val_logloss"] for r in res])
+            cpu = float(np.mean([r["cpu_seconds"] for r in res]))
+            out.append((seed, scores, 0.0, cpu, {"short_steps": args.short_steps}))
+        return out
     if args.scorer == "stored":  # another variant's scores against this truth
         return _stored_scores(specs, ds, args)
     if args.scorer == "features":  # learned ranker on the architecture alone, leave-one-out
@@ -184,10 +200,11 @@ def main(argv=None) -> int:
     d, r = SyntheticConfig(), TruthRecipe()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variant", default="default", help="name of this scorer variant in the result files")
-    ap.add_argument("--scorer", default="supernet", choices=("supernet", "params", "features", "stored") + ZERO_COST,
+    ap.add_argument("--scorer", default="supernet", choices=("supernet", "params", "features", "short", "stored") + ZERO_COST,
                     help="supernet: inherited weights, head fine-tuned (cosearch's scorer); params: parameter "
                          "count (zero-cost); features: leave-one-out ridge ranker on architecture features; "
                          "gradnorm, snip: zero-cost gradient proxies at initialisation (one per --supernets seed); "
+                         "short: from-scratch training of --short-steps steps (validation log loss); "
                          "stored: the scores --from-variant stored, against this truth")
     ap.add_argument("--from-variant", default=None, help="with --scorer stored: whose stored scores to reuse")
     ap.add_argument("--ranker", action="store_true",
@@ -211,6 +228,10 @@ def main(argv=None) -> int:
                          "convergence on the same rows (L-BFGS, --probe-l2)")
     ap.add_argument("--probe-l2", type=float, default=1e-4)
     ap.add_argument("--val-rows", type=int, default=2048, help="validation rows per score")
+    ap.add_argument("--short-steps", type=int, default=50, help="with --scorer short: training steps per score")
+    ap.add_argument("--jobs", type=int, default=2, help="with --scorer short: trainings at once")
+    ap.add_argument("--short-no-test", action="store_true",
+                    help="with --scorer short: skip the test split (faster; a separate cache entry)")
     ap.add_argument("--truth-steps", type=int, default=r.steps)
     ap.add_argument("--truth-lr", type=float, default=r.lr)
     ap.add_argument("--threads", type=int, default=2)
@@ -221,7 +242,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.supernets < 1 or args.archs < 3:
         ap.error("need --supernets >= 1 and --archs >= 3")
-    if args.ranker and args.scorer not in ("supernet", "stored"):
+    if args.short_steps < 1 or args.jobs < 1:
+        ap.error("need --short-steps >= 1 and --jobs >= 1")
+    if args.ranker and args.scorer not in ("supernet", "stored", "short"):
         ap.error("--ranker adds features to a supernet's score; use it with --scorer supernet or stored")
     if (args.scorer == "stored") != (args.from_variant is not None):
         ap.error("--scorer stored and --from-variant go together")

@@ -236,7 +236,7 @@ def run_pipeline(cfg: RunConfig, out_dir, cache_dir, *, quiet: bool = True,
 
 # Settings added after runs were written, with the value that reproduces those runs:
 # a run.json without them is the same configuration as one with these values.
-_ADDED_SETTINGS = {("search", "screen"): 1}
+_ADDED_SETTINGS = {("search", "screen"): 1, ("verify", "rescore"): 0, ("verify", "rescore_steps"): 50}
 
 
 def _with_added_settings(config):
@@ -486,28 +486,43 @@ def verify(out, cfg: RunConfig, dataset, cache_dir, *, quiet: bool = True,
            on_model: Callable[[str], None] | None = None,
            trainings: VerificationTrainings | None = None) -> tuple[list[dict], dict[str, dict]]:
     """Train and test from scratch the top-K distinct front architectures (lowest search
-    log loss) and the baselines; their model files go to ``out/models/``. ``trainings``:
-    the run's queue if its baselines started beside the search (it is not closed here).
+    log loss, or, with ``[verify] rescore``, lowest validation log loss after a short
+    first round of training) and the baselines; their model files go to
+    ``out/models/``. ``trainings``: the run's queue if its baselines started beside the
+    search (it is not closed here).
 
-    Returns (front rows with ``test_logloss``, ``test_auc``, ``verified`` and ``model_file``
-    added, {baseline name: truth result}). Cached under ``cache_dir/truth``."""
+    Returns (front rows with ``test_logloss``, ``test_auc``, ``verified``, ``model_file``
+    and ``rescore_logloss`` (NaN outside the first round) added, {baseline name: truth
+    result}). Cached under ``cache_dir/truth``."""
     import shutil
     from nasrec.space import ArchSpec
     out = Path(out)
+    v = cfg.verify
     front = front_rows(out, cfg.search.objectives)
     models = out / "models"
-    picked: dict[str, dict] = {}
+    ranked: dict[str, dict] = {}  # distinct architectures, lowest search log loss first
     if "logloss" in cfg.search.objectives:
         for r in sorted(front, key=lambda r: float(r["logloss"])):
-            if len(picked) >= cfg.verify.top_k:
-                break
-            picked.setdefault(r["arch_hash"], r)
-    archs = [ArchSpec.from_json(r["arch"]) for r in picked.values()]
+            ranked.setdefault(r["arch_hash"], r)
+    first_round = v.rescore > v.top_k and len(ranked) > v.top_k
+    pool = list(ranked)[:v.rescore if first_round else v.top_k]
     own = trainings is None
     if own:
         trainings = VerificationTrainings(cfg, dataset, cache_dir, on_model=on_model)
+    rescored: dict[str, float] = {}
     try:
-        trainings.queue.set_limit(cfg.verify.workers)
+        trainings.queue.set_limit(v.workers)
+        if first_round:
+            short = replace(trainings.queue.recipe, steps=min(v.rescore_steps, trainings.queue.recipe.steps),
+                            test=False)
+            futures = [trainings.queue.submit(ArchSpec.from_json(ranked[h]["arch"]), cfg.seed,
+                                              priority=_ARCH_PRIORITY, recipe=short, save_model=False)
+                       for h in pool]
+            rescored = {h: float(f.result()["val_logloss"]) for h, f in zip(pool, futures)}
+            # ties keep the search's order (sorted is stable)
+            pool = sorted(pool, key=lambda h: rescored[h])[:v.top_k]
+        picked = {h: ranked[h] for h in pool}
+        archs = [ArchSpec.from_json(r["arch"]) for r in picked.values()]
         futures = [trainings.queue.submit(a, cfg.seed, priority=_ARCH_PRIORITY) for a in archs]
         got = [f.result() for f in futures]
         base = {n: f.result() for n, f in trainings.baselines.items()}
@@ -533,7 +548,8 @@ def verify(out, cfg: RunConfig, dataset, cache_dir, *, quiet: bool = True,
         rows.append(dict(r, verified=int(res is not None),
                          test_logloss=res["test_logloss"] if res else float("nan"),
                          test_auc=res["test_auc"] if res else float("nan"),
-                         model_file=res["model_file"] if res else ""))
+                         model_file=res["model_file"] if res else "",
+                         rescore_logloss=rescored.get(r["arch_hash"], float("nan"))))
     return rows, base
 
 
@@ -643,15 +659,19 @@ def write_summary(out, cfg: RunConfig, seconds: float) -> None:
              f"- dataset: {meta['dataset']} (hash {meta['dataset_hash'][:16]}"
              + (f", Bayes test log loss {bayes:.4f}" if bayes is not None else "") + f"); supernet: {meta['supernet']} "
              f"(sha256 {meta['supernet_hash'][:16]})",
-             f"- verification: the {v.top_k} best front architectures by search log loss and the baselines, "
-             f"trained from scratch ({v.steps} steps x {v.batch_size} fresh rows, Adagrad lr {v.lr} with warm-up and "
+             (f"- verification: the {v.top_k} best of the {v.rescore} front architectures with the lowest search "
+              f"log loss, by validation log loss after a first round of {v.rescore_steps} training steps "
+              "(`rescore_logloss`), and the baselines, " if v.rescore > v.top_k else
+              f"- verification: the {v.top_k} best front architectures by search log loss and the baselines, ")
+             + f"trained from scratch ({v.steps} steps x {v.batch_size} fresh rows, Adagrad lr {v.lr} with warm-up and "
              f"cosine decay, seed {cfg.seed}; baselines listed in nasrec.baselines.TRAINING with their own lr and "
              "schedule, see baselines.csv) and tested on the test split",
              f"- wall time of this invocation: {seconds:.0f} s", "",
              f"## Pareto front ({len(front)} candidates)", "",
              "`logloss` is the search's cheap score (supernet, validation rows); `test_logloss` is measured "
              "after training from scratch (verified members only).", ""]
-    cols = ["arch_hash", "hardware"] + list(cfg.search.objectives) + ["test_logloss", "test_auc"]
+    cols = (["arch_hash", "hardware"] + list(cfg.search.objectives)
+            + (["rescore_logloss"] if v.rescore > v.top_k else []) + ["test_logloss", "test_auc"])
     if front:
         df = pd.DataFrame([{c: r.get(c) for c in cols} for r in front])
         lines.append(df.to_markdown(index=False) if _has_tabulate() else "```\n" + df.to_string(index=False) + "\n```")
@@ -706,7 +726,7 @@ def retrain(run_dir, top: int, *, steps: int | None = None, quiet: bool = True) 
         if steps < 1:
             raise ValueError(f"--steps must be >= 1, got {steps}")
         cfg = replace(cfg, verify=replace(cfg.verify, steps=steps))
-    cfg = replace(cfg, verify=replace(cfg.verify, top_k=top, baselines=False))
+    cfg = replace(cfg, verify=replace(cfg.verify, top_k=top, baselines=False, rescore=0))
     ds = Dataset(meta["dataset"])
     if not front_rows(run_dir, cfg.search.objectives):
         raise ValueError(f"{run_dir} has no feasible front to retrain")

@@ -55,6 +55,10 @@ class TruthRecipe:
     500 steps), while at 0.04 the two seeds of each of two pilot architectures agreed
     within 0.0016 (``benchmarks/results/truth_recipe_pilot.csv``); 250 steps x 512 rows
     fit the issue's budget of 80 trainings in about two hours of a 2-core machine.
+
+    ``test`` False: the result is measured on the validation rows only (``test_logloss``
+    and ``test_auc`` NaN), for short screening runs that must not see the test split; on
+    the 100k test rows evaluation costs more than a 50-step training.
     """
 
     steps: int = 250
@@ -62,9 +66,12 @@ class TruthRecipe:
     lr: float = 0.04
     initial_accumulator: float = 0.0
     schedule: str = "cosine"
+    test: bool = True
 
     def __post_init__(self):
         self.train_config(0)  # validates the numbers
+        if not isinstance(self.test, bool):
+            raise ValueError(f"TruthRecipe.test must be true or false, got {self.test!r}")
 
     def train_config(self, seed: int) -> TrainConfig:
         return TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr,
@@ -80,8 +87,10 @@ class TruthRecipe:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        if d["schedule"] == "cosine":  # keys written before the field existed stay valid
-            del d["schedule"]
+        # keys written before these fields existed stay valid
+        for name, before in (("schedule", "cosine"), ("test", True)):
+            if d[name] == before:
+                del d[name]
         return d
 
 
@@ -133,7 +142,7 @@ def train_truth(model: ArchSpec | str, ds: Dataset, recipe: TruthRecipe, seed: i
     hist = train_model(net, train, recipe.for_model(model).train_config(seed), quiet=quiet)
     cpu, wall = time.process_time() - c0, time.perf_counter() - t0
     val = evaluate(net, splits["val"])
-    test = evaluate(net, splits["test"])
+    test = evaluate(net, splits["test"]) if recipe.test else {"logloss": float("nan"), "auc": float("nan")}
     result = dict(truth_key(ds.content_hash, model, recipe, seed),
                   val_logloss=val["logloss"], val_auc=val["auc"], test_logloss=test["logloss"],
                   test_auc=test["auc"], params=int(sum(p.numel() for p in net.parameters())),
@@ -307,7 +316,7 @@ class TrainingQueue:
         self._pool = ProcessPoolExecutor(workers, mp.get_context("spawn"), initializer=_pool_init,
                                          initargs=(str(ds.path), str(cache.folder), threads))
         self._cond = threading.Condition()
-        self._waiting: list = []  # (priority, order, model, seed, future)
+        self._waiting: list = []  # (priority, order, model, seed, future, recipe, save_model)
         self._order = 0
         self._running = 0
         self._closed = False
@@ -330,18 +339,23 @@ class TrainingQueue:
         with self._cond:
             return max(self._running, min(self._limit, self._running + len(self._waiting))) * self.threads
 
-    def submit(self, model: ArchSpec | str, seed: int, priority: int = 0):
-        """Future of ``model``'s result at ``seed``: at once when cached, else queued."""
+    def submit(self, model: ArchSpec | str, seed: int, priority: int = 0, *, recipe: TruthRecipe | None = None,
+               save_model: bool | None = None):
+        """Future of ``model``'s result at ``seed``: at once when cached, else queued.
+        ``recipe`` and ``save_model`` replace the queue's for this job (e.g. a short
+        screening run beside full ones)."""
         from concurrent.futures import Future
+        recipe = self.recipe if recipe is None else recipe
+        save_model = self.save_model if save_model is None else save_model
         fut: Future = Future()
-        hit = self.cache.get(truth_key(self.ds.content_hash, model, self.recipe, seed), need_model=self.save_model)
+        hit = self.cache.get(truth_key(self.ds.content_hash, model, recipe, seed), need_model=save_model)
         if hit is not None:
             fut.set_result(hit)
             return fut
         with self._cond:
             if self._closed:
                 raise RuntimeError("TrainingQueue: submit after close")
-            self._waiting.append((priority, self._order, model, seed, fut))
+            self._waiting.append((priority, self._order, model, seed, fut, recipe, save_model))
             self._order += 1
             self._waiting.sort(key=lambda w: (w[0], w[1]))
             self._cond.notify_all()
@@ -354,7 +368,7 @@ class TrainingQueue:
                     self._cond.wait()
                 if self._closed:
                     return
-                _, _, model, seed, fut = self._waiting.pop(0)
+                _, _, model, seed, fut, recipe, save_model = self._waiting.pop(0)
                 if self._deadline is not None and time.time() >= self._deadline:
                     fut.set_result(None)
                     continue
@@ -362,8 +376,8 @@ class TrainingQueue:
             if self._on_start:
                 self._on_start(model, seed)
             arg = model.to_json() if isinstance(model, ArchSpec) else model
-            inner = self._pool.submit(_pool_train, arg, isinstance(model, ArchSpec), self.recipe.to_dict(), seed,
-                                      self.save_model)
+            inner = self._pool.submit(_pool_train, arg, isinstance(model, ArchSpec), asdict(recipe), seed,
+                                      save_model)
             inner.add_done_callback(lambda f, fut=fut: self._finished(f, fut))
 
     def _finished(self, inner, fut) -> None:
@@ -387,8 +401,8 @@ class TrainingQueue:
             waiting, self._waiting = self._waiting, []
             self._cond.notify_all()
         self._thread.join()
-        for *_, fut in waiting:
-            fut.set_result(None)
+        for w in waiting:
+            w[4].set_result(None)
         if cancel:
             # a training cannot be interrupted from outside its process; stop the
             # processes so that an interrupted run does not keep the cores busy

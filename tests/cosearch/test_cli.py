@@ -32,6 +32,7 @@ gemm = ["host"]
 names = ["dlrm"]
 [verify]
 top_k = 2
+rescore = 0
 steps = 3
 batch_size = 64
 [inference]
@@ -201,6 +202,38 @@ def test_run_verifies_front_and_baselines(tmp_path, capsys, tiny, tiny_run):
     assert [p.stat().st_mtime_ns for p in entries] == stamps
     cols = ["arch_hash", "hardware", "logloss", "verified", "test_logloss", "test_auc"]
     pd.testing.assert_frame_equal(pd.read_csv(out2 / "front.csv")[cols], front[cols])
+
+
+def test_first_round_verifies_the_best_after_short_training(tmp_path, tiny):
+    """With ``rescore``, the front's best distinct architectures by search log loss train
+    a few steps first, and the verified one is the best of them by validation log loss
+    after that round, not by search score."""
+    import pandas as pd
+    cfgp, cache = tiny
+    text = cfgp.read_text().replace("[verify]\ntop_k = 2\nrescore = 0\n",
+                                    "[verify]\ntop_k = 1\nrescore = 3\nrescore_steps = 2\nbaselines = false\n")
+    assert "rescore = 3" in text
+    p = tmp_path / "rescore.toml"
+    p.write_text(text)
+    out = tmp_path / "run"
+    assert main(["run", "--config", str(p), "--out", str(out), "--cache", str(cache), "--quiet"]) == 0
+    front = pd.read_csv(out / "front.csv")
+    distinct = front.sort_values("logloss", kind="stable").drop_duplicates("arch_hash")
+    assert len(distinct) > 1, "the tiny run's front needs two architectures for a first round"
+    pool = distinct.head(3)
+    # exactly the pool's rows carry the round's validation log loss
+    assert front["rescore_logloss"].notna().eq(front["arch_hash"].isin(pool["arch_hash"])).all()
+    assert (pool["rescore_logloss"] > 0).all()
+    ver = front[front["verified"] == 1]
+    assert ver["arch_hash"].nunique() == 1
+    assert ver["arch_hash"].iloc[0] == pool.sort_values("rescore_logloss", kind="stable")["arch_hash"].iloc[0]
+    # the round's trainings are cached under their own recipe (2 steps, validation only),
+    # without model files
+    short = {e: json.loads(e.read_text())["result"] for e in (cache / "truth").glob("truth-*.json")}
+    short = {e: r for e, r in short.items() if r["recipe"] == {**r["recipe"], "steps": 2, "test": False}}
+    assert {r["model"][5:21] for r in short.values()} >= set(pool["arch_hash"])
+    assert not any(e.with_suffix(".pt").exists() for e in short)
+    assert "first round of 2 training steps" in (out / "summary.md").read_text()
 
 
 def test_baselines_are_costed_on_the_searchs_hardware(tiny, tiny_run):

@@ -34,6 +34,20 @@ def test_truth_is_cached_by_data_model_recipe_and_seed(tiny_data, tmp_path, monk
     assert len(list(tmp_path.glob("truth-*.json"))) == 3
 
 
+def test_a_validation_only_recipe_skips_the_test_split(tiny_data, tmp_path):
+    from dataclasses import replace
+    cache = TruthCache(tmp_path)
+    full = cache.get_or_train("dlrm", tiny_data, RECIPE, 0)
+    quick = cache.get_or_train("dlrm", tiny_data, replace(RECIPE, test=False), 0)
+    assert np.isnan(quick["test_logloss"]) and np.isnan(quick["test_auc"]) and np.isfinite(full["test_logloss"])
+    # the same training, measured on the same validation rows, kept as another entry
+    assert quick["val_logloss"] == pytest.approx(full["val_logloss"], rel=1e-6)
+    assert quick["recipe"]["test"] is False and "test" not in full["recipe"]
+    assert len(list(tmp_path.glob("truth-*.json"))) == 2
+    with pytest.raises(ValueError, match="TruthRecipe.test"):
+        TruthRecipe(test="no")
+
+
 @pytest.mark.parametrize("damage", ["truncate", "edit", "model"])
 def test_damaged_entry_warns_once_and_is_rebuilt(tiny_data, tmp_path, caplog, damage):
     cache = TruthCache(tmp_path)
