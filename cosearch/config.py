@@ -221,10 +221,11 @@ class VerifyConfig:
     steps of the same recipe, and the ``top_k`` with the lowest validation log loss after
     that round are the ones verified. 0 (or <= ``top_k``): no first round."""
 
-    # 2, after a first round over 8 (successive halving): the supernet score ranks the 40
-    # truth architectures at Kendall tau 0.21, a 50-step training at 0.39 (100 steps:
-    # 0.43) for about 18 CPU-s each (benchmarks/results/supernet_ranking_summary.csv,
-    # variants emb1e-4 and short-*); two full trainings run at once on 2 cores
+    # 2, after a first round over up to 16 (successive halving): the supernet score ranks
+    # the 40 truth architectures at Kendall tau 0.21, a 50-step training at 0.39 (100
+    # steps: 0.43) for about 18 CPU-s each (benchmarks/results/supernet_ranking_summary.csv,
+    # variants emb1e-4 and short-*); front members are mostly small models (a 50-step run
+    # of the default run's took 1-5 CPU-s, the largest 30); two full trainings run at once
     top_k: int = 2
     baselines: bool = True
     steps: int = 250
@@ -233,7 +234,7 @@ class VerifyConfig:
     # trainings at once, each with cores / workers torch threads: on 2 cores two 1-thread
     # trainings get through about 15% more work than one 2-thread training
     workers: int = 2
-    rescore: int = 8
+    rescore: int = 16
     rescore_steps: int = 50
 
     def __post_init__(self):
