@@ -222,7 +222,7 @@ class VerifyConfig:
     that round are the ones verified. 0 (or <= ``top_k``): no first round."""
 
     # 2, after a first round over up to 16 (successive halving): the supernet score ranks
-    # the 40 truth architectures at Kendall tau 0.21, a 50-step training at 0.39 (100
+    # the 40 truth architectures at Kendall tau 0.20, a 50-step training at 0.39 (100
     # steps: 0.43) for about 18 CPU-s each (benchmarks/results/supernet_ranking_summary.csv,
     # variants emb1e-4 and short-*); front members are mostly small models (a 50-step run
     # of the default run's took 1-5 CPU-s, the largest 30); two full trainings run at once
