@@ -646,6 +646,8 @@ def write_summary(out, cfg: RunConfig, seconds: float) -> None:
     front = pd.read_csv(fpath).to_dict("records") if fpath.is_file() and fpath.stat().st_size else []
     base = pd.read_csv(bpath).to_dict("records") if bpath.is_file() and bpath.stat().st_size else []
     v = cfg.verify
+    # architectures the first round trained (none when the front was no larger than top_k)
+    n_round = len({r["arch_hash"] for r in front if pd.notna(r.get("rescore_logloss"))})
     bayes = (meta.get("bayes_logloss") or {}).get("test")
     lines = [f"# cosearch run ({cfg.search.algorithm}, seed {cfg.seed})", "",
              verdict(front, base), "",
@@ -659,9 +661,9 @@ def write_summary(out, cfg: RunConfig, seconds: float) -> None:
              f"- dataset: {meta['dataset']} (hash {meta['dataset_hash'][:16]}"
              + (f", Bayes test log loss {bayes:.4f}" if bayes is not None else "") + f"); supernet: {meta['supernet']} "
              f"(sha256 {meta['supernet_hash'][:16]})",
-             (f"- verification: the {v.top_k} best of the {v.rescore} front architectures with the lowest search "
+             (f"- verification: the {v.top_k} best of the {n_round} front architectures with the lowest search "
               f"log loss, by validation log loss after a first round of {v.rescore_steps} training steps "
-              "(`rescore_logloss`), and the baselines, " if v.rescore > v.top_k else
+              "(`rescore_logloss`), and the baselines, " if n_round else
               f"- verification: the {v.top_k} best front architectures by search log loss and the baselines, ")
              + f"trained from scratch ({v.steps} steps x {v.batch_size} fresh rows, Adagrad lr {v.lr} with warm-up and "
              f"cosine decay, seed {cfg.seed}; baselines listed in nasrec.baselines.TRAINING with their own lr and "
@@ -671,7 +673,7 @@ def write_summary(out, cfg: RunConfig, seconds: float) -> None:
              "`logloss` is the search's cheap score (supernet, validation rows); `test_logloss` is measured "
              "after training from scratch (verified members only).", ""]
     cols = (["arch_hash", "hardware"] + list(cfg.search.objectives)
-            + (["rescore_logloss"] if v.rescore > v.top_k else []) + ["test_logloss", "test_auc"])
+            + (["rescore_logloss"] if n_round else []) + ["test_logloss", "test_auc"])
     if front:
         df = pd.DataFrame([{c: r.get(c) for c in cols} for r in front])
         lines.append(df.to_markdown(index=False) if _has_tabulate() else "```\n" + df.to_string(index=False) + "\n```")

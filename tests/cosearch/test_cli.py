@@ -233,6 +233,7 @@ def test_first_round_verifies_the_best_after_short_training(tmp_path, tiny):
     short = {e: r for e, r in short.items() if r["recipe"] == {**r["recipe"], "steps": 2, "test": False}}
     assert {r["model"][5:21] for r in short.values()} >= set(pool["arch_hash"])
     assert not any(e.with_suffix(".pt").exists() for e in short)
+    assert f"best of the {len(pool)} front architectures" in (out / "summary.md").read_text()
     assert "first round of 2 training steps" in (out / "summary.md").read_text()
 
 
