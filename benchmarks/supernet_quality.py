@@ -151,7 +151,8 @@ def _scored(specs, ds, args, cache: Path, truth_mean: np.ndarray):
         out = []
         for seed in range(args.supernets):
             # seeds 100+: a short run must not share its initial weights with a truth seed
-            res = TruthCache(cache).get_or_train_jobs([(s, SHORT_SEED0 + seed) for s in specs], ds, recipe, workers=args.jobs,
+            jobs = [(s, SHORT_SEED0 + seed) for s in specs]
+            res = TruthCache(cache).get_or_train_jobs(jobs, ds, recipe, workers=args.jobs,
                                                       threads=max(1, args.threads // args.jobs))
             scores = np.array([r["val_logloss"] for r in res])
             cpu = float(np.mean([r["cpu_seconds"] for r in res]))
@@ -200,7 +201,8 @@ def main(argv=None) -> int:
     d, r = SyntheticConfig(), TruthRecipe()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variant", default="default", help="name of this scorer variant in the result files")
-    ap.add_argument("--scorer", default="supernet", choices=("supernet", "params", "features", "short", "stored") + ZERO_COST,
+    ap.add_argument("--scorer", default="supernet",
+                    choices=("supernet", "params", "features", "short", "stored") + ZERO_COST,
                     help="supernet: inherited weights, head fine-tuned (cosearch's scorer); params: parameter "
                          "count (zero-cost); features: leave-one-out ridge ranker on architecture features; "
                          "gradnorm, snip: zero-cost gradient proxies at initialisation (one per --supernets seed); "
@@ -245,7 +247,7 @@ def main(argv=None) -> int:
     if args.short_steps < 1 or args.jobs < 1:
         ap.error("need --short-steps >= 1 and --jobs >= 1")
     if args.ranker and args.scorer not in ("supernet", "stored", "short"):
-        ap.error("--ranker adds features to a supernet's score; use it with --scorer supernet or stored")
+        ap.error("--ranker adds features to a scorer's score; use it with --scorer supernet, short or stored")
     if (args.scorer == "stored") != (args.from_variant is not None):
         ap.error("--scorer stored and --from-variant go together")
     torch.set_num_threads(args.threads)

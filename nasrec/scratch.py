@@ -401,8 +401,8 @@ class TrainingQueue:
             waiting, self._waiting = self._waiting, []
             self._cond.notify_all()
         self._thread.join()
-        for w in waiting:
-            w[4].set_result(None)
+        for _, _, _, _, fut, _, _ in waiting:
+            fut.set_result(None)
         if cancel:
             # a training cannot be interrupted from outside its process; stop the
             # processes so that an interrupted run does not keep the cores busy
