@@ -88,6 +88,12 @@ def arch_features(spec, params: int) -> dict:
     return f
 
 
+def rank_with_params(score, params) -> np.ndarray:
+    """Label-free blend ``[n]``: the mean of the score's rank and the parameter count's
+    rank (lower first in both), so a smaller model wins a tie of scores."""
+    return (_ranks(np.asarray(score, dtype=float)) + _ranks(np.log2(np.asarray(params, dtype=float)))) / 2
+
+
 def _ridge(x: np.ndarray, y: np.ndarray, alpha: float):
     mu, sd = x.mean(0), x.std(0)
     sd[sd == 0] = 1.0

@@ -17,7 +17,8 @@ its CPU time the training's; training seeds 100, 101, ...); ``features``, a ridg
 ranker on ``benchmarks._rank.arch_features`` judged leave-one-out (each architecture is
 ranked by a fit that never saw its truth; the labels cost the truth's CPU time).
 ``--ranker`` adds the same leave-one-out ridge on the features plus the supernet score
-(``+ranker``) and on log parameter count plus the supernet score (``+params``).
+(``+ranker``) and on log parameter count plus the supernet score (``+params``), and the
+label-free ``+rank-params``: the mean of the score's rank and the parameter count's rank.
 ``--scorer stored --from-variant NAME`` reuses the per-architecture scores that variant
 NAME stored in ``supernet_ranking.csv`` (scored on this data set) and judges them against
 the truth of ``--truth-lr``/``--truth-steps``, so a new truth needs no supernet again
@@ -50,7 +51,7 @@ import pandas as pd
 import torch
 
 from benchmarks._csv import write_rows
-from benchmarks._rank import agreement, arch_features, kendall_tau, loo_ridge
+from benchmarks._rank import agreement, arch_features, kendall_tau, loo_ridge, rank_with_params
 from benchmarks.task_truth import (RESULTS, TRUTH_CSV, bench_archs, bench_data, default_cache, load_truth,
                                    truth_table)
 from cosearch.scoring import InheritedScorer
@@ -266,6 +267,9 @@ def main(argv=None) -> int:
             scored.append((f"{args.variant}+ranker", seed, ranked, train_cpu, score_cpu, cfg))
             ranked = loo_ridge(np.column_stack([log_params, scores]), t_mean)
             scored.append((f"{args.variant}+params", seed, ranked, train_cpu, score_cpu, cfg))
+            # label-free: equal weights, so nothing here is fitted to the truth
+            scored.append((f"{args.variant}+rank-params", seed, rank_with_params(scores, params),
+                           train_cpu, score_cpu, cfg))
     scorer_name = f"stored:{args.from_variant}" if args.scorer == "stored" else args.scorer
     rows, summary = [], []
     for variant, seed, scores, train_cpu, score_cpu, cfg in scored:

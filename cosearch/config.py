@@ -209,6 +209,9 @@ class BaselineConfig:
                 raise ValueError(f"BaselineConfig.names: unknown baseline {n!r}; known: {sorted(BASELINES)}")
 
 
+VERIFY_POOLS = ("front", "layers")
+
+
 @dataclass(frozen=True)
 class VerifyConfig:
     """After the search: train the ``top_k`` distinct front architectures with the lowest
@@ -217,15 +220,20 @@ class VerifyConfig:
     ``lr``) and test them. Results are cached per data set, recipe and seed.
 
     ``rescore`` > ``top_k`` adds a first round (successive halving): the ``rescore``
-    distinct front architectures with the lowest search log loss train ``rescore_steps``
-    steps of the same recipe, and the ``top_k`` with the lowest validation log loss after
-    that round are the ones verified. 0 (or <= ``top_k``): no first round."""
+    distinct architectures of the pool with the lowest search log loss train
+    ``rescore_steps`` steps of the same recipe, and the ``top_k`` with the lowest
+    validation log loss after that round are the ones verified. 0 (or <= ``top_k``): no
+    first round. ``pool``: "front" draws from the Pareto front only; "layers" from the
+    front, then the front of what is left, and so on (non-dominated sorting of all
+    feasible evaluations), layer by layer until ``rescore`` architectures are found."""
 
-    # 2, after a first round over up to 16 (successive halving): the supernet score ranks
-    # the 40 truth architectures at Kendall tau 0.20, a 50-step training at 0.39 (100
-    # steps: 0.43) for about 18 CPU-s each (benchmarks/results/supernet_ranking_summary.csv,
-    # variants emb1e-4 and short-*); front members are mostly small models (a 50-step run
-    # of the default run's took 1-5 CPU-s, the largest 30); two full trainings run at once
+    # 2, after a first round over up to 32 from the front and the layers behind it
+    # (successive halving): the supernet score ranks the 40 truth architectures at
+    # Kendall tau 0.20, a 50-step training at 0.39 (100 steps: 0.39 over 3 seeds) for
+    # about 18 CPU-s each (benchmarks/results/supernet_ranking_summary.csv, variants
+    # emb1e-4 and short-*), so the front the supernet builds is no better than the layers
+    # behind it; front and near-front members are mostly small models (a 50-step run of
+    # the default run's took 1-5 CPU-s, the largest 30); two full trainings run at once
     top_k: int = 2
     baselines: bool = True
     steps: int = 250
@@ -234,12 +242,15 @@ class VerifyConfig:
     # trainings at once, each with cores / workers torch threads: on 2 cores two 1-thread
     # trainings get through about 15% more work than one 2-thread training
     workers: int = 2
-    rescore: int = 16
+    rescore: int = 32
     rescore_steps: int = 50
+    pool: str = "layers"
 
     def __post_init__(self):
         _pos_int(self, "top_k", "rescore", minimum=0)
         _pos_int(self, "steps", "batch_size", "workers", "rescore_steps")
+        if self.pool not in VERIFY_POOLS:
+            raise ValueError(f"VerifyConfig.pool must be one of {VERIFY_POOLS}, got {self.pool!r}")
         if not isinstance(self.baselines, bool):
             raise ValueError(f"VerifyConfig.baselines must be true or false, got {self.baselines!r}")
         _number(self, "lr", lambda v: v > 0, "a positive number")

@@ -30,9 +30,9 @@ from cosearch.run import (CHECKPOINT, GenerationInfo, SearchResult, atomic_write
 from cosearch.search import ENGINE_NAMES, engine_library, make_algorithm
 
 __all__ = ["ensure_dataset", "ensure_supernet", "run_pipeline", "normalization_settings", "resume_pipeline", "finish_run",
-           "baseline_costs", "verify", "verdict", "truth_recipe", "load_run", "front_rows", "table_spec", "search_space",
-           "RUN_FILE", "baseline_fronts", "baseline_hardware", "cost_front", "equal_freedom", "MAX_BASELINE_HARDWARE",
-           "BASELINE_FRONTS"]
+           "baseline_costs", "verify", "verdict", "truth_recipe", "load_run", "front_rows", "layered_rows", "table_spec",
+           "search_space", "RUN_FILE", "baseline_fronts", "baseline_hardware", "cost_front", "equal_freedom",
+           "MAX_BASELINE_HARDWARE", "BASELINE_FRONTS"]
 
 log = logging.getLogger("cosearch")
 
@@ -236,7 +236,8 @@ def run_pipeline(cfg: RunConfig, out_dir, cache_dir, *, quiet: bool = True,
 
 # Settings added after runs were written, with the value that reproduces those runs:
 # a run.json without them is the same configuration as one with these values.
-_ADDED_SETTINGS = {("search", "screen"): 1, ("verify", "rescore"): 0, ("verify", "rescore_steps"): 50}
+_ADDED_SETTINGS = {("search", "screen"): 1, ("verify", "rescore"): 0, ("verify", "rescore_steps"): 50,
+                   ("verify", "pool"): "front"}
 
 
 def _with_added_settings(config):
@@ -268,6 +269,18 @@ def resume_pipeline(run_dir, **kw) -> SearchResult:
     if not (Path(run_dir) / CHECKPOINT).is_file():
         raise ValueError(f"{run_dir} has no checkpoint to resume from")
     return run_pipeline(cfg, run_dir, meta["cache_dir"], **kw)
+
+
+def layered_rows(run_dir, objectives) -> list[dict]:
+    """Every feasible row with ``pareto_layer`` added (1: the Pareto front; k: the front
+    once layers 1..k-1 are removed), by layer, then by the first objective."""
+    from cosearch.pareto import non_dominated_sort
+    rows = [r for r in read_results(run_dir) if r["feasible"] == "1"]
+    if not rows:
+        return []
+    layer = non_dominated_sort(np.array([[float(r[o]) for o in objectives] for r in rows]))
+    out = [dict(r, pareto_layer=int(k) + 1) for r, k in zip(rows, layer)]
+    return sorted(out, key=lambda r: (r["pareto_layer"], float(r[objectives[0]])))
 
 
 def front_rows(run_dir, objectives) -> list[dict]:
@@ -485,25 +498,34 @@ class VerificationTrainings:
 def verify(out, cfg: RunConfig, dataset, cache_dir, *, quiet: bool = True,
            on_model: Callable[[str], None] | None = None,
            trainings: VerificationTrainings | None = None) -> tuple[list[dict], dict[str, dict]]:
-    """Train and test from scratch the top-K distinct front architectures (lowest search
-    log loss, or, with ``[verify] rescore``, lowest validation log loss after a short
-    first round of training) and the baselines; their model files go to
+    """Train and test from scratch the top-K distinct architectures of the pool (the
+    front, or with ``[verify] pool = "layers"`` the front and the layers behind it;
+    lowest search log loss, or, with ``[verify] rescore``, lowest validation log loss
+    after a short first round of training) and the baselines; their model files go to
     ``out/models/``. ``trainings``: the run's queue if its baselines started beside the
     search (it is not closed here).
 
-    Returns (front rows with ``test_logloss``, ``test_auc``, ``verified``, ``model_file``
+    Returns (front rows, then one row for each first-round architecture off the front,
+    with ``pareto_layer``, ``test_logloss``, ``test_auc``, ``verified``, ``model_file``
     and ``rescore_logloss`` (NaN outside the first round) added, {baseline name: truth
     result}). Cached under ``cache_dir/truth``."""
     import shutil
     from nasrec.space import ArchSpec
     out = Path(out)
     v = cfg.verify
-    front = front_rows(out, cfg.search.objectives)
+    front = [dict(r, pareto_layer=1) for r in front_rows(out, cfg.search.objectives)]
     models = out / "models"
-    ranked: dict[str, dict] = {}  # distinct architectures, lowest search log loss first
+    ranked: dict[str, dict] = {}  # distinct architectures, by layer, then lowest search log loss
     if "logloss" in cfg.search.objectives:
         for r in sorted(front, key=lambda r: float(r["logloss"])):
             ranked.setdefault(r["arch_hash"], r)
+        if v.pool == "layers":
+            want = max(v.rescore, v.top_k)
+            behind = [r for r in layered_rows(out, cfg.search.objectives) if r["pareto_layer"] > 1]
+            for r in sorted(behind, key=lambda r: (r["pareto_layer"], float(r["logloss"]))):
+                if len(ranked) >= want:
+                    break
+                ranked.setdefault(r["arch_hash"], r)
     first_round = v.rescore > v.top_k and len(ranked) > v.top_k
     pool = list(ranked)[:v.rescore if first_round else v.top_k]
     own = trainings is None
@@ -543,7 +565,9 @@ def verify(out, cfg: RunConfig, dataset, cache_dir, *, quiet: bool = True,
             res = dict(res, model_file=str(dst.relative_to(out)))
         results[h] = res
     rows = []
-    for r in front:
+    on_front = {r["arch_hash"] for r in front}
+    behind = [ranked[h] for h in ranked if h not in on_front and (h in rescored or h in results)]
+    for r in front + behind:
         res = results.get(r["arch_hash"])
         rows.append(dict(r, verified=int(res is not None),
                          test_logloss=res["test_logloss"] if res else float("nan"),
@@ -648,6 +672,10 @@ def write_summary(out, cfg: RunConfig, seconds: float) -> None:
     v = cfg.verify
     # architectures the first round trained (none when the front was no larger than top_k)
     n_round = len({r["arch_hash"] for r in front if pd.notna(r.get("rescore_logloss"))})
+    n_front = sum(int(r.get("pareto_layer", 1)) == 1 for r in front)
+    behind = len(front) > n_front
+    where = ("architectures of the front and the Pareto layers behind it" if v.pool == "layers"
+             else "front architectures")
     bayes = (meta.get("bayes_logloss") or {}).get("test")
     lines = [f"# cosearch run ({cfg.search.algorithm}, seed {cfg.seed})", "",
              verdict(front, base), "",
@@ -661,18 +689,20 @@ def write_summary(out, cfg: RunConfig, seconds: float) -> None:
              f"- dataset: {meta['dataset']} (hash {meta['dataset_hash'][:16]}"
              + (f", Bayes test log loss {bayes:.4f}" if bayes is not None else "") + f"); supernet: {meta['supernet']} "
              f"(sha256 {meta['supernet_hash'][:16]})",
-             (f"- verification: the {v.top_k} best of the {n_round} front architectures with the lowest search "
+             (f"- verification: the {v.top_k} best of the {n_round} {where} with the lowest search "
               f"log loss, by validation log loss after a first round of {v.rescore_steps} training steps "
               "(`rescore_logloss`), and the baselines, " if n_round else
-              f"- verification: the {v.top_k} best front architectures by search log loss and the baselines, ")
+              f"- verification: the {v.top_k} best {where} by search log loss and the baselines, ")
              + f"trained from scratch ({v.steps} steps x {v.batch_size} fresh rows, Adagrad lr {v.lr} with warm-up and "
              f"cosine decay, seed {cfg.seed}; baselines listed in nasrec.baselines.TRAINING with their own lr and "
              "schedule, see baselines.csv) and tested on the test split",
              f"- wall time of this invocation: {seconds:.0f} s", "",
-             f"## Pareto front ({len(front)} candidates)", "",
+             f"## Pareto front ({n_front} candidates)", "",
              "`logloss` is the search's cheap score (supernet, validation rows); `test_logloss` is measured "
-             "after training from scratch (verified members only).", ""]
-    cols = (["arch_hash", "hardware"] + list(cfg.search.objectives)
+             "after training from scratch (verified members only)."
+             + (f" The {len(front) - n_front} rows with `pareto_layer` > 1 are first-round architectures from "
+                "behind the front." if behind else ""), ""]
+    cols = (["arch_hash", "hardware"] + (["pareto_layer"] if behind else []) + list(cfg.search.objectives)
             + (["rescore_logloss"] if n_round else []) + ["test_logloss", "test_auc"])
     if front:
         df = pd.DataFrame([{c: r.get(c) for c in cols} for r in front])
@@ -692,11 +722,12 @@ def write_summary(out, cfg: RunConfig, seconds: float) -> None:
                   f"Each baseline costed on the search's hardware knob space: {which}, with "
                   f"{cfg.baselines.hardware} as the default; its own (latency, energy per sample) front is in "
                   f"`{BASELINE_FRONTS}` (`on_front`) and `cost_fronts.png`. `searched_better_*`: verified "
-                  "searched (architecture, hardware) pairs of the front at least as accurate (test log loss) and "
+                  "searched (architecture, hardware) pairs at least as accurate (test log loss) and "
                   "faster, or lower in energy, than the baseline on its best hardware for that metric.", ""]
         if front:
-            fast = min(float(r["latency_s"]) for r in front)
-            frugal = min(float(r["energy_per_sample_j"]) for r in front)
+            on = [r for r in front if int(r.get("pareto_layer", 1)) == 1]
+            fast = min(float(r["latency_s"]) for r in on)
+            frugal = min(float(r["energy_per_sample_j"]) for r in on)
             lines += [f"Searched front: fastest {fast:.4g} s per batch, lowest energy {frugal:.4g} J per sample.",
                       ""]
         df = pd.DataFrame(eq)
@@ -728,7 +759,7 @@ def retrain(run_dir, top: int, *, steps: int | None = None, quiet: bool = True) 
         if steps < 1:
             raise ValueError(f"--steps must be >= 1, got {steps}")
         cfg = replace(cfg, verify=replace(cfg.verify, steps=steps))
-    cfg = replace(cfg, verify=replace(cfg.verify, top_k=top, baselines=False, rescore=0))
+    cfg = replace(cfg, verify=replace(cfg.verify, top_k=top, baselines=False, rescore=0, pool="front"))
     ds = Dataset(meta["dataset"])
     if not front_rows(run_dir, cfg.search.objectives):
         raise ValueError(f"{run_dir} has no feasible front to retrain")

@@ -42,7 +42,7 @@ def plot_tradeoff(rows: list[dict], x: str, path, *, baselines: list[dict] = (),
                   title: str = "", xlabel: str = "", fronts: list[dict] = ()) -> None:
     """Search log loss against metric ``x`` (log axis) for every feasible row, the 2-d
     front of (x, logloss) highlighted; baselines (``test_logloss``) and ``verified``
-    front members (``test_logloss`` after training from scratch) as points at their
+    searched models (``test_logloss`` after training from scratch) as points at their
     measured test log loss; a baseline without one is a vertical line. ``fronts``
     (rows of ``baselines_fronts.csv``): each baseline's cost-front points as ticks
     joined by a line at its test log loss (a dotted vertical line at its best ``x``
@@ -65,7 +65,7 @@ def plot_tradeoff(rows: list[dict], x: str, path, *, baselines: list[dict] = (),
     for i, (a, t, sc) in enumerate(vx):
         ax.plot([a, a], [sc, t], ":", c="tab:red", lw=0.8)
         ax.scatter([a], [t], marker="D", s=40, c="tab:red", edgecolors="k", zorder=6,
-                   label="verified front member (test, from scratch)" if i == 0 else None)
+                   label="verified searched model (test, from scratch)" if i == 0 else None)
         ys += [t]
     for i, b in enumerate(baselines):
         bx, by = float(b[x]), float(b.get("test_logloss", "nan"))

@@ -211,7 +211,8 @@ def test_first_round_verifies_the_best_after_short_training(tmp_path, tiny):
     import pandas as pd
     cfgp, cache = tiny
     text = cfgp.read_text().replace("[verify]\ntop_k = 2\nrescore = 0\n",
-                                    "[verify]\ntop_k = 1\nrescore = 3\nrescore_steps = 2\nbaselines = false\n")
+                                    "[verify]\ntop_k = 1\nrescore = 3\nrescore_steps = 2\nbaselines = false\n"
+                                    "pool = \"front\"\n")
     assert "rescore = 3" in text
     p = tmp_path / "rescore.toml"
     p.write_text(text)
@@ -235,6 +236,61 @@ def test_first_round_verifies_the_best_after_short_training(tmp_path, tiny):
     assert not any(e.with_suffix(".pt").exists() for e in short)
     assert f"best of the {len(pool)} front architectures" in (out / "summary.md").read_text()
     assert "first round of 2 training steps" in (out / "summary.md").read_text()
+
+
+def _layers_by_peeling(F: np.ndarray) -> np.ndarray:
+    """1-based Pareto layer of each row of ``F`` (minimised), by repeatedly removing the
+    points that nothing left dominates."""
+    layer = np.zeros(len(F), dtype=int)
+    k = 0
+    while (layer == 0).any() and k < len(F):
+        k += 1
+        left = np.flatnonzero(layer == 0)
+        for i in left:
+            if not any((F[j] <= F[i]).all() and (F[j] < F[i]).any() for j in left):
+                layer[i] = k
+    return layer
+
+
+def test_layered_pool_reaches_behind_the_front(tmp_path, tiny):
+    """With ``pool = "layers"``, the first round takes every distinct front architecture
+    and then the next Pareto layers, lowest search log loss first within a layer; the
+    off-front ones get rows of their own with their layer."""
+    import pandas as pd
+    from cosearch.pipeline import load_run
+    cfgp, cache = tiny
+    text = cfgp.read_text().replace("[verify]\ntop_k = 2\nrescore = 0\n",
+                                    "[verify]\ntop_k = 1\nrescore = 6\nrescore_steps = 2\nbaselines = false\n"
+                                    "pool = \"layers\"\n")
+    assert 'pool = "layers"' in text
+    p = tmp_path / "layers.toml"
+    p.write_text(text)
+    out = tmp_path / "run"
+    assert main(["run", "--config", str(p), "--out", str(out), "--cache", str(cache), "--quiet"]) == 0
+    cfg, _ = load_run(out)
+    res = pd.read_csv(out / "results.csv", dtype={"arch_hash": str})
+    res = res[res["feasible"] == 1].copy()
+    res["layer"] = _layers_by_peeling(res[list(cfg.search.objectives)].to_numpy(float))
+    want = []
+    for _, r in res.sort_values(["layer", "logloss"], kind="stable").iterrows():
+        if r["arch_hash"] not in want and len(want) < 6:
+            want.append(r["arch_hash"])
+    assert len(want) == 6, "the tiny run needs 6 distinct feasible architectures"
+    front = pd.read_csv(out / "front.csv", dtype={"arch_hash": str})
+    on_front = front[front["pareto_layer"] == 1]
+    assert set(on_front["arch_hash"]) == set(res.loc[res["layer"] == 1, "arch_hash"])
+    assert set(front.loc[front["rescore_logloss"].notna(), "arch_hash"]) == set(want)
+    behind = front[front["pareto_layer"] > 1]
+    assert behind["arch_hash"].is_unique and set(behind["arch_hash"]) == set(want) - set(on_front["arch_hash"])
+    assert len(behind) > 0, "the tiny run's front must hold fewer than 6 architectures"
+    for _, r in behind.iterrows():
+        assert r["pareto_layer"] == res.loc[res["arch_hash"] == r["arch_hash"], "layer"].min()
+    ver = front[front["verified"] == 1].drop_duplicates("arch_hash")
+    best = front.dropna(subset=["rescore_logloss"]).sort_values("rescore_logloss", kind="stable")
+    assert list(ver["arch_hash"]) == [best["arch_hash"].iloc[0]]
+    summary = (out / "summary.md").read_text()
+    assert f"## Pareto front ({len(on_front)} candidates)" in summary
+    assert "best of the 6 architectures of the front and the Pareto layers behind it" in summary
 
 
 def test_baselines_are_costed_on_the_searchs_hardware(tiny, tiny_run):

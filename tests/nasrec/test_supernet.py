@@ -118,6 +118,17 @@ def test_kendall_tau_matches_definition():
     assert kendall_tau(a, [1, 2, 3, 5, 4]) == pytest.approx(0.8)
 
 
+def test_rank_with_params_breaks_score_ties_by_size():
+    """The label-free blend averages the two ranks: equal scores are ordered by size,
+    and a score that agrees with size keeps its order."""
+    from benchmarks._rank import rank_with_params
+    r = rank_with_params([0.5, 0.5, 0.5], [300, 100, 200])
+    assert list(np.argsort(r)) == [1, 2, 0]
+    assert list(rank_with_params([0.1, 0.2, 0.3], [1, 2, 3])) == [0.0, 1.0, 2.0]
+    # opposite orders of score and size tie everywhere
+    assert len(set(rank_with_params([0.1, 0.2, 0.3], [3, 2, 1]))) == 1
+
+
 def test_supernet_resume_continues_step_and_optimizer(tiny_data, tmp_path):
     ck = tmp_path / "a.pt"
     sn = build_supernet(tiny_data.schema, "small", seed=2)
