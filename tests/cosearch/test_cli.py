@@ -291,6 +291,13 @@ def test_layered_pool_reaches_behind_the_front(tmp_path, tiny):
     summary = (out / "summary.md").read_text()
     assert f"## Pareto front ({len(on_front)} candidates)" in summary
     assert "best of the 6 architectures of the front and the Pareto layers behind it" in summary
+    # benchmarks.verify_pool trains the whole pool in full, reusing the run's verified training
+    from benchmarks.verify_pool import main as verify_pool
+    assert verify_pool([str(out), "--results", str(tmp_path), "--workers", "1"]) == 0
+    vp = pd.read_csv(tmp_path / "verify_pool.csv", dtype={"arch_hash": str})
+    assert sorted(vp["arch_hash"]) == sorted(want) and vp["full_test_logloss"].gt(0).all()
+    mine = vp.set_index("arch_hash").loc[ver["arch_hash"].iloc[0]]
+    assert mine["verified_by_run"] == 1 and mine["full_test_logloss"] == ver["test_logloss"].iloc[0]
 
 
 def test_baselines_are_costed_on_the_searchs_hardware(tiny, tiny_run):
