@@ -12,9 +12,11 @@ only.
 
 Writes ``results/baselines_peer.csv``: one row per model and side, with the gap.
 
-``--tune SCHEDULE:LR ...`` instead trains the project's baselines with each setting and
-writes ``results/baselines_tune.csv``: validation and test log loss per setting and the
-setting each model would choose by validation log loss (``nasrec.baselines.TRAINING``).
+``--tune SCHEDULE:LR[:EPS] ... [--tune-seeds 0 1]`` instead trains the project's
+baselines with each setting (EPS: Adagrad's, default the truth recipe's) and seed and
+writes ``results/baselines_tune[_TAG].csv``: validation and test log loss per setting
+and seed, and the setting each model would choose by mean validation log loss
+(``nasrec.baselines.TRAINING``).
 """
 from __future__ import annotations
 
@@ -87,24 +89,29 @@ def _tune(args, ds, splits, recipe: TruthRecipe) -> int:
     rows = []
     for name in args.models:
         for setting in args.tune:
-            schedule, _, lr = setting.partition(":")
+            schedule, lr, eps = (setting.split(":") + [str(recipe.eps)])[:3]
             try:
-                rec = replace(recipe, schedule=schedule, lr=float(lr))
+                rec = replace(recipe, schedule=schedule, lr=float(lr), eps=float(eps))
             except ValueError as e:
                 raise SystemExit(f"--tune {setting!r}: {e}")
-            model = build_baseline(name, ds.schema, 0)
-            t0 = time.perf_counter()
-            train_model(model, splits["train"], rec.train_config(0))
-            rows.append({"model": name, "schedule": schedule, "lr": float(lr),
-                         "val_logloss": evaluate(model, splits["val"])["logloss"],
-                         "test_logloss": evaluate(model, splits["test"])["logloss"],
-                         "train_seconds": time.perf_counter() - t0, "steps": rec.steps, "batch_size": rec.batch_size,
-                         "seed": 0, "data": ds.content_hash[:16], "threads": args.threads, "cores": os.cpu_count()})
-            print(f"{name} {setting}: val {rows[-1]['val_logloss']:.4f} test {rows[-1]['test_logloss']:.4f}",
-                  file=sys.stderr, flush=True)
+            for seed in args.tune_seeds:
+                # a seed fixes the initial weights and the row order, as in the truth
+                model = build_baseline(name, ds.schema, seed)
+                t0 = time.perf_counter()
+                train_model(model, splits["train"], rec.train_config(seed))
+                rows.append({"model": name, "schedule": schedule, "lr": rec.lr, "eps": rec.eps,
+                             "val_logloss": evaluate(model, splits["val"])["logloss"],
+                             "test_logloss": evaluate(model, splits["test"])["logloss"],
+                             "train_seconds": time.perf_counter() - t0, "steps": rec.steps,
+                             "batch_size": rec.batch_size, "seed": seed, "data": ds.content_hash[:16],
+                             "threads": args.threads, "cores": os.cpu_count()})
+                print(f"{name} {setting} seed {seed}: val {rows[-1]['val_logloss']:.4f} "
+                      f"test {rows[-1]['test_logloss']:.4f}", file=sys.stderr, flush=True)
     df = pd.DataFrame(rows)
-    best = df.loc[df.groupby("model")["val_logloss"].idxmin()]
-    df["chosen"] = df.index.isin(best.index)
+    # chosen: the setting with the lowest validation log loss averaged over the seeds
+    mean_val = df.groupby(["model", "schedule", "lr", "eps"])["val_logloss"].transform("mean")
+    best = df.assign(mean_val=mean_val).groupby("model")["mean_val"].transform("min")
+    df["chosen"] = mean_val == best
     path = write_csv(df, f"baselines_tune{'_' + args.tag if args.tag else ''}.csv")
     print(df.to_string(index=False))
     print(f"wrote {path}")
@@ -121,7 +128,10 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tag", default="", help="suffix of the result file")
     ap.add_argument("--tune", nargs="+", default=None, metavar="SCHEDULE:LR",
-                    help="tune the project's baselines over these settings (e.g. constant:0.01 cosine:0.04)")
+                    help="tune the project's baselines over these settings (SCHEDULE:LR[:ADAGRAD_EPS], e.g. "
+                         "constant:0.01 cosine:0.04:1e-10)")
+    ap.add_argument("--tune-seeds", nargs="+", type=int, default=[0], metavar="SEED",
+                    help="with --tune: seeds per setting; a model chooses by mean validation log loss")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     ds = default_data()

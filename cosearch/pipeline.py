@@ -603,6 +603,7 @@ def finish_run(out, cfg: RunConfig, dataset, cost: PimsimCost, cache_dir, *, qui
                  train_steps=recipe.steps if res else 0,
                  train_lr=res["recipe"]["lr"] if res else float("nan"),
                  train_schedule=res["recipe"].get("schedule", "cosine") if res else "",
+                 train_eps=res["recipe"].get("eps", type(recipe).eps) if res else float("nan"),
                  data=dataset.content_hash[:16])
     atomic_write_text(out / "baselines.csv", _csv(brows))
     stage("baselines on the search's hardware")
@@ -694,8 +695,8 @@ def write_summary(out, cfg: RunConfig, seconds: float) -> None:
               "(`rescore_logloss`), and the baselines, " if n_round else
               f"- verification: the {v.top_k} best {where} by search log loss and the baselines, ")
              + f"trained from scratch ({v.steps} steps x {v.batch_size} fresh rows, Adagrad lr {v.lr} with warm-up and "
-             f"cosine decay, seed {cfg.seed}; baselines listed in nasrec.baselines.TRAINING with their own lr and "
-             "schedule, see baselines.csv) and tested on the test split",
+             f"cosine decay, seed {cfg.seed}; baselines listed in nasrec.baselines.TRAINING with their own lr, "
+             "schedule and Adagrad eps, see baselines.csv) and tested on the test split",
              f"- wall time of this invocation: {seconds:.0f} s", "",
              f"## Pareto front ({n_front} candidates)", "",
              "`logloss` is the search's cheap score (supernet, validation rows); `test_logloss` is measured "

@@ -67,6 +67,7 @@ class TruthRecipe:
     initial_accumulator: float = 0.0
     schedule: str = "cosine"
     test: bool = True
+    eps: float = 1e-2  # Adagrad's; NASRec's value (TrainConfig)
 
     def __post_init__(self):
         self.train_config(0)  # validates the numbers
@@ -75,11 +76,12 @@ class TruthRecipe:
 
     def train_config(self, seed: int) -> TrainConfig:
         return TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr,
-                           initial_accumulator=self.initial_accumulator, seed=seed, schedule=self.schedule)
+                           initial_accumulator=self.initial_accumulator, seed=seed, schedule=self.schedule,
+                           eps=self.eps)
 
     def for_model(self, model: ArchSpec | str) -> "TruthRecipe":
-        """The recipe ``model`` trains with: a baseline's own learning rate and schedule
-        (``nasrec.baselines.TRAINING``, tuned on validation at this budget) replace the
+        """The recipe ``model`` trains with: a baseline's own learning rate, schedule and
+        Adagrad eps (``nasrec.baselines.TRAINING``, tuned on validation at this budget) replace the
         shared ones; architectures train with the recipe as it is."""
         if isinstance(model, ArchSpec) or model not in TRAINING:
             return self
@@ -88,7 +90,7 @@ class TruthRecipe:
     def to_dict(self) -> dict:
         d = asdict(self)
         # keys written before these fields existed stay valid
-        for name, before in (("schedule", "cosine"), ("test", True)):
+        for name, before in (("schedule", "cosine"), ("test", True), ("eps", 1e-2)):
             if d[name] == before:
                 del d[name]
         return d

@@ -1,5 +1,6 @@
 import json
 import logging
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -96,6 +97,24 @@ def test_baselines_train_with_their_own_lr_and_schedule(monkeypatch):
     assert _lr_factor(249, r.train_config(0)) < 0.01
     with pytest.raises(ValueError, match="schedule must be one of"):
         TrainConfig(schedule="linear")
+
+
+def test_a_baselines_adagrad_eps_has_its_own_key_and_reaches_training(monkeypatch):
+    """``eps`` in ``TRAINING`` replaces the shared Adagrad eps for that baseline only; keys
+    written before eps existed (the default 1e-2) stay the same."""
+    from nasrec import baselines
+    monkeypatch.setitem(baselines.TRAINING, "dlrm", {"lr": 0.01, "schedule": "constant", "eps": 1e-10})
+    r = TruthRecipe()
+    assert "eps" not in r.to_dict() and r.train_config(0).eps == 1e-2
+    d = r.for_model("dlrm")
+    assert d.eps == 1e-10 and d.train_config(3).eps == 1e-10
+    assert truth_key("h", "dlrm", r, 0)["recipe"]["eps"] == 1e-10
+    # the baseline's own eps wins over the shared one; an architecture's follows the recipe
+    assert truth_key("h", "dlrm", r, 0) == truth_key("h", "dlrm", replace(r, eps=1e-6), 0)
+    spec = sample(np.random.default_rng(1))
+    assert truth_key("h", spec, replace(r, eps=1e-6), 0)["recipe"] == {**r.to_dict(), "eps": 1e-6}
+    with pytest.raises(ValueError, match="eps must be > 0, got 0"):
+        TruthRecipe(eps=0)
 
 
 def test_jobs_report_each_training_and_respect_the_deadline(tiny_data, tmp_path):
