@@ -24,6 +24,7 @@ import argparse
 import os
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -83,17 +84,25 @@ def _peer(name: str, ds, splits, recipe: TruthRecipe, sizes: str) -> dict | None
             "params": int(sum(q.numel() for q in model.parameters()))}
 
 
+def _tune_recipe(recipe: TruthRecipe, setting: str) -> TruthRecipe:
+    """``recipe`` with ``SCHEDULE:LR[:EPS]`` applied; ValueError naming a bad setting."""
+    parts = setting.split(":")
+    if len(parts) not in (2, 3):
+        raise ValueError(f"--tune {setting!r}: want SCHEDULE:LR or SCHEDULE:LR:EPS")
+    try:
+        nums = [float(v) for v in parts[1:]]
+        return replace(recipe, schedule=parts[0], lr=nums[0], eps=nums[1] if len(nums) > 1 else recipe.eps)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"--tune {setting!r}: {e}") from None
+
+
 def _tune(args, ds, splits, recipe: TruthRecipe) -> int:
-    from dataclasses import replace
     from nasrec import build_baseline, evaluate, train_model
     rows = []
     for name in args.models:
         for setting in args.tune:
-            schedule, lr, eps = (setting.split(":") + [str(recipe.eps)])[:3]
-            try:
-                rec = replace(recipe, schedule=schedule, lr=float(lr), eps=float(eps))
-            except ValueError as e:
-                raise SystemExit(f"--tune {setting!r}: {e}")
+            rec = _tune_recipe(recipe, setting)
+            schedule = rec.schedule
             for seed in args.tune_seeds:
                 # a seed fixes the initial weights and the row order, as in the truth
                 model = build_baseline(name, ds.schema, seed)
@@ -133,6 +142,11 @@ def main(argv=None) -> int:
     ap.add_argument("--tune-seeds", nargs="+", type=int, default=[0], metavar="SEED",
                     help="with --tune: seeds per setting; a model chooses by mean validation log loss")
     args = ap.parse_args(argv)
+    for setting in args.tune or ():
+        try:
+            _tune_recipe(TruthRecipe(), setting)
+        except ValueError as e:
+            ap.error(str(e))
     torch.set_num_threads(args.threads)
     ds = default_data()
     splits = truth_splits(ds)

@@ -167,3 +167,15 @@ def test_training_queue_close_answers_waiting_jobs_with_none(tiny_data, tmp_path
         queue.submit("dlrm", 1)
     with pytest.raises(ValueError, match="workers"):
         TrainingQueue(cache, tiny_data, RECIPE, workers=0)
+
+
+def test_tune_settings_parse_eps_and_reject_bad_ones():
+    """``baselines_peer --tune SCHEDULE:LR[:EPS]``: eps defaults to the recipe's; a bad
+    setting is one error naming it."""
+    from benchmarks.baselines_peer import _tune_recipe
+    r = TruthRecipe()
+    assert _tune_recipe(r, "constant:0.0035:1e-10") == replace(r, schedule="constant", lr=0.0035, eps=1e-10)
+    assert _tune_recipe(r, "cosine:0.12").eps == r.eps
+    for bad in ("cosine", "cosine:x", "cosine:0.1:0", "linear:0.1", "cosine:0.1:1e-10:3"):
+        with pytest.raises(ValueError, match=f"--tune '{bad}'"):
+            _tune_recipe(r, bad)
