@@ -31,7 +31,7 @@ from cosearch.search import ENGINE_NAMES, engine_library, make_algorithm
 
 __all__ = ["ensure_dataset", "ensure_supernet", "run_pipeline", "normalization_settings", "resume_pipeline", "finish_run",
            "baseline_costs", "verify", "verdict", "truth_recipe", "load_run", "front_rows", "layered_rows", "table_spec",
-           "search_space", "RUN_FILE", "baseline_fronts", "baseline_hardware", "cost_front", "equal_freedom",
+           "search_space", "spread_pool", "SPREAD_BINS", "RUN_FILE", "baseline_fronts", "baseline_hardware", "cost_front", "equal_freedom",
            "MAX_BASELINE_HARDWARE", "BASELINE_FRONTS"]
 
 log = logging.getLogger("cosearch")
@@ -283,6 +283,34 @@ def layered_rows(run_dir, objectives) -> list[dict]:
     return sorted(out, key=lambda r: (r["pareto_layer"], float(r[objectives[0]])))
 
 
+SPREAD_BINS = 8
+
+
+def spread_pool(rows: list[dict], objectives, want: int, bins: int = SPREAD_BINS) -> list[dict]:
+    """Up to ``want`` distinct architectures of ``rows`` spread over the first cost
+    objective (the first one that is not ``logloss``): its log10 range cut into ``bins``
+    equal bins, the ``ceil(want / bins)`` lowest search log losses of each bin, then the
+    lowest of the rest for slots a sparse bin leaves. An architecture stands for its row
+    of lowest (log loss, cost). Without a cost objective: the lowest log losses."""
+    cost = next((o for o in objectives if o != "logloss"), None)
+    best: dict[str, dict] = {}
+    for r in sorted(rows, key=lambda r: (float(r["logloss"]), float(r[cost]) if cost else 0.0)):
+        best.setdefault(r["arch_hash"], r)
+    archs = sorted(best.values(), key=lambda r: float(r["logloss"]))
+    if cost is None or len(archs) <= want:
+        return archs[:want]
+    x = np.log10(np.maximum([float(r[cost]) for r in archs], np.finfo(float).tiny))
+    edges = np.linspace(x.min(), x.max(), bins + 1)
+    which = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, bins - 1)
+    per = -(-want // bins)
+    # archs is sorted by log loss, so within a bin and among the rest the lowest come first
+    taken = sorted(int(i) for b in range(bins) for i in np.flatnonzero(which == b)[:per])
+    chosen = set(taken)
+    rest = [i for i in range(len(archs)) if i not in chosen]
+    picked = taken[:want] + rest[:max(0, want - len(taken))]
+    return [archs[i] for i in picked]
+
+
 def front_rows(run_dir, objectives) -> list[dict]:
     """Rows of the final Pareto front (feasible, non-dominated), by the first objective."""
     from cosearch.pareto import pareto_mask
@@ -498,9 +526,9 @@ class VerificationTrainings:
 def verify(out, cfg: RunConfig, dataset, cache_dir, *, quiet: bool = True,
            on_model: Callable[[str], None] | None = None,
            trainings: VerificationTrainings | None = None) -> tuple[list[dict], dict[str, dict]]:
-    """Train and test from scratch the top-K distinct architectures of the pool (the
-    front, or with ``[verify] pool = "layers"`` the front and the layers behind it;
-    lowest search log loss, or, with ``[verify] rescore``, lowest validation log loss
+    """Train and test from scratch the top-K distinct architectures of the pool (``[verify]
+    pool``: the front; "layers", the front and the layers behind it; "spread", all
+    candidates spread over the cost range, ``spread_pool``; lowest search log loss, or, with ``[verify] rescore``, lowest validation log loss
     after a short first round of training) and the baselines; their model files go to
     ``out/models/``. ``trainings``: the run's queue if its baselines started beside the
     search (it is not closed here).
@@ -516,11 +544,15 @@ def verify(out, cfg: RunConfig, dataset, cache_dir, *, quiet: bool = True,
     front = [dict(r, pareto_layer=1) for r in front_rows(out, cfg.search.objectives)]
     models = out / "models"
     ranked: dict[str, dict] = {}  # distinct architectures, by layer, then lowest search log loss
-    if "logloss" in cfg.search.objectives:
+    # without a first round (rescore <= top_k) the pool is the front: the search score picks
+    if "logloss" in cfg.search.objectives and v.pool == "spread" and v.rescore > v.top_k:
+        spread = spread_pool(layered_rows(out, cfg.search.objectives), cfg.search.objectives, v.rescore)
+        ranked = {r["arch_hash"]: r for r in sorted(spread, key=lambda r: float(r["logloss"]))}
+    elif "logloss" in cfg.search.objectives:
         for r in sorted(front, key=lambda r: float(r["logloss"])):
             ranked.setdefault(r["arch_hash"], r)
-        if v.pool == "layers":
-            want = max(v.rescore, v.top_k)
+        if v.pool == "layers" and v.rescore > v.top_k:
+            want = v.rescore
             behind = [r for r in layered_rows(out, cfg.search.objectives) if r["pareto_layer"] > 1]
             for r in sorted(behind, key=lambda r: (r["pareto_layer"], float(r["logloss"]))):
                 if len(ranked) >= want:
@@ -675,8 +707,10 @@ def write_summary(out, cfg: RunConfig, seconds: float) -> None:
     n_round = len({r["arch_hash"] for r in front if pd.notna(r.get("rescore_logloss"))})
     n_front = sum(int(r.get("pareto_layer", 1)) == 1 for r in front)
     behind = len(front) > n_front
-    where = ("architectures of the front and the Pareto layers behind it" if v.pool == "layers"
-             else "front architectures")
+    cost = next((o for o in cfg.search.objectives if o != "logloss"), "cost")
+    where = {"layers": "architectures of the front and the Pareto layers behind it",
+             "spread": f"architectures spread over the search's {cost} range ({SPREAD_BINS} equal bins of log "
+                       f"{cost}, the lowest search log loss first in each)"}.get(v.pool, "front architectures")
     bayes = (meta.get("bayes_logloss") or {}).get("test")
     lines = [f"# cosearch run ({cfg.search.algorithm}, seed {cfg.seed})", "",
              verdict(front, base), "",
@@ -693,7 +727,7 @@ def write_summary(out, cfg: RunConfig, seconds: float) -> None:
              (f"- verification: the {v.top_k} best of the {n_round} {where} with the lowest search "
               f"log loss, by validation log loss after a first round of {v.rescore_steps} training steps "
               "(`rescore_logloss`), and the baselines, " if n_round else
-              f"- verification: the {v.top_k} best {where} by search log loss and the baselines, ")
+              f"- verification: the {v.top_k} best front architectures by search log loss and the baselines, ")
              + f"trained from scratch ({v.steps} steps x {v.batch_size} fresh rows, Adagrad lr {v.lr} with warm-up and "
              f"cosine decay, seed {cfg.seed}; baselines listed in nasrec.baselines.TRAINING with their own lr, "
              "schedule and Adagrad eps, see baselines.csv) and tested on the test split",

@@ -300,6 +300,37 @@ def test_layered_pool_reaches_behind_the_front(tmp_path, tiny):
     assert mine["verified_by_run"] == 1 and mine["full_test_logloss"] == ver["test_logloss"].iloc[0]
 
 
+def test_spread_pool_is_the_default_first_round(tmp_path, tiny):
+    """Without a ``pool`` setting, the first round trains the architectures that
+    ``spread_pool`` spreads over the latency range of all feasible candidates, and the
+    off-front ones get rows with their Pareto layer."""
+    import pandas as pd
+    from cosearch.pipeline import layered_rows, load_run, spread_pool
+    cfgp, cache = tiny
+    text = cfgp.read_text().replace("[verify]\ntop_k = 2\nrescore = 0\n",
+                                    "[verify]\ntop_k = 1\nrescore = 6\nrescore_steps = 2\nbaselines = false\n")
+    assert "rescore = 6" in text and "pool" not in text
+    p = tmp_path / "spread.toml"
+    p.write_text(text)
+    out = tmp_path / "run"
+    assert main(["run", "--config", str(p), "--out", str(out), "--cache", str(cache), "--quiet"]) == 0
+    cfg, _ = load_run(out)
+    assert cfg.verify.pool == "spread"
+    want = spread_pool(layered_rows(out, cfg.search.objectives), cfg.search.objectives, 6)
+    front = pd.read_csv(out / "front.csv", dtype={"arch_hash": str})
+    assert set(front.loc[front["rescore_logloss"].notna(), "arch_hash"]) == {r["arch_hash"] for r in want}
+    res = pd.read_csv(out / "results.csv", dtype={"arch_hash": str})
+    res = res[res["feasible"] == 1].copy()
+    res["layer"] = _layers_by_peeling(res[list(cfg.search.objectives)].to_numpy(float))
+    for _, r in front[front["pareto_layer"] > 1].iterrows():
+        assert r["pareto_layer"] in set(res.loc[res["arch_hash"] == r["arch_hash"], "layer"])
+    # both ends of the candidates' log latency range are in the pool (the first and last bins)
+    lo, hi = np.log10(res["latency_s"].min()), np.log10(res["latency_s"].max())
+    lat = np.log10([float(r["latency_s"]) for r in want])
+    assert lat.min() <= lo + (hi - lo) / 8 and lat.max() >= hi - (hi - lo) / 8
+    assert "spread over the search's latency_s range" in (out / "summary.md").read_text()
+
+
 def test_baselines_are_costed_on_the_searchs_hardware(tiny, tiny_run):
     """Each baseline on every valid configuration of the run's knob space (36 distinct
     here, plus the default): its own non-dominated front flagged, the default no better

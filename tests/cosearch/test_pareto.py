@@ -105,3 +105,44 @@ def test_log_normalisation_and_cap():
     assert Normalization.from_dict(m.to_dict()) == m
     with pytest.raises(ValueError, match="lower > 0"):
         Normalization((0.0,), (1.0,), (True,))
+
+
+def test_spread_pool_covers_the_cost_range():
+    """``spread_pool``: each of the equal log-cost bins gives its lowest-score
+    architectures, an architecture counts once (its best row), and slots that a sparse
+    bin leaves go to the lowest scores of the rest."""
+    from cosearch.pipeline import spread_pool
+    rng = np.random.default_rng(4)
+    rows = []
+    for i in range(40):  # dense at the cheap end, sparse at the dear end
+        lat = 10 ** (-5 + 3 * rng.random() ** 5)
+        for hw in range(2):  # the same architecture on two hardware points
+            rows.append({"arch_hash": f"a{i}", "logloss": str(0.5 + rng.random() * 0.1 + 0.001 * hw),
+                         "latency_s": str(lat * (1 + hw))})
+    objectives = ("logloss", "latency_s")
+    got = spread_pool(rows, objectives, 16, bins=4)
+    assert len(got) == 16 and len({r["arch_hash"] for r in got}) == 16
+    best = {}
+    for r in rows:
+        if r["arch_hash"] not in best or float(r["logloss"]) < float(best[r["arch_hash"]]["logloss"]):
+            best[r["arch_hash"]] = r
+    assert all(r is best[r["arch_hash"]] for r in got)
+    x = {h: np.log10(float(r["latency_s"])) for h, r in best.items()}
+    edges = np.linspace(min(x.values()), max(x.values()), 5)
+    bin_of = {h: min(3, int(np.searchsorted(edges, v, side="right") - 1)) for h, v in x.items()}
+    chosen = {r["arch_hash"] for r in got}
+    for b in range(4):
+        members = sorted((h for h in best if bin_of[h] == b), key=lambda h: float(best[h]["logloss"]))
+        assert members[:4] == [h for h in members if h in chosen][:4] or len(members) < 4
+        assert set(members[:4]) <= chosen
+    # a sparse bin's free slots went to the lowest scores left over
+    left = sorted((h for h in best if h not in chosen), key=lambda h: float(best[h]["logloss"]))
+    taken_extra = chosen - {h for b in range(4) for h in sorted((h for h in best if bin_of[h] == b),
+                                                                  key=lambda h: float(best[h]["logloss"]))[:4]}
+    n_top = sum(min(4, sum(v == b for v in bin_of.values())) for b in range(4))
+    assert n_top < 16 and len(taken_extra) == 16 - n_top  # the data has a sparse bin
+    if taken_extra:
+        assert max(float(best[h]["logloss"]) for h in taken_extra) <= float(best[left[0]]["logloss"])
+    # without a cost objective: the lowest scores
+    assert [r["arch_hash"] for r in spread_pool(rows, ("logloss",), 3)] == \
+        sorted(best, key=lambda h: float(best[h]["logloss"]))[:3]
