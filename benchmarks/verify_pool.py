@@ -90,8 +90,9 @@ def main(argv=None) -> int:
     for h in picked:
         print(f"  verified by the run: {h}, rank {by_val.index(h) + 1} by full validation, "
               f"{by_test.index(h) + 1} by test")
-    print(f"Kendall tau against full test log loss: search score {kendall_tau(pool['logloss'], pool['full_test_logloss']):.3f}, "
-          f"first round {kendall_tau(pool['rescore_logloss'], pool['full_test_logloss']):.3f}")
+    test = pool["full_test_logloss"]
+    print(f"Kendall tau against full test log loss: search score {kendall_tau(pool['logloss'], test):.3f}, "
+          f"first round {kendall_tau(pool['rescore_logloss'], test):.3f}")
     if len(best_base):
         print(f"best baseline: {best_base['model'].iloc[0]} {float(best_base['test_logloss'].iloc[0]):.4f}")
     print(f"wrote {path}")

@@ -236,7 +236,8 @@ class VerifyConfig:
     # emb1e-4 and short-*), so the front the supernet builds is no better than what lies
     # behind it: on the default run's search, the best verified model reached test log
     # loss 0.5159 from the front, 0.5129 from the Pareto layers, 0.5113 spread
-    # (README, "verify pool"); two full trainings run at once
+    # (benchmarks/results/cosearch_default_run_time.csv, runs h, i, j); two full
+    # trainings run at once
     top_k: int = 2
     baselines: bool = True
     steps: int = 250

@@ -526,11 +526,12 @@ class VerificationTrainings:
 def verify(out, cfg: RunConfig, dataset, cache_dir, *, quiet: bool = True,
            on_model: Callable[[str], None] | None = None,
            trainings: VerificationTrainings | None = None) -> tuple[list[dict], dict[str, dict]]:
-    """Train and test from scratch the top-K distinct architectures of the pool (``[verify]
-    pool``: the front; "layers", the front and the layers behind it; "spread", all
-    candidates spread over the cost range, ``spread_pool``; lowest search log loss, or, with ``[verify] rescore``, lowest validation log loss
-    after a short first round of training) and the baselines; their model files go to
-    ``out/models/``. ``trainings``: the run's queue if its baselines started beside the
+    """Train and test from scratch the top-K distinct architectures of the pool and the
+    baselines; their model files go to ``out/models/``. Without a first round the pool
+    is the front and the lowest search log losses are verified; with ``[verify] rescore``
+    the pool (``[verify] pool``: "front"; "layers", the front and the layers behind it;
+    "spread", all candidates spread over the cost range, ``spread_pool``) trains a short
+    first round and the lowest validation log losses after it are verified. ``trainings``: the run's queue if its baselines started beside the
     search (it is not closed here).
 
     Returns (front rows, then one row for each first-round architecture off the front,
