@@ -709,9 +709,11 @@ def write_summary(out, cfg: RunConfig, seconds: float) -> None:
     n_front = sum(int(r.get("pareto_layer", 1)) == 1 for r in front)
     behind = len(front) > n_front
     cost = next((o for o in cfg.search.objectives if o != "logloss"), "cost")
-    where = {"layers": "architectures of the front and the Pareto layers behind it",
+    where = {"layers": "architectures of the front and the Pareto layers behind it (by layer, then lowest "
+                       "search log loss)",
              "spread": f"architectures spread over the search's {cost} range ({SPREAD_BINS} equal bins of log "
-                       f"{cost}, the lowest search log loss first in each)"}.get(v.pool, "front architectures")
+                       f"{cost}, the lowest search log losses of each)"}.get(
+        v.pool, "front architectures with the lowest search log loss")
     bayes = (meta.get("bayes_logloss") or {}).get("test")
     lines = [f"# cosearch run ({cfg.search.algorithm}, seed {cfg.seed})", "",
              verdict(front, base), "",
@@ -725,8 +727,8 @@ def write_summary(out, cfg: RunConfig, seconds: float) -> None:
              f"- dataset: {meta['dataset']} (hash {meta['dataset_hash'][:16]}"
              + (f", Bayes test log loss {bayes:.4f}" if bayes is not None else "") + f"); supernet: {meta['supernet']} "
              f"(sha256 {meta['supernet_hash'][:16]})",
-             (f"- verification: the {v.top_k} best of the {n_round} {where} with the lowest search "
-              f"log loss, by validation log loss after a first round of {v.rescore_steps} training steps "
+             (f"- verification: the {v.top_k} best of the {n_round} {where}, "
+              f"by validation log loss after a first round of {v.rescore_steps} training steps "
               "(`rescore_logloss`), and the baselines, " if n_round else
               f"- verification: the {v.top_k} best front architectures by search log loss and the baselines, ")
              + f"trained from scratch ({v.steps} steps x {v.batch_size} fresh rows, Adagrad lr {v.lr} with warm-up and "
