@@ -39,7 +39,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if (args.top is not None and args.top < 1) or args.workers < 1:
         ap.error("--top and --workers must be positive")
-    from cosearch.pipeline import _fit_recipe, load_run, truth_recipe
+    from cosearch.pipeline import load_run, verification_recipe
     from nasrec.data import Dataset
     from nasrec.scratch import TruthCache
     from nasrec.space import ArchSpec
@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     if args.top is not None:
         pool = pool.head(args.top)
     ds = Dataset(meta["dataset"])
-    recipe = _fit_recipe(truth_recipe(cfg), len(ds.split("train")))
+    recipe = verification_recipe(cfg, ds)
     print(f"training {len(pool)} architectures of {args.run}'s first round in full ({recipe.steps} steps)",
           file=sys.stderr, flush=True)
     res = TruthCache(Path(meta["cache_dir"]) / "truth").get_or_train_many(

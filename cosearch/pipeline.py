@@ -31,7 +31,7 @@ from cosearch.search import ENGINE_NAMES, engine_library, make_algorithm
 
 __all__ = ["ensure_dataset", "ensure_supernet", "run_pipeline", "normalization_settings", "resume_pipeline", "finish_run",
            "baseline_costs", "verify", "verdict", "truth_recipe", "load_run", "front_rows", "layered_rows", "table_spec",
-           "search_space", "spread_pool", "SPREAD_BINS", "RUN_FILE", "baseline_fronts", "baseline_hardware", "cost_front", "equal_freedom",
+           "search_space", "verification_recipe", "spread_pool", "SPREAD_BINS", "RUN_FILE", "baseline_fronts", "baseline_hardware", "cost_front", "equal_freedom",
            "MAX_BASELINE_HARDWARE", "BASELINE_FRONTS"]
 
 log = logging.getLogger("cosearch")
@@ -447,9 +447,10 @@ def truth_recipe(cfg: RunConfig):
     return TruthRecipe(steps=v.steps, batch_size=v.batch_size, lr=v.lr)
 
 
-def _fit_recipe(recipe, n_train: int):
-    """The recipe, with fewer steps when the training split cannot give every step
-    fresh rows (small data sets, ``--quick``)."""
+def verification_recipe(cfg: RunConfig, dataset):
+    """``truth_recipe(cfg)`` as it runs on ``dataset``: with fewer steps when the training
+    split cannot give every step fresh rows (small data sets, ``--quick``)."""
+    recipe, n_train = truth_recipe(cfg), len(dataset.split("train"))
     if recipe.steps * recipe.batch_size <= n_train:
         return recipe
     return replace(recipe, steps=max(1, n_train // recipe.batch_size))
@@ -511,7 +512,7 @@ class VerificationTrainings:
                  on_model: Callable[[str], None] | None = None):
         from nasrec.scratch import TrainingQueue, TruthCache
         self.seed = cfg.seed
-        recipe = _fit_recipe(truth_recipe(cfg), len(dataset.split("train")))
+        recipe = verification_recipe(cfg, dataset)
         start = (lambda m, s: on_model(m if isinstance(m, str) else f"arch {m.hash[:16]}")) if on_model else None
         self.queue = TrainingQueue(TruthCache(Path(cache_dir) / "truth"), dataset, recipe,
                                    workers=cfg.verify.workers, limit=limit, save_model=True, on_start=start)
@@ -523,16 +524,38 @@ class VerificationTrainings:
         self.queue.close(cancel=cancel)
 
 
+def _candidates(out, cfg: RunConfig, front: list[dict]) -> dict[str, dict]:
+    """{arch hash: its row}, best first, of the distinct architectures verification may
+    train: without a first round (``rescore <= top_k``) or a ``"front"`` pool, the front
+    by search log loss; ``"layers"``, the front, then the layers behind it (by layer,
+    then search log loss); ``"spread"``, ``spread_pool``'s ``rescore``
+    by search log loss. Empty when the search has no log loss objective."""
+    v, objectives = cfg.verify, cfg.search.objectives
+    if "logloss" not in objectives:
+        return {}
+    first_round = v.rescore > v.top_k
+    if first_round and v.pool == "spread":
+        rows = spread_pool(layered_rows(out, objectives), objectives, v.rescore)
+    elif first_round and v.pool == "layers":
+        rows = layered_rows(out, objectives)
+    else:
+        rows = front
+    by_layer = v.pool == "layers"  # the front's rows are all layer 1
+    ranked: dict[str, dict] = {}
+    for r in sorted(rows, key=lambda r: (int(r["pareto_layer"]) if by_layer else 0, float(r["logloss"]))):
+        ranked.setdefault(r["arch_hash"], r)
+    return ranked
+
+
 def verify(out, cfg: RunConfig, dataset, cache_dir, *, quiet: bool = True,
            on_model: Callable[[str], None] | None = None,
            trainings: VerificationTrainings | None = None) -> tuple[list[dict], dict[str, dict]]:
     """Train and test from scratch the top-K distinct architectures of the pool and the
     baselines; their model files go to ``out/models/``. Without a first round the pool
     is the front and the lowest search log losses are verified; with ``[verify] rescore``
-    the pool (``[verify] pool``: "front"; "layers", the front and the layers behind it;
-    "spread", all candidates spread over the cost range, ``spread_pool``) trains a short
-    first round and the lowest validation log losses after it are verified. ``trainings``: the run's queue if its baselines started beside the
-    search (it is not closed here).
+    the pool (``_candidates``) trains a short first round and the lowest validation log
+    losses after it are verified. ``trainings``: the run's queue if its baselines
+    started beside the search (it is not closed here).
 
     Returns (front rows, then one row for each first-round architecture off the front,
     with ``pareto_layer``, ``test_logloss``, ``test_auc``, ``verified``, ``model_file``
@@ -544,21 +567,7 @@ def verify(out, cfg: RunConfig, dataset, cache_dir, *, quiet: bool = True,
     v = cfg.verify
     front = [dict(r, pareto_layer=1) for r in front_rows(out, cfg.search.objectives)]
     models = out / "models"
-    ranked: dict[str, dict] = {}  # distinct architectures, by layer, then lowest search log loss
-    # without a first round (rescore <= top_k) the pool is the front: the search score picks
-    if "logloss" in cfg.search.objectives and v.pool == "spread" and v.rescore > v.top_k:
-        spread = spread_pool(layered_rows(out, cfg.search.objectives), cfg.search.objectives, v.rescore)
-        ranked = {r["arch_hash"]: r for r in sorted(spread, key=lambda r: float(r["logloss"]))}
-    elif "logloss" in cfg.search.objectives:
-        for r in sorted(front, key=lambda r: float(r["logloss"])):
-            ranked.setdefault(r["arch_hash"], r)
-        if v.pool == "layers" and v.rescore > v.top_k:
-            want = v.rescore
-            behind = [r for r in layered_rows(out, cfg.search.objectives) if r["pareto_layer"] > 1]
-            for r in sorted(behind, key=lambda r: (r["pareto_layer"], float(r["logloss"]))):
-                if len(ranked) >= want:
-                    break
-                ranked.setdefault(r["arch_hash"], r)
+    ranked = _candidates(out, cfg, front)
     first_round = v.rescore > v.top_k and len(ranked) > v.top_k
     pool = list(ranked)[:v.rescore if first_round else v.top_k]
     own = trainings is None
@@ -628,7 +637,7 @@ def finish_run(out, cfg: RunConfig, dataset, cost: PimsimCost, cache_dir, *, qui
                          trainings=trainings)
     atomic_write_text(out / "front.csv", _csv(front) if front else "")
     brows = baseline_costs(cfg, dataset, cost)
-    recipe = _fit_recipe(truth_recipe(cfg), len(dataset.split("train")))
+    recipe = verification_recipe(cfg, dataset)
     for b in brows:
         res = base.get(b["model"])
         b.update(test_logloss=res["test_logloss"] if res else float("nan"),
@@ -636,7 +645,7 @@ def finish_run(out, cfg: RunConfig, dataset, cost: PimsimCost, cache_dir, *, qui
                  train_steps=recipe.steps if res else 0,
                  train_lr=res["recipe"]["lr"] if res else float("nan"),
                  train_schedule=res["recipe"].get("schedule", "cosine") if res else "",
-                 train_eps=res["recipe"].get("eps", type(recipe).eps) if res else float("nan"),
+                 train_eps=res["recipe"].get("eps", recipe.eps) if res else float("nan"),
                  data=dataset.content_hash[:16])
     atomic_write_text(out / "baselines.csv", _csv(brows))
     stage("baselines on the search's hardware")
@@ -706,7 +715,8 @@ def write_summary(out, cfg: RunConfig, seconds: float) -> None:
     v = cfg.verify
     # architectures the first round trained (none when the front was no larger than top_k)
     n_round = len({r["arch_hash"] for r in front if pd.notna(r.get("rescore_logloss"))})
-    n_front = sum(int(r.get("pareto_layer", 1)) == 1 for r in front)
+    on_front = [r for r in front if int(r.get("pareto_layer", 1)) == 1]
+    n_front = len(on_front)
     behind = len(front) > n_front
     cost = next((o for o in cfg.search.objectives if o != "logloss"), "cost")
     where = {"layers": "architectures of the front and the Pareto layers behind it (by layer, then lowest "
@@ -762,10 +772,9 @@ def write_summary(out, cfg: RunConfig, seconds: float) -> None:
                   f"`{BASELINE_FRONTS}` (`on_front`) and `cost_fronts.png`. `searched_better_*`: verified "
                   "searched (architecture, hardware) pairs at least as accurate (test log loss) and "
                   "faster, or lower in energy, than the baseline on its best hardware for that metric.", ""]
-        if front:
-            on = [r for r in front if int(r.get("pareto_layer", 1)) == 1]
-            fast = min(float(r["latency_s"]) for r in on)
-            frugal = min(float(r["energy_per_sample_j"]) for r in on)
+        if on_front:
+            fast = min(float(r["latency_s"]) for r in on_front)
+            frugal = min(float(r["energy_per_sample_j"]) for r in on_front)
             lines += [f"Searched front: fastest {fast:.4g} s per batch, lowest energy {frugal:.4g} J per sample.",
                       ""]
         df = pd.DataFrame(eq)

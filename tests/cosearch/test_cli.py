@@ -204,20 +204,26 @@ def test_run_verifies_front_and_baselines(tmp_path, capsys, tiny, tiny_run):
     pd.testing.assert_frame_equal(pd.read_csv(out2 / "front.csv")[cols], front[cols])
 
 
+def _run_with_verify(tmp_path, tiny, verify: str):
+    """(run folder, config text) of a tiny run whose ``[verify]`` table is ``verify``."""
+    cfgp, cache = tiny
+    text = cfgp.read_text().replace("[verify]\ntop_k = 2\nrescore = 0\n", "[verify]\n" + verify)
+    assert "[verify]\n" + verify in text
+    p = tmp_path / "verify.toml"
+    p.write_text(text)
+    out = tmp_path / "run"
+    assert main(["run", "--config", str(p), "--out", str(out), "--cache", str(cache), "--quiet"]) == 0
+    return out, text
+
+
 def test_first_round_verifies_the_best_after_short_training(tmp_path, tiny):
     """With ``rescore``, the front's best distinct architectures by search log loss train
     a few steps first, and the verified one is the best of them by validation log loss
     after that round, not by search score."""
     import pandas as pd
-    cfgp, cache = tiny
-    text = cfgp.read_text().replace("[verify]\ntop_k = 2\nrescore = 0\n",
-                                    "[verify]\ntop_k = 1\nrescore = 3\nrescore_steps = 2\nbaselines = false\n"
-                                    "pool = \"front\"\n")
-    assert "rescore = 3" in text
-    p = tmp_path / "rescore.toml"
-    p.write_text(text)
-    out = tmp_path / "run"
-    assert main(["run", "--config", str(p), "--out", str(out), "--cache", str(cache), "--quiet"]) == 0
+    cache = tiny[1]
+    out, _ = _run_with_verify(tmp_path, tiny, "top_k = 1\nrescore = 3\nrescore_steps = 2\nbaselines = false\n"
+                                              "pool = \"front\"\n")
     front = pd.read_csv(out / "front.csv")
     distinct = front.sort_values("logloss", kind="stable").drop_duplicates("arch_hash")
     assert len(distinct) > 1, "the tiny run's front needs two architectures for a first round"
@@ -258,15 +264,8 @@ def test_layered_pool_reaches_behind_the_front(tmp_path, tiny):
     off-front ones get rows of their own with their layer."""
     import pandas as pd
     from cosearch.pipeline import load_run
-    cfgp, cache = tiny
-    text = cfgp.read_text().replace("[verify]\ntop_k = 2\nrescore = 0\n",
-                                    "[verify]\ntop_k = 1\nrescore = 6\nrescore_steps = 2\nbaselines = false\n"
-                                    "pool = \"layers\"\n")
-    assert 'pool = "layers"' in text
-    p = tmp_path / "layers.toml"
-    p.write_text(text)
-    out = tmp_path / "run"
-    assert main(["run", "--config", str(p), "--out", str(out), "--cache", str(cache), "--quiet"]) == 0
+    out, _ = _run_with_verify(tmp_path, tiny, "top_k = 1\nrescore = 6\nrescore_steps = 2\nbaselines = false\n"
+                                              "pool = \"layers\"\n")
     cfg, _ = load_run(out)
     res = pd.read_csv(out / "results.csv", dtype={"arch_hash": str})
     res = res[res["feasible"] == 1].copy()
@@ -306,14 +305,8 @@ def test_spread_pool_is_the_default_first_round(tmp_path, tiny):
     off-front ones get rows with their Pareto layer."""
     import pandas as pd
     from cosearch.pipeline import layered_rows, load_run, spread_pool
-    cfgp, cache = tiny
-    text = cfgp.read_text().replace("[verify]\ntop_k = 2\nrescore = 0\n",
-                                    "[verify]\ntop_k = 1\nrescore = 6\nrescore_steps = 2\nbaselines = false\n")
-    assert "rescore = 6" in text and "pool" not in text
-    p = tmp_path / "spread.toml"
-    p.write_text(text)
-    out = tmp_path / "run"
-    assert main(["run", "--config", str(p), "--out", str(out), "--cache", str(cache), "--quiet"]) == 0
+    out, text = _run_with_verify(tmp_path, tiny, "top_k = 1\nrescore = 6\nrescore_steps = 2\nbaselines = false\n")
+    assert "pool" not in text
     cfg, _ = load_run(out)
     assert cfg.verify.pool == "spread"
     want = spread_pool(layered_rows(out, cfg.search.objectives), cfg.search.objectives, 6)
