@@ -92,8 +92,20 @@ class SupernetConfig:
     # warm-up bought no ranking: Kendall tau 0.015 with it, -0.009 without, both chance
     # over 40 architectures and 3 supernets (benchmarks/results/supernet_ranking_summary.csv).
     full_path_fraction: float = 0.0
+    # The extended space's per-field choices. No 0 (a dropped field) by default: the
+    # supernet score does not see a field's absence (run j's verified 46638fff scores
+    # 0.5584 whether 0, 3 or 9 fields are dropped, or all sit at 4 or 64 dims), so cost
+    # alone decided, and the searched models dropped 2-8 of 26 fields. Trained from
+    # scratch, giving the dropped fields back (8 dims) gained 0.0016 test log loss on both
+    # (cad16d93 0.5129 -> 0.5113, 46638fff 0.5113 -> 0.5097), and dropping 6 of them cost
+    # 0.010-0.013. Precision moved test log loss by at most 0.0004, so it stays a
+    # cost-only choice (benchmarks/results/embedding_sensitivity.csv).
+    embedding_dims: tuple[int, ...] = (4, 8, 16, 32, 64)
+    embedding_precisions: tuple[str, ...] = ("fp32", "fp16", "int8")
 
     def __post_init__(self):
+        object.__setattr__(self, "embedding_dims", tuple(self.embedding_dims))
+        object.__setattr__(self, "embedding_precisions", tuple(self.embedding_precisions))
         if self.space not in SPACES:
             raise ValueError(f"SupernetConfig.space must be one of {sorted(SPACES)}, got {self.space!r}")
         _pos_int(self, "steps", "batch_size")
@@ -101,6 +113,21 @@ class SupernetConfig:
         _number(self, "full_path_fraction", lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
         if self.embeddings not in ("published", "extended"):
             raise ValueError(f"SupernetConfig.embeddings must be 'published' or 'extended', got {self.embeddings!r}")
+        if any(isinstance(d, bool) or not isinstance(d, int) for d in self.embedding_dims) \
+                or len(set(self.embedding_dims)) != len(self.embedding_dims):
+            raise ValueError(f"SupernetConfig.embedding_dims must be distinct integers, got {list(self.embedding_dims)}")
+        if len(set(self.embedding_precisions)) != len(self.embedding_precisions):
+            raise ValueError("SupernetConfig.embedding_precisions must be distinct, "
+                             f"got {list(self.embedding_precisions)}")
+        try:
+            self.embedding_space()
+        except ValueError as e:
+            raise ValueError(f"SupernetConfig.embedding_{e}") from None
+
+    def embedding_space(self):
+        """The extended space's per-field choices (a ``nasrec.EmbeddingSpace``)."""
+        from nasrec.space import EmbeddingSpace
+        return EmbeddingSpace(tuple(sorted(self.embedding_dims)), self.embedding_precisions)
 
 
 @dataclass(frozen=True)

@@ -81,8 +81,7 @@ def ensure_supernet(cfg: RunConfig, dataset, cache_dir, quiet: bool = True):
     settings) into ``cache_dir`` and reused afterwards."""
     from nasrec.train import build_supernet, load_checkpoint, train_supernet
     tc = _train_config(cfg)
-    from nasrec.space import EMBEDDING_SPACE
-    emb = EMBEDDING_SPACE if cfg.supernet.embeddings == "extended" else None
+    emb = cfg.supernet.embedding_space() if cfg.supernet.embeddings == "extended" else None
     from nasrec.model import NETWORK_REVISION
     settings = {"data": dataset.content_hash, "space": cfg.supernet.space, "train": asdict(tc),
                 "network": NETWORK_REVISION}
@@ -157,7 +156,8 @@ def search_space(cfg: RunConfig, schema) -> CoSpace:
         # each field's precision is the architecture's choice; a hardware-wide one
         # would only repeat candidates with identical costs
         knobs = replace(knobs, precisions=knobs.precisions[:1])
-    return CoSpace(get_space(cfg.supernet.space), knobs, cfg.search.arch_prob, hwmodel.knobs_valid, n_fields)
+    return CoSpace(get_space(cfg.supernet.space), knobs, cfg.search.arch_prob, hwmodel.knobs_valid, n_fields,
+                   cfg.supernet.embedding_space())
 
 
 def run_pipeline(cfg: RunConfig, out_dir, cache_dir, *, quiet: bool = True,
@@ -237,7 +237,7 @@ def run_pipeline(cfg: RunConfig, out_dir, cache_dir, *, quiet: bool = True,
 # Settings added after runs were written, with the value that reproduces those runs:
 # a run.json without them is the same configuration as one with these values.
 _ADDED_SETTINGS = {("search", "screen"): 1, ("verify", "rescore"): 0, ("verify", "rescore_steps"): 50,
-                   ("verify", "pool"): "front"}
+                   ("verify", "pool"): "front", ("supernet", "embedding_dims"): (0, 4, 8, 16, 32, 64)}
 
 
 def _with_added_settings(config):

@@ -168,6 +168,31 @@ def test_tiny_run_resume_plot_query_retrain(tmp_path, capsys, tiny, tiny_run):
     assert len(rt) == 1 and float(rt[0]["test_logloss"]) > 0 and rt[0]["train_steps"] == "2"
 
 
+def test_embedding_sensitivity_varies_only_the_embedding(tmp_path, capsys, tiny_run):
+    """benchmarks.embedding_sensitivity scores and trains embedding variants of a run's
+    verified architectures, reusing the run's own training for the unchanged one."""
+    import pandas as pd
+    from benchmarks.embedding_sensitivity import main as sensitivity
+    out, _ = tiny_run
+    front = pd.read_csv(out / "front.csv", dtype={"arch_hash": str})
+    ver = front[front["verified"] == 1].drop_duplicates("arch_hash").set_index("arch_hash")
+    assert sensitivity([str(out), "--dims", "4", "--drop", "1", "--workers", "1", "--results", str(tmp_path)]) == 0
+    t = pd.read_csv(tmp_path / "embedding_sensitivity.csv", dtype={"arch_hash": str})
+    assert set(t["arch_hash"]) == set(ver.index)
+    for h, g in t.groupby("arch_hash"):
+        g = g.set_index("variant")
+        assert set(g.index) == {"as-is", "no-drop", "fp32", "no-drop+fp32", "all-4", "drop1"}
+        # the run searched without dropping fields: as-is and no-drop are one model, one training
+        assert g.loc["as-is", "fields_dropped"] == 0 and g.loc["drop1", "fields_dropped"] == 1
+        assert g.loc["as-is", "test_logloss"] == g.loc["no-drop", "test_logloss"] == ver.loc[h, "test_logloss"]
+        assert g.loc["all-4", "mean_dim"] == 4 and g.loc["fp32", "fp32_fields"] == 26
+        assert g["supernet_score"].gt(0).all() and g["test_logloss"].gt(0).all()
+    assert "Kendall tau of supernet score" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        sensitivity([str(out), "--archs", "zzzz", "--results", str(tmp_path)])
+    assert e.value.code == 2 and "no architecture 'zzzz'" in capsys.readouterr().err
+
+
 def test_run_verifies_front_and_baselines(tmp_path, capsys, tiny, tiny_run):
     """The front's best distinct architectures and the baselines are trained from
     scratch and tested; their figures reach front.csv, baselines.csv and summary.md,

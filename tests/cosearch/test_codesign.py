@@ -55,6 +55,12 @@ def test_host_rows_max_pins_small_tables_to_the_host():
 
 @pytest.mark.parametrize("section, text, needle", [
     ("supernet", 'embeddings = "everything"', "embeddings"),
+    ("supernet", "embedding_dims = [-4, 8]", r"embedding_dims must be non-negative .*-4"),
+    ("supernet", "embedding_dims = [0]", "embedding_dims must be non-negative with at least one positive"),
+    ("supernet", "embedding_dims = [8, 8]", r"embedding_dims must be distinct integers, got \[8, 8\]"),
+    ("supernet", "embedding_dims = [4.5]", r"embedding_dims must be distinct integers, got \[4.5\]"),
+    ("supernet", 'embedding_precisions = ["fp8"]', "embedding_precisions: unknown precision 'fp8'"),
+    ("supernet", "embedding_precisions = []", "embedding_precisions must not be empty"),
     ("supernet", "lr = 0", "lr"),
     ("data", 'pooling = "lots"', "pooling"),
 ])
@@ -109,6 +115,56 @@ def test_the_joint_space_is_the_default_and_published_stays_selectable():
     space = search_space(published, schema)
     assert space.n_fields is None and len(space.knobs.precisions) == 3
     assert space.sample(np.random.default_rng(0)).arch.embedding is None
+
+
+def test_the_embedding_choices_come_from_the_config():
+    """By default no field is dropped (the supernet cannot score a dropped field); a
+    config that allows 0 gets it, the supernet's cache key follows the choices, and a
+    run written before the setting existed resumes with the old choices, 0 included."""
+    from cosearch.pipeline import _with_added_settings, search_space
+    schema = Schema(3, (50, 5000, 200_000, 30, 7, 900))
+    rng = np.random.default_rng(0)
+    default = search_space(RunConfig(), schema)
+    seen = {d for _ in range(200) for d in default.sample(rng).arch.embedding.dims}
+    assert seen == {4, 8, 16, 32, 64}
+    c = default.sample(rng)
+    mutated = {d for _ in range(200) for d in default.mutate(c, rng, 3).arch.embedding.dims}
+    assert 0 not in mutated
+    narrow = RunConfig.from_dict({"supernet": {"embedding_dims": [16, 0], "embedding_precisions": ["int8"]}})
+    space = search_space(narrow, schema)
+    archs = [space.sample(rng).arch.embedding for _ in range(100)]
+    assert {d for e in archs for d in e.dims} == {0, 16}
+    assert {p for e in archs for p in e.precisions} == {"int8"}
+    assert narrow.supernet.embedding_space().dims == (0, 16)  # sorted: the supernet's widest is the last
+    old = RunConfig().to_dict()
+    del old["supernet"]["embedding_dims"]
+    assert RunConfig.from_dict(_with_added_settings(old)).supernet.embedding_dims == (0, 4, 8, 16, 32, 64)
+
+
+def test_the_supernet_cache_key_follows_the_embedding_choices(tmp_path, monkeypatch):
+    from cosearch import pipeline
+    built, paths = [], []
+
+    class _Stop(Exception):
+        pass
+
+    def fake_train(sn, split, tc, quiet, checkpoint):
+        paths.append(checkpoint)
+        raise _Stop
+    monkeypatch.setattr("nasrec.train.build_supernet",
+                        lambda schema, space, seed, embedding_space=None: built.append(embedding_space))
+    monkeypatch.setattr("nasrec.train.train_supernet", fake_train)
+
+    class _Data:
+        content_hash, schema = "0" * 64, Schema(3, (50, 70))
+
+        def split(self, name):
+            return None
+    for dims in ([4, 8], [0, 4, 8], [8, 4]):
+        with pytest.raises(_Stop):
+            pipeline.ensure_supernet(RunConfig.from_dict({"supernet": {"embedding_dims": dims}}), _Data(), tmp_path)
+    assert [e.dims for e in built] == [(4, 8), (0, 4, 8), (4, 8)]
+    assert paths[0] != paths[1] and paths[0] == paths[2]
 
 
 def test_table_rows_scale_costs_larger_deployed_tables():
