@@ -12,6 +12,7 @@ before timing. Target (issue 3): at most 20 ms per query after warm-up.
 from __future__ import annotations
 
 import argparse
+import csv
 import os
 import statistics
 import time
@@ -47,7 +48,12 @@ def nasrec_like(batch: int = 256):
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=30)
+    p.add_argument("--label", default="current", help="names the code measured (column 'code'); rows of other "
+                                                      "labels in the results file are kept, for side-by-side runs")
+    p.add_argument("--results", type=Path, default=RESULTS)
     args = p.parse_args(argv)
+    if args.repeats < 1:
+        p.error(f"--repeats must be positive, got {args.repeats}")
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     from pimsim import builtin_workloads, load_hardware, query
@@ -65,10 +71,16 @@ def main(argv: list[str] | None = None) -> int:
                 times.append(time.perf_counter() - t0)
             rows.append({"workload": wname, "preset": preset, "tables": len(w.tables), "dense_steps": len(w.dense),
                          "batch": w.batch_size, "repeats": args.repeats, "median_ms": statistics.median(times) * 1e3,
-                         "p90_ms": sorted(times)[int(0.9 * (len(times) - 1))] * 1e3, "cores": 1})
+                         "p90_ms": sorted(times)[int(0.9 * (len(times) - 1))] * 1e3, "cores": 1,
+                         "code": args.label})
             r = rows[-1]
             print(f"{wname:12s} {preset:13s} median {r['median_ms']:6.2f} ms  p90 {r['p90_ms']:6.2f} ms")
-    write_rows(rows, RESULTS / "query_speed.csv")
+    path = args.results / "query_speed.csv"
+    old = []
+    if path.is_file():
+        with path.open(newline="") as fh:
+            old = [r for r in csv.DictReader(fh) if r.get("code") != args.label]
+    write_rows(old + rows, path)
     return 0
 
 

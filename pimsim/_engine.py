@@ -675,16 +675,28 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
     return counts[C_ACT]
 
 
+#: Requests from which ``_prev_same_line`` sorts by radix rather than by merging.
+RADIX_MIN_REQUESTS = 65_536
+
+
 @njit(cache=True)
 def _prev_same_line(lines):
     """Index of the latest earlier request to the same line, or -1; lines >= 0.
 
-    A stable LSD radix sort of the request indices by line (16 bits a pass), then one
-    pass over equal runs: O(n) for the traces' bounded line numbers.
+    A stable sort of the request indices by line, then one pass over equal runs. Long
+    traces take an LSD radix sort (16 bits a pass, O(n) for bounded line numbers); below
+    ``RADIX_MIN_REQUESTS`` a merge sort, since each radix pass clears and sums 65,536
+    counters (about 0.14 ms a call, paid by each of an HBM preset's 80 channels a query).
     """
     n = lines.shape[0]
     prev = np.full(n, -1, np.int64)
     if n < 2:
+        return prev
+    if n < RADIX_MIN_REQUESTS:
+        order = np.argsort(lines, kind="mergesort")
+        for k in range(1, n):
+            if lines[order[k]] == lines[order[k - 1]]:
+                prev[order[k]] = order[k - 1]
         return prev
     order = np.arange(n)
     tmp = np.empty(n, np.int64)

@@ -22,6 +22,15 @@ def test_prev_same_line_matches_reference(values, modulo):
     assert E._prev_same_line(lines).tolist() == prev_same_reference(lines.tolist())
 
 
+def test_prev_same_line_radix_path_matches_reference():
+    """Long traces take the radix sort; short ones the merge sort (tested above)."""
+    rng = np.random.default_rng(5)
+    n = E.RADIX_MIN_REQUESTS + 1000
+    for top in (50, 70_000, 2**40):  # one, two and three 16-bit passes
+        lines = rng.integers(0, top, n).astype(np.int64)
+        assert E._prev_same_line(lines).tolist() == prev_same_reference(lines.tolist())
+
+
 def active_reference(records, n_ranks, end):
     busy = [set() for _ in range(n_ranks)]
     for r, s, e in records:
