@@ -680,24 +680,10 @@ RADIX_MIN_REQUESTS = 65_536
 
 
 @njit(cache=True)
-def _prev_same_line(lines):
-    """Index of the latest earlier request to the same line, or -1; lines >= 0.
-
-    A stable sort of the request indices by line, then one pass over equal runs. Long
-    traces take an LSD radix sort (16 bits a pass, O(n) for bounded line numbers); below
-    ``RADIX_MIN_REQUESTS`` a merge sort, since each radix pass clears and sums 65,536
-    counters (about 0.14 ms a call, paid by each of an HBM preset's 80 channels a query).
-    """
+def _radix_order(lines):
+    """Stable order of ``lines`` (>= 0) by an LSD radix sort, 16 bits a pass: O(n) for
+    bounded line numbers, plus 65,536 counters cleared and summed per pass."""
     n = lines.shape[0]
-    prev = np.full(n, -1, np.int64)
-    if n < 2:
-        return prev
-    if n < RADIX_MIN_REQUESTS:
-        order = np.argsort(lines, kind="mergesort")
-        for k in range(1, n):
-            if lines[order[k]] == lines[order[k - 1]]:
-                prev[order[k]] = order[k - 1]
-        return prev
     order = np.arange(n)
     tmp = np.empty(n, np.int64)
     top = lines.max()
@@ -714,6 +700,23 @@ def _prev_same_line(lines):
             count[d] += 1
         order, tmp = tmp, order
         shift += 16
+    return order
+
+
+@njit(cache=True)
+def _prev_same_line(lines):
+    """Index of the latest earlier request to the same line, or -1; lines >= 0.
+
+    A stable sort of the request indices by line, then one pass over equal runs. Long
+    traces sort by radix; below ``RADIX_MIN_REQUESTS`` a merge sort is faster, since the
+    radix passes' counters cost about 0.14 ms a call, paid by each of an HBM preset's 80
+    channel controllers a query.
+    """
+    n = lines.shape[0]
+    prev = np.full(n, -1, np.int64)
+    if n < 2:
+        return prev
+    order = np.argsort(lines, kind="mergesort") if n < RADIX_MIN_REQUESTS else _radix_order(lines)
     for k in range(1, n):
         if lines[order[k]] == lines[order[k - 1]]:
             prev[order[k]] = order[k - 1]

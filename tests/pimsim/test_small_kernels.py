@@ -1,6 +1,7 @@
 """The helper kernels against plain Python references."""
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,11 +23,11 @@ def test_prev_same_line_matches_reference(values, modulo):
     assert E._prev_same_line(lines).tolist() == prev_same_reference(lines.tolist())
 
 
-def test_prev_same_line_radix_path_matches_reference():
-    """Long traces take the radix sort; short ones the merge sort (tested above)."""
+@pytest.mark.parametrize("n", [5_000, E.RADIX_MIN_REQUESTS + 1000])  # merge sort, radix sort
+def test_prev_same_line_sorts_stably_on_both_paths(n):
+    """Many repeats of each line (a stable sort keeps their order) on both sort paths."""
     rng = np.random.default_rng(5)
-    n = E.RADIX_MIN_REQUESTS + 1000
-    for top in (50, 70_000, 2**40):  # one, two and three 16-bit passes
+    for top in (50, 70_000, 2**40):  # one, two and three 16-bit radix passes
         lines = rng.integers(0, top, n).astype(np.int64)
         assert E._prev_same_line(lines).tolist() == prev_same_reference(lines.tolist())
 
