@@ -8,14 +8,19 @@ verified ones), keeps each one's blocks and varies only its embedding side:
 - ``fp32``: the searched dims, every table fp32;
 - ``no-drop+fp32``;
 - ``all-D``: every field at D dims, fp32, for each D of ``--dims``;
-- ``dropK``: ``no-drop`` with K more fields dropped (drawn by a generator seeded with
+- ``dropK``: ``no-drop`` with K of its fields dropped (drawn by a generator seeded with
   the run's seed), for each K of ``--drop``.
 
 Each variant gets the run's own supernet score (inherited weights, the run's scoring
-settings) and a from-scratch training with the run's verification recipe and seed
-(shared truth cache, so repeated variants are not trained again). Writes
-``results/embedding_sensitivity.csv`` (rows of other runs are kept) and prints, per
-architecture, both figures side by side and the Kendall tau between them.
+settings), the standard deviation of its path's logits in the supernet before the head
+is fitted (``supernet_logit_std``, over 1,024 validation rows or all there are: near 0,
+the path outputs a constant and the score is the head's fit to the click rate) and a
+from-scratch training with the run's verification recipe and seed (shared truth cache,
+so repeated variants are not trained again). For scale, it also measures that spread over
+``--paths`` random candidates of the run's space and over the run's verified models
+trained from scratch. Writes ``results/embedding_sensitivity.csv`` (rows of other runs
+are kept) and prints, per architecture, the figures side by side and the Kendall tau
+between score and test log loss.
 
     python3 -m benchmarks.embedding_sensitivity cosearch-run [--archs H1,H2] [--workers 2]
 """
@@ -70,12 +75,14 @@ def main(argv=None) -> int:
     ap.add_argument("--fill", type=int, default=8, help="dims given back to a dropped field (default 8)")
     ap.add_argument("--dims", type=_ints, default=[4, 8, 16, 32], help="uniform dims to try (default 4,8,16,32)")
     ap.add_argument("--drop", type=_ints, default=[3, 6, 9], help="fields to drop from no-drop (default 3,6,9)")
+    ap.add_argument("--paths", type=int, default=40, help="random candidates whose logit spread is measured")
     ap.add_argument("--workers", type=int, default=2, help="trainings at once")
     ap.add_argument("--results", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
-    if args.workers < 1 or args.fill < 1:
-        ap.error("--workers and --fill must be positive")
-    from cosearch.pipeline import ensure_supernet, load_run, verification_recipe
+    if args.workers < 1 or args.fill < 1 or args.paths < 1:
+        ap.error("--workers, --fill and --paths must be positive")
+    import torch
+    from cosearch.pipeline import ensure_supernet, load_run, search_space, verification_recipe
     from cosearch.scoring import InheritedScorer
     from nasrec.data import Dataset
     from nasrec.scratch import TruthCache
@@ -119,15 +126,25 @@ def main(argv=None) -> int:
     print(f"scoring and training {len(varied)} variants of {len(specs)} architectures ({recipe.steps} steps each)",
           file=sys.stderr, flush=True)
     scores = scorer.score(varied)
+    val = ds.split("val")
+    dense, ids, _ = next(val.infinite_batches(min(1024, len(val)), np.random.default_rng([cfg.seed, 18]), "cpu"))
+    supernet.eval()
+    with torch.no_grad():
+        spread = [float(supernet(dense, ids, v).std()) for v in varied]
+        space = search_space(cfg, ds.schema)
+        path_rng = np.random.default_rng([cfg.seed, 19])
+        random_spread = np.array([float(supernet(dense, ids, space.sample(path_rng).arch).std())
+                                  for _ in range(args.paths)])
     res = TruthCache(Path(meta["cache_dir"]) / "truth").get_or_train_many(varied, ds, recipe, cfg.seed,
                                                                          workers=args.workers)
     rows = [{"run": str(args.run.resolve()), "data": ds.content_hash[:16], "seed": cfg.seed, "arch_hash": h,
              "variant": name, "fields_dropped": sum(d == 0 for d in v.embedding.dims),
              "mean_dim": float(np.mean(v.embedding.dims)),
              "fp32_fields": sum(p == "fp32" for p in v.embedding.precisions), "supernet_score": float(sc),
+             "supernet_logit_std": sd,
              "val_logloss": r["val_logloss"], "test_logloss": r["test_logloss"], "cpu_seconds": r["cpu_seconds"],
              "train_steps": recipe.steps, "cores": os.cpu_count()}
-            for (h, name), v, sc, r in zip(names, varied, scores, res)]
+            for (h, name), v, sc, sd, r in zip(names, varied, scores, spread, res)]
     path = args.results / "embedding_sensitivity.csv"
     old = pd.read_csv(path, dtype={"arch_hash": str}).to_dict("records") if path.is_file() else []
     write_rows([o for o in old if o["run"] != rows[0]["run"]] + rows, path)
@@ -135,10 +152,32 @@ def main(argv=None) -> int:
     for h, g in table.groupby("arch_hash", sort=False):
         print(f"{h}: Kendall tau of supernet score against test log loss over {len(g)} variants "
               f"{kendall_tau(g['supernet_score'], g['test_logloss']):.3f}")
-        print(g[["variant", "fields_dropped", "mean_dim", "supernet_score", "test_logloss"]]
+        print(g[["variant", "fields_dropped", "mean_dim", "supernet_score", "supernet_logit_std", "test_logloss"]]
               .to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+    lo, med, hi = np.quantile(random_spread, [0.0, 0.5, 1.0])
+    print(f"supernet logit standard deviation over {args.paths} random candidates of the run's space: "
+          f"{lo:.4f} to {hi:.4f} (median {med:.4f})")
+    trained = _trained_spread(args.run, picked["arch_hash"], dense, ids)
+    if trained:
+        print("the same, for the run's verified models trained from scratch: "
+              + ", ".join(f"{h[:8]} {v:.4f}" for h, v in trained.items()))
     print(f"wrote {path}")
     return 0
+
+
+def _trained_spread(run: Path, hashes, dense, ids) -> dict:
+    """Logit standard deviation of the run's saved verified models, by hash."""
+    import torch
+    from nasrec.modelio import load_model
+    out = {}
+    for h in hashes:
+        f = run / "models" / f"arch-{h}.pt"
+        if f.is_file():
+            model, _ = load_model(f)
+            model.eval()
+            with torch.no_grad():
+                out[h] = float(model(dense, ids).std())
+    return out
 
 
 if __name__ == "__main__":

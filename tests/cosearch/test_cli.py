@@ -187,7 +187,11 @@ def test_embedding_sensitivity_varies_only_the_embedding(tmp_path, capsys, tiny_
         assert g.loc["as-is", "test_logloss"] == g.loc["no-drop", "test_logloss"] == ver.loc[h, "test_logloss"]
         assert g.loc["all-4", "mean_dim"] == 4 and g.loc["fp32", "fp32_fields"] == 26
         assert g["supernet_score"].gt(0).all() and g["test_logloss"].gt(0).all()
-    assert "Kendall tau of supernet score" in capsys.readouterr().out
+        assert g["supernet_logit_std"].ge(0).all() and g["supernet_logit_std"].notna().all()
+    printed = capsys.readouterr().out
+    assert "Kendall tau of supernet score" in printed
+    assert "supernet logit standard deviation over 40 random candidates" in printed
+    assert "the same, for the run's verified models trained from scratch: " in printed
     with pytest.raises(SystemExit) as e:
         sensitivity([str(out), "--archs", "zzzz", "--results", str(tmp_path)])
     assert e.value.code == 2 and "no architecture 'zzzz'" in capsys.readouterr().err
