@@ -115,13 +115,7 @@ class SupernetConfig:
         _number(self, "full_path_fraction", lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
         if self.embeddings not in ("published", "extended"):
             raise ValueError(f"SupernetConfig.embeddings must be 'published' or 'extended', got {self.embeddings!r}")
-        if any(isinstance(d, bool) or not isinstance(d, int) for d in self.embedding_dims) \
-                or len(set(self.embedding_dims)) != len(self.embedding_dims):
-            raise ValueError(f"SupernetConfig.embedding_dims must be distinct integers, got {list(self.embedding_dims)}")
-        if len(set(self.embedding_precisions)) != len(self.embedding_precisions):
-            raise ValueError("SupernetConfig.embedding_precisions must be distinct, "
-                             f"got {list(self.embedding_precisions)}")
-        try:
+        try:  # the space validates its choices; the error names the setting
             self.embedding_space()
         except ValueError as e:
             raise ValueError(f"SupernetConfig.embedding_{e}") from None
@@ -129,7 +123,8 @@ class SupernetConfig:
     def embedding_space(self):
         """The extended space's per-field choices (a ``nasrec.EmbeddingSpace``)."""
         from nasrec.space import EmbeddingSpace
-        return EmbeddingSpace(tuple(sorted(self.embedding_dims)), self.embedding_precisions)
+        space = EmbeddingSpace(self.embedding_dims, self.embedding_precisions)  # validated before sorting
+        return replace(space, dims=tuple(sorted(space.dims)))
 
 
 @dataclass(frozen=True)

@@ -286,7 +286,7 @@ def layered_rows(run_dir, objectives) -> list[dict]:
 SPREAD_BINS = 8
 
 
-def first_cost_objective(objectives) -> str | None:
+def _first_cost_objective(objectives) -> str | None:
     """The objective a spread pool spreads over: the first that is not ``logloss``."""
     return next((o for o in objectives if o != "logloss"), None)
 
@@ -297,7 +297,7 @@ def spread_pool(rows: list[dict], objectives, want: int, bins: int = SPREAD_BINS
     equal bins, the ``ceil(want / bins)`` lowest search log losses of each bin, then the
     lowest of the rest for slots a sparse bin leaves. An architecture stands for its row
     of lowest (log loss, cost). Without a cost objective: the lowest log losses."""
-    cost = first_cost_objective(objectives)
+    cost = _first_cost_objective(objectives)
     best: dict[str, dict] = {}
     for r in sorted(rows, key=lambda r: (float(r["logloss"]), float(r[cost]) if cost else 0.0)):
         best.setdefault(r["arch_hash"], r)
@@ -723,7 +723,7 @@ def write_summary(out, cfg: RunConfig, seconds: float) -> None:
     on_front = [r for r in front if int(r.get("pareto_layer", 1)) == 1]
     n_front = len(on_front)
     behind = len(front) > n_front
-    cost = first_cost_objective(cfg.search.objectives) or "cost"
+    cost = _first_cost_objective(cfg.search.objectives) or "cost"
     where = {"layers": "architectures of the front and the Pareto layers behind it (by layer, then lowest "
                        "search log loss)",
              "spread": f"architectures spread over the search's {cost} range ({SPREAD_BINS} equal bins of log "

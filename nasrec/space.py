@@ -128,8 +128,16 @@ class EmbeddingSpace:
     precisions: tuple[str, ...] = PRECISIONS
 
     def __post_init__(self):
+        object.__setattr__(self, "dims", tuple(self.dims))
+        object.__setattr__(self, "precisions", tuple(self.precisions))
+        # a repeated choice would be drawn more often than the others
+        if any(isinstance(d, bool) or not isinstance(d, (int, np.integer)) for d in self.dims) \
+                or len(set(self.dims)) != len(self.dims):
+            raise ValueError(f"dims must be distinct integers, got {list(self.dims)}")
         if not self.dims or min(self.dims) < 0 or max(self.dims) < 1:
             raise ValueError(f"dims must be non-negative with at least one positive choice, got {self.dims}")
+        if len(set(self.precisions)) != len(self.precisions):
+            raise ValueError(f"precisions must be distinct, got {list(self.precisions)}")
         for p in self.precisions:
             if p not in PRECISIONS:
                 raise ValueError(f"precisions: unknown precision {p!r} (known: {', '.join(PRECISIONS)})")
