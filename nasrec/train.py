@@ -18,6 +18,7 @@ from torch import nn
 from nasrec.data import Schema, Split, log_loss
 from nasrec.space import ArchSpec, EmbeddingSpace, get_space
 from nasrec.sliced import SlicedAdagrad, SliceRecorder, recording
+from nasrec.model import path_of
 from nasrec.supernet import Supernet
 from nasrec.util import atomic_torch_save, progress, seeded_torch
 
@@ -215,7 +216,7 @@ def build_supernet(schema: Schema, space_name: str, seed: int, device="cpu",
 
 def train_supernet(supernet: Supernet, train: Split, cfg: TrainConfig, *, quiet: bool = True,
                    checkpoint=None, checkpoint_every: int = 0, resume: dict | None = None,
-                   sliced: bool = True) -> dict:
+                   sliced: bool = True, sampler=None) -> dict:
     """NASRec supernet training: with probability 1 - step/T the full supernet, else
     one random dense and sparse operator per block with any-connection inputs.
 
@@ -226,6 +227,11 @@ def train_supernet(supernet: Supernet, train: Split, cfg: TrainConfig, *, quiet:
     ``resume``: a dict from ``load_checkpoint`` to continue from its step with the
     saved optimiser, schedule and sampler state (the data order restarts with a fresh
     shuffle, so a resumed run is not bit-identical to an uninterrupted one).
+
+    ``sampler``: ``sampler(rng) -> ArchSpec`` draws every trained path (``paths_per_step``
+    draws per step, each on its part of the batch) instead of NASRec's sampling, e.g.
+    to train only a pool of architectures; the full-path warm-up still applies. Its
+    ``__name__`` is recorded in the checkpoint's metadata.
     """
     t_full = max(1, int(cfg.full_path_fraction * cfg.steps))
     world = _distributed()[1]
@@ -243,7 +249,12 @@ def train_supernet(supernet: Supernet, train: Split, cfg: TrainConfig, *, quiet:
 
     def forward(net, d, s, step):
         full_prob = max(0.0, 1.0 - step / t_full) if cfg.full_path_fraction > 0 else 0.0
-        paths = supernet.sample_paths(rng, full_prob, cfg.paths_per_step)
+        if sampler is None:
+            paths = supernet.sample_paths(rng, full_prob, cfg.paths_per_step)
+        elif full_prob > 0 and rng.random() < full_prob:
+            paths = [supernet.full_path(rng)]
+        else:
+            paths = [path_of(sampler(rng)) for _ in range(cfg.paths_per_step)]
         if len(paths) == 1:
             return net(d, s, paths[0])
         # equal parts, so the mean loss over the batch is the mean of the paths' losses
@@ -254,6 +265,8 @@ def train_supernet(supernet: Supernet, train: Split, cfg: TrainConfig, *, quiet:
             "space": supernet.space.name, "schema": supernet.schema.to_dict()}
     if supernet.embedding_space is not None:
         meta["embedding_space"] = asdict(supernet.embedding_space)
+    if sampler is not None:
+        meta["sampler"] = getattr(sampler, "__name__", type(sampler).__name__)
 
     def on_step(step, o, sc):
         if checkpoint and _distributed()[0] == 0 and checkpoint_every and (step + 1) % checkpoint_every == 0:

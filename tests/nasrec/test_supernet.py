@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -179,3 +181,55 @@ def test_paths_per_step_must_divide_the_batch():
         TrainConfig(batch_size=100, paths_per_step=3)
     with pytest.raises(ValueError, match="paths_per_step must be >= 1, got 0"):
         TrainConfig(paths_per_step=0)
+
+
+@pytest.mark.parametrize("paths_per_step", [1, 2])
+def test_sampler_trains_only_the_architectures_it_draws(tiny_data, tmp_path, paths_per_step):
+    sn = build_supernet(tiny_data.schema, "full", seed=3)
+    rng0 = np.random.default_rng(5)
+    spec = sample(rng0, FULL)
+    spec = replace(spec, blocks=tuple(replace(b, dense_op="fc", sparse_op="efc") for b in spec.blocks))
+    before = {k: v.clone() for k, v in sn.state_dict().items()}
+    calls = []
+
+    def only_this(rng):
+        assert isinstance(rng, np.random.Generator)
+        calls.append(1)
+        return spec
+    ck = tmp_path / "s.pt"
+    train_supernet(sn, tiny_data.split("train"), TrainConfig(steps=3, batch_size=64, seed=0,
+                                                             full_path_fraction=0.0,
+                                                             paths_per_step=paths_per_step),
+                   sampler=only_this, checkpoint=ck)
+    assert len(calls) == 3 * paths_per_step
+    after = sn.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    # operators the architecture never uses keep their initial weights
+    assert not any(f".{op}." in k for k in changed for op in ("dot", "gating", "sum", "attention"))
+    assert any(".dense_ops.fc." in k for k in changed) and any(".sparse_ops.efc." in k for k in changed)
+    assert load_checkpoint(ck)[1]["meta"]["sampler"] == "only_this"
+
+
+def test_supernet_paths_variants_draw_what_they_say(tiny_data):
+    from benchmarks.supernet_paths import VARIANTS, _setup, main
+    rng = np.random.default_rng(0)
+    specs = [sample(rng, FULL) for _ in range(3)]
+    train = tiny_data.split("train")
+    drawn = {}
+    for v in VARIANTS:
+        split, lr, paths, sampler = _setup(v, specs, train, 0.03)
+        assert lr == (0.01 if v == "random-lr0.01" else 0.03)
+        assert paths == (4 if v == "random-paths4" else 1)
+        assert (sampler is None) == v.startswith("random")
+        if sampler is not None:
+            drawn[v] = [sampler(np.random.default_rng(k)) for k in range(40)]
+        if v == "random-bayes":
+            assert np.array_equal(split.label, train.prob.astype(np.float32))
+            assert not np.array_equal(split.label, train.label)
+        else:
+            assert split is train
+    assert {s.hash for s in drawn["fixed"]} == {specs[0].hash}
+    assert all(s.blocks[-1] == specs[0].blocks[-1] for s in drawn["fixed-last"])
+    assert len({s.blocks[0] for s in drawn["fixed-last"]}) > 1
+    assert 1 < len({s.hash for s in drawn["pool8"]}) <= 8
+    assert main(["--variants", "random,nope"]) == 2
