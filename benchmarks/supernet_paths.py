@@ -31,7 +31,11 @@ Variants (``--variants``, comma-separated):
   machinery train at all?);
 - ``fixed-last``: random blocks, but the last block always the first truth
   architecture's;
-- ``pool8``: eight fixed random architectures (not among the 40), one per step.
+- ``pool8``: eight fixed random architectures (not among the 40), one per step;
+- ``random-logged``: ``random`` drawn through a sampler that records each step's
+  architecture (the same distribution, another random stream), and writes every step's
+  loss beside its architecture's last block and operator counts to
+  ``results/supernet_paths_steps.csv``: which paths blow the training up.
 
 Writes ``results/supernet_paths.csv`` (one row per variant and seed; rows of other
 variants kept).
@@ -63,7 +67,7 @@ from nasrec.scratch import TruthRecipe
 __all__ = ["VARIANTS", "main"]
 
 VARIANTS = ("random", "random-lr0.01", "random-bayes", "random-paths4", "random-frozen-head", "fixed",
-            "fixed-last", "pool8")
+            "fixed-last", "pool8", "random-logged")
 #: Generator seed of the pool8 architectures (``bench_archs``; the truth uses seed 0).
 POOL_SEED = 77
 LOGIT_ROWS = 1024
@@ -93,6 +97,16 @@ def _setup(variant: str, specs, train, lr: float):
             s = sample(rng, specs[0].search_space)
             return dataclasses.replace(s, blocks=s.blocks[:-1] + (last,))
         return train, lr, 1, fixed_last
+    if variant == "random-logged":
+        from nasrec.space import sample
+        space = specs[0].search_space
+
+        def logged(rng):
+            spec = sample(rng, space)
+            logged.drawn.append(spec)
+            return spec
+        logged.drawn = []
+        return train, lr, 1, logged
     if variant == "pool8":
         pool = bench_archs(8, POOL_SEED)
 
@@ -102,7 +116,8 @@ def _setup(variant: str, specs, train, lr: float):
     raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
 
 
-def run_variant(variant: str, ds, specs, truth_mean, *, seed: int, steps: int, lr: float) -> dict:
+def run_variant(variant: str, ds, specs, truth_mean, *, seed: int, steps: int, lr: float,
+                results: Path = RESULTS) -> dict:
     train, lr, paths, sampler = _setup(variant, specs, ds.split("train"), lr)
     cfg = TrainConfig(steps=steps, batch_size=512, lr=lr, seed=seed, full_path_fraction=0.0,
                       paths_per_step=paths)
@@ -127,6 +142,8 @@ def run_variant(variant: str, ds, specs, truth_mean, *, seed: int, steps: int, l
     scorer = InheritedScorer(sn, ds.split("train"), val, finetune_steps=8, batch_size=128, seed=seed)
     scores = scorer.score(specs)
     ag = agreement(scores, truth_mean, np.random.default_rng([seed, 7]))
+    if variant == "random-logged":
+        _write_steps(sampler.drawn, losses, seed, ds.content_hash[:16], results)
     k = min(100, len(losses))
     return {"variant": variant, "seed": seed, "steps": steps, "lr": lr, "paths_per_step": paths,
             "loss_first100": float(losses[:k].mean()), "loss_last100": float(losses[-k:].mean()),
@@ -134,6 +151,23 @@ def run_variant(variant: str, ds, specs, truth_mean, *, seed: int, steps: int, l
             "logit_std_max": float(std.max()), "logit_std_init_median": float(np.median(std0)), **ag, "score_median": float(np.median(scores)),
             "train_cpu_s": train_cpu, "threads": torch.get_num_threads(), "cores": os.cpu_count(),
             "network": NETWORK_REVISION, "data": ds.content_hash[:16]}
+
+
+def _write_steps(drawn, losses, seed: int, data: str, results: Path = RESULTS) -> Path:
+    """One row per training step: its loss and what its architecture's last block and
+    live blocks hold."""
+    rows = []
+    for step, (spec, loss) in enumerate(zip(drawn, losses)):
+        live = [b for b, on in zip(spec.blocks, spec.live_blocks()) if on]
+        last = spec.blocks[-1]
+        rows.append({"seed": seed, "step": step, "loss": float(loss), "last_dense_op": last.dense_op,
+                     "last_sparse_op": last.sparse_op, "last_width": last.dense_width,
+                     "last_tokens": last.sparse_tokens, "last_interact": last.dense_sparse_interact,
+                     "last_fm": last.deep_fm, "live_blocks": len(live),
+                     **{f"live_{op}": sum(b.dense_op == op or b.sparse_op == op for b in live)
+                        for op in (*spec.search_space.dense_ops, *spec.search_space.sparse_ops)},
+                     "data": data})
+    return write_rows(rows, results / "supernet_paths_steps.csv")
 
 
 def main(argv=None) -> int:
@@ -161,7 +195,8 @@ def main(argv=None) -> int:
     specs, t0, t1 = _truth(bench_archs(args.archs, 0), ds, ns, TruthRecipe(), default_cache())
     path = args.results / "supernet_paths.csv"
     for v in variants:
-        row = run_variant(v, ds, specs, (t0 + t1) / 2, seed=args.seed, steps=args.steps, lr=args.lr)
+        row = run_variant(v, ds, specs, (t0 + t1) / 2, seed=args.seed, steps=args.steps, lr=args.lr,
+                          results=args.results)
         print(f"{v}: loss {row['loss_first100']:.4f} -> {row['loss_last100']:.4f}, logit std median "
               f"{row['logit_std_init_median']:.4f} at init -> {row['logit_std_median']:.4f} [{row['logit_std_min']:.4f}, {row['logit_std_max']:.4f}], "
               f"Kendall {row['kendall_tau']:.3f} [{row['kendall_lo']:.3f}, {row['kendall_hi']:.3f}], "

@@ -210,7 +210,8 @@ def test_sampler_trains_only_the_architectures_it_draws(tiny_data, tmp_path, pat
     assert load_checkpoint(ck)[1]["meta"]["sampler"] == "only_this"
 
 
-def test_supernet_paths_variants_draw_what_they_say(tiny_data):
+def test_supernet_paths_variants_draw_what_they_say(tiny_data, tmp_path):
+    import pandas as pd
     from benchmarks.supernet_paths import VARIANTS, _setup, main
     rng = np.random.default_rng(0)
     specs = [sample(rng, FULL) for _ in range(3)]
@@ -220,7 +221,7 @@ def test_supernet_paths_variants_draw_what_they_say(tiny_data):
         split, lr, paths, sampler = _setup(v, specs, train, 0.03)
         assert lr == (0.01 if v == "random-lr0.01" else 0.03)
         assert paths == (4 if v == "random-paths4" else 1)
-        assert (sampler is None) == v.startswith("random")
+        assert (sampler is None) == (v.startswith("random") and v != "random-logged")
         if sampler is not None:
             drawn[v] = [sampler(np.random.default_rng(k)) for k in range(40)]
         if v == "random-bayes":
@@ -232,4 +233,13 @@ def test_supernet_paths_variants_draw_what_they_say(tiny_data):
     assert all(s.blocks[-1] == specs[0].blocks[-1] for s in drawn["fixed-last"])
     assert len({s.blocks[0] for s in drawn["fixed-last"]}) > 1
     assert 1 < len({s.hash for s in drawn["pool8"]}) <= 8
+    assert len({s.hash for s in drawn["random-logged"]}) == 40
+    from benchmarks.supernet_paths import _write_steps
+    _, _, _, logged = _setup("random-logged", specs, train, 0.03)
+    picked = [logged(np.random.default_rng(k)) for k in range(3)]
+    out = _write_steps(logged.drawn, [0.7, 0.6, 0.5], 0, "d", tmp_path)
+    rows = pd.read_csv(out)
+    assert list(rows["loss"]) == [0.7, 0.6, 0.5]
+    assert list(rows["last_width"]) == [s.blocks[-1].dense_width for s in picked]
+    assert all(1 <= n <= len(picked[0].blocks) for n in rows["live_blocks"])
     assert main(["--variants", "random,nope"]) == 2
