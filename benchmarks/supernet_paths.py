@@ -37,8 +37,8 @@ Variants (``--variants``, comma-separated):
   loss beside its architecture's last block and operator counts to
   ``results/supernet_paths_steps.csv``: which paths blow the training up.
 
-Writes ``results/supernet_paths.csv`` (one row per variant and seed; rows of other
-variants kept).
+Writes ``results/supernet_paths.csv`` (one row per variant, seed and step count; other
+rows kept).
 
     python3 -m benchmarks.supernet_paths [--variants random,fixed] [--seed 0]
 """
@@ -202,7 +202,8 @@ def main(argv=None) -> int:
               f"Kendall {row['kendall_tau']:.3f} [{row['kendall_lo']:.3f}, {row['kendall_hi']:.3f}], "
               f"top-10 {row['top10_overlap']}, {row['train_cpu_s']:.0f} CPU-s", flush=True)
         old = pd.read_csv(path, dtype={"data": str}).to_dict("records") if path.is_file() else []
-        old = [o for o in old if not (o["variant"] == v and o["seed"] == args.seed and o["data"] == row["data"])]
+        old = [o for o in old if not (o["variant"] == v and o["seed"] == args.seed and o["steps"] == args.steps
+                                      and o["data"] == row["data"])]
         write_rows(old + [row], path)
     print(f"wrote {path}")
     return 0
