@@ -57,12 +57,13 @@ import torch
 
 from benchmarks._csv import write_rows
 from benchmarks._rank import agreement
-from benchmarks.supernet_quality import _truth
+from benchmarks.supernet_quality import truth_arrays
 from benchmarks.task_truth import RESULTS, bench_archs, bench_data, default_cache
 from cosearch.scoring import InheritedScorer
 from nasrec import SyntheticConfig, TrainConfig, build_supernet, train_supernet
 from nasrec.model import NETWORK_REVISION
 from nasrec.scratch import TruthRecipe
+from nasrec.space import sample
 
 __all__ = ["VARIANTS", "main"]
 
@@ -83,14 +84,15 @@ def _setup(variant: str, specs, train, lr: float):
         if train.prob is None:
             raise ValueError("random-bayes needs a synthetic data set (true click probabilities)")
         return dataclasses.replace(train, label=train.prob.astype(np.float32)), lr, 1, None
-    if variant in ("random-paths4", "random-frozen-head"):
-        return train, lr, 4 if variant == "random-paths4" else 1, None
+    if variant == "random-paths4":
+        return train, lr, 4, None
+    if variant == "random-frozen-head":  # the head is frozen in run_variant
+        return train, lr, 1, None
     if variant == "fixed":
         def fixed(rng):
             return specs[0]
         return train, lr, 1, fixed
     if variant == "fixed-last":
-        from nasrec.space import sample
         last = specs[0].blocks[-1]
 
         def fixed_last(rng):
@@ -98,7 +100,6 @@ def _setup(variant: str, specs, train, lr: float):
             return dataclasses.replace(s, blocks=s.blocks[:-1] + (last,))
         return train, lr, 1, fixed_last
     if variant == "random-logged":
-        from nasrec.space import sample
         space = specs[0].search_space
 
         def logged(rng):
@@ -191,8 +192,8 @@ def main(argv=None) -> int:
         return 2
     torch.set_num_threads(args.threads)
     ds = bench_data(SyntheticConfig())
-    ns = argparse.Namespace(results=args.results, stored_truth_only=True, threads=args.threads)
-    specs, t0, t1 = _truth(bench_archs(args.archs, 0), ds, ns, TruthRecipe(), default_cache())
+    specs, t0, t1 = truth_arrays(bench_archs(args.archs, 0), ds, TruthRecipe(), default_cache(),
+                                 results=args.results, stored_only=True)
     path = args.results / "supernet_paths.csv"
     for v in variants:
         row = run_variant(v, ds, specs, (t0 + t1) / 2, seed=args.seed, steps=args.steps, lr=args.lr,

@@ -59,7 +59,7 @@ from nasrec import NasRecModel, SyntheticConfig, TrainConfig, build_supernet, lo
 from nasrec.model import NETWORK_REVISION
 from nasrec.scratch import TRUTH_VERSION, TruthCache, TruthRecipe, build
 
-__all__ = ["kendall_tau", "main"]
+__all__ = ["kendall_tau", "main", "truth_arrays"]
 
 
 ZERO_COST = ("gradnorm", "snip")
@@ -87,17 +87,18 @@ def _supernet(ds, args, seed: int, cache: Path):
     return sn, time.process_time() - c0, asdict(cfg)
 
 
-def _truth(specs, ds, args, recipe, cache: Path):
-    """Per-seed truth arrays (t0, t1) and the specs that have both seeds."""
-    stored = load_truth(args.results / TRUTH_CSV.name)
-    if args.stored_truth_only:
+def truth_arrays(specs, ds, recipe, cache: Path, *, results: Path, stored_only: bool, threads: int = 2):
+    """``(specs that have both seeds, t0, t1)``: per-seed test log loss of each, from
+    ``results``' truth file, the cache or training (``stored_only``: the file only)."""
+    stored = load_truth(results / TRUTH_CSV.name)
+    if stored_only:
         truth = pd.DataFrame([row for row in stored.values() if row["data"] == ds.content_hash
                               and row["steps"] == recipe.steps and row["lr"] == recipe.lr
                               and row["version"] == TRUTH_VERSION])
     else:
-        truth = truth_table(specs, ds, recipe, (0, 1), cache=TruthCache(cache), stored=stored, threads=args.threads)
+        truth = truth_table(specs, ds, recipe, (0, 1), cache=TruthCache(cache), stored=stored, threads=threads)
     if truth.empty:
-        raise SystemExit(f"no stored truth for this data set and recipe in {args.results / TRUTH_CSV.name}; "
+        raise SystemExit(f"no stored truth for this data set and recipe in {results / TRUTH_CSV.name}; "
                          "run benchmarks.task_truth")
     wide = truth.pivot_table(index="model", columns="seed", values="test_logloss").dropna()
     have = [s for s in specs if f"arch:{s.hash}" in wide.index]
@@ -255,7 +256,8 @@ def main(argv=None) -> int:
     cache = args.cache or default_cache()
     ds = bench_data(SyntheticConfig(rows=args.rows, max_cardinality=args.max_cardinality))
     recipe = TruthRecipe(steps=args.truth_steps, batch_size=r.batch_size, lr=args.truth_lr)
-    specs, t0, t1 = _truth(bench_archs(args.archs, 0), ds, args, recipe, cache)
+    specs, t0, t1 = truth_arrays(bench_archs(args.archs, 0), ds, recipe, cache, results=args.results,
+                                 stored_only=args.stored_truth_only, threads=args.threads)
     t_mean = (t0 + t1) / 2
     scored = [(args.variant, *s) for s in _scored(specs, ds, args, cache, t_mean)]
     if args.ranker:

@@ -81,12 +81,19 @@ class Supernet(_Network):
             return path_of(sample(rng, self.space, self.schema.n_sparse, self.embedding_space))
         return path_of(sample(rng, self.space))
 
-    def sample_paths(self, rng: np.random.Generator, full_prob: float, n: int) -> list[Path]:
+    def sample_paths(self, rng: np.random.Generator, full_prob: float, n: int, sampler=None) -> list[Path]:
         """``n`` training paths for one step: the full supernet alone with probability
         ``full_prob``, else ``n`` random ArchSpecs whose operators are spread fairly
         (FairNAS, Chu et al. 2021): in every block the n paths take the operators of a
         random permutation in turn, so each operator is trained equally often per step.
-        ``n == 1`` draws exactly what ``sample_path`` draws."""
+        ``n == 1`` draws exactly what ``sample_path`` draws.
+
+        ``sampler(rng) -> ArchSpec``, if given, draws the ``n`` ArchSpecs instead (no
+        fair spreading; ``rng`` is consulted for the full path only while ``full_prob`` > 0)."""
+        if sampler is not None:
+            if full_prob > 0 and rng.random() < full_prob:
+                return [self.full_path(rng)]
+            return [path_of(sampler(rng)) for _ in range(n)]
         if n == 1:
             return [self.sample_path(rng, full_prob)]
         if rng.random() < full_prob:

@@ -18,7 +18,6 @@ from torch import nn
 from nasrec.data import Schema, Split, log_loss
 from nasrec.space import ArchSpec, EmbeddingSpace, get_space
 from nasrec.sliced import SlicedAdagrad, SliceRecorder, recording
-from nasrec.model import path_of
 from nasrec.supernet import Supernet
 from nasrec.util import atomic_torch_save, progress, seeded_torch
 
@@ -249,12 +248,7 @@ def train_supernet(supernet: Supernet, train: Split, cfg: TrainConfig, *, quiet:
 
     def forward(net, d, s, step):
         full_prob = max(0.0, 1.0 - step / t_full) if cfg.full_path_fraction > 0 else 0.0
-        if sampler is None:
-            paths = supernet.sample_paths(rng, full_prob, cfg.paths_per_step)
-        elif full_prob > 0 and rng.random() < full_prob:
-            paths = [supernet.full_path(rng)]
-        else:
-            paths = [path_of(sampler(rng)) for _ in range(cfg.paths_per_step)]
+        paths = supernet.sample_paths(rng, full_prob, cfg.paths_per_step, sampler)
         if len(paths) == 1:
             return net(d, s, paths[0])
         # equal parts, so the mean loss over the batch is the mean of the paths' losses
