@@ -96,19 +96,29 @@ def write_trace(trace: Trace, path: str | os.PathLike) -> None:
 
 def _read_text(path: Path) -> Trace:
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            # one spare byte for a closing newline: the scanner then needs no end checks
+            buf = np.empty(size + 1, np.uint8)
+            got = fh.readinto(memoryview(buf)[:size])
     except OSError as exc:
         raise ValueError(f"cannot read trace {str(path)!r}: {exc.strerror}") from None
-    if b"\r" in data:  # universal newlines, as Python's text mode reads them
-        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-    buf = np.frombuffer(data, np.uint8)
-    if len(buf) and int(buf.max()) >= 0x80:
-        try:
-            data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            lineno = data.count(b"\n", 0, exc.start) + 1
-            raise ValueError(f"{path}:{lineno}: not UTF-8 text") from None
-    cap = int(np.count_nonzero(buf == 10)) + 1
+    buf = buf[:got + 1]
+    buf[got] = 10
+    high, has_cr = _byte_flags(buf)
+    if has_cr or high:
+        data = buf[:got].tobytes()
+        if high:
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                lineno = data.count(b"\n", 0, exc.start) + 1
+                raise ValueError(f"{path}:{lineno}: not UTF-8 text") from None
+        if has_cr:  # universal newlines, as Python's text mode reads them
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            buf = np.frombuffer(data + b"\n", np.uint8)
+    # a request line holds at least 8 bytes ("0 READ 0") and its newline
+    cap = len(buf) // 9 + 1
     addr = np.empty(cap, np.int64)
     wr = np.empty(cap, np.bool_)
     cyc = np.empty(cap, np.int64)
@@ -117,13 +127,14 @@ def _read_text(path: Path) -> Trace:
         pos, line, nreq, start, end = _scan_text(buf, pos, line, addr, wr, cyc, nreq)
         if start < 0:
             break
-        request = _parse_line(data[start:end].decode("utf-8"), path, line)
+        request = _parse_line(buf[start:end].tobytes().decode("utf-8"), path, line)
         if request is not None:
             addr[nreq], wr[nreq], cyc[nreq] = request
             nreq += 1
     if nreq == 0:
         raise ValueError(f"{path}: trace holds no requests")
-    return Trace(addr[:nreq], wr[:nreq], cyc[:nreq])
+    # copies: views would pin the over-sized buffers
+    return Trace(addr[:nreq].copy(), wr[:nreq].copy(), cyc[:nreq].copy())
 
 
 def _parse_line(line: str, path: Path, lineno: int) -> tuple[int, bool, int] | None:
@@ -153,101 +164,99 @@ def _parse_line(line: str, path: Path, lineno: int) -> tuple[int, bool, int] | N
     return addr, op_u == "WRITE", cyc
 
 
+# Byte classes of the text scanner: hex digit values (-1: none); 1 for a field separator
+# (space, tab), 2 for what ends a line's fields (newline, '#').
+_HEX_DIGIT = np.full(256, -1, np.int64)
+_HEX_DIGIT[48:58] = np.arange(10)
+_HEX_DIGIT[97:103] = np.arange(10, 16)
+_HEX_DIGIT[65:71] = np.arange(10, 16)
+_SEP = np.zeros(256, np.int64)
+_SEP[[32, 9]] = 1
+_SEP[[10, 35]] = 2
+
+
+@njit(cache=True)
+def _byte_flags(buf):
+    """(any byte >= 0x80, any carriage return) of ``buf``."""
+    high = 0
+    cr = False
+    for k in range(len(buf)):
+        high |= buf[k]
+        cr |= buf[k] == 13
+    return high >= 0x80, cr
+
+
 @njit(cache=True)
 def _scan_text(buf, pos, line, addr, wr, cyc, nreq):
-    """Parse plain text-trace lines of the bytes ``buf`` (uint8, lines end at byte 10).
+    """Parse plain text-trace lines of the bytes ``buf`` (uint8; lines end at byte 10,
+    and so does ``buf``, so no loop needs a bounds check).
 
     From byte ``pos`` on, after ``line`` lines, writing requests at ``addr``, ``wr``,
-    ``cyc`` [nreq:]. A plain line is ASCII: up to three fields separated by spaces or
-    tabs (hex address with an optional 0x and at most 15 significant digits, READ or
-    WRITE in any case, decimal cycle with at most 18 significant digits), then an
-    optional ``#`` comment. Stops before the first other line, which ``_parse_line``
-    judges. Returns (byte after the stopping line, lines so far, requests so far,
-    start and end byte of the stopping line, or -1, -1 at the end of ``buf``).
+    ``cyc`` [nreq:]. A plain line is ASCII: three fields separated by spaces or tabs
+    (hex address with an optional 0x and at most 15 significant digits, READ or WRITE in
+    any case, decimal cycle with at most 18 significant digits), then an optional ``#``
+    comment; or blank or comment only. Stops before the first other line, which
+    ``_parse_line`` judges. Returns (byte after the stopping line, lines so far, requests
+    so far, start and end byte of the stopping line, or -1, -1 at the end of ``buf``).
     """
     n = len(buf)
+    hexd = _HEX_DIGIT
+    sep = _SEP
     while pos < n:
         start = pos
         line += 1
         j = pos
-        nf = 0
-        odd = False
-        a = np.int64(0)
-        c = np.int64(0)
-        w = False
-        while True:
-            while j < n and (buf[j] == 32 or buf[j] == 9):
-                j += 1
-            if j >= n or buf[j] == 10 or buf[j] == 35:
-                break
-            if nf == 0:
-                if buf[j] == 48 and j + 1 < n and (buf[j + 1] == 120 or buf[j + 1] == 88):
-                    j += 2
-                k = 0
-                sig = 0
-                while j < n:
-                    b = np.int64(buf[j])
-                    if 48 <= b <= 57:
-                        d = b - 48
-                    elif 97 <= b <= 102:
-                        d = b - 87
-                    elif 65 <= b <= 70:
-                        d = b - 55
-                    else:
-                        break
-                    if sig or d:
-                        sig += 1
-                    if sig > 15:
-                        break
-                    a = a * 16 + d
-                    k += 1
-                    j += 1
-                if k == 0 or sig > 15:
-                    odd = True
-                    break
-            elif nf == 1:
-                if (j + 4 <= n and (buf[j] | 32) == 114 and (buf[j + 1] | 32) == 101 and (buf[j + 2] | 32) == 97
-                        and (buf[j + 3] | 32) == 100):
-                    w = False
-                    j += 4
-                elif (j + 5 <= n and (buf[j] | 32) == 119 and (buf[j + 1] | 32) == 114 and (buf[j + 2] | 32) == 105
-                      and (buf[j + 3] | 32) == 116 and (buf[j + 4] | 32) == 101):
-                    w = True
-                    j += 5
-                else:
-                    odd = True
-                    break
-            elif nf == 2:
-                k = 0
-                sig = 0
-                while j < n and 48 <= buf[j] <= 57:
-                    d = np.int64(buf[j]) - 48
-                    if sig or d:
-                        sig += 1
-                    if sig > 18:
-                        break
-                    c = c * 10 + d
-                    k += 1
-                    j += 1
-                if k == 0 or sig > 18:
-                    odd = True
-                    break
-            else:
-                odd = True
-                break
-            nf += 1
-            if j < n and buf[j] != 32 and buf[j] != 9 and buf[j] != 10 and buf[j] != 35:
-                odd = True
-                break
-        while j < n and buf[j] != 10:
+        while sep[buf[j]] == 1:
             j += 1
-        if odd or nf == 1 or nf == 2:
+        plain = sep[buf[j]] == 2  # blank or comment only
+        if not plain:
+            if buf[j] == 48 and (buf[j + 1] | 32) == 120:  # 0x or 0X
+                j += 2
+            first = j
+            while buf[j] == 48:
+                j += 1
+            sig = j
+            a = np.int64(0)
+            while hexd[buf[j]] >= 0:
+                a = a * 16 + hexd[buf[j]]
+                j += 1
+            if j > first and j - sig <= 15 and sep[buf[j]] == 1:
+                while sep[buf[j]] == 1:
+                    j += 1
+                # the && chain stops at the first mismatch, so it never reads past a newline
+                w = -1
+                if ((buf[j] | 32) == 114 and (buf[j + 1] | 32) == 101 and (buf[j + 2] | 32) == 97
+                        and (buf[j + 3] | 32) == 100):
+                    w = 0
+                    j += 4
+                elif ((buf[j] | 32) == 119 and (buf[j + 1] | 32) == 114 and (buf[j + 2] | 32) == 105
+                      and (buf[j + 3] | 32) == 116 and (buf[j + 4] | 32) == 101):
+                    w = 1
+                    j += 5
+                if w >= 0 and sep[buf[j]] == 1:
+                    while sep[buf[j]] == 1:
+                        j += 1
+                    first = j
+                    while buf[j] == 48:
+                        j += 1
+                    sig = j
+                    c = np.int64(0)
+                    while 48 <= buf[j] <= 57:
+                        c = c * 10 + (np.int64(buf[j]) - 48)
+                        j += 1
+                    if j > first and j - sig <= 18:
+                        while sep[buf[j]] == 1:
+                            j += 1
+                        if sep[buf[j]] == 2:
+                            plain = True
+                            addr[nreq] = a
+                            wr[nreq] = w == 1
+                            cyc[nreq] = c
+                            nreq += 1
+        while buf[j] != 10:
+            j += 1
+        if not plain:
             return j + 1, line, nreq, start, j
-        if nf == 3:
-            addr[nreq] = a
-            wr[nreq] = w
-            cyc[nreq] = c
-            nreq += 1
         pos = j + 1
     return pos, line, nreq, -1, -1
 

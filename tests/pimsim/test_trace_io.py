@@ -115,6 +115,17 @@ def test_parser_agrees_with_reference_on_a_long_plain_trace(tmp_path):
     assert np.array_equal(back.arrival_cycles, cyc)
 
 
+def test_shortest_lines_fill_the_buffers_exactly(tmp_path):
+    # the parser sizes its output by the shortest possible request line, 8 bytes and a newline
+    path = tmp_path / "short.trace"
+    lines = ["0 read 0", "f\x0bREAD\x0b7", "1\tWRITE\t2", "0 READ 0"] * 25
+    path.write_bytes("\n".join(lines).encode())
+    back = read_trace(path)
+    assert outcome(read_trace, path) == outcome(read_trace_reference, path)
+    assert len(back) == 100 and back.addresses[:4].tolist() == [0, 15, 1, 0]
+    assert back.is_write[:4].tolist() == [False, False, True, False]
+
+
 @pytest.mark.parametrize("content,needle", [
     ("0x0 READ 0\n0xZZ READ 1\n", r"t.trace:2: bad hex address '0xZZ'"),
     ("0x0 READ 0\n0x40 FETCH 1\n", r"t.trace:2: operation must be READ or WRITE, got 'FETCH'"),
