@@ -34,3 +34,22 @@ def test_energy_is_summarised_over_the_points_that_have_it():
     assert s["energy_points"] == 2
     assert s["energy_worst_ratio"] == pytest.approx(2.0)
     assert s["energy_median_rel_error"] == pytest.approx((0.5 + 0.25) / 2)
+
+
+def test_rounds_keep_the_fastest_pass_and_record_every_pass(monkeypatch):
+    import benchmarks.host_validation as hv
+    passes = iter([(2.0e-3, 1.9e-3, 2.2e-3), (1.5e-3, 1.4e-3, 1.7e-3), (1.8e-3, 1.7e-3, 1.9e-3)])
+    monkeypatch.setattr(hv, "_time", lambda fn, inputs, repeats, warmup: next(passes))
+    row = {"round_medians_s": "", "rounds": 0}
+    for _ in range(3):
+        hv._measure(row, "eager", "eager", lambda *a: None, (), repeats=20, warmup=5, meter=None)
+    assert row["rounds"] == 3 and row["round_medians_s"] == "0.002 0.0015 0.0018"
+    assert (row["measured_s"], row["measured_p10_s"], row["measured_p90_s"]) == (1.5e-3, 1.4e-3, 1.7e-3)
+    assert row["error"] == "" and row["compile_s"] == 0.0
+
+    def broken(*a):
+        raise RuntimeError("cannot compile this\nsecond line")
+    monkeypatch.setattr(hv, "_time", lambda fn, inputs, repeats, warmup: fn())
+    bad = {"round_medians_s": "", "rounds": 0}
+    hv._measure(bad, "eager", "eager", broken, (), repeats=20, warmup=5, meter=None)
+    assert bad["error"] == "RuntimeError: cannot compile this" and math.isnan(bad["measured_s"])
