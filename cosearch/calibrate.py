@@ -15,6 +15,9 @@ What is measured, each as the median of repeats within about ``sample_s`` second
   ``gemm_fp32_gflops``, which it interpolates for the products of a model;
 - the rate of a transposing copy (a transposed view made contiguous, as a product of a
   transposed input runs it first);
+- fused attention (``scaled_dot_product_attention``): its products' rate and a per-score
+  rate from two head dimensions, and its cost per block of ``ATTENTION_BLOCK_ROWS``
+  queries and per key of a block from 32 and 128 tokens (fastest samples);
 - memory bandwidth of a stream-like kernel (``torch.add(b, c, out=a)``, three arrays
   of 4x the last-level cache each) and the same kernel on arrays that fit the cache;
 - the last-level cache size, from ``/sys/devices/system/cpu/cpu0/cache``;
@@ -376,6 +379,34 @@ def _attention_rates(vector_gflops: float, attention_ns: float, sample_s: float)
     return matmul, softmax, _bmm_gflops(b, t, sample_s), separated
 
 
+#: glibc malloc maps blocks above its mmap threshold from the OS afresh; the threshold
+#: adapts up to 4 * 1024 * 1024 * sizeof(long) bytes on 64-bit systems (mallopt(3),
+#: DEFAULT_MMAP_THRESHOLD_MAX).
+GLIBC_MMAP_THRESHOLD_MAX = 32 << 20
+
+#: Queries per block of the CPU fused-attention kernel at short sequences: its time per
+#: (batch, head) pair stays flat from 33 to 64 tokens and steps up past 64 (issue 15).
+ATTENTION_BLOCK_ROWS = 32
+#: (batch, heads) and the two sequence lengths (one block, four blocks) of the block fit.
+_ATTENTION_BLOCKS = ((256, 2), (32, 128))
+
+
+def _attention_blocks(attention_ns: float, sample_s: float) -> tuple[float, float]:
+    """(ns per block, ns per key of a block) of ``scaled_dot_product_attention`` at head
+    dimension 2 (NASRec's), solved from self-attention over 32 tokens (one block of
+    ``ATTENTION_BLOCK_ROWS`` queries per pair) and over 128 (four blocks of 128 keys):
+    block time = a + b x keys. The dispatch is taken off; each fastest sample."""
+    (b, h), lengths = _ATTENTION_BLOCKS
+    per_block = []
+    for n in lengths:
+        q = torch.randn(b, h, n, 2)
+        t = _per_call_s(lambda: F.scaled_dot_product_attention(q, q, q), sample_s / 2, stat=min)
+        t = max(t - attention_ns * 1e-9, 0.05 * t)
+        per_block.append(t / (b * h * -(-n // ATTENTION_BLOCK_ROWS)) * 1e9)
+    per_key = max((per_block[1] - per_block[0]) / (lengths[1] - lengths[0]), 0.0)
+    return max(per_block[0] - per_key * lengths[0], 0.0), per_key
+
+
 def _split_attention(scores: int, dims: tuple[int, int], took_s: list[float],
                      vector_gflops: float) -> tuple[float, float, bool]:
     """(product GFLOP/s, softmax GFLOP/s, separated) from attention times ``took_s`` at
@@ -691,6 +722,14 @@ def calibrate(settings: CalibrationSettings, on_stage: Callable[[str], None] | N
             methods["first_touch_gbps"] = (f"a = b + c on float32 arrays of {dram_array >> 20} MiB each, a fresh "
                                            f"output against writing into a: the output's bytes over the extra "
                                            f"seconds (0: under 5% extra), {th}, fastest sample each")
+            if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+                first_touch_min = GLIBC_MMAP_THRESHOLD_MAX
+                methods["first_touch_min_bytes"] = ("glibc's largest mmap threshold on 64-bit systems (mallopt(3), "
+                                                    "DEFAULT_MMAP_THRESHOLD_MAX): larger outputs get fresh pages "
+                                                    "every call")
+            else:
+                first_touch_min = 0
+                methods["first_touch_min_bytes"] = "0: not glibc, the spilled share of an output pays first touch"
             cache_array = max(64 << 10, cache // 8)
             in_cache = _stream_gbps(cache_array, s)
             methods["act_cache_gbps"] = (f"a = b + c on float32 arrays of {cache_array >> 10} KiB each "
@@ -733,6 +772,16 @@ def calibrate(settings: CalibrationSettings, on_stage: Callable[[str], None] | N
                                          "vector_gflops: the two attention calls did not separate a per-score "
                                          "time (matmul_gflops then from the larger head dimension alone)")
             raw["bmm_gflops"] = bmm
+            block_ns, block_key_ns = _attention_blocks(kernels["attention"], s)
+            (ab, ah), (n1, n4) = _ATTENTION_BLOCKS
+            methods["attention_block_ns"] = (f"scaled_dot_product_attention at head dimension 2, {ab}x{ah} (batch, "
+                                             f"heads) over {n1} and {n4} tokens, its dispatch taken off, fastest "
+                                             f"sample each, per block of {ATTENTION_BLOCK_ROWS} queries: "
+                                             f"block time = attention_block_ns + keys x attention_block_score_ns, "
+                                             f"{th}")
+            methods["attention_block_score_ns"] = "as attention_block_ns"
+            methods["attention_block_rows"] = ("chosen: the kernel's time per (batch, head) pair is flat from 33 to "
+                                               "64 tokens and steps up past 64 (issue 15)")
             stage("energy")
             meter, where = rapl_meter()
             raw["energy_counters"] = where
@@ -753,7 +802,9 @@ def calibrate(settings: CalibrationSettings, on_stage: Callable[[str], None] | N
                 "vector_gflops": vec, "matmul_gflops": matmul, "softmax_gflops": softmax, "weight_cache_gbps": weight_gbps,
                 "first_touch_gbps": first_touch, "strided_copy_gbps": strided,
                 "gemm_m": list(_GEMM_M), "gemm_kn": [side * side for side in _GEMM_SIDES],
-                "gemm_fp32_gflops": gemm_table,
+                "gemm_fp32_gflops": gemm_table, "first_touch_min_bytes": first_touch_min,
+                "attention_block_rows": ATTENTION_BLOCK_ROWS,
+                "attention_block_ns": block_ns, "attention_block_score_ns": block_key_ns,
                 # measured where RAPL could be read, else the base preset's
                 **{key: energy.get(key, getattr(base.host, key)) for key in _ENERGY_KEYS},
             }

@@ -319,7 +319,7 @@ def _attention(L: _Layers, sparse_in: int, t: int, relayout: bool) -> None:
     L.copy(b * t * 3 * d, "qkv.bias")
     L.call("split_heads", 3)  # view, permute, unbind
     L.gemm(t, t, hd, "scores", weights=False, count=b * h)
-    L.out.append(Softmax(rows=b * h * t, cols=t, name=f"{L.name}.softmax", part=L.part))
+    L.out.append(Softmax(rows=b * h * t, cols=t, name=f"{L.name}.softmax", part=L.part, queries=t))
     L.gemm(t, hd, t, "context", weights=False, count=b * h)
     L.call("merge_heads", 2)  # transpose, reshape
     L.linear(b * t, d, d, "o", bias=True)
@@ -503,7 +503,7 @@ class _Recorder(TorchDispatchMode):
             count = int(torch.tensor(lead).prod()) if lead else 1
             self._gemm(s_q, s_k, d, False, count, "scores")
             name, part = self.owner()
-            self.layers.append(Softmax(rows=count * s_q, cols=s_k, name=f"{name}.softmax", part=part))
+            self.layers.append(Softmax(rows=count * s_q, cols=s_k, name=f"{name}.softmax", part=part, queries=s_q))
             self._gemm(s_q, d_v, s_k, False, count, "context")
         elif p == "convolution":
             x, w = args[0], args[1]

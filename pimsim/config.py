@@ -377,11 +377,25 @@ class Host:
     ``softmax_gflops`` > 0 that of softmax layers, ``SOFTMAX_OPS_PER_ELEMENT`` operations
     per score (0: ``vector_gflops``): inside a CPU's fused attention at a head dimension of
     a few elements, the per-score work, not the products, takes most of the time.
+    ``attention_block_rows`` > 0 times a softmax of attention (one whose ``queries`` per
+    (batch, head) pair the profile recorded) as a CPU's fused attention
+    kernel runs it, in blocks of that many queries per (batch, head) pair, each block
+    costing ``attention_block_ns`` plus ``attention_block_score_ns`` per key (the
+    softmax rate then no longer applies): at a few dozen tokens the time goes to the
+    blocks, not the scores (issue 15: eager flash attention at head dimension 2 took
+    9.5-10.6 us per (batch, head) pair at 40, 50 and 64 tokens alike, 15.0 at 80 and 30.4
+    at 128, on one thread of a 2-vCPU Xeon VM); 0 keeps the per-score rate.
     ``first_touch_gbps`` > 0 charges the share of a layer's output that spills beyond
     the cache once more, at that rate: an eager runtime allocates every output afresh,
     and a large allocation comes from the OS as new pages that are mapped and zeroed on
     first touch (issue 15: a 218 MB outer product in xDeepFM ran 3x slower than its
     streaming time); 0 leaves it free.
+    ``first_touch_min_bytes`` > 0 changes which outputs pay it: an output of at least
+    that many bytes pays on all of it, cache or not, and smaller ones not at all. That is
+    how an allocator behaves that maps large blocks afresh from the OS on every call and
+    reuses small ones (glibc's malloc maps blocks above its mmap threshold, which rises to
+    at most 32 MiB on 64-bit systems: mallopt(3), ``DEFAULT_MMAP_THRESHOLD_MAX``; issue 15
+    measured 30 MiB fresh outputs at the cost of reused ones, 34 MiB ones at 3x it).
     ``strided_copy_gbps`` > 0 is the rate (bytes read per second) of a strided copy (an
     ``Elementwise`` with ``strided``: a transposed view made contiguous), which a CPU
     runs element by element (issue 15: 2-7 GB/s against 116 GB/s streaming in the
@@ -430,6 +444,10 @@ class Host:
     gemm_m: tuple[int, ...] = ()
     gemm_kn: tuple[int, ...] = ()
     gemm_fp32_gflops: tuple[tuple[float, ...], ...] = ()
+    first_touch_min_bytes: int = 0
+    attention_block_rows: int = 0
+    attention_block_ns: float = 0.0
+    attention_block_score_ns: float = 0.0
 
     def __post_init__(self) -> None:
         _coerce_enum(self, "kind", HostKind)
@@ -441,9 +459,11 @@ class Host:
         for name in ("pj_per_flop_fp32", "pj_per_flop_fp16", "pj_per_op_int8", "dram_pj_per_byte",
                      "kernel_overhead_ns", "mem_gbps", "static_w", "call_overhead_ns", "batch_overhead_ns",
                      "act_cache_gbps", "vector_gflops", "matmul_gflops", "weight_cache_gbps", "softmax_gflops",
-                     "first_touch_gbps", "strided_copy_gbps"):
+                     "first_touch_gbps", "strided_copy_gbps", "attention_block_ns", "attention_block_score_ns"):
             _check_float(self, name, strict=False)
         _check_int(self, "cache_bytes", 0)
+        _check_int(self, "attention_block_rows", 0)
+        _check_int(self, "first_touch_min_bytes", 0)
         for name in ("fuse_into_gemm", "glue_ops"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"Host.{name} must be true or false, got {getattr(self, name)!r}")

@@ -177,19 +177,30 @@ SOFTMAX_OPS_PER_ELEMENT = 5
 
 @dataclass(frozen=True)
 class Softmax:
-    """Softmax over the last axis of a ``rows`` x ``cols`` tensor."""
+    """Softmax over the last axis of a ``rows`` x ``cols`` tensor.
+
+    In attention, ``rows`` are the queries of all (batch, head) pairs and ``cols`` the
+    keys; ``queries`` is the number of queries per pair, which a host with ``[host]
+    attention_block_rows`` needs to count its blocks (0: not an attention's softmax, or
+    not known; then the softmax rate applies).
+    """
 
     rows: int
     cols: int
     bytes_per_element: int = 4
     name: str = ""
     part: str = "dense"
+    queries: int = 0
 
     op = "softmax"
 
     def __post_init__(self) -> None:
         for f in ("rows", "cols", "bytes_per_element"):
             _check_int(self, f)
+        _check_int(self, "queries", 0)
+        if self.queries and self.rows % self.queries:
+            raise ValueError(f"Softmax.rows {self.rows} is not a multiple of its queries per (batch, head) pair "
+                             f"{self.queries}")
         _check_name(self)
 
     @property

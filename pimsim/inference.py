@@ -159,8 +159,17 @@ def _host_layer(layer, hw: Hardware, weight_miss: float, *, dispatch: bool = Tru
         # the measured rate of a product of this shape where the host has a GEMM table, else the peak
         rate = host.gemm_flops(layer.m, layer.k, layer.n, bpe)
     compute_s = layer.flops / rate
+    if isinstance(layer, Softmax) and layer.queries > 0 and host.attention_block_rows > 0:
+        # a fused attention kernel's softmax: blocks of queries per (batch, head) pair
+        q = layer.queries
+        blocks = layer.rows // q * -(-q // host.attention_block_rows)
+        compute_s = blocks * (host.attention_block_ns + host.attention_block_score_ns * layer.cols) * 1e-9
     mem_s = dram_bytes / bw
-    if host.first_touch_gbps > 0 and spill_bytes:
+    if host.first_touch_gbps > 0 and host.first_touch_min_bytes > 0:
+        if out_bytes >= host.first_touch_min_bytes:
+            # the allocator maps an output this large afresh each call: new pages, zeroed on first touch
+            mem_s += out_bytes / (host.first_touch_gbps * 1e9)
+    elif host.first_touch_gbps > 0 and spill_bytes:
         # the output's share of the spill arrives in fresh pages, mapped and zeroed on first touch
         mem_s += spill_bytes * out_bytes / act_bytes / (host.first_touch_gbps * 1e9)
     if host.strided_copy_gbps > 0 and isinstance(layer, Elementwise) and layer.strided:

@@ -23,6 +23,7 @@ HOST = {
     "tdp_w": 205.0, "static_w": 0.0, "cache_pj_per_byte": 10.0,
     "gemm_m": [1, 64, 1024], "gemm_kn": [256, 4096],
     "gemm_fp32_gflops": [[0.25, 1.5], [6.0, 31.125], [40.5, 88.0]],
+    "first_touch_min_bytes": 33554432, "attention_block_rows": 32, "attention_block_ns": 1350.5, "attention_block_score_ns": 26.75,
 }
 
 
@@ -80,6 +81,22 @@ def test_the_gemm_table_is_measured_on_its_grid(monkeypatch):
     assert c._gemm_table(gemm_ns=0.0, sample_s=0.01)[2] == [2 * 32 * 8 * 8 / 1e-3 / 1e9, 2 * 32 * 16 * 16 / 1e-3 / 1e9]
     assert c._gemm_table(gemm_ns=5e5, sample_s=0.01)[1][0] == pytest.approx(2 * 8 * 8 * 8 / 5e-4 / 1e9, rel=1e-12)
     assert c._gemm_table(gemm_ns=1e9, sample_s=0.01)[0][1] == pytest.approx(2 * 16 * 16 / 5e-5 / 1e9, rel=1e-12)
+
+
+def test_attention_blocks_are_solved_from_one_and_four_blocks(monkeypatch):
+    import cosearch.calibrate as c
+    a, b = c._attention_blocks(attention_ns=0.0, sample_s=0.01)
+    assert a >= 0 and b >= 0 and a + b > 0
+    (batch, heads), (n1, n4) = c._ATTENTION_BLOCKS
+    pairs = batch * heads
+
+    def fake(fn, *args, **kwargs):  # a kernel whose block costs 1000 ns + 20 ns per key, plus 3 us dispatch
+        n = fake.lengths.pop(0)
+        return (pairs * -(-n // c.ATTENTION_BLOCK_ROWS) * (1000 + 20 * n) + 3000) * 1e-9
+    fake.lengths = [n1, n4]
+    monkeypatch.setattr(c, "_per_call_s", fake)
+    a, b = c._attention_blocks(attention_ns=3000.0, sample_s=0.01)
+    assert a == pytest.approx(1000.0, rel=1e-9) and b == pytest.approx(20.0, rel=1e-9)
 
 
 def test_the_file_works_wherever_a_preset_does(tmp_path, capsys):

@@ -53,3 +53,38 @@ def test_rounds_keep_the_fastest_pass_and_record_every_pass(monkeypatch):
     bad = {"round_medians_s": "", "rounds": 0}
     hv._measure(bad, "eager", "eager", broken, (), repeats=20, warmup=5, meter=None)
     assert bad["error"] == "RuntimeError: cannot compile this" and math.isnan(bad["measured_s"])
+
+
+def test_ablation_summarises_each_variant_against_the_same_measurements():
+    from benchmarks.host_ablation import summarize_variants
+    pts = [{"model": m, "batch": b, "threads": t, "measured_s": meas, "good": meas * f, "off": meas * g}
+           for (m, b, t, meas, f, g) in [("a", 1, 1, 1.0, 1.1, 3.0), ("b", 1, 1, 2.0, 0.9, 1.0), ("c", 1, 1, 3.0, 1.0, 1.0),
+                                          ("a", 1, 2, 1.0, 1.0, 1.0), ("b", 1, 2, 2.0, 1.2, 1.0), ("c", 1, 2, 3.0, 1.0, 0.5)]]
+    rows = {(r["variant"], r["threads"]): r for r in summarize_variants(pts, {"good": {}, "off": {}})}
+    assert set(rows) == {(v, t) for v in ("good", "off") for t in ("both", 1, 2)}
+    assert rows[("good", "both")]["worst_ratio"] == pytest.approx(1.2) and rows[("good", "both")]["points"] == 6
+    assert rows[("off", "both")]["worst_ratio"] == pytest.approx(3.0)
+    assert rows[("off", 1)]["worst_point"] == "a b1 t1" and rows[("off", 2)]["worst_point"] == "c b1 t2"
+    # "off" predicts a slowest in the 1-thread group (3.0 against 2.0 and 3.0): the order breaks
+    assert rows[("good", 1)]["spearman_per_batch_min"] == pytest.approx(1.0)
+    assert rows[("off", 1)]["spearman_per_batch_min"] < 1.0
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["{missing}"], "cannot read"),
+    (["{csv}", "--variant", "x:bogus=1"], "unknown [host] setting 'bogus'"),
+    (["{csv}", "--variant", "nocolon"], "--variant must be NAME:KEY=VALUE"),
+    (["{csv}", "--variant", "x:attention_block_rows=lots"], "attention_block_rows must be a number, got 'lots'"),
+    (["{empty}"], "no measured rows"),
+])
+def test_ablation_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, needle):
+    from benchmarks.host_ablation import main
+    csv = tmp_path / "v.csv"
+    csv.write_text("runtime,threads,batch,model,calibration,seed,measured_s,error\n"
+                   "eager,1,1,dlrm,cpu-server,0,0.001,\n", encoding="utf-8")
+    empty = tmp_path / "e.csv"
+    empty.write_text("runtime,threads,batch,model,calibration,seed,measured_s,error\n", encoding="utf-8")
+    argv = [a.format(missing=tmp_path / "none.csv", csv=csv, empty=empty) for a in args]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1

@@ -383,3 +383,50 @@ def test_a_runtime_without_glue_still_runs_rated_strided_copies():
     names = lambda hw: [x.name for x in query(w, hw).layers if x.name in ("t", "c", "g")]
     assert names(_host(fuse=(), glue_ops=False)) == ["g"]
     assert names(_host(fuse=(), glue_ops=False, strided_copy_gbps=2.0)) == ["t", "g"]
+
+
+# --- attention's softmax timed by blocks of queries (Host.attention_block_*) ---
+
+def test_attention_softmax_is_timed_by_its_blocks_of_queries():
+    import math
+    # 256 (batch, head) pairs; 50 queries and 50 keys each: two blocks of 32 queries per pair
+    sm = Softmax(rows=256 * 50, cols=50, queries=50)
+    cross = Softmax(rows=256 * 40, cols=90, queries=40)
+    plain = Softmax(rows=256 * 50, cols=50)  # queries 0: not known to be attention, the softmax rate
+    hw = _host(kernel_overhead_ns=0.0, act_cache_gbps=0.0, softmax_gflops=1.0,
+               attention_block_rows=32, attention_block_ns=1500.0, attention_block_score_ns=25.0)
+    for layer, q in ((sm, 50), (cross, 40)):
+        r = query(Workload(batch_size=1, dense=(layer,)), hw)
+        blocks = 256 * math.ceil(q / 32)
+        assert r.latency_s == pytest.approx(blocks * (1500.0 + 25.0 * layer.cols) * 1e-9, rel=1e-12)
+    assert query(Workload(batch_size=1, dense=(plain,)), hw).latency_s == pytest.approx(plain.flops / 1e9, rel=1e-12)
+    # without blocks the per-score rate holds, as before
+    off = query(Workload(batch_size=1, dense=(sm,)), replace(hw, host=replace(hw.host, attention_block_rows=0)))
+    assert off.latency_s == pytest.approx(sm.flops / 1e9, rel=1e-12)
+    with pytest.raises(ValueError, match=r"Softmax.rows 100 is not a multiple of its queries per \(batch, head\) pair 30"):
+        Softmax(rows=100, cols=30, queries=30)
+    with pytest.raises(ValueError, match=r"attention_block_rows must be >= 0, got -1"):
+        _host(attention_block_rows=-1)
+    with pytest.raises(ValueError, match=r"attention_block_ns"):
+        _host(attention_block_ns=float("nan"))
+
+
+def test_first_touch_above_the_allocators_threshold_charges_the_whole_output():
+    """With ``first_touch_min_bytes`` an output of at least that size pays first touch on
+    all its bytes, inside the cache or not, and a smaller one pays nothing."""
+    base = {"fuse": (), "act_cache_gbps": 0.0, "vector_gflops": 1e6, "cache_bytes": 1 << 30}
+    mib = 1 << 20
+    layers = (Elementwise(elements=(32 * mib) // 4, kind="activation", name="at"),
+              Elementwise(elements=(32 * mib) // 4 - 1, kind="activation", name="below"),
+              Elementwise(elements=(64 * mib) // 4, kind="activation", name="big"))
+    w = Workload(batch_size=64, dense=layers)
+    hw0 = _host(**base)
+    hw_spill = _host(first_touch_gbps=2.0, **base)  # the old rule: nothing spills from a 1 GiB cache
+    hw_min = _host(first_touch_gbps=2.0, first_touch_min_bytes=32 * mib, **base)
+    t0, ts, tm = ({x.name: x.time_s for x in query(w, hw).layers} for hw in (hw0, hw_spill, hw_min))
+    assert ts == t0
+    assert tm["below"] == t0["below"]
+    for name, layer in (("at", layers[0]), ("big", layers[2])):
+        assert tm[name] - t0[name] == pytest.approx(layer.out_bytes / 2e9, rel=1e-6)  # less the tiny compute
+    with pytest.raises(ValueError, match=r"first_touch_min_bytes must be >= 0, got -5"):
+        _host(first_touch_min_bytes=-5)
