@@ -164,12 +164,14 @@ def _parse_line(line: str, path: Path, lineno: int) -> tuple[int, bool, int] | N
     return addr, op_u == "WRITE", cyc
 
 
-# Byte classes of the text scanner: hex digit values (-1: none); 1 for a field separator
+# Byte classes of the text scanner: hex and decimal digit values (-1: none); 1 for a field separator
 # (space, tab), 2 for what ends a line's fields (newline, '#').
 _HEX_DIGIT = np.full(256, -1, np.int64)
 _HEX_DIGIT[48:58] = np.arange(10)
 _HEX_DIGIT[97:103] = np.arange(10, 16)
 _HEX_DIGIT[65:71] = np.arange(10, 16)
+_DEC_DIGIT = np.full(256, -1, np.int64)
+_DEC_DIGIT[48:58] = np.arange(10)
 _SEP = np.zeros(256, np.int64)
 _SEP[[32, 9]] = 1
 _SEP[[10, 35]] = 2
@@ -187,6 +189,21 @@ def _byte_flags(buf):
 
 
 @njit(cache=True)
+def _number(buf, j, digit, base, max_sig):
+    """(value, end, ok) of the digits of ``digit`` (a byte-class table) in ``base`` from
+    byte ``j``: ok when there is at least one digit and at most ``max_sig`` significant ones."""
+    first = j
+    while buf[j] == 48:
+        j += 1
+    sig = j
+    v = np.int64(0)
+    while digit[buf[j]] >= 0:
+        v = v * base + digit[buf[j]]
+        j += 1
+    return v, j, j > first and j - sig <= max_sig
+
+
+@njit(cache=True)
 def _scan_text(buf, pos, line, addr, wr, cyc, nreq):
     """Parse plain text-trace lines of the bytes ``buf`` (uint8; lines end at byte 10,
     and so does ``buf``, so no loop needs a bounds check).
@@ -200,7 +217,6 @@ def _scan_text(buf, pos, line, addr, wr, cyc, nreq):
     so far, start and end byte of the stopping line, or -1, -1 at the end of ``buf``).
     """
     n = len(buf)
-    hexd = _HEX_DIGIT
     sep = _SEP
     while pos < n:
         start = pos
@@ -212,15 +228,8 @@ def _scan_text(buf, pos, line, addr, wr, cyc, nreq):
         if not plain:
             if buf[j] == 48 and (buf[j + 1] | 32) == 120:  # 0x or 0X
                 j += 2
-            first = j
-            while buf[j] == 48:
-                j += 1
-            sig = j
-            a = np.int64(0)
-            while hexd[buf[j]] >= 0:
-                a = a * 16 + hexd[buf[j]]
-                j += 1
-            if j > first and j - sig <= 15 and sep[buf[j]] == 1:
+            a, j, ok = _number(buf, j, _HEX_DIGIT, 16, 15)
+            if ok and sep[buf[j]] == 1:
                 while sep[buf[j]] == 1:
                     j += 1
                 # the && chain stops at the first mismatch, so it never reads past a newline
@@ -236,15 +245,8 @@ def _scan_text(buf, pos, line, addr, wr, cyc, nreq):
                 if w >= 0 and sep[buf[j]] == 1:
                     while sep[buf[j]] == 1:
                         j += 1
-                    first = j
-                    while buf[j] == 48:
-                        j += 1
-                    sig = j
-                    c = np.int64(0)
-                    while 48 <= buf[j] <= 57:
-                        c = c * 10 + (np.int64(buf[j]) - 48)
-                        j += 1
-                    if j > first and j - sig <= 18:
+                    c, j, ok = _number(buf, j, _DEC_DIGIT, 10, 18)
+                    if ok:
                         while sep[buf[j]] == 1:
                             j += 1
                         if sep[buf[j]] == 2:
