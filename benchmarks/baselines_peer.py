@@ -12,8 +12,9 @@ only.
 
 Writes ``results/baselines_peer.csv``: one row per model and side, with the gap.
 
-``--tune SCHEDULE:LR[:EPS] ... [--tune-seeds 0 1]`` instead trains the project's
-baselines with each setting (EPS: Adagrad's, default the truth recipe's) and seed and
+``--tune SCHEDULE:LR[:EPS[:CLIP]] ... [--tune-seeds 0 1]`` instead trains the project's
+baselines with each setting (EPS: Adagrad's, CLIP: the gradient-norm clipping, each by
+default the truth recipe's) and seed and
 writes ``results/baselines_tune[_TAG].csv``: validation and test log loss per setting
 and seed, and the setting each model would choose by mean validation log loss
 (``nasrec.baselines.TRAINING``).
@@ -85,13 +86,14 @@ def _peer(name: str, ds, splits, recipe: TruthRecipe, sizes: str) -> dict | None
 
 
 def _tune_recipe(recipe: TruthRecipe, setting: str) -> TruthRecipe:
-    """``recipe`` with ``SCHEDULE:LR[:EPS]`` applied; ValueError naming a bad setting."""
+    """``recipe`` with ``SCHEDULE:LR[:EPS[:CLIP]]`` applied; ValueError naming a bad setting."""
     parts = setting.split(":")
-    if len(parts) not in (2, 3):
-        raise ValueError(f"--tune {setting!r}: want SCHEDULE:LR or SCHEDULE:LR:EPS")
+    if len(parts) not in (2, 3, 4):
+        raise ValueError(f"--tune {setting!r}: want SCHEDULE:LR, SCHEDULE:LR:EPS or SCHEDULE:LR:EPS:CLIP")
     try:
         nums = [float(v) for v in parts[1:]]
-        return replace(recipe, schedule=parts[0], lr=nums[0], eps=nums[1] if len(nums) > 1 else recipe.eps)
+        return replace(recipe, schedule=parts[0], lr=nums[0], eps=nums[1] if len(nums) > 1 else recipe.eps,
+                       clip=nums[2] if len(nums) > 2 else recipe.clip)
     except (TypeError, ValueError) as e:
         raise ValueError(f"--tune {setting!r}: {e}") from None
 
@@ -108,7 +110,7 @@ def _tune(args, ds, splits, recipe: TruthRecipe) -> int:
                 model = build_baseline(name, ds.schema, seed)
                 t0 = time.perf_counter()
                 train_model(model, splits["train"], rec.train_config(seed))
-                rows.append({"model": name, "schedule": schedule, "lr": rec.lr, "eps": rec.eps,
+                rows.append({"model": name, "schedule": schedule, "lr": rec.lr, "eps": rec.eps, "clip": rec.clip,
                              "val_logloss": evaluate(model, splits["val"])["logloss"],
                              "test_logloss": evaluate(model, splits["test"])["logloss"],
                              "train_seconds": time.perf_counter() - t0, "steps": rec.steps,
@@ -118,7 +120,7 @@ def _tune(args, ds, splits, recipe: TruthRecipe) -> int:
                       f"test {rows[-1]['test_logloss']:.4f}", file=sys.stderr, flush=True)
     df = pd.DataFrame(rows)
     # chosen: the setting with the lowest validation log loss averaged over the seeds
-    mean_val = df.groupby(["model", "schedule", "lr", "eps"])["val_logloss"].transform("mean")
+    mean_val = df.groupby(["model", "schedule", "lr", "eps", "clip"])["val_logloss"].transform("mean")
     best = df.assign(mean_val=mean_val).groupby("model")["mean_val"].transform("min")
     df["chosen"] = mean_val == best
     path = write_csv(df, f"baselines_tune{'_' + args.tag if args.tag else ''}.csv")
@@ -137,8 +139,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tag", default="", help="suffix of the result file")
     ap.add_argument("--tune", nargs="+", default=None, metavar="SCHEDULE:LR",
-                    help="tune the project's baselines over these settings (SCHEDULE:LR[:ADAGRAD_EPS], e.g. "
-                         "constant:0.01 cosine:0.04:1e-10)")
+                    help="tune the project's baselines over these settings (SCHEDULE:LR[:ADAGRAD_EPS[:CLIP]], e.g. "
+                         "constant:0.01 cosine:0.04:1e-10 cosine:0.04:0.01:1)")
     ap.add_argument("--tune-seeds", nargs="+", type=int, default=[0], metavar="SEED",
                     help="with --tune: seeds per setting; a model chooses by mean validation log loss")
     args = ap.parse_args(argv)

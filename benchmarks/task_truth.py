@@ -99,7 +99,8 @@ def _row(result: dict) -> dict:
                                       TruthRecipe(**rec), result["seed"])),
             "data": result["data"], "model": result["model"], "seed": result["seed"],
             "steps": rec["steps"], "batch_size": rec["batch_size"], "lr": rec["lr"],
-            "initial_accumulator": rec["initial_accumulator"], "version": result["version"],
+            "initial_accumulator": rec["initial_accumulator"], "clip": rec.get("clip", 5.0),
+            "version": result["version"],
             "test_logloss": result["test_logloss"], "test_auc": result["test_auc"],
             "val_logloss": result["val_logloss"], "val_auc": result["val_auc"],
             "final_train_loss": result["final_train_loss"], "params": result["params"],
@@ -148,7 +149,7 @@ def separation(df: pd.DataFrame, ds: Dataset, recipe: TruthRecipe, seeds, rng) -
     return {"data": ds.content_hash[:16], "rows": ds.meta.get("config", {}).get("rows"),
             "max_cardinality": ds.meta.get("config", {}).get("max_cardinality"),
             "archs": len(wide), "steps": recipe.steps, "batch_size": recipe.batch_size, "lr": recipe.lr,
-            "initial_accumulator": recipe.initial_accumulator,
+            "initial_accumulator": recipe.initial_accumulator, "clip": recipe.clip,
             "arch_std": arch_std, "seed_std": seed_std, "ratio": arch_std / seed_std if seed_std else float("inf"),
             "kendall_seed0_vs_seed1": kendall_tau(a, b), "kendall_lo": lo, "kendall_hi": hi,
             "spearman_seed0_vs_seed1": spearman(a, b),
@@ -185,6 +186,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=r.batch_size)
     ap.add_argument("--lr", type=float, default=r.lr)
     ap.add_argument("--initial-accumulator", type=float, default=r.initial_accumulator)
+    ap.add_argument("--clip", type=float, default=r.clip, help="gradient-norm clipping")
     ap.add_argument("--threads", type=int, default=2, help="torch threads per training process")
     ap.add_argument("--jobs", type=int, default=1, help="training processes at once")
     ap.add_argument("--data-seed", type=int, default=0)
@@ -198,7 +200,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     ds = bench_data(SyntheticConfig(rows=args.rows, max_cardinality=args.max_cardinality, seed=args.data_seed))
     recipe = TruthRecipe(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                         initial_accumulator=args.initial_accumulator)
+                         initial_accumulator=args.initial_accumulator, clip=args.clip)
     truth_csv = args.results / TRUTH_CSV.name
     stored = load_truth(truth_csv)
     deadline = time.time() + 60 * args.minutes if args.minutes is not None else None
@@ -213,7 +215,8 @@ def main(argv=None) -> int:
                      stored=stored, on_new=on_new, deadline=deadline, jobs=args.jobs, threads=args.threads)
     summary = separation(df, ds, recipe, args.seeds, np.random.default_rng(args.data_seed))
     summary.update(jobs=args.jobs, threads=args.threads, cores=os.cpu_count(), truth_version=TRUTH_VERSION)
-    match = {k: summary[k] for k in ("data", "steps", "batch_size", "lr", "initial_accumulator", "truth_version")}
+    match = {k: summary[k] for k in ("data", "steps", "batch_size", "lr", "initial_accumulator", "clip",
+                                                "truth_version")}
     p = _merge_write(args.results / "task_separation.csv", [summary], "data", match)
     print(pd.Series(summary).to_string())
     print(f"wrote {truth_csv} and {p}")

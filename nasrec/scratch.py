@@ -48,7 +48,7 @@ def truth_splits(ds: Dataset) -> dict:
 class TruthRecipe:
     """How ground truth is trained: one pass over ``steps x batch_size`` fresh training
     rows (never more than the split holds, so nothing is seen twice), Adagrad with
-    cosine decay after a 10% warm-up, gradient clipping 5 (NASRec's loop).
+    cosine decay after a 10% warm-up, gradient clipping ``clip`` (NASRec's loop: 5).
 
     ``lr`` 0.04 instead of NASRec's 0.12: at a few hundred steps 0.12 lets some seeds
     blow up (issue 13's pilot: one of two seeds of an architecture lost 0.04 log loss at
@@ -68,6 +68,7 @@ class TruthRecipe:
     schedule: str = "cosine"
     test: bool = True
     eps: float = 1e-2  # Adagrad's; NASRec's value (TrainConfig)
+    clip: float = 5.0  # gradient-norm clipping; NASRec's value (TrainConfig)
 
     def __post_init__(self):
         self.train_config(0)  # validates the numbers
@@ -77,7 +78,7 @@ class TruthRecipe:
     def train_config(self, seed: int) -> TrainConfig:
         return TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr,
                            initial_accumulator=self.initial_accumulator, seed=seed, schedule=self.schedule,
-                           eps=self.eps)
+                           eps=self.eps, clip=self.clip)
 
     def for_model(self, model: ArchSpec | str) -> "TruthRecipe":
         """The recipe ``model`` trains with: a baseline's own learning rate, schedule and
@@ -90,7 +91,7 @@ class TruthRecipe:
     def to_dict(self) -> dict:
         d = asdict(self)
         # keys written before these fields existed stay valid
-        for name, before in (("schedule", "cosine"), ("test", True), ("eps", 1e-2)):
+        for name, before in (("schedule", "cosine"), ("test", True), ("eps", 1e-2), ("clip", 5.0)):
             if d[name] == before:
                 del d[name]
         return d

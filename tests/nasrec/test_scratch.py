@@ -117,6 +117,24 @@ def test_a_baselines_adagrad_eps_has_its_own_key_and_reaches_training(monkeypatc
         TruthRecipe(eps=0)
 
 
+def test_the_recipes_gradient_clipping_reaches_training_and_its_key(tiny_data, monkeypatch):
+    """``clip`` goes into the key unless it is NASRec's 5.0 (keys written before it existed
+    stay the same), reaches the training loop's clipping, and must be positive."""
+    from nasrec import train
+    assert "clip" not in TruthRecipe(clip=5.0).to_dict()
+    spec = sample(np.random.default_rng(1))
+    assert truth_key("h", spec, TruthRecipe(clip=1.0), 0)["recipe"]["clip"] == 1.0
+    assert truth_key("h", spec, TruthRecipe(clip=1.0), 0) != truth_key("h", spec, TruthRecipe(clip=5.0), 0)
+    seen = []
+    real = train.nn.utils.clip_grad_norm_
+    monkeypatch.setattr(train.nn.utils, "clip_grad_norm_",
+                        lambda params, max_norm: seen.append(max_norm) or real(params, max_norm))
+    scratch.train_truth(spec, tiny_data, replace(RECIPE, clip=0.25), 0)
+    assert seen == [0.25] * RECIPE.steps
+    with pytest.raises(ValueError, match="clip must be > 0, got -1"):
+        TruthRecipe(clip=-1)
+
+
 def test_jobs_report_each_training_and_respect_the_deadline(tiny_data, tmp_path):
     cache = TruthCache(tmp_path)
     cache.get_or_train("dlrm", tiny_data, RECIPE, 0)
@@ -169,13 +187,15 @@ def test_training_queue_close_answers_waiting_jobs_with_none(tiny_data, tmp_path
         TrainingQueue(cache, tiny_data, RECIPE, workers=0)
 
 
-def test_tune_settings_parse_eps_and_reject_bad_ones():
-    """``baselines_peer --tune SCHEDULE:LR[:EPS]``: eps defaults to the recipe's; a bad
-    setting is one error naming it."""
+def test_tune_settings_parse_eps_and_clip_and_reject_bad_ones():
+    """``baselines_peer --tune SCHEDULE:LR[:EPS[:CLIP]]``: eps and clip default to the
+    recipe's; a bad setting is one error naming it."""
     from benchmarks.baselines_peer import _tune_recipe
     r = TruthRecipe()
     assert _tune_recipe(r, "constant:0.0035:1e-10") == replace(r, schedule="constant", lr=0.0035, eps=1e-10)
-    assert _tune_recipe(r, "cosine:0.12").eps == r.eps
-    for bad in ("cosine", "cosine:x", "cosine:0.1:0", "linear:0.1", "cosine:0.1:1e-10:3"):
+    assert _tune_recipe(r, "cosine:0.12").eps == r.eps and _tune_recipe(r, "cosine:0.12").clip == r.clip
+    assert _tune_recipe(r, "cosine:0.12:0.01:2.5") == replace(r, lr=0.12, eps=0.01, clip=2.5)
+    for bad in ("cosine", "cosine:x", "cosine:0.1:0", "linear:0.1", "cosine:0.1:1e-10:0",
+                "cosine:0.1:1e-10:1:2"):
         with pytest.raises(ValueError, match=f"--tune '{bad}'"):
             _tune_recipe(r, bad)
