@@ -59,9 +59,8 @@ def main(argv=None) -> int:
     stored = pd.DataFrame(load_truth(TRUTH_CSV).values())
     if stored.empty:
         raise SystemExit(f"no stored truth in {TRUTH_CSV}; run benchmarks.task_truth")
-    clip = stored["clip"].fillna(5.0) if "clip" in stored else 5.0  # rows before the column: NASRec's 5
     mine = stored[(stored["data"] == ds.content_hash) & (stored["lr"] == args.truth_lr)
-                  & (stored["steps"] == r.steps) & (stored["version"] == TRUTH_VERSION) & (clip == r.clip)]
+                  & (stored["steps"] == r.steps) & (stored["version"] == TRUTH_VERSION) & (stored["clip"] == r.clip)]
     if mine.empty:
         raise SystemExit(f"no stored truth at lr {args.truth_lr} for the default data set in {TRUTH_CSV}")
     ranked = mine.groupby("model").agg(truth=("test_logloss", "mean"), arch=("arch", "first"))

@@ -57,7 +57,7 @@ from benchmarks.task_truth import (RESULTS, TRUTH_CSV, bench_archs, bench_data, 
 from cosearch.scoring import InheritedScorer
 from nasrec import NasRecModel, SyntheticConfig, TrainConfig, build_supernet, load_checkpoint, train_supernet
 from nasrec.model import NETWORK_REVISION
-from nasrec.scratch import TRUTH_VERSION, TruthCache, TruthRecipe, build
+from nasrec.scratch import TRUTH_VERSION, TruthCache, TruthRecipe, build, key_hash, truth_key
 
 __all__ = ["kendall_tau", "main", "truth_arrays"]
 
@@ -92,9 +92,9 @@ def truth_arrays(specs, ds, recipe, cache: Path, *, results: Path, stored_only: 
     ``results``' truth file, the cache or training (``stored_only``: the file only)."""
     stored = load_truth(results / TRUTH_CSV.name)
     if stored_only:
-        truth = pd.DataFrame([row for row in stored.values() if row["data"] == ds.content_hash
-                              and row["steps"] == recipe.steps and row["lr"] == recipe.lr
-                              and row["version"] == TRUTH_VERSION])
+        # the rows of exactly these trainings: another recipe's (e.g. another clip) never mixes in
+        keys = {key_hash(truth_key(ds.content_hash, s, recipe, seed)) for s in specs for seed in (0, 1)}
+        truth = pd.DataFrame([row for k, row in stored.items() if k in keys])
     else:
         truth = truth_table(specs, ds, recipe, (0, 1), cache=TruthCache(cache), stored=stored, threads=threads)
     if truth.empty:

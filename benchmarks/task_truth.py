@@ -86,20 +86,22 @@ def bench_archs(n: int, seed: int) -> list[ArchSpec]:
 
 
 def load_truth(path: Path = TRUTH_CSV) -> dict[str, dict]:
-    """Stored truth rows by key hash."""
+    """Stored truth rows by key hash; rows written before the ``clip`` column say NASRec's 5,
+    which they were trained with."""
     if not path.is_file():
         return {}
     df = pd.read_csv(path)
+    df["clip"] = df["clip"].fillna(5.0) if "clip" in df else 5.0
     return {r["key"]: r for r in df.to_dict("records")}
 
 
 def _row(result: dict) -> dict:
     rec = result["recipe"]
-    return {"key": key_hash(truth_key(result["data"], ArchSpec.from_json(result["arch"]),
-                                      TruthRecipe(**rec), result["seed"])),
+    recipe = TruthRecipe(**rec)
+    return {"key": key_hash(truth_key(result["data"], ArchSpec.from_json(result["arch"]), recipe, result["seed"])),
             "data": result["data"], "model": result["model"], "seed": result["seed"],
             "steps": rec["steps"], "batch_size": rec["batch_size"], "lr": rec["lr"],
-            "initial_accumulator": rec["initial_accumulator"], "clip": rec.get("clip", 5.0),
+            "initial_accumulator": rec["initial_accumulator"], "clip": recipe.clip,
             "version": result["version"],
             "test_logloss": result["test_logloss"], "test_auc": result["test_auc"],
             "val_logloss": result["val_logloss"], "val_auc": result["val_auc"],
@@ -215,8 +217,8 @@ def main(argv=None) -> int:
                      stored=stored, on_new=on_new, deadline=deadline, jobs=args.jobs, threads=args.threads)
     summary = separation(df, ds, recipe, args.seeds, np.random.default_rng(args.data_seed))
     summary.update(jobs=args.jobs, threads=args.threads, cores=os.cpu_count(), truth_version=TRUTH_VERSION)
-    match = {k: summary[k] for k in ("data", "steps", "batch_size", "lr", "initial_accumulator", "clip",
-                                                "truth_version")}
+    match = {k: summary[k]
+             for k in ("data", "steps", "batch_size", "lr", "initial_accumulator", "clip", "truth_version")}
     p = _merge_write(args.results / "task_separation.csv", [summary], "data", match)
     print(pd.Series(summary).to_string())
     print(f"wrote {truth_csv} and {p}")
