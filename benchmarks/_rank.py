@@ -124,3 +124,64 @@ def loo_ridge(x, y, alphas=RIDGE_ALPHAS) -> np.ndarray:
             err.append(e)
         out[i] = _ridge(xi, yi, alphas[int(np.argmin(err))])(x[i:i + 1])[0]
     return out
+
+
+def _aggregate(x: np.ndarray, how: str) -> np.ndarray:
+    """Per-row truth of ``x`` ``[n, r]``: its mean or median over the ``r`` seeds."""
+    return np.median(x, axis=1) if how == "median" else x.mean(axis=1)
+
+
+def _median_residuals(x: np.ndarray) -> np.ndarray:
+    """Each training's deviation from its row's median over ``x`` ``[n, k]``, without the
+    median training itself when ``k`` is odd (its deviation is 0 by construction)."""
+    k = x.shape[1]
+    d = np.sort(x, axis=1) - np.median(x, axis=1)[:, None]
+    if k % 2:
+        d = np.delete(d, k // 2, axis=1)
+    return d.ravel()
+
+
+def truth_repeatability(x, rng: np.random.Generator, truths=((1, "mean"), (2, "mean"), (3, "mean"), (3, "median")),
+                        n_sim: int = 2000, level: float = 0.95) -> list[dict]:
+    """How well a truth built from ``r`` seeds would repeat, estimated from ``x`` ``[n, k]``
+    (``n`` architectures, ``k >= 2`` seeds each) by resampling its own noise.
+
+    The model: an architecture's loss is its centre plus noise drawn from the pooled
+    deviations of its trainings from their architecture's median. Medians, so that a rare
+    poor basin stays one large deviation instead of being shared out over the seeds it
+    shifts a mean for. The deviations are rescaled by what the same procedure gives for
+    Gaussian noise, so their spread estimates one training's. Centres are the medians,
+    pulled towards their grand mean so that their spread excludes the noise a median of
+    ``k`` still carries. Each simulation draws two independent ``r``-seed truths per
+    architecture and takes the Kendall tau between them. Returns, per (``r``, ``how``) in
+    ``truths``: its mean Kendall and percentile interval, and ``noise_std``, the std of
+    the truth's noise (so ``arch_std / noise_std`` is criterion (a) for that truth).
+    With rare poor basins the estimate rests on the few in ``x``, so it varies with them.
+    """
+    x = np.asarray(x, dtype=float)
+    n, k = x.shape
+    if k < 2:
+        raise ValueError(f"truth_repeatability needs >= 2 seeds per architecture, got {k}")
+    # the Gaussian reference uses a generator of its own, so the scale is the same on every call
+    gauss = _median_residuals(np.random.default_rng(0).standard_normal((20000, k)))
+    pool = _median_residuals(x) / np.sqrt(np.mean(gauss ** 2))
+    m = np.median(x, axis=1)
+    median_noise_var = float(np.median(rng.choice(pool, (20000, k)), axis=1).var())
+    spread_var = float(m.var())
+    shrink = np.sqrt(max(spread_var - median_noise_var, 0.0) / spread_var) if spread_var > 0 else 0.0
+    centre = m.mean() + (m - m.mean()) * shrink
+    out = []
+    for r, how in truths:
+        taus = np.empty(n_sim)
+        noise = np.empty(n_sim)
+        for s in range(n_sim):
+            e1 = _aggregate(rng.choice(pool, (n, r)), how)
+            e2 = _aggregate(rng.choice(pool, (n, r)), how)
+            taus[s] = kendall_tau(centre + e1, centre + e2)
+            noise[s] = e1.std(ddof=1)
+        lo, hi = np.quantile(taus, [(1 - level) / 2, 1 - (1 - level) / 2])
+        out.append({"seeds_per_truth": r, "how": how, "kendall_mean": float(taus.mean()),
+                    "kendall_lo": float(lo), "kendall_hi": float(hi),
+                    "noise_std": float(np.sqrt(np.mean(noise ** 2))),
+                    "centre_std": float(centre.std(ddof=1)), "n_sim": n_sim})
+    return out

@@ -3,7 +3,9 @@
 Noise-aware: the truth is the mean test log loss of two from-scratch trainings of each
 architecture (``benchmarks.task_truth``: the same >= 40 random NASRec-Full
 architectures, cached in ``results/scratch_truth.csv`` and the truth cache; missing
-ones are trained here), and every scorer variant is measured on >= 3 independently
+ones are trained here; ``--truth-seeds 0 1 2 --truth-agg median`` makes it the median of
+three, which a rare poor basin of one training does not move; rows name it in
+``truth``, and ``truth_mean`` holds it whichever it is), and every scorer variant is measured on >= 3 independently
 trained supernets (seeds 0, 1, 2 ...). Supernet checkpoints are cached by their
 settings, so scorer variants on the same supernets train nothing again.
 
@@ -87,25 +89,31 @@ def _supernet(ds, args, seed: int, cache: Path):
     return sn, time.process_time() - c0, asdict(cfg)
 
 
-def truth_arrays(specs, ds, recipe, cache: Path, *, results: Path, stored_only: bool, threads: int = 2):
-    """``(specs that have both seeds, t0, t1)``: per-seed test log loss of each, from
-    ``results``' truth file, the cache or training (``stored_only``: the file only)."""
+def truth_arrays(specs, ds, recipe, cache: Path, *, results: Path, stored_only: bool, threads: int = 2,
+                 seeds=(0, 1)):
+    """``(specs that have every seed, t_seed0, t_seed1, ...)``: per-seed test log loss of
+    each, from ``results``' truth file, the cache or training (``stored_only``: the file only)."""
     stored = load_truth(results / TRUTH_CSV.name)
     if stored_only:
         # the rows of exactly these trainings: another recipe's (e.g. another clip) never mixes in
-        keys = {key_hash(truth_key(ds.content_hash, s, recipe, seed)) for s in specs for seed in (0, 1)}
+        keys = {key_hash(truth_key(ds.content_hash, s, recipe, seed)) for s in specs for seed in seeds}
         truth = pd.DataFrame([row for k, row in stored.items() if k in keys])
     else:
-        truth = truth_table(specs, ds, recipe, (0, 1), cache=TruthCache(cache), stored=stored, threads=threads)
+        truth = truth_table(specs, ds, recipe, seeds, cache=TruthCache(cache), stored=stored, threads=threads)
     if truth.empty:
         raise SystemExit(f"no stored truth for this data set and recipe in {results / TRUTH_CSV.name}; "
                          "run benchmarks.task_truth")
-    wide = truth.pivot_table(index="model", columns="seed", values="test_logloss").dropna()
+    wide = truth.pivot_table(index="model", columns="seed", values="test_logloss")
+    missing = [k for k in seeds if k not in wide.columns]
+    if missing:
+        raise SystemExit(f"no stored truth for seed {missing[0]}; run benchmarks.task_truth --seeds "
+                         + " ".join(map(str, seeds)))
+    wide = wide[list(seeds)].dropna()
     have = [s for s in specs if f"arch:{s.hash}" in wide.index]
     if len(have) < 3:
-        raise SystemExit(f"only {len(have)} architectures have truth for both seeds; run benchmarks.task_truth")
-    t0, t1 = (np.array([wide.loc[f"arch:{s.hash}", k] for s in have]) for k in (0, 1))
-    return have, t0, t1
+        raise SystemExit(f"only {len(have)} architectures have truth for seeds {' '.join(map(str, seeds))}; "
+                         "run benchmarks.task_truth")
+    return (have, *(np.array([wide.loc[f"arch:{s.hash}", k] for s in have]) for k in seeds))
 
 
 def _params(spec, schema) -> int:
@@ -238,6 +246,10 @@ def main(argv=None) -> int:
                     help="with --scorer short: skip the test split (faster; a separate cache entry)")
     ap.add_argument("--truth-steps", type=int, default=r.steps)
     ap.add_argument("--truth-lr", type=float, default=r.lr)
+    ap.add_argument("--truth-seeds", type=int, nargs="+", default=[0, 1],
+                    help="the from-scratch seeds the truth is built from (two or more)")
+    ap.add_argument("--truth-agg", default="mean", choices=("mean", "median"),
+                    help="the truth of an architecture: the mean or the median of its seeds' test log loss")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cache", type=Path, default=None, help="truth and supernet cache (default $COSEARCH_CACHE)")
     ap.add_argument("--results", type=Path, default=RESULTS)
@@ -250,15 +262,21 @@ def main(argv=None) -> int:
         ap.error("need --short-steps >= 1 and --jobs >= 1")
     if args.ranker and args.scorer not in ("supernet", "stored", "short"):
         ap.error("--ranker adds features to a scorer's score; use it with --scorer supernet, short or stored")
+    if len(args.truth_seeds) < 2 or len(set(args.truth_seeds)) != len(args.truth_seeds):
+        ap.error(f"--truth-seeds: give two or more distinct seeds, got {' '.join(map(str, args.truth_seeds))}")
     if (args.scorer == "stored") != (args.from_variant is not None):
         ap.error("--scorer stored and --from-variant go together")
     torch.set_num_threads(args.threads)
     cache = args.cache or default_cache()
     ds = bench_data(SyntheticConfig(rows=args.rows, max_cardinality=args.max_cardinality))
     recipe = TruthRecipe(steps=args.truth_steps, batch_size=r.batch_size, lr=args.truth_lr)
-    specs, t0, t1 = truth_arrays(bench_archs(args.archs, 0), ds, recipe, cache, results=args.results,
-                                 stored_only=args.stored_truth_only, threads=args.threads)
-    t_mean = (t0 + t1) / 2
+    specs, *per_seed = truth_arrays(bench_archs(args.archs, 0), ds, recipe, cache, results=args.results,
+                                    stored_only=args.stored_truth_only, threads=args.threads,
+                                    seeds=tuple(args.truth_seeds))
+    t0, t1 = per_seed[0], per_seed[1]
+    truth_name = f"{args.truth_agg} of seeds {' '.join(map(str, args.truth_seeds))}"
+    # the name says "mean" for history; it is the truth of --truth-agg
+    t_mean = (np.median if args.truth_agg == "median" else np.mean)(np.column_stack(per_seed), axis=1)
     scored = [(args.variant, *s) for s in _scored(specs, ds, args, cache, t_mean)]
     if args.ranker:
         params = [_params(s, ds.schema) for s in specs]
@@ -279,7 +297,7 @@ def main(argv=None) -> int:
         ag = agreement(scores, t_mean, rng)
         summary.append({"variant": variant, "scorer": scorer_name, "supernet_seed": seed, **ag,
                         "kendall_vs_seed0": kendall_tau(scores, t0), "kendall_vs_seed1": kendall_tau(scores, t1),
-                        "truth_seed0_vs_seed1": kendall_tau(t0, t1),
+                        "truth_seed0_vs_seed1": kendall_tau(t0, t1), "truth": truth_name,
                         "supernet_train_cpu_s": train_cpu, "score_cpu_s_per_arch": score_cpu,
                         "score_median": float(np.median(scores)), "score_min": float(scores.min()),
                         "finetune_steps": args.finetune_steps, "finetune_batch": args.finetune_batch,
@@ -288,10 +306,11 @@ def main(argv=None) -> int:
                         "truth_steps": recipe.steps, "truth_lr": recipe.lr, "truth_version": TRUTH_VERSION,
                         "network": NETWORK_REVISION if args.scorer != "stored" else None, "threads": args.threads,
                         "cores": os.cpu_count(), "data": ds.content_hash[:16]})
-        for s, sc, a, b in zip(specs, scores, t0, t1):
+        for k, (s, sc) in enumerate(zip(specs, scores)):
             rows.append({"variant": variant, "supernet_seed": seed, "hash": s.hash[:16], "score": sc,
-                         "truth_mean": (a + b) / 2, "truth_seed0": a, "truth_seed1": b, "truth_version": TRUTH_VERSION,
-                         "data": ds.content_hash[:16]})
+                         "truth_mean": t_mean[k], "truth": truth_name,
+                         **{f"truth_seed{j}": t[k] for j, t in zip(args.truth_seeds, per_seed)},
+                         "truth_version": TRUTH_VERSION, "data": ds.content_hash[:16]})
         print(f"{variant} fit {seed}: Kendall {ag['kendall_tau']:.3f} [{ag['kendall_lo']:.3f}, {ag['kendall_hi']:.3f}], "
               f"Spearman {ag['spearman']:.3f}, top-10 {ag['top10_overlap']} ({len(specs)} architectures)",
               file=sys.stderr, flush=True)
@@ -304,7 +323,8 @@ def main(argv=None) -> int:
                             "kendall_vs_seed0", "kendall_vs_seed1", "truth_seed0_vs_seed1",
                             "supernet_train_cpu_s", "score_cpu_s_per_arch")},
                         "kendall_sd_over_supernets": float(v["kendall_tau"].std(ddof=1)) if len(v) > 1 else float("nan"),
-                        "n": len(specs), "truth_version": TRUTH_VERSION, "data": ds.content_hash[:16]})
+                        "n": len(specs), "truth": truth_name, "truth_version": TRUTH_VERSION,
+                        "data": ds.content_hash[:16]})
     variants = set(s["variant"])
     for name, new in (("supernet_ranking.csv", rows), ("supernet_ranking_summary.csv", summary)):
         path = args.results / name

@@ -1,5 +1,5 @@
 """Does the default task separate architectures? From-scratch truth for random
-NASRec-Full architectures, two seeds each, and how well the two seeds agree.
+NASRec-Full architectures, two (or more) seeds each, and how well the seeds agree.
 
 Every architecture is trained with ``nasrec.scratch.TruthRecipe`` (one pass over fresh
 rows) once per seed; a seed fixes both the initial weights and the data order, and all
@@ -9,8 +9,9 @@ one row per training) and in the truth cache folder, so a rerun, a longer run
 (``--archs 60``) or another benchmark trains nothing twice. Interrupt it at any time.
 
 Writes ``scratch_truth.csv`` (rows of other data sets and recipes are kept) and
-``task_separation.csv`` (one row per data set, recipe and truth version; rows without a
-``truth_version`` are version 1):
+``task_separation.csv`` (one row per data set, recipe, truth version and pair of
+``--seeds``; rows without a ``truth_version`` are version 1, and rows without ``seed_a``,
+``seed_b`` compare seeds 0 and 1):
 
 - (a) ``arch_std``: standard deviation over architectures of their mean test log loss;
   ``seed_std``: seed-to-seed standard deviation of one training (std of the two seeds'
@@ -19,10 +20,16 @@ Writes ``scratch_truth.csv`` (rows of other data sets and recipes are kept) and
 - (c) ``rows_fraction``: training rows drawn / training split (<= 1: no row is seen
   twice) and ``val_minus_train``: validation log loss minus the last steps' training loss
   (about 0 when nothing overfits).
+
+With three or more seeds it also writes ``task_truth_seeds.csv``: the truth of each
+architecture's median over the seeds, the pairs' Kendall taus, and how well a truth of
+1, 2 or 3 seeds (mean or median) would repeat, estimated by resampling the measured
+noise (``benchmarks._rank.truth_repeatability``; ``resample_seed`` records its seed).
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 import time
@@ -33,7 +40,7 @@ import pandas as pd
 import torch
 
 from benchmarks._csv import write_rows
-from benchmarks._rank import kendall_ci, kendall_tau, spearman
+from benchmarks._rank import kendall_ci, kendall_tau, spearman, truth_repeatability
 from nasrec import ArchSpec, Dataset, SyntheticConfig, generate_synthetic, sample
 from nasrec.data import binary_entropy
 from nasrec.scratch import TRUTH_VERSION, TruthCache, TruthRecipe, key_hash, truth_key
@@ -137,10 +144,11 @@ def truth_table(specs, ds: Dataset, recipe: TruthRecipe, seeds, *, cache: TruthC
 
 
 def separation(df: pd.DataFrame, ds: Dataset, recipe: TruthRecipe, seeds, rng) -> dict:
-    """Item (a)-(c) figures of one truth table with two seeds."""
-    wide = df.pivot_table(index="model", columns="seed", values="test_logloss")
-    wide = wide.dropna()
+    """Item (a)-(c) figures of one truth table, over the two seeds ``seeds``
+    (``seed_a`` and ``seed_b``; the ``*_seed0_vs_seed1`` columns compare these two)."""
     s0, s1 = seeds[0], seeds[1]
+    wide = df[df["seed"].isin([s0, s1])].pivot_table(index="model", columns="seed", values="test_logloss")
+    wide = wide.dropna()
     a, b = wide[s0].to_numpy(), wide[s1].to_numpy()
     mean = (a + b) / 2
     arch_std = float(np.std(mean, ddof=1))
@@ -148,7 +156,7 @@ def separation(df: pd.DataFrame, ds: Dataset, recipe: TruthRecipe, seeds, rng) -
     lo, hi = kendall_ci(a, b, rng)
     ctr = float(ds.split("train").label.mean())
     n_train = len(ds.split("train"))
-    return {"data": ds.content_hash[:16], "rows": ds.meta.get("config", {}).get("rows"),
+    return {"data": ds.content_hash[:16], "seed_a": s0, "seed_b": s1, "rows": ds.meta.get("config", {}).get("rows"),
             "max_cardinality": ds.meta.get("config", {}).get("max_cardinality"),
             "archs": len(wide), "steps": recipe.steps, "batch_size": recipe.batch_size, "lr": recipe.lr,
             "initial_accumulator": recipe.initial_accumulator, "clip": recipe.clip,
@@ -165,14 +173,59 @@ def separation(df: pd.DataFrame, ds: Dataset, recipe: TruthRecipe, seeds, rng) -
             "mean_cpu_seconds": float(df["cpu_seconds"].mean())}
 
 
-def _merge_write(path: Path, rows: list[dict], key: str, match: dict | None = None) -> Path:
-    """Write ``rows`` to ``path``, keeping stored rows of other keys (or other ``match``)."""
+def seed_agreement(df: pd.DataFrame, ds: Dataset, recipe: TruthRecipe, seeds, rng) -> list[dict]:
+    """With three or more seeds: the observed truth of the median over them, the seed pairs'
+    Kendall taus, and (``_rank.truth_repeatability``) how well truths of 1, 2 and 3 seeds
+    would repeat, one row per kind of truth."""
+    wide = df[df["seed"].isin(seeds)].pivot_table(index="model", columns="seed", values="test_logloss")
+    x = wide[list(seeds)].dropna().to_numpy()
+    med = np.median(x, axis=1)
+    pairs = [kendall_tau(x[:, i], x[:, j]) for i in range(len(seeds)) for j in range(i + 1, len(seeds))]
+    gap = x.max(axis=1) - x.min(axis=1)
+    base = {"data": ds.content_hash[:16], "seeds": " ".join(map(str, seeds)), "archs": len(x),
+            "steps": recipe.steps, "batch_size": recipe.batch_size, "lr": recipe.lr,
+            "initial_accumulator": recipe.initial_accumulator, "clip": recipe.clip,
+            "pair_kendall_mean": float(np.mean(pairs)), "pair_kendall_min": float(np.min(pairs)),
+            "pair_kendall_max": float(np.max(pairs)),
+            "median_truth_std": float(np.std(med, ddof=1)), "median_truth_best": float(med.min()),
+            "median_truth_median": float(np.median(med)), "median_truth_worst": float(med.max()),
+            "archs_range_over_0.005": int((gap > 0.005).sum()), "median_range": float(np.median(gap))}
+    return [{**base, **r} for r in truth_repeatability(x, rng)]
+
+
+def _same(a, b) -> bool:
+    """Equal as numbers where both are (a CSV gives 5.0 for 5), else as text."""
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return str(a) == str(b)
+
+
+def _how_trained(path: Path, match: dict) -> dict:
+    """``jobs``, ``threads`` and ``cores`` of the stored separation row ``match`` names, if any."""
+    if not path.is_file():
+        return {}
+    for r in pd.read_csv(path).to_dict("records"):
+        r = {"seed_a": 0, "seed_b": 1, **{k: v for k, v in r.items() if not pd.isna(v)}}
+        if all(_same(r.get(k), v) for k, v in match.items()):
+            return {k: r[k] for k in ("jobs", "threads", "cores") if k in r}
+    return {}
+
+
+def _merge_write(path: Path, rows: list[dict], key: str, match: dict | None = None,
+                 fill: dict | None = None) -> Path:
+    """Write ``rows`` to ``path``, keeping stored rows of other keys (or other ``match``);
+    ``fill`` gives stored rows written before a column its value for them."""
     old = pd.read_csv(path).to_dict("records") if path.is_file() else []
+    for r in old:
+        for k, v in (fill or {}).items():
+            if k not in r or pd.isna(r[k]):
+                r[k] = v
     if match is None:
         new_keys = {r[key] for r in rows}
         old = [r for r in old if r[key] not in new_keys]
     else:
-        old = [r for r in old if any(str(r.get(k)) != str(v) for k, v in match.items())]
+        old = [r for r in old if not all(_same(r.get(k), v) for k, v in match.items())]
     return write_rows(old + rows, path)
 
 
@@ -181,7 +234,9 @@ def main(argv=None) -> int:
     r = TruthRecipe()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--archs", type=int, default=40)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1],
+                    help="two or more seeds: every pair gets a task_separation.csv row; three or more "
+                         "also write task_truth_seeds.csv (median truth, truths of 1-3 seeds resampled)")
     ap.add_argument("--rows", type=int, default=d.rows)
     ap.add_argument("--max-cardinality", type=int, default=d.max_cardinality)
     ap.add_argument("--steps", type=int, default=r.steps)
@@ -197,8 +252,8 @@ def main(argv=None) -> int:
                     help="stop starting new trainings after this long (0: summarise the stored truth only)")
     ap.add_argument("--results", type=Path, default=RESULTS, help="folder of the result files")
     args = ap.parse_args(argv)
-    if len(args.seeds) != 2:
-        ap.error(f"--seeds: give exactly two seeds, got {args.seeds}")
+    if len(args.seeds) < 2 or len(set(args.seeds)) != len(args.seeds):
+        ap.error(f"--seeds: give two or more distinct seeds, got {' '.join(map(str, args.seeds))}")
     torch.set_num_threads(args.threads)
     ds = bench_data(SyntheticConfig(rows=args.rows, max_cardinality=args.max_cardinality, seed=args.data_seed))
     recipe = TruthRecipe(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
@@ -215,13 +270,26 @@ def main(argv=None) -> int:
 
     df = truth_table(specs, ds, recipe, args.seeds, cache=TruthCache(args.cache or default_cache()),
                      stored=stored, on_new=on_new, deadline=deadline, jobs=args.jobs, threads=args.threads)
-    summary = separation(df, ds, recipe, args.seeds, np.random.default_rng(args.data_seed))
-    summary.update(jobs=args.jobs, threads=args.threads, cores=os.cpu_count(), truth_version=TRUTH_VERSION)
-    match = {k: summary[k]
-             for k in ("data", "steps", "batch_size", "lr", "initial_accumulator", "clip", "truth_version")}
-    p = _merge_write(args.results / "task_separation.csv", [summary], "data", match)
-    print(pd.Series(summary).to_string())
-    print(f"wrote {truth_csv} and {p}")
+    written = [truth_csv]
+    for a, b in itertools.combinations(args.seeds, 2):
+        summary = separation(df, ds, recipe, (a, b), np.random.default_rng(args.data_seed))
+        summary.update(jobs=args.jobs, threads=args.threads, cores=os.cpu_count(), truth_version=TRUTH_VERSION)
+        match = {k: summary[k] for k in ("data", "seed_a", "seed_b", "steps", "batch_size", "lr",
+                                          "initial_accumulator", "clip", "truth_version")}
+        if not new_rows:  # nothing trained now: how the stored trainings ran stays as recorded
+            summary.update(_how_trained(args.results / "task_separation.csv", match))
+        written.append(_merge_write(args.results / "task_separation.csv", [summary], "data", match,
+                                    fill={"seed_a": 0, "seed_b": 1}))
+        print(pd.Series(summary).to_string())
+    if len(args.seeds) >= 3:
+        rows = seed_agreement(df, ds, recipe, args.seeds, np.random.default_rng(args.data_seed))
+        for r in rows:
+            r.update(truth_version=TRUTH_VERSION, resample_seed=args.data_seed)
+        match = {k: rows[0][k] for k in ("data", "seeds", "steps", "batch_size", "lr", "initial_accumulator",
+                                          "clip", "truth_version")}
+        written.append(_merge_write(args.results / "task_truth_seeds.csv", rows, "data", match))
+        print(pd.DataFrame(rows).drop(columns=list(match)).to_string(index=False))
+    print("wrote " + ", ".join(str(p) for p in dict.fromkeys(written)))
     return 0
 
 
