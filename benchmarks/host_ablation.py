@@ -9,7 +9,11 @@ thread counts together and for each. Nothing is timed again, so the variants dif
 the model alone. The default variants turn off the settings issue 15 added last: the
 attention blocks and the allocator's first-touch threshold.
 
-    python -m benchmarks.host_ablation CSV [--variant NAME:KEY=VALUE[,KEY=VALUE...] ...] [--out FILE]
+``--calibration-dir DIR`` predicts with the file of the same name in DIR instead of each
+row's own (a calibration with a setting added since, against the same measurements).
+
+    python -m benchmarks.host_ablation CSV [--variant NAME:KEY=VALUE[,KEY=VALUE...] ...]
+        [--calibration-dir DIR] [--out FILE]
 """
 from __future__ import annotations
 
@@ -78,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("csv", type=Path, help="a host_validation CSV")
     ap.add_argument("--variant", action="append", default=None,
                     help="NAME:KEY=VALUE[,KEY=VALUE...] of [host] overrides (default: the issue 15 settings off)")
+    ap.add_argument("--calibration-dir", type=Path, default=None,
+                    help="predict with the calibration file of the same name in this folder instead")
     ap.add_argument("--out", type=Path, default=None, help="output CSV (default: beside the input, _ablation.csv)")
     args = ap.parse_args(argv)
 
@@ -98,7 +104,12 @@ def main(argv: list[str] | None = None) -> int:
         hardware = {}
         for r in rows:
             if r["calibration"] not in hardware:
-                base = pimsim.load_hardware(r["calibration"])
+                cal = r["calibration"]
+                if args.calibration_dir is not None:
+                    cal = args.calibration_dir / Path(cal).name
+                    if not cal.is_file():
+                        raise ValueError(f"--calibration-dir {args.calibration_dir}: no {Path(r['calibration']).name}")
+                base = pimsim.load_hardware(str(cal))
                 hardware[r["calibration"]] = {name: replace(base, host=replace(base.host, **changes))
                                               for name, changes in variants.items()}
     except OSError as e:

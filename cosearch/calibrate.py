@@ -17,7 +17,8 @@ What is measured, each as the median of repeats within about ``sample_s`` second
   transposed input runs it first);
 - fused attention (``scaled_dot_product_attention``): its products' rate and a per-score
   rate from two head dimensions, and its cost per block of ``ATTENTION_BLOCK_ROWS``
-  queries and per key of a block from 32 and 128 tokens (fastest samples);
+  queries and per key of a block from 32 and 128 tokens, and per query and per key past
+  a multiple of ``ATTENTION_KEY_ALIGN`` from 32 queries over 40 keys (fastest samples);
 - memory bandwidth of a stream-like kernel (``torch.add(b, c, out=a)``, three arrays
   of 4x the last-level cache each) and the same kernel on arrays that fit the cache;
 - the last-level cache size, from ``/sys/devices/system/cpu/cpu0/cache``;
@@ -387,24 +388,38 @@ GLIBC_MMAP_THRESHOLD_MAX = 32 << 20
 #: Queries per block of the CPU fused-attention kernel at short sequences: its time per
 #: (batch, head) pair stays flat from 33 to 64 tokens and steps up past 64 (issue 15).
 ATTENTION_BLOCK_ROWS = 32
-#: (batch, heads) and the two sequence lengths (one block, four blocks) of the block fit.
+#: Keys the kernel's fast path takes in whole groups of; the rest run one by one (issue
+#: 15: 32 queries over 32, 40, 47 and 48 keys took 2.1, 5.5, 7.1 and 2.7 us per pair).
+ATTENTION_KEY_ALIGN = 16
+#: (batch, heads), the two sequence lengths (one block, four blocks) of the block fit, and
+#: the keys of the tail fit (one block of queries over keys past a whole group).
 _ATTENTION_BLOCKS = ((256, 2), (32, 128))
+_ATTENTION_TAIL_KEYS = 40
 
 
-def _attention_blocks(attention_ns: float, sample_s: float) -> tuple[float, float]:
-    """(ns per block, ns per key of a block) of ``scaled_dot_product_attention`` at head
-    dimension 2 (NASRec's), solved from self-attention over 32 tokens (one block of
-    ``ATTENTION_BLOCK_ROWS`` queries per pair) and over 128 (four blocks of 128 keys):
-    block time = a + b x keys. The dispatch is taken off; each fastest sample."""
+def _attention_blocks(attention_ns: float, sample_s: float) -> tuple[float, float, float]:
+    """(ns per block, ns per key of a block, ns per query per tail key) of
+    ``scaled_dot_product_attention`` at head dimension 2 (NASRec's). The first two are
+    solved from self-attention over 32 tokens (one block of ``ATTENTION_BLOCK_ROWS``
+    queries per pair) and over 128 (four blocks of 128 keys): block time = a + b x keys.
+    The third from one block of queries over ``_ATTENTION_TAIL_KEYS`` keys, whose keys past
+    the last multiple of ``ATTENTION_KEY_ALIGN`` cost what a + b x keys leaves over. The
+    dispatch is taken off; each the fastest sample."""
     (b, h), lengths = _ATTENTION_BLOCKS
-    per_block = []
-    for n in lengths:
-        q = torch.randn(b, h, n, 2)
-        t = _per_call_s(lambda: F.scaled_dot_product_attention(q, q, q), sample_s / 2, stat=min)
-        t = max(t - attention_ns * 1e-9, 0.05 * t)
-        per_block.append(t / (b * h * -(-n // ATTENTION_BLOCK_ROWS)) * 1e9)
+
+    def per_pair_ns(queries: int, keys: int) -> float:
+        q = torch.randn(b, h, queries, 2)
+        k = q if keys == queries else torch.randn(b, h, keys, 2)
+        t = _per_call_s(lambda: F.scaled_dot_product_attention(q, k, k), sample_s / 3, stat=min)
+        return max(t - attention_ns * 1e-9, 0.05 * t) / (b * h) * 1e9
+
+    per_block = [per_pair_ns(n, n) / -(-n // ATTENTION_BLOCK_ROWS) for n in lengths]
     per_key = max((per_block[1] - per_block[0]) / (lengths[1] - lengths[0]), 0.0)
-    return max(per_block[0] - per_key * lengths[0], 0.0), per_key
+    block = max(per_block[0] - per_key * lengths[0], 0.0)
+    keys = _ATTENTION_TAIL_KEYS
+    left = per_pair_ns(ATTENTION_BLOCK_ROWS, keys) - (block + per_key * keys)
+    tail = max(left / (ATTENTION_BLOCK_ROWS * (keys % ATTENTION_KEY_ALIGN)), 0.0)
+    return block, per_key, tail
 
 
 def _split_attention(scores: int, dims: tuple[int, int], took_s: list[float],
@@ -772,7 +787,7 @@ def calibrate(settings: CalibrationSettings, on_stage: Callable[[str], None] | N
                                          "vector_gflops: the two attention calls did not separate a per-score "
                                          "time (matmul_gflops then from the larger head dimension alone)")
             raw["bmm_gflops"] = bmm
-            block_ns, block_key_ns = _attention_blocks(kernels["attention"], s)
+            block_ns, block_key_ns, tail_ns = _attention_blocks(kernels["attention"], s)
             (ab, ah), (n1, n4) = _ATTENTION_BLOCKS
             methods["attention_block_ns"] = (f"scaled_dot_product_attention at head dimension 2, {ab}x{ah} (batch, "
                                              f"heads) over {n1} and {n4} tokens, its dispatch taken off, fastest "
@@ -782,6 +797,13 @@ def calibrate(settings: CalibrationSettings, on_stage: Callable[[str], None] | N
             methods["attention_block_score_ns"] = "as attention_block_ns"
             methods["attention_block_rows"] = ("chosen: the kernel's time per (batch, head) pair is flat from 33 to "
                                                "64 tokens and steps up past 64 (issue 15)")
+            methods["attention_tail_ns"] = (f"scaled_dot_product_attention at head dimension 2, {ab}x{ah} (batch, "
+                                            f"heads), {ATTENTION_BLOCK_ROWS} queries over {_ATTENTION_TAIL_KEYS} keys, "
+                                            f"its dispatch taken off, fastest sample: what the block fit leaves, "
+                                            f"per query and per key past the last multiple of {ATTENTION_KEY_ALIGN}, "
+                                            f"{th}")
+            methods["attention_key_align"] = ("chosen: 32 queries over 32, 48 and 64 keys run fast, over 33-47 and "
+                                              "49-63 keys slower with every key past the multiple of 16 (issue 15)")
             stage("energy")
             meter, where = rapl_meter()
             raw["energy_counters"] = where
@@ -805,6 +827,7 @@ def calibrate(settings: CalibrationSettings, on_stage: Callable[[str], None] | N
                 "gemm_fp32_gflops": gemm_table, "first_touch_min_bytes": first_touch_min,
                 "attention_block_rows": ATTENTION_BLOCK_ROWS,
                 "attention_block_ns": block_ns, "attention_block_score_ns": block_key_ns,
+                "attention_key_align": ATTENTION_KEY_ALIGN, "attention_tail_ns": tail_ns,
                 # measured where RAPL could be read, else the base preset's
                 **{key: energy.get(key, getattr(base.host, key)) for key in _ENERGY_KEYS},
             }

@@ -385,6 +385,12 @@ class Host:
     blocks, not the scores (issue 15: eager flash attention at head dimension 2 took
     9.5-10.6 us per (batch, head) pair at 40, 50 and 64 tokens alike, 15.0 at 80 and 30.4
     at 128, on one thread of a 2-vCPU Xeon VM); 0 keeps the per-score rate.
+    ``attention_key_align`` > 0 with ``attention_tail_ns`` > 0 adds, to those blocks, the
+    keys beyond the last multiple of ``attention_key_align``: each costs
+    ``attention_tail_ns`` per query. The kernel runs whole groups of keys on its fast
+    path and the rest one by one (issue 15, one thread of the same VM: 32 queries over 32,
+    40, 47 and 48 keys at head dimension 2 took 2.1, 5.5, 7.1 and 2.7 us per (batch, head)
+    pair); 0 charges every key alike.
     ``first_touch_gbps`` > 0 charges the share of a layer's output that spills beyond
     the cache once more, at that rate: an eager runtime allocates every output afresh,
     and a large allocation comes from the OS as new pages that are mapped and zeroed on
@@ -448,6 +454,8 @@ class Host:
     attention_block_rows: int = 0
     attention_block_ns: float = 0.0
     attention_block_score_ns: float = 0.0
+    attention_key_align: int = 0
+    attention_tail_ns: float = 0.0
 
     def __post_init__(self) -> None:
         _coerce_enum(self, "kind", HostKind)
@@ -459,10 +467,12 @@ class Host:
         for name in ("pj_per_flop_fp32", "pj_per_flop_fp16", "pj_per_op_int8", "dram_pj_per_byte",
                      "kernel_overhead_ns", "mem_gbps", "static_w", "call_overhead_ns", "batch_overhead_ns",
                      "act_cache_gbps", "vector_gflops", "matmul_gflops", "weight_cache_gbps", "softmax_gflops",
-                     "first_touch_gbps", "strided_copy_gbps", "attention_block_ns", "attention_block_score_ns"):
+                     "first_touch_gbps", "strided_copy_gbps", "attention_block_ns", "attention_block_score_ns",
+                     "attention_tail_ns"):
             _check_float(self, name, strict=False)
         _check_int(self, "cache_bytes", 0)
         _check_int(self, "attention_block_rows", 0)
+        _check_int(self, "attention_key_align", 0)
         _check_int(self, "first_touch_min_bytes", 0)
         for name in ("fuse_into_gemm", "glue_ops"):
             if not isinstance(getattr(self, name), bool):

@@ -164,6 +164,9 @@ def _host_layer(layer, hw: Hardware, weight_miss: float, *, dispatch: bool = Tru
         q = layer.queries
         blocks = layer.rows // q * -(-q // host.attention_block_rows)
         compute_s = blocks * (host.attention_block_ns + host.attention_block_score_ns * layer.cols) * 1e-9
+        if host.attention_key_align > 0:
+            # keys past the last whole group run one by one, for every query
+            compute_s += layer.rows * (layer.cols % host.attention_key_align) * host.attention_tail_ns * 1e-9
     mem_s = dram_bytes / bw
     if host.first_touch_gbps > 0 and host.first_touch_min_bytes > 0:
         if out_bytes >= host.first_touch_min_bytes:

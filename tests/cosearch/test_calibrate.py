@@ -24,6 +24,7 @@ HOST = {
     "gemm_m": [1, 64, 1024], "gemm_kn": [256, 4096],
     "gemm_fp32_gflops": [[0.25, 1.5], [6.0, 31.125], [40.5, 88.0]],
     "first_touch_min_bytes": 33554432, "attention_block_rows": 32, "attention_block_ns": 1350.5, "attention_block_score_ns": 26.75,
+    "attention_key_align": 16, "attention_tail_ns": 9.5,
 }
 
 
@@ -83,20 +84,27 @@ def test_the_gemm_table_is_measured_on_its_grid(monkeypatch):
     assert c._gemm_table(gemm_ns=1e9, sample_s=0.01)[0][1] == pytest.approx(2 * 16 * 16 / 5e-5 / 1e9, rel=1e-12)
 
 
-def test_attention_blocks_are_solved_from_one_and_four_blocks(monkeypatch):
+def test_attention_blocks_and_tail_keys_are_solved_from_three_shapes(monkeypatch):
     import cosearch.calibrate as c
-    a, b = c._attention_blocks(attention_ns=0.0, sample_s=0.01)
-    assert a >= 0 and b >= 0 and a + b > 0
+    a, b, tail = c._attention_blocks(attention_ns=0.0, sample_s=0.01)
+    assert a >= 0 and b >= 0 and tail >= 0 and a + b > 0
     (batch, heads), (n1, n4) = c._ATTENTION_BLOCKS
     pairs = batch * heads
+    rows, align, keys = c.ATTENTION_BLOCK_ROWS, c.ATTENTION_KEY_ALIGN, c._ATTENTION_TAIL_KEYS
+    assert keys % align  # the tail fit needs keys past a whole group
 
-    def fake(fn, *args, **kwargs):  # a kernel whose block costs 1000 ns + 20 ns per key, plus 3 us dispatch
-        n = fake.lengths.pop(0)
-        return (pairs * -(-n // c.ATTENTION_BLOCK_ROWS) * (1000 + 20 * n) + 3000) * 1e-9
-    fake.lengths = [n1, n4]
+    def fake(fn, *args, **kwargs):
+        # a kernel whose block costs 1000 ns + 20 ns per key, plus 7 ns per query per key past a
+        # multiple of the alignment, plus 3 us dispatch
+        q, k = fake.shapes.pop(0)
+        blocks = -(-q // rows)
+        return (pairs * (blocks * (1000 + 20 * k) + q * (k % align) * 7) + 3000) * 1e-9
+    fake.shapes = [(n1, n1), (n4, n4), (rows, keys)]
     monkeypatch.setattr(c, "_per_call_s", fake)
-    a, b = c._attention_blocks(attention_ns=3000.0, sample_s=0.01)
+    a, b, tail = c._attention_blocks(attention_ns=3000.0, sample_s=0.01)
     assert a == pytest.approx(1000.0, rel=1e-9) and b == pytest.approx(20.0, rel=1e-9)
+    assert tail == pytest.approx(7.0, rel=1e-9)
+    assert not fake.shapes
 
 
 def test_the_file_works_wherever_a_preset_does(tmp_path, capsys):

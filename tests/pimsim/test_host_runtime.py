@@ -411,6 +411,26 @@ def test_attention_softmax_is_timed_by_its_blocks_of_queries():
         _host(attention_block_ns=float("nan"))
 
 
+def test_attention_keys_past_a_whole_group_cost_per_query_and_key():
+    """With ``attention_key_align`` the keys past its last multiple cost ``attention_tail_ns``
+    for every query; a key count on the multiple costs what it did without."""
+    hw = _host(kernel_overhead_ns=0.0, act_cache_gbps=0.0, softmax_gflops=1.0,
+               attention_block_rows=32, attention_block_ns=1500.0, attention_block_score_ns=25.0)
+    tailed = replace(hw, host=replace(hw.host, attention_key_align=16, attention_tail_ns=9.0))
+    for q, k in ((39, 39), (32, 40), (50, 48), (8, 64)):
+        sm = Softmax(rows=256 * q, cols=k, queries=q)
+        w = Workload(batch_size=1, dense=(sm,))
+        extra = query(w, tailed).latency_s - query(w, hw).latency_s
+        assert extra == pytest.approx(256 * q * (k % 16) * 9.0e-9, rel=1e-9, abs=1e-15)
+    # not an attention's softmax (queries unknown): the per-score rate, no tail
+    plain = Workload(batch_size=1, dense=(Softmax(rows=256 * 39, cols=39),))
+    assert query(plain, tailed).latency_s == query(plain, hw).latency_s
+    with pytest.raises(ValueError, match=r"attention_key_align must be >= 0, got -16"):
+        _host(attention_key_align=-16)
+    with pytest.raises(ValueError, match=r"attention_tail_ns"):
+        _host(attention_tail_ns=-1.0)
+
+
 def test_first_touch_above_the_allocators_threshold_charges_the_whole_output():
     """With ``first_touch_min_bytes`` an output of at least that size pays first touch on
     all its bytes, inside the cache or not, and a smaller one pays nothing."""
