@@ -147,7 +147,8 @@ def separation(df: pd.DataFrame, ds: Dataset, recipe: TruthRecipe, seeds, rng) -
     """Item (a)-(c) figures of one truth table, over the two seeds ``seeds``
     (``seed_a`` and ``seed_b``; the ``*_seed0_vs_seed1`` columns compare these two)."""
     s0, s1 = seeds[0], seeds[1]
-    wide = df[df["seed"].isin([s0, s1])].pivot_table(index="model", columns="seed", values="test_logloss")
+    df = df[df["seed"].isin([s0, s1])]
+    wide = df.pivot_table(index="model", columns="seed", values="test_logloss")
     wide = wide.dropna()
     a, b = wide[s0].to_numpy(), wide[s1].to_numpy()
     mean = (a + b) / 2
