@@ -176,13 +176,19 @@ def separation(df: pd.DataFrame, ds: Dataset, recipe: TruthRecipe, seeds, rng) -
 
 def seed_agreement(df: pd.DataFrame, ds: Dataset, recipe: TruthRecipe, seeds, rng) -> list[dict]:
     """With three or more seeds: the observed truth of the median over them, the seed pairs'
-    Kendall taus, and (``_rank.truth_repeatability``) how well truths of 1, 2 and 3 seeds
-    would repeat, one row per kind of truth."""
+    Kendall taus, with four or more the Kendall tau between the means of two disjoint
+    pairs of seeds (``direct_mean2_*``, over the three splits of the first four), and
+    (``_rank.truth_repeatability``) how well truths of 1, 2 and 3 seeds would repeat, one
+    row per kind of truth."""
     wide = df[df["seed"].isin(seeds)].pivot_table(index="model", columns="seed", values="test_logloss")
     x = wide[list(seeds)].dropna().to_numpy()
     med = np.median(x, axis=1)
     pairs = [kendall_tau(x[:, i], x[:, j]) for i in range(len(seeds)) for j in range(i + 1, len(seeds))]
     gap = x.max(axis=1) - x.min(axis=1)
+    # with four or more seeds, two-seed means measured against each other directly, over the
+    # ways of splitting the first four seeds into two disjoint pairs
+    splits = [((0, 1), (2, 3)), ((0, 2), (1, 3)), ((0, 3), (1, 2))] if len(seeds) >= 4 else []
+    direct = [kendall_tau(x[:, list(a)].mean(axis=1), x[:, list(b)].mean(axis=1)) for a, b in splits]
     base = {"data": ds.content_hash[:16], "seeds": " ".join(map(str, seeds)), "archs": len(x),
             "steps": recipe.steps, "batch_size": recipe.batch_size, "lr": recipe.lr,
             "initial_accumulator": recipe.initial_accumulator, "clip": recipe.clip,
@@ -190,7 +196,10 @@ def seed_agreement(df: pd.DataFrame, ds: Dataset, recipe: TruthRecipe, seeds, rn
             "pair_kendall_max": float(np.max(pairs)),
             "median_truth_std": float(np.std(med, ddof=1)), "median_truth_best": float(med.min()),
             "median_truth_median": float(np.median(med)), "median_truth_worst": float(med.max()),
-            "archs_range_over_0.005": int((gap > 0.005).sum()), "median_range": float(np.median(gap))}
+            "archs_range_over_0.005": int((gap > 0.005).sum()), "median_range": float(np.median(gap)),
+            "direct_mean2_kendall_mean": float(np.mean(direct)) if direct else float("nan"),
+            "direct_mean2_kendall_min": float(np.min(direct)) if direct else float("nan"),
+            "direct_mean2_kendall_max": float(np.max(direct)) if direct else float("nan")}
     return [{**base, **r} for r in truth_repeatability(x, rng)]
 
 

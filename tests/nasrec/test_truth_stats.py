@@ -82,3 +82,24 @@ def test_seed_agreement_reports_the_median_truth_and_every_pair_of_seeds():
     assert r["pair_kendall_min"] == pytest.approx(min(pairs)) and r["pair_kendall_mean"] == pytest.approx(np.mean(pairs))
     assert r["median_truth_best"] == pytest.approx(med.min()) and r["median_truth_worst"] == pytest.approx(med.max())
     assert r["archs_range_over_0.005"] == int(((x.max(1) - x.min(1)) > 0.005).sum()) >= 1
+
+
+def test_four_seeds_measure_two_seed_means_against_each_other_directly():
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from benchmarks.task_truth import seed_agreement
+    from nasrec.scratch import TruthRecipe
+
+    rng = np.random.default_rng(6)
+    x = rng.normal(0.515, 0.004, (10, 1)) + rng.normal(0, 0.002, (10, 4))
+    df = pd.DataFrame([{"model": f"arch:{a}", "seed": s, "test_logloss": x[a, s]} for a in range(10) for s in range(4)])
+    ds = SimpleNamespace(content_hash="e" * 64)
+    r = seed_agreement(df, ds, TruthRecipe(), [0, 1, 2, 3], np.random.default_rng(0))[0]
+    direct = [kendall_tau(x[:, a].mean(1), x[:, b].mean(1)) for a, b in
+              (([0, 1], [2, 3]), ([0, 2], [1, 3]), ([0, 3], [1, 2]))]
+    assert r["direct_mean2_kendall_mean"] == pytest.approx(np.mean(direct))
+    assert r["direct_mean2_kendall_min"] == pytest.approx(min(direct))
+    three = seed_agreement(df[df.seed < 3], ds, TruthRecipe(), [0, 1, 2], np.random.default_rng(0))[0]
+    assert np.isnan(three["direct_mean2_kendall_mean"])
