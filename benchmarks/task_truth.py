@@ -22,9 +22,9 @@ Writes ``scratch_truth.csv`` (rows of other data sets and recipes are kept) and
   (about 0 when nothing overfits).
 
 With three or more seeds it also writes ``task_truth_seeds.csv``: the truth of each
-architecture's median over the seeds, the pairs' Kendall taus, and how well a truth of
-1, 2 or 3 seeds (mean or median) would repeat, estimated by resampling the measured
-noise (``benchmarks._rank.truth_repeatability``; ``resample_seed`` records its seed).
+architecture's median over the seeds, how far seeds spread, and every pair's Kendall tau;
+with four or more, how well a two-seed truth repeats, measured directly against an
+independent one (``seed_agreement``).
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ import pandas as pd
 import torch
 
 from benchmarks._csv import write_rows
-from benchmarks._rank import kendall_ci, kendall_tau, spearman, truth_repeatability
+from benchmarks._rank import kendall_ci, kendall_tau, spearman
 from nasrec import ArchSpec, Dataset, SyntheticConfig, generate_synthetic, sample
 from nasrec.data import binary_entropy
 from nasrec.scratch import TRUTH_VERSION, TruthCache, TruthRecipe, key_hash, truth_key
@@ -174,33 +174,42 @@ def separation(df: pd.DataFrame, ds: Dataset, recipe: TruthRecipe, seeds, rng) -
             "mean_cpu_seconds": float(df["cpu_seconds"].mean())}
 
 
-def seed_agreement(df: pd.DataFrame, ds: Dataset, recipe: TruthRecipe, seeds, rng) -> list[dict]:
-    """With three or more seeds: the observed truth of the median over them, the seed pairs'
-    Kendall taus, with four or more the Kendall tau between the means of two disjoint
-    pairs of seeds (``direct_mean2_*``, over the three splits of the first four), and
-    (``_rank.truth_repeatability``) how well truths of 1, 2 and 3 seeds would repeat, one
-    row per kind of truth."""
+def seed_agreement(df: pd.DataFrame, ds: Dataset, recipe: TruthRecipe, seeds) -> dict:
+    """With three or more seeds: the truth of each architecture's median over them, how far
+    its seeds spread, and the Kendall tau of every pair of seeds. With four or more, a
+    two-seed truth measured against an independent one: the Kendall tau between the means
+    of two disjoint pairs of seeds, their noise std (std of the two means' difference /
+    sqrt 2) and the spread over architectures of the four-seed mean, averaged over the
+    three ways of splitting the first four seeds (``mean2_*``)."""
     wide = df[df["seed"].isin(seeds)].pivot_table(index="model", columns="seed", values="test_logloss")
     x = wide[list(seeds)].dropna().to_numpy()
     med = np.median(x, axis=1)
     pairs = [kendall_tau(x[:, i], x[:, j]) for i in range(len(seeds)) for j in range(i + 1, len(seeds))]
     gap = x.max(axis=1) - x.min(axis=1)
-    # with four or more seeds, two-seed means measured against each other directly, over the
-    # ways of splitting the first four seeds into two disjoint pairs
     splits = [((0, 1), (2, 3)), ((0, 2), (1, 3)), ((0, 3), (1, 2))] if len(seeds) >= 4 else []
-    direct = [kendall_tau(x[:, list(a)].mean(axis=1), x[:, list(b)].mean(axis=1)) for a, b in splits]
-    base = {"data": ds.content_hash[:16], "seeds": " ".join(map(str, seeds)), "archs": len(x),
+    taus, noise, spread = [], [], []
+    for a, b in splits:
+        ma, mb = x[:, list(a)].mean(axis=1), x[:, list(b)].mean(axis=1)
+        taus.append(kendall_tau(ma, mb))
+        noise.append(float(np.std(ma - mb, ddof=1) / np.sqrt(2)))
+        spread.append(float(np.std((ma + mb) / 2, ddof=1)))
+    nan = float("nan")
+    return {"data": ds.content_hash[:16], "seeds": " ".join(map(str, seeds)), "archs": len(x),
             "steps": recipe.steps, "batch_size": recipe.batch_size, "lr": recipe.lr,
             "initial_accumulator": recipe.initial_accumulator, "clip": recipe.clip,
             "pair_kendall_mean": float(np.mean(pairs)), "pair_kendall_min": float(np.min(pairs)),
             "pair_kendall_max": float(np.max(pairs)),
             "median_truth_std": float(np.std(med, ddof=1)), "median_truth_best": float(med.min()),
             "median_truth_median": float(np.median(med)), "median_truth_worst": float(med.max()),
+            "seed_std_per_arch_median": float(np.median(x.std(axis=1, ddof=1))),
+            "seed_std_per_arch_max": float(x.std(axis=1, ddof=1).max()),
             "archs_range_over_0.005": int((gap > 0.005).sum()), "median_range": float(np.median(gap)),
-            "direct_mean2_kendall_mean": float(np.mean(direct)) if direct else float("nan"),
-            "direct_mean2_kendall_min": float(np.min(direct)) if direct else float("nan"),
-            "direct_mean2_kendall_max": float(np.max(direct)) if direct else float("nan")}
-    return [{**base, **r} for r in truth_repeatability(x, rng)]
+            "mean2_kendall_mean": float(np.mean(taus)) if taus else nan,
+            "mean2_kendall_min": float(np.min(taus)) if taus else nan,
+            "mean2_kendall_max": float(np.max(taus)) if taus else nan,
+            "mean2_noise_std": float(np.mean(noise)) if noise else nan,
+            "mean2_arch_std": float(np.mean(spread)) if spread else nan,
+            "mean2_ratio": float(np.mean(spread) / np.mean(noise)) if noise else nan}
 
 
 def _same(a, b) -> bool:
@@ -246,7 +255,8 @@ def main(argv=None) -> int:
     ap.add_argument("--archs", type=int, default=40)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1],
                     help="two or more seeds: every pair gets a task_separation.csv row; three or more "
-                         "also write task_truth_seeds.csv (median truth, truths of 1-3 seeds resampled)")
+                         "also write task_truth_seeds.csv (median truth; with four, two-seed truths "
+                         "against each other)")
     ap.add_argument("--rows", type=int, default=d.rows)
     ap.add_argument("--max-cardinality", type=int, default=d.max_cardinality)
     ap.add_argument("--steps", type=int, default=r.steps)
@@ -292,13 +302,11 @@ def main(argv=None) -> int:
                                     fill={"seed_a": 0, "seed_b": 1}))
         print(pd.Series(summary).to_string())
     if len(args.seeds) >= 3:
-        rows = seed_agreement(df, ds, recipe, args.seeds, np.random.default_rng(args.data_seed))
-        for r in rows:
-            r.update(truth_version=TRUTH_VERSION, resample_seed=args.data_seed)
-        match = {k: rows[0][k] for k in ("data", "seeds", "steps", "batch_size", "lr", "initial_accumulator",
-                                          "clip", "truth_version")}
-        written.append(_merge_write(args.results / "task_truth_seeds.csv", rows, "data", match))
-        print(pd.DataFrame(rows).drop(columns=list(match)).to_string(index=False))
+        row = {**seed_agreement(df, ds, recipe, args.seeds), "truth_version": TRUTH_VERSION}
+        match = {k: row[k] for k in ("data", "seeds", "steps", "batch_size", "lr", "initial_accumulator",
+                                      "clip", "truth_version")}
+        written.append(_merge_write(args.results / "task_truth_seeds.csv", [row], "data", match))
+        print(pd.Series(row).to_string())
     print("wrote " + ", ".join(str(p) for p in dict.fromkeys(written)))
     return 0
 
