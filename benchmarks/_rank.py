@@ -124,4 +124,3 @@ def loo_ridge(x, y, alphas=RIDGE_ALPHAS) -> np.ndarray:
             err.append(e)
         out[i] = _ridge(xi, yi, alphas[int(np.argmin(err))])(x[i:i + 1])[0]
     return out
-

@@ -3,9 +3,9 @@
 Noise-aware: the truth is the mean test log loss of two from-scratch trainings of each
 architecture (``benchmarks.task_truth``: the same >= 40 random NASRec-Full
 architectures, cached in ``results/scratch_truth.csv`` and the truth cache; missing
-ones are trained here; ``--truth-seeds 0 1 2 --truth-agg median`` makes it the median of
-three, which a rare poor basin of one training does not move; rows name it in
-``truth``, and ``truth_mean`` holds it whichever it is), and every scorer variant is measured on >= 3 independently
+ones are trained here; ``--truth-seeds 0 1 2 3`` makes it the mean of four, and
+``--truth-agg median`` the median; rows name it in ``truth``, and ``truth_mean`` holds
+it whichever it is), and every scorer variant is measured on >= 3 independently
 trained supernets (seeds 0, 1, 2 ...). Supernet checkpoints are cached by their
 settings, so scorer variants on the same supernets train nothing again.
 
@@ -275,17 +275,16 @@ def main(argv=None) -> int:
                                     seeds=tuple(args.truth_seeds))
     t0, t1 = per_seed[0], per_seed[1]
     truth_name = f"{args.truth_agg} of seeds {' '.join(map(str, args.truth_seeds))}"
-    # the name says "mean" for history; it is the truth of --truth-agg
-    t_mean = (np.median if args.truth_agg == "median" else np.mean)(np.column_stack(per_seed), axis=1)
-    scored = [(args.variant, *s) for s in _scored(specs, ds, args, cache, t_mean)]
+    truth = (np.median if args.truth_agg == "median" else np.mean)(np.column_stack(per_seed), axis=1)
+    scored = [(args.variant, *s) for s in _scored(specs, ds, args, cache, truth)]
     if args.ranker:
         params = [_params(s, ds.schema) for s in specs]
         x = np.array([list(arch_features(s, n).values()) for s, n in zip(specs, params)])
         log_params = np.log2(params)
         for _, seed, scores, train_cpu, score_cpu, cfg in list(scored):
-            ranked = loo_ridge(np.column_stack([x, scores]), t_mean)
+            ranked = loo_ridge(np.column_stack([x, scores]), truth)
             scored.append((f"{args.variant}+ranker", seed, ranked, train_cpu, score_cpu, cfg))
-            ranked = loo_ridge(np.column_stack([log_params, scores]), t_mean)
+            ranked = loo_ridge(np.column_stack([log_params, scores]), truth)
             scored.append((f"{args.variant}+params", seed, ranked, train_cpu, score_cpu, cfg))
             # label-free: equal weights, so nothing here is fitted to the truth
             scored.append((f"{args.variant}+rank-params", seed, rank_with_params(scores, params),
@@ -294,7 +293,7 @@ def main(argv=None) -> int:
     rows, summary = [], []
     for variant, seed, scores, train_cpu, score_cpu, cfg in scored:
         rng = np.random.default_rng([seed, 7])
-        ag = agreement(scores, t_mean, rng)
+        ag = agreement(scores, truth, rng)
         summary.append({"variant": variant, "scorer": scorer_name, "supernet_seed": seed, **ag,
                         "kendall_vs_seed0": kendall_tau(scores, t0), "kendall_vs_seed1": kendall_tau(scores, t1),
                         "truth_seed0_vs_seed1": kendall_tau(t0, t1), "truth": truth_name,
@@ -308,7 +307,7 @@ def main(argv=None) -> int:
                         "cores": os.cpu_count(), "data": ds.content_hash[:16]})
         for k, (s, sc) in enumerate(zip(specs, scores)):
             rows.append({"variant": variant, "supernet_seed": seed, "hash": s.hash[:16], "score": sc,
-                         "truth_mean": t_mean[k], "truth": truth_name,
+                         "truth_mean": truth[k], "truth": truth_name,
                          **{f"truth_seed{j}": t[k] for j, t in zip(args.truth_seeds, per_seed)},
                          "truth_version": TRUTH_VERSION, "data": ds.content_hash[:16]})
         print(f"{variant} fit {seed}: Kendall {ag['kendall_tau']:.3f} [{ag['kendall_lo']:.3f}, {ag['kendall_hi']:.3f}], "

@@ -220,31 +220,30 @@ def _same(a, b) -> bool:
         return str(a) == str(b)
 
 
-def _how_trained(path: Path, match: dict) -> dict:
-    """``jobs``, ``threads`` and ``cores`` of the stored separation row ``match`` names, if any."""
-    if not path.is_file():
-        return {}
-    for r in pd.read_csv(path).to_dict("records"):
-        r = {"seed_a": 0, "seed_b": 1, **{k: v for k, v in r.items() if not pd.isna(v)}}
-        if all(_same(r.get(k), v) for k, v in match.items()):
-            return {k: r[k] for k in ("jobs", "threads", "cores") if k in r}
-    return {}
+def _stored_rows(path: Path, fill: dict | None = None) -> list[dict]:
+    """The rows of a result file (none if it is missing); ``fill`` gives rows written
+    before a column its value for them."""
+    rows = pd.read_csv(path).to_dict("records") if path.is_file() else []
+    for r in rows:
+        for k, v in (fill or {}).items():
+            if k not in r or pd.isna(r[k]):
+                r[k] = v
+    return rows
+
+
+def _matches(row: dict, match: dict) -> bool:
+    return all(_same(row.get(k), v) for k, v in match.items())
 
 
 def _merge_write(path: Path, rows: list[dict], key: str, match: dict | None = None,
                  fill: dict | None = None) -> Path:
-    """Write ``rows`` to ``path``, keeping stored rows of other keys (or other ``match``);
-    ``fill`` gives stored rows written before a column its value for them."""
-    old = pd.read_csv(path).to_dict("records") if path.is_file() else []
-    for r in old:
-        for k, v in (fill or {}).items():
-            if k not in r or pd.isna(r[k]):
-                r[k] = v
+    """Write ``rows`` to ``path``, keeping stored rows of other keys (or other ``match``)."""
+    old = _stored_rows(path, fill)
     if match is None:
         new_keys = {r[key] for r in rows}
         old = [r for r in old if r[key] not in new_keys]
     else:
-        old = [r for r in old if not all(_same(r.get(k), v) for k, v in match.items())]
+        old = [r for r in old if not _matches(r, match)]
     return write_rows(old + rows, path)
 
 
@@ -291,15 +290,17 @@ def main(argv=None) -> int:
     df = truth_table(specs, ds, recipe, args.seeds, cache=TruthCache(args.cache or default_cache()),
                      stored=stored, on_new=on_new, deadline=deadline, jobs=args.jobs, threads=args.threads)
     written = [truth_csv]
+    separation_csv = args.results / "task_separation.csv"
+    pair_fill = {"seed_a": 0, "seed_b": 1}  # rows from before the seed columns compare seeds 0 and 1
     for a, b in itertools.combinations(args.seeds, 2):
         summary = separation(df, ds, recipe, (a, b), np.random.default_rng(args.data_seed))
         summary.update(jobs=args.jobs, threads=args.threads, cores=os.cpu_count(), truth_version=TRUTH_VERSION)
         match = {k: summary[k] for k in ("data", "seed_a", "seed_b", "steps", "batch_size", "lr",
                                           "initial_accumulator", "clip", "truth_version")}
         if not new_rows:  # nothing trained now: how the stored trainings ran stays as recorded
-            summary.update(_how_trained(args.results / "task_separation.csv", match))
-        written.append(_merge_write(args.results / "task_separation.csv", [summary], "data", match,
-                                    fill={"seed_a": 0, "seed_b": 1}))
+            summary.update(next(({k: r[k] for k in ("jobs", "threads", "cores") if k in r}
+                                 for r in _stored_rows(separation_csv, pair_fill) if _matches(r, match)), {}))
+        written.append(_merge_write(separation_csv, [summary], "data", match, fill=pair_fill))
         print(pd.Series(summary).to_string())
     if len(args.seeds) >= 3:
         row = {**seed_agreement(df, ds, recipe, args.seeds), "truth_version": TRUTH_VERSION}
