@@ -113,6 +113,58 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
     """
     n = bank.shape[0]
     bs, rs, gs, bus = _new_state(p)
+    n_banks = bs.shape[0]
+    # bank -> bank group, rank and data bus, computed once: integer division is slow
+    bank_group = np.arange(n_banks) // p[P_BANKS_PER_GROUP]
+    bank_rank = bank_group // p[P_BANKGROUPS]
+    bank_bus = np.arange(n_banks) // p[P_BANKS_PER_BUS]
+    leader = np.full(n, -1, np.int64)
+    refreshed = np.zeros(rs.shape[0], np.bool_)  # ranks refresh_until has refreshed since last cleared
+    dep = np.full(n, -1, np.int64)  # older request to the same line that must issue first
+    # FCFS: column cycles of the last P_TQ queued requests: an entry frees at its column
+    ring = np.full(max(1, p[P_TQ]), NEVER, np.int64)
+    # FR-FCFS state
+    bq = np.empty(n_banks * max(1, p[P_CQ]), np.int64)  # per-bank command queues, oldest first
+    bq_n = np.zeros(n_banks, np.int64)
+    # accepted requests waiting for a command-queue entry, per bank and oldest first, in
+    # singly linked lists: [bank] the transaction queue's, [n_banks + bank] the write buffer's
+    w_head = np.full(2 * n_banks, -1, np.int64)
+    w_tail = np.full(2 * n_banks, -1, np.int64)
+    w_next = np.full(n, -1, np.int64)
+    held = np.zeros(n, np.bool_)  # in the write buffer
+    raw_readers = np.zeros(n, np.int64)  # reads waiting in tq for this held write
+    ct = np.zeros(N_CT, np.int64)
+    cand_i = np.zeros(n_banks, np.int64)
+    cand_slot = np.zeros(n_banks, np.int64)
+    cand_cmd = np.zeros(n_banks, np.int64)
+    cand_t = np.full(n_banks, FOREVER, np.int64)  # lower bound of the command's legal cycle
+    n_words = (n_banks + 63) >> 6
+    maybe = np.zeros(n_words, np.int64)  # banks whose bound has come
+    cal = np.zeros((CAL, n_words), np.int64)  # banks filed at cycle t, in row t % CAL
+    cal_row = np.full(n_banks, -1, np.int64)  # the bank's last calendar row, or -1
+    occ = np.zeros(1, np.int64)  # bit k: calendar row k holds a bank
+    clock = np.zeros(1, np.int64)  # the cycle the bitset and calendar are up to
+    kind[:] = -1
+    complete[:] = -1
+    return _controller(bank, row, is_write, arrival, prev_same, p, accept, complete, kind, counts,
+                       act_rank, act_start, act_end, bs, rs, gs, bus, bank_group, bank_rank, bank_bus,
+                       leader, refreshed, dep, ring, bq, bq_n, w_head, w_tail, w_next, held, raw_readers,
+                       ct, cand_i, cand_slot, cand_cmd, cand_t, maybe, cal, cal_row, occ, clock)
+
+
+# The controller runs without numba's reference counting (``_nrt=False``), so it may not
+# allocate: ``_simulate`` allocates its state and calls it. With counting on, numba counts
+# references (atomically) to the state arrays that its branchy closures capture, and its
+# pruning pass removes few of those counts here: the FR-FCFS kernel ran 1.1-1.6x slower.
+# (Module-level helpers instead of closures were slower still: each call passes a dozen array
+# structs by value.)
+@njit(cache=True, _nrt=False)
+def _controller(bank, row, is_write, arrival, prev_same, p, accept, complete, kind, counts,
+                act_rank, act_start, act_end, bs, rs, gs, bus, bank_group, bank_rank, bank_bus,
+                leader, refreshed, dep, ring, bq, bq_n, w_head, w_tail, w_next, held, raw_readers,
+                ct, cand_i, cand_slot, cand_cmd, cand_t, maybe, cal, cal_row, occ, clock):
+    """``_simulate`` on the state it allocated (see there for the arguments)."""
+    n = bank.shape[0]
     cl, cwl, trcd, trp, tras = p[P_CL], p[P_CWL], p[P_TRCD], p[P_TRP], p[P_TRAS]
     trrd_s, trrd_l, tfaw = p[P_TRRD_S], p[P_TRRD_L], p[P_TFAW]
     tccd_s, tccd_l, twtr_s, twtr_l = p[P_TCCD_S], p[P_TCCD_L], p[P_TWTR_S], p[P_TWTR_L]
@@ -123,22 +175,12 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
     groups_per_rank = p[P_BANKGROUPS]
     bpg = p[P_BANKS_PER_GROUP]
     banks_per_rank = groups_per_rank * bpg
-    bpb = p[P_BANKS_PER_BUS]
     closed_page = p[P_CLOSED] != 0
     n_banks = bs.shape[0]
     n_ranks = rs.shape[0]
-    n_groups = gs.shape[0]
+    n_words = maybe.shape[0]
     n_records = act_rank.shape[0]
-    # bank -> bank group, rank and data bus, computed once: integer division is slow
-    bank_group = np.arange(n_banks) // bpg
-    bank_rank = bank_group // groups_per_rank
-    bank_bus = np.arange(n_banks) // bpb
-    leader = np.full(n, -1, np.int64)
-    kind[:] = -1
-    complete[:] = -1
 
-    # Closures rather than helper functions: numba then keeps no reference counts
-    # on the state arrays in the hot loop.
     def act_ready(b, r, g):
         return max(bs[b, B_NEXT_ACT], rs[r, R_LAST_ACT] + trrd_s, gs[g, G_LAST_ACT] + trrd_l,
                    rs[r, R_FAW0 + rs[r, R_FAW_POS]] + tfaw)
@@ -209,7 +251,6 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
             do_pre(bs[b, B_PRE_OK], b)
         return end
 
-    refreshed = np.zeros(n_ranks, np.bool_)  # ranks refresh_until has refreshed since last cleared
 
     def refresh_until(t):
         """Run every refresh due at or before ``t``, earliest first; return the next due cycle."""
@@ -234,7 +275,6 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
             rs[r, R_REF_DUE] = due + trefi
         return FOREVER
 
-    dep = np.full(n, -1, np.int64)  # older request to the same line that must issue first
 
     def set_dep(i):
         """The latest earlier write to i's line, or for a write after a read, that read's access."""
@@ -272,8 +312,6 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
     if p[P_FRFCFS] == 0:
         # FCFS: place each request's commands at their earliest legal cycles, in order.
         window = p[P_TQ]
-        # column cycles of the last ``window`` queued requests: an entry frees at its column
-        ring = np.full(window, NEVER, np.int64)
         ring_pos = 0
         floor = 0
         for i in range(n):
@@ -334,27 +372,7 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
         # a rank switch on a bus lowers the other rank's bus limit when tRTRS exceeds a
         # burst slot; then the banks of that rank must be looked at again
         bus_bound_can_drop = trtrs > bus_hold
-        bq = np.empty(n_banks * cq, np.int64)  # per-bank command queues, oldest first
-        bq_n = np.zeros(n_banks, np.int64)
-        # accepted requests waiting for a command-queue entry, per bank and oldest first, in
-        # singly linked lists: [bank] the transaction queue's, [n_banks + bank] the write buffer's
-        w_head = np.full(2 * n_banks, -1, np.int64)
-        w_tail = np.full(2 * n_banks, -1, np.int64)
-        w_next = np.full(n, -1, np.int64)
-        held = np.zeros(n, np.bool_)  # in the write buffer
-        raw_readers = np.zeros(n, np.int64)  # reads waiting in tq for this held write
-        ct = np.zeros(N_CT, np.int64)
         queued = 0
-        cand_i = np.zeros(n_banks, np.int64)
-        cand_slot = np.zeros(n_banks, np.int64)
-        cand_cmd = np.zeros(n_banks, np.int64)
-        cand_t = np.full(n_banks, FOREVER, np.int64)  # lower bound of the command's legal cycle
-        n_words = (n_banks + 63) >> 6
-        maybe = np.zeros(n_words, np.int64)  # banks whose bound has come
-        cal = np.zeros((CAL, n_words), np.int64)  # banks filed at cycle t, in row t % CAL
-        cal_row = np.full(n_banks, -1, np.int64)  # the bank's last calendar row, or -1
-        occ = np.zeros(1, np.int64)  # bit k: calendar row k holds a bank
-        clock = np.zeros(1, np.int64)  # the cycle the bitset and calendar are up to
 
         def ready_time(b, cmd):
             """First cycle at which bank ``b``'s command ``cmd`` is legal, given all issued so far."""
