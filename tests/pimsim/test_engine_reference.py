@@ -124,3 +124,19 @@ def test_kernel_matches_reference_with_more_than_64_banks(seed):
     o = hw.org
     res, ref = run_both(hw, addr, is_write, arrival, o.ranks, o.ranks * o.banks)
     _assert_same(res, ref)
+
+
+@pytest.mark.parametrize("scheduler,page", [("frfcfs", "open"), ("frfcfs", "closed"), ("fcfs", "open")])
+def test_kernel_matches_reference_on_a_long_saturated_trace_with_full_queues(scheduler, page):
+    """600 requests on the full DDR4 preset's queues (16 reads, 16 writes, 8 per bank),
+    arriving faster than served: queues stay full, the calendar wraps many times, a write
+    drain starts and stops repeatedly and refresh comes due under load."""
+    rng = np.random.default_rng(400)
+    hw = small_hardware(scheduler=scheduler, page=page, tq=16, cq=8, wq=16, high=16, low=4, hit_cap=4)
+    o = hw.org
+    addr, is_write, arrival = random_requests(rng, hw, 600)
+    arrival = arrival // 8
+    res, ref = run_both(hw, addr, is_write, arrival, o.ranks, o.ranks * o.banks)
+    _assert_same(res, ref)
+    assert res.counts[E.C_REF] == ref[3]["REF"] > 0
+    assert res.counts[E.C_WR] == ref[3]["WR"] > 100
