@@ -24,7 +24,7 @@ Writes ``scratch_truth.csv`` (rows of other data sets and recipes are kept) and
 With three or more seeds it also writes ``task_truth_seeds.csv``: the truth of each
 architecture's median over the seeds, how far seeds spread, and every pair's Kendall tau;
 with four or more, how well a two-seed truth repeats, measured directly against an
-independent one (``seed_agreement``).
+independent one, and with six or more, a three-seed truth (``seed_agreement``).
 """
 from __future__ import annotations
 
@@ -176,25 +176,19 @@ def separation(df: pd.DataFrame, ds: Dataset, recipe: TruthRecipe, seeds, rng) -
 
 def seed_agreement(df: pd.DataFrame, ds: Dataset, recipe: TruthRecipe, seeds) -> dict:
     """With three or more seeds: the truth of each architecture's median over them, how far
-    its seeds spread, and the Kendall tau of every pair of seeds. With four or more, a
-    two-seed truth measured against an independent one: the Kendall tau between the means
-    of two disjoint pairs of seeds, their noise std (std of the two means' difference /
-    sqrt 2) and the spread over architectures of the four-seed mean, averaged over the
-    three ways of splitting the first four seeds (``mean2_*``)."""
+    its seeds spread, and the Kendall tau of every pair of seeds. With 2k or more seeds (k =
+    2, 3), a k-seed truth measured against an independent one: the Kendall tau between the
+    means of two disjoint sets of k seeds, their noise std (std of the two means'
+    difference / sqrt 2) and the spread over architectures of the 2k-seed mean, over every
+    way of splitting the first 2k seeds in two (``mean2_*``: 3 splits of four seeds;
+    ``mean3_*``: 10 splits of six)."""
     wide = df[df["seed"].isin(seeds)].pivot_table(index="model", columns="seed", values="test_logloss")
     x = wide[list(seeds)].dropna().to_numpy()
     med = np.median(x, axis=1)
     pairs = [kendall_tau(x[:, i], x[:, j]) for i in range(len(seeds)) for j in range(i + 1, len(seeds))]
     gap = x.max(axis=1) - x.min(axis=1)
-    splits = [((0, 1), (2, 3)), ((0, 2), (1, 3)), ((0, 3), (1, 2))] if len(seeds) >= 4 else []
-    taus, noise, spread = [], [], []
-    for a, b in splits:
-        ma, mb = x[:, list(a)].mean(axis=1), x[:, list(b)].mean(axis=1)
-        taus.append(kendall_tau(ma, mb))
-        noise.append(float(np.std(ma - mb, ddof=1) / np.sqrt(2)))
-        spread.append(float(np.std((ma + mb) / 2, ddof=1)))
     nan = float("nan")
-    return {"data": ds.content_hash[:16], "seeds": " ".join(map(str, seeds)), "archs": len(x),
+    out = {"data": ds.content_hash[:16], "seeds": " ".join(map(str, seeds)), "archs": len(x),
             "steps": recipe.steps, "batch_size": recipe.batch_size, "lr": recipe.lr,
             "initial_accumulator": recipe.initial_accumulator, "clip": recipe.clip,
             "pair_kendall_mean": float(np.mean(pairs)), "pair_kendall_min": float(np.min(pairs)),
@@ -203,13 +197,27 @@ def seed_agreement(df: pd.DataFrame, ds: Dataset, recipe: TruthRecipe, seeds) ->
             "median_truth_median": float(np.median(med)), "median_truth_worst": float(med.max()),
             "seed_std_per_arch_median": float(np.median(x.std(axis=1, ddof=1))),
             "seed_std_per_arch_max": float(x.std(axis=1, ddof=1).max()),
-            "archs_range_over_0.005": int((gap > 0.005).sum()), "median_range": float(np.median(gap)),
-            "mean2_kendall_mean": float(np.mean(taus)) if taus else nan,
-            "mean2_kendall_min": float(np.min(taus)) if taus else nan,
-            "mean2_kendall_max": float(np.max(taus)) if taus else nan,
-            "mean2_noise_std": float(np.mean(noise)) if noise else nan,
-            "mean2_arch_std": float(np.mean(spread)) if spread else nan,
-            "mean2_ratio": float(np.mean(spread) / np.mean(noise)) if noise else nan}
+            "archs_range_over_0.005": int((gap > 0.005).sum()), "median_range": float(np.median(gap))}
+    for k in (2, 3):
+        # splits of the first 2k seeds into halves; the first seed always in half a, so
+        # each split counts once
+        splits = [(a, tuple(j for j in range(2 * k) if j not in a))
+                  for a in ((0, *rest) for rest in itertools.combinations(range(1, 2 * k), k - 1))
+                  ] if len(seeds) >= 2 * k else []
+        taus, noise, spread = [], [], []
+        for a, b in splits:
+            ma, mb = x[:, list(a)].mean(axis=1), x[:, list(b)].mean(axis=1)
+            taus.append(kendall_tau(ma, mb))
+            noise.append(float(np.std(ma - mb, ddof=1) / np.sqrt(2)))
+            spread.append(float(np.std((ma + mb) / 2, ddof=1)))
+        out.update({f"mean{k}_splits": len(splits),
+                    f"mean{k}_kendall_mean": float(np.mean(taus)) if taus else nan,
+                    f"mean{k}_kendall_min": float(np.min(taus)) if taus else nan,
+                    f"mean{k}_kendall_max": float(np.max(taus)) if taus else nan,
+                    f"mean{k}_noise_std": float(np.mean(noise)) if noise else nan,
+                    f"mean{k}_arch_std": float(np.mean(spread)) if spread else nan,
+                    f"mean{k}_ratio": float(np.mean(spread) / np.mean(noise)) if noise else nan})
+    return out
 
 
 def _same(a, b) -> bool:
@@ -255,7 +263,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1],
                     help="two or more seeds: every pair gets a task_separation.csv row; three or more "
                          "also write task_truth_seeds.csv (median truth; with four, two-seed truths "
-                         "against each other)")
+                         "against each other; with six, three-seed truths)")
     ap.add_argument("--rows", type=int, default=d.rows)
     ap.add_argument("--max-cardinality", type=int, default=d.max_cardinality)
     ap.add_argument("--steps", type=int, default=r.steps)
