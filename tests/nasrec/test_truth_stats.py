@@ -18,6 +18,17 @@ def _frame(x, seeds):
                          for a in range(len(x)) for k, s in enumerate(seeds)])
 
 
+def _assert_split_agreement(r, x, k, splits):
+    """``mean{k}_*`` of ``r`` equal hand computation over ``splits`` (pairs of seed-column lists)."""
+    taus = [kendall_tau(x[:, a].mean(1), x[:, b].mean(1)) for a, b in splits]
+    noise = [np.std(x[:, a].mean(1) - x[:, b].mean(1), ddof=1) / np.sqrt(2) for a, b in splits]
+    assert r[f"mean{k}_kendall_mean"] == pytest.approx(np.mean(taus))
+    assert r[f"mean{k}_kendall_min"] == pytest.approx(min(taus)) and r[f"mean{k}_kendall_max"] == pytest.approx(max(taus))
+    assert r[f"mean{k}_noise_std"] == pytest.approx(np.mean(noise))
+    assert r[f"mean{k}_arch_std"] == pytest.approx(np.std(x.mean(1), ddof=1))
+    assert r[f"mean{k}_ratio"] == pytest.approx(r[f"mean{k}_arch_std"] / r[f"mean{k}_noise_std"])
+
+
 def test_three_seeds_give_the_median_truth_and_every_pair():
     rng = np.random.default_rng(5)
     x = rng.normal(0.515, 0.004, (12, 1)) + rng.normal(0, 0.002, (12, 3))
@@ -37,14 +48,7 @@ def test_four_seeds_measure_two_seed_truths_against_each_other():
     rng = np.random.default_rng(6)
     x = rng.normal(0.515, 0.004, (10, 1)) + rng.normal(0, 0.002, (10, 4))
     r = seed_agreement(_frame(x, range(4)), DS, TruthRecipe(), [0, 1, 2, 3])
-    splits = (([0, 1], [2, 3]), ([0, 2], [1, 3]), ([0, 3], [1, 2]))
-    taus = [kendall_tau(x[:, a].mean(1), x[:, b].mean(1)) for a, b in splits]
-    noise = [np.std(x[:, a].mean(1) - x[:, b].mean(1), ddof=1) / np.sqrt(2) for a, b in splits]
-    assert r["mean2_kendall_mean"] == pytest.approx(np.mean(taus))
-    assert r["mean2_kendall_min"] == pytest.approx(min(taus)) and r["mean2_kendall_max"] == pytest.approx(max(taus))
-    assert r["mean2_noise_std"] == pytest.approx(np.mean(noise))
-    assert r["mean2_arch_std"] == pytest.approx(np.std(x.mean(1), ddof=1))
-    assert r["mean2_ratio"] == pytest.approx(r["mean2_arch_std"] / r["mean2_noise_std"])
+    _assert_split_agreement(r, x, 2, (([0, 1], [2, 3]), ([0, 2], [1, 3]), ([0, 3], [1, 2])))
     # averaging two seeds halves the noise variance: about 0.002 / sqrt 2 here
     assert 0.0008 < r["mean2_noise_std"] < 0.0022
     assert r["mean2_splits"] == 3 and r["mean3_splits"] == 0 and np.isnan(r["mean3_kendall_mean"])
@@ -57,12 +61,7 @@ def test_six_seeds_measure_three_seed_truths_over_every_split():
     # the ten ways to split six seeds into two threes, each once
     splits = [([0, a, b], [c for c in range(1, 6) if c not in (a, b)]) for a in range(1, 6) for b in range(a + 1, 6)]
     assert r["mean3_splits"] == len(splits) == 10
-    taus = [kendall_tau(x[:, a].mean(1), x[:, b].mean(1)) for a, b in splits]
-    noise = [np.std(x[:, a].mean(1) - x[:, b].mean(1), ddof=1) / np.sqrt(2) for a, b in splits]
-    assert r["mean3_kendall_mean"] == pytest.approx(np.mean(taus))
-    assert r["mean3_kendall_min"] == pytest.approx(min(taus)) and r["mean3_kendall_max"] == pytest.approx(max(taus))
-    assert r["mean3_noise_std"] == pytest.approx(np.mean(noise))
-    assert r["mean3_arch_std"] == pytest.approx(np.std(x.mean(1), ddof=1))
+    _assert_split_agreement(r, x, 3, splits)
     # the two-seed check still uses the first four seeds only
     m2 = [kendall_tau(x[:, [0, j]].mean(1), x[:, [k for k in (1, 2, 3) if k != j]].mean(1)) for j in (1, 2, 3)]
     assert r["mean2_kendall_mean"] == pytest.approx(np.mean(m2))
