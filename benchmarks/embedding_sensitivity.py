@@ -71,6 +71,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python3 -m benchmarks.embedding_sensitivity",
                                  description=__doc__.split("\n\n")[0])
     ap.add_argument("run", type=Path, help="a finished cosearch run folder (extended embedding space)")
+    ap.add_argument("--label", default=None,
+                    help="names the run in the results file (default: the run folder's name); its rows replace "
+                         "earlier rows of the same label")
     ap.add_argument("--archs", default=None, help="comma-separated architecture hash prefixes (default: the verified)")
     ap.add_argument("--fill", type=int, default=8, help="dims given back to a dropped field (default 8)")
     ap.add_argument("--dims", type=_ints, default=[4, 8, 16, 32], help="uniform dims to try (default 4,8,16,32)")
@@ -137,7 +140,8 @@ def main(argv=None) -> int:
                                   for _ in range(args.paths)])
     res = TruthCache(Path(meta["cache_dir"]) / "truth").get_or_train_many(varied, ds, recipe, cfg.seed,
                                                                          workers=args.workers)
-    rows = [{"run": str(args.run.resolve()), "data": ds.content_hash[:16], "seed": cfg.seed, "arch_hash": h,
+    label = args.label or args.run.resolve().name
+    rows = [{"run": label, "data": ds.content_hash[:16], "seed": cfg.seed, "arch_hash": h,
              "variant": name, "fields_dropped": sum(d == 0 for d in v.embedding.dims),
              "mean_dim": float(np.mean(v.embedding.dims)),
              "fp32_fields": sum(p == "fp32" for p in v.embedding.precisions), "supernet_score": float(sc),

@@ -35,6 +35,9 @@ def main(argv=None) -> int:
     ap.add_argument("run", type=Path, help="a finished cosearch run folder")
     ap.add_argument("--top", type=int, default=None, help="only the N best of the round (default: all of it)")
     ap.add_argument("--workers", type=int, default=2, help="trainings at once")
+    ap.add_argument("--label", default=None,
+                    help="names the run in the results file (default: the run folder's name); its rows replace "
+                         "earlier rows of the same label")
     ap.add_argument("--results", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     if (args.top is not None and args.top < 1) or args.workers < 1:
@@ -70,7 +73,8 @@ def main(argv=None) -> int:
                        full_cpu_seconds=[r["cpu_seconds"] for r in res])
     base = pd.read_csv(bpath) if bpath.is_file() and bpath.stat().st_size else pd.DataFrame()
     best_base = base.dropna(subset=["test_logloss"]).sort_values("test_logloss").head(1) if len(base) else base
-    rows = [{"run": str(args.run.resolve()), "data": ds.content_hash[:16], "seed": cfg.seed,
+    label = args.label or args.run.resolve().name
+    rows = [{"run": label, "data": ds.content_hash[:16], "seed": cfg.seed,
              "pool": cfg.verify.pool, "rescore": cfg.verify.rescore, "rescore_steps": cfg.verify.rescore_steps,
              "arch_hash": r.arch_hash, "pareto_layer": r.pareto_layer, "search_logloss": r.logloss,
              "latency_s": r.latency_s, "rescore_logloss": r.rescore_logloss, "verified_by_run": int(r.verified),

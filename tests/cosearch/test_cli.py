@@ -179,6 +179,7 @@ def test_embedding_sensitivity_varies_only_the_embedding(tmp_path, capsys, tiny_
     assert sensitivity([str(out), "--dims", "4", "--drop", "1", "--workers", "1", "--results", str(tmp_path)]) == 0
     t = pd.read_csv(tmp_path / "embedding_sensitivity.csv", dtype={"arch_hash": str})
     assert set(t["arch_hash"]) == set(ver.index)
+    assert set(t["run"]) == {out.resolve().name}  # the folder's name, not a machine's path
     for h, g in t.groupby("arch_hash"):
         g = g.set_index("variant")
         assert set(g.index) == {"as-is", "no-drop", "fp32", "no-drop+fp32", "all-4", "drop1"}
@@ -321,8 +322,9 @@ def test_layered_pool_reaches_behind_the_front(tmp_path, tiny):
     assert "best of the 6 architectures of the front and the Pareto layers behind it" in summary
     # benchmarks.verify_pool trains the whole pool in full, reusing the run's verified training
     from benchmarks.verify_pool import main as verify_pool
-    assert verify_pool([str(out), "--results", str(tmp_path), "--workers", "1"]) == 0
+    assert verify_pool([str(out), "--results", str(tmp_path), "--workers", "1", "--label", "tiny"]) == 0
     vp = pd.read_csv(tmp_path / "verify_pool.csv", dtype={"arch_hash": str})
+    assert set(vp["run"]) == {"tiny"}
     assert sorted(vp["arch_hash"]) == sorted(want) and vp["full_test_logloss"].gt(0).all()
     mine = vp.set_index("arch_hash").loc[ver["arch_hash"].iloc[0]]
     assert mine["verified_by_run"] == 1 and mine["full_test_logloss"] == ver["test_logloss"].iloc[0]
