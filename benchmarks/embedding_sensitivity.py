@@ -150,7 +150,7 @@ def main(argv=None) -> int:
              "train_steps": recipe.steps, "cores": os.cpu_count()}
             for (h, name), v, sc, sd, r in zip(names, varied, scores, spread, res)]
     path = args.results / "embedding_sensitivity.csv"
-    old = pd.read_csv(path, dtype={"arch_hash": str}).to_dict("records") if path.is_file() else []
+    old = pd.read_csv(path, dtype={"arch_hash": str, "run": str}).to_dict("records") if path.is_file() else []
     write_rows([o for o in old if o["run"] != rows[0]["run"]] + rows, path)
     table = pd.DataFrame(rows)
     for h, g in table.groupby("arch_hash", sort=False):

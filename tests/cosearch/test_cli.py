@@ -325,6 +325,11 @@ def test_layered_pool_reaches_behind_the_front(tmp_path, tiny):
     assert verify_pool([str(out), "--results", str(tmp_path), "--workers", "1", "--label", "tiny"]) == 0
     vp = pd.read_csv(tmp_path / "verify_pool.csv", dtype={"arch_hash": str})
     assert set(vp["run"]) == {"tiny"}
+    # a second call under the same label replaces its rows; the default label is the folder's name
+    assert verify_pool([str(out), "--results", str(tmp_path), "--workers", "1", "--label", "tiny"]) == 0
+    assert verify_pool([str(out), "--results", str(tmp_path), "--workers", "1"]) == 0
+    again = pd.read_csv(tmp_path / "verify_pool.csv", dtype={"arch_hash": str, "run": str})
+    assert again["run"].value_counts().to_dict() == {"tiny": len(vp), out.resolve().name: len(vp)}
     assert sorted(vp["arch_hash"]) == sorted(want) and vp["full_test_logloss"].gt(0).all()
     mine = vp.set_index("arch_hash").loc[ver["arch_hash"].iloc[0]]
     assert mine["verified_by_run"] == 1 and mine["full_test_logloss"] == ver["test_logloss"].iloc[0]
