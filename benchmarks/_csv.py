@@ -20,6 +20,18 @@ def write_rows(rows: list[dict], out: str | os.PathLike) -> Path:
     return out
 
 
+def replace_rows(rows: list[dict], out: str | os.PathLike, key: str) -> Path:
+    """Write ``rows`` into the CSV ``out`` in place of its earlier rows with the same ``key``
+    value (compared as text, as the file holds it); every other row is kept as written."""
+    out = Path(out)
+    new = {str(r[key]) for r in rows}
+    old = []
+    if out.is_file():
+        with out.open(newline="") as fh:
+            old = [r for r in csv.DictReader(fh) if r.get(key) not in new]
+    return write_rows(old + rows, out)
+
+
 def save_figure(fig, out: str | os.PathLike, dpi: int = 110) -> Path:
     """Save a matplotlib figure as PNG via a temp file and rename, then close it."""
     import matplotlib.pyplot as plt

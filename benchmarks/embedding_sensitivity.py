@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks._csv import write_rows
+from benchmarks._csv import replace_rows
 from benchmarks._rank import kendall_tau
 from benchmarks.task_truth import RESULTS
 
@@ -150,8 +150,7 @@ def main(argv=None) -> int:
              "train_steps": recipe.steps, "cores": os.cpu_count()}
             for (h, name), v, sc, sd, r in zip(names, varied, scores, spread, res)]
     path = args.results / "embedding_sensitivity.csv"
-    old = pd.read_csv(path, dtype={"arch_hash": str, "run": str}).to_dict("records") if path.is_file() else []
-    write_rows([o for o in old if o["run"] != rows[0]["run"]] + rows, path)
+    replace_rows(rows, path, "run")
     table = pd.DataFrame(rows)
     for h, g in table.groupby("arch_hash", sort=False):
         print(f"{h}: Kendall tau of supernet score against test log loss over {len(g)} variants "

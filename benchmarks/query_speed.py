@@ -12,13 +12,12 @@ before timing. Target (issue 3): at most 20 ms per query after warm-up.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import statistics
 import time
 from pathlib import Path
 
-from benchmarks._csv import write_rows
+from benchmarks._csv import replace_rows
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PRESETS = ("cpu-server", "gpu-a100", "recnmp", "hbm-pim", "isaac", "recnmp-isaac", "upmem")
@@ -76,11 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             r = rows[-1]
             print(f"{wname:12s} {preset:13s} median {r['median_ms']:6.2f} ms  p90 {r['p90_ms']:6.2f} ms")
     path = args.results / "query_speed.csv"
-    old = []
-    if path.is_file():
-        with path.open(newline="") as fh:
-            old = [r for r in csv.DictReader(fh) if r.get("code") != args.label]
-    write_rows(old + rows, path)
+    replace_rows(rows, path, "code")
     return 0
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks._csv import write_rows
+from benchmarks._csv import replace_rows
 from benchmarks._rank import kendall_tau
 from benchmarks.task_truth import RESULTS
 
@@ -84,8 +84,7 @@ def main(argv=None) -> int:
              "best_baseline_test_logloss": float(best_base["test_logloss"].iloc[0]) if len(best_base) else float("nan"),
              "cores": os.cpu_count()} for r in pool.itertuples()]
     path = args.results / "verify_pool.csv"
-    old = pd.read_csv(path, dtype={"run": str}).to_dict("records") if path.is_file() else []
-    write_rows([o for o in old if o["run"] != rows[0]["run"]] + rows, path)
+    replace_rows(rows, path, "run")
     by_val = pool.sort_values("full_val_logloss", kind="stable")["arch_hash"].tolist()
     by_test = pool.sort_values("full_test_logloss", kind="stable")["arch_hash"].tolist()
     picked = pool.loc[pool["verified"] == 1, "arch_hash"].tolist()
