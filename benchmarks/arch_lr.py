@@ -60,7 +60,8 @@ def main(argv=None) -> int:
     if stored.empty:
         raise SystemExit(f"no stored truth in {TRUTH_CSV}; run benchmarks.task_truth")
     mine = stored[(stored["data"] == ds.content_hash) & (stored["lr"] == args.truth_lr)
-                  & (stored["steps"] == r.steps) & (stored["version"] == TRUTH_VERSION) & (stored["clip"] == r.clip)]
+                  & (stored["steps"] == r.steps) & (stored["version"] == TRUTH_VERSION) & (stored["clip"] == r.clip)
+                  & (stored["lr_fan_in"] == r.lr_fan_in)]
     if mine.empty:
         raise SystemExit(f"no stored truth at lr {args.truth_lr} for the default data set in {TRUTH_CSV}")
     ranked = mine.groupby("model").agg(truth=("test_logloss", "mean"), arch=("arch", "first"))

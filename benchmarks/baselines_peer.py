@@ -12,9 +12,9 @@ only.
 
 Writes ``results/baselines_peer.csv``: one row per model and side, with the gap.
 
-``--tune SCHEDULE:LR[:EPS[:CLIP]] ... [--tune-seeds 0 1]`` instead trains the project's
-baselines with each setting (EPS: Adagrad's, CLIP: the gradient-norm clipping, each by
-default the truth recipe's) and seed and
+``--tune SCHEDULE:LR[:EPS[:CLIP[:FAN_IN]]] ... [--tune-seeds 0 1]`` instead trains the
+project's baselines with each setting (EPS: Adagrad's, CLIP: the gradient-norm clipping,
+FAN_IN: ``TruthRecipe.lr_fan_in``, each by default the truth recipe's) and seed and
 writes ``results/baselines_tune[_TAG].csv``: validation and test log loss per setting
 and seed, and the setting each model would choose by mean validation log loss
 (``nasrec.baselines.TRAINING``).
@@ -86,14 +86,16 @@ def _peer(name: str, ds, splits, recipe: TruthRecipe, sizes: str) -> dict | None
 
 
 def _tune_recipe(recipe: TruthRecipe, setting: str) -> TruthRecipe:
-    """``recipe`` with ``SCHEDULE:LR[:EPS[:CLIP]]`` applied; ValueError naming a bad setting."""
+    """``recipe`` with ``SCHEDULE:LR[:EPS[:CLIP[:FAN_IN]]]`` applied; ValueError naming a bad setting."""
     parts = setting.split(":")
-    if len(parts) not in (2, 3, 4):
-        raise ValueError(f"--tune {setting!r}: want SCHEDULE:LR, SCHEDULE:LR:EPS or SCHEDULE:LR:EPS:CLIP")
+    if len(parts) not in (2, 3, 4, 5):
+        raise ValueError(f"--tune {setting!r}: want SCHEDULE:LR, SCHEDULE:LR:EPS, SCHEDULE:LR:EPS:CLIP "
+                         "or SCHEDULE:LR:EPS:CLIP:FAN_IN")
     try:
-        nums = [float(v) for v in parts[1:]]
+        nums = [float(v) for v in parts[1:4]]
         return replace(recipe, schedule=parts[0], lr=nums[0], eps=nums[1] if len(nums) > 1 else recipe.eps,
-                       clip=nums[2] if len(nums) > 2 else recipe.clip)
+                       clip=nums[2] if len(nums) > 2 else recipe.clip,
+                       lr_fan_in=int(parts[4]) if len(parts) > 4 else recipe.lr_fan_in)
     except (TypeError, ValueError) as e:
         raise ValueError(f"--tune {setting!r}: {e}") from None
 
@@ -111,6 +113,7 @@ def _tune(args, ds, splits, recipe: TruthRecipe) -> int:
                 t0 = time.perf_counter()
                 train_model(model, splits["train"], rec.train_config(seed))
                 rows.append({"model": name, "schedule": schedule, "lr": rec.lr, "eps": rec.eps, "clip": rec.clip,
+                             "lr_fan_in": rec.lr_fan_in,
                              "val_logloss": evaluate(model, splits["val"])["logloss"],
                              "test_logloss": evaluate(model, splits["test"])["logloss"],
                              "train_seconds": time.perf_counter() - t0, "steps": rec.steps,
@@ -120,7 +123,7 @@ def _tune(args, ds, splits, recipe: TruthRecipe) -> int:
                       f"test {rows[-1]['test_logloss']:.4f}", file=sys.stderr, flush=True)
     df = pd.DataFrame(rows)
     # chosen: the setting with the lowest validation log loss averaged over the seeds
-    mean_val = df.groupby(["model", "schedule", "lr", "eps", "clip"])["val_logloss"].transform("mean")
+    mean_val = df.groupby(["model", "schedule", "lr", "eps", "clip", "lr_fan_in"])["val_logloss"].transform("mean")
     best = df.assign(mean_val=mean_val).groupby("model")["mean_val"].transform("min")
     df["chosen"] = mean_val == best
     path = write_csv(df, f"baselines_tune{'_' + args.tag if args.tag else ''}.csv")

@@ -99,6 +99,7 @@ def load_truth(path: Path = TRUTH_CSV) -> dict[str, dict]:
         return {}
     df = pd.read_csv(path)
     df["clip"] = df["clip"].fillna(5.0) if "clip" in df else 5.0
+    df["lr_fan_in"] = df["lr_fan_in"].fillna(0).astype(int) if "lr_fan_in" in df else 0
     return {r["key"]: r for r in df.to_dict("records")}
 
 
@@ -109,7 +110,7 @@ def _row(result: dict) -> dict:
             "data": result["data"], "model": result["model"], "seed": result["seed"],
             "steps": rec["steps"], "batch_size": rec["batch_size"], "lr": rec["lr"],
             "initial_accumulator": rec["initial_accumulator"], "clip": recipe.clip,
-            "version": result["version"],
+            "lr_fan_in": recipe.lr_fan_in, "version": result["version"],
             "test_logloss": result["test_logloss"], "test_auc": result["test_auc"],
             "val_logloss": result["val_logloss"], "val_auc": result["val_auc"],
             "final_train_loss": result["final_train_loss"], "params": result["params"],
@@ -161,6 +162,7 @@ def separation(df: pd.DataFrame, ds: Dataset, recipe: TruthRecipe, seeds, rng) -
             "max_cardinality": ds.meta.get("config", {}).get("max_cardinality"),
             "archs": len(wide), "steps": recipe.steps, "batch_size": recipe.batch_size, "lr": recipe.lr,
             "initial_accumulator": recipe.initial_accumulator, "clip": recipe.clip,
+            "lr_fan_in": recipe.lr_fan_in,
             "arch_std": arch_std, "seed_std": seed_std, "ratio": arch_std / seed_std if seed_std else float("inf"),
             "kendall_seed0_vs_seed1": kendall_tau(a, b), "kendall_lo": lo, "kendall_hi": hi,
             "spearman_seed0_vs_seed1": spearman(a, b),
@@ -191,6 +193,7 @@ def seed_agreement(df: pd.DataFrame, ds: Dataset, recipe: TruthRecipe, seeds) ->
     out = {"data": ds.content_hash[:16], "seeds": " ".join(map(str, seeds)), "archs": len(x),
             "steps": recipe.steps, "batch_size": recipe.batch_size, "lr": recipe.lr,
             "initial_accumulator": recipe.initial_accumulator, "clip": recipe.clip,
+            "lr_fan_in": recipe.lr_fan_in,
             "pair_kendall_mean": float(np.mean(pairs)), "pair_kendall_min": float(np.min(pairs)),
             "pair_kendall_max": float(np.max(pairs)),
             "median_truth_std": float(np.std(med, ddof=1)), "median_truth_best": float(med.min()),
@@ -271,6 +274,8 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", type=float, default=r.lr)
     ap.add_argument("--initial-accumulator", type=float, default=r.initial_accumulator)
     ap.add_argument("--clip", type=float, default=r.clip, help="gradient-norm clipping")
+    ap.add_argument("--lr-fan-in", type=int, default=r.lr_fan_in,
+                    help="0: one learning rate; n: weight matrices train at lr x min(1, n / fan_in)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads per training process")
     ap.add_argument("--jobs", type=int, default=1, help="training processes at once")
     ap.add_argument("--data-seed", type=int, default=0)
@@ -283,8 +288,12 @@ def main(argv=None) -> int:
         ap.error(f"--seeds: give two or more distinct seeds, got {' '.join(map(str, args.seeds))}")
     torch.set_num_threads(args.threads)
     ds = bench_data(SyntheticConfig(rows=args.rows, max_cardinality=args.max_cardinality, seed=args.data_seed))
-    recipe = TruthRecipe(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                         initial_accumulator=args.initial_accumulator, clip=args.clip)
+    try:
+        recipe = TruthRecipe(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                             initial_accumulator=args.initial_accumulator, clip=args.clip,
+                             lr_fan_in=args.lr_fan_in)
+    except ValueError as e:
+        ap.error(str(e))
     truth_csv = args.results / TRUTH_CSV.name
     stored = load_truth(truth_csv)
     deadline = time.time() + 60 * args.minutes if args.minutes is not None else None
@@ -299,12 +308,14 @@ def main(argv=None) -> int:
                      stored=stored, on_new=on_new, deadline=deadline, jobs=args.jobs, threads=args.threads)
     written = [truth_csv]
     separation_csv = args.results / "task_separation.csv"
-    pair_fill = {"seed_a": 0, "seed_b": 1}  # rows from before the seed columns compare seeds 0 and 1
+    # rows from before the seed columns compare seeds 0 and 1; rows from before
+    # lr_fan_in trained with one learning rate
+    pair_fill = {"seed_a": 0, "seed_b": 1, "lr_fan_in": 0}
     for a, b in itertools.combinations(args.seeds, 2):
         summary = separation(df, ds, recipe, (a, b), np.random.default_rng(args.data_seed))
         summary.update(jobs=args.jobs, threads=args.threads, cores=os.cpu_count(), truth_version=TRUTH_VERSION)
         match = {k: summary[k] for k in ("data", "seed_a", "seed_b", "steps", "batch_size", "lr",
-                                          "initial_accumulator", "clip", "truth_version")}
+                                          "initial_accumulator", "clip", "lr_fan_in", "truth_version")}
         if not new_rows:  # nothing trained now: how the stored trainings ran stays as recorded
             summary.update(next(({k: r[k] for k in ("jobs", "threads", "cores") if k in r}
                                  for r in _stored_rows(separation_csv, pair_fill) if _matches(r, match)), {}))
@@ -313,8 +324,9 @@ def main(argv=None) -> int:
     if len(args.seeds) >= 3:
         row = {**seed_agreement(df, ds, recipe, args.seeds), "truth_version": TRUTH_VERSION}
         match = {k: row[k] for k in ("data", "seeds", "steps", "batch_size", "lr", "initial_accumulator",
-                                      "clip", "truth_version")}
-        written.append(_merge_write(args.results / "task_truth_seeds.csv", [row], "data", match))
+                                      "clip", "lr_fan_in", "truth_version")}
+        written.append(_merge_write(args.results / "task_truth_seeds.csv", [row], "data", match,
+                                    fill={"lr_fan_in": 0}))
         print(pd.Series(row).to_string())
     print("wrote " + ", ".join(str(p) for p in dict.fromkeys(written)))
     return 0

@@ -273,9 +273,12 @@ class VerifyConfig:
     rescore: int = 32
     rescore_steps: int = 50
     pool: str = "spread"
+    # TruthRecipe.lr_fan_in for the architectures (0: one learning rate); baselines
+    # train with their own settings (nasrec.baselines.TRAINING)
+    lr_fan_in: int = 0
 
     def __post_init__(self):
-        _pos_int(self, "top_k", "rescore", minimum=0)
+        _pos_int(self, "top_k", "rescore", "lr_fan_in", minimum=0)
         _pos_int(self, "steps", "batch_size", "workers", "rescore_steps")
         if self.pool not in VERIFY_POOLS:
             raise ValueError(f"VerifyConfig.pool must be one of {VERIFY_POOLS}, got {self.pool!r}")

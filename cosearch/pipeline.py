@@ -237,7 +237,8 @@ def run_pipeline(cfg: RunConfig, out_dir, cache_dir, *, quiet: bool = True,
 # Settings added after runs were written, with the value that reproduces those runs:
 # a run.json without them is the same configuration as one with these values.
 _ADDED_SETTINGS = {("search", "screen"): 1, ("verify", "rescore"): 0, ("verify", "rescore_steps"): 50,
-                   ("verify", "pool"): "front", ("supernet", "embedding_dims"): (0, 4, 8, 16, 32, 64)}
+                   ("verify", "pool"): "front", ("supernet", "embedding_dims"): (0, 4, 8, 16, 32, 64),
+                   ("verify", "lr_fan_in"): 0}
 
 
 def _with_added_settings(config):
@@ -449,7 +450,7 @@ def truth_recipe(cfg: RunConfig):
     """The from-scratch recipe that verifies front members and baselines."""
     from nasrec.scratch import TruthRecipe
     v = cfg.verify
-    return TruthRecipe(steps=v.steps, batch_size=v.batch_size, lr=v.lr)
+    return TruthRecipe(steps=v.steps, batch_size=v.batch_size, lr=v.lr, lr_fan_in=v.lr_fan_in)
 
 
 def verification_recipe(cfg: RunConfig, dataset):

@@ -69,6 +69,7 @@ class TruthRecipe:
     test: bool = True
     eps: float = 1e-2  # Adagrad's; NASRec's value (TrainConfig)
     clip: float = 5.0  # gradient-norm clipping; NASRec's value (TrainConfig)
+    lr_fan_in: int = 0  # 0: one learning rate (NASRec); n: TrainConfig.lr_fan_in
 
     def __post_init__(self):
         self.train_config(0)  # validates the numbers
@@ -78,20 +79,23 @@ class TruthRecipe:
     def train_config(self, seed: int) -> TrainConfig:
         return TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr,
                            initial_accumulator=self.initial_accumulator, seed=seed, schedule=self.schedule,
-                           eps=self.eps, clip=self.clip)
+                           eps=self.eps, clip=self.clip, lr_fan_in=self.lr_fan_in)
 
     def for_model(self, model: ArchSpec | str) -> "TruthRecipe":
         """The recipe ``model`` trains with: a baseline's own learning rate, schedule and
         Adagrad eps (``nasrec.baselines.TRAINING``, tuned on validation at this budget) replace the
         shared ones; architectures train with the recipe as it is."""
-        if isinstance(model, ArchSpec) or model not in TRAINING:
+        if isinstance(model, ArchSpec):
             return self
-        return replace(self, **TRAINING[model])
+        # baselines train with one learning rate, as independent implementations do,
+        # unless their own settings say otherwise
+        return replace(self, **{"lr_fan_in": 0, **TRAINING.get(model, {})})
 
     def to_dict(self) -> dict:
         d = asdict(self)
         # keys written before these fields existed stay valid
-        for name, before in (("schedule", "cosine"), ("test", True), ("eps", 1e-2), ("clip", 5.0)):
+        for name, before in (("schedule", "cosine"), ("test", True), ("eps", 1e-2), ("clip", 5.0),
+                               ("lr_fan_in", 0)):
             if d[name] == before:
                 del d[name]
         return d

@@ -44,6 +44,14 @@ class TrainConfig:
     # throughout, Adagrad's own decay only, as CTR libraries such as deepctr-torch train)
     schedule: str = "cosine"
     clip: float = 5.0  # NASRec gradient clipping
+    # 0: one learning rate for every parameter (NASRec). n > 0: every weight matrix
+    # outside an embedding table trains at lr x min(1, n / fan_in), as muP scales the
+    # hidden layers of Adam-type optimisers (Yang et al. 2022, "Tensor Programs V",
+    # arXiv 2203.03466, Table 3: hidden-weight learning rate ~ 1/fan_in). Adagrad's first
+    # steps are sign-like, so one step moves a unit's pre-activation by about
+    # lr x fan_in x mean |input|: in wide layers all units move together and the logit
+    # swings by several units per step during warm-up (``benchmarks/truth_stability.py``).
+    lr_fan_in: int = 0
     full_path_fraction: float = 0.2
     # Supernet paths per step (NASRec: 1). With n > 1 the batch is split into n equal
     # parts, each through its own sampled subnet with operators spread fairly over the
@@ -63,6 +71,8 @@ class TrainConfig:
                              f"paths_per_step {self.paths_per_step}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if not (isinstance(self.lr_fan_in, int) and self.lr_fan_in >= 0):
+            raise ValueError(f"lr_fan_in must be an integer >= 0, got {self.lr_fan_in!r}")
         if not self.initial_accumulator >= 0:
             raise ValueError(f"initial_accumulator must be >= 0, got {self.initial_accumulator}")
         for name in ("warmup_fraction", "full_path_fraction"):
@@ -97,6 +107,23 @@ def _lr_factor(step: int, cfg: TrainConfig) -> float:
         return (step + 1) / warm
     span = max(1, cfg.steps - warm)
     return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / span)))
+
+
+def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
+    """``model``'s parameters as optimiser groups: one group at ``cfg.lr`` when
+    ``cfg.lr_fan_in`` is 0, else one group per learning-rate factor
+    ``min(1, lr_fan_in / fan_in)`` for the 2-D weights outside ``nn.Embedding`` tables
+    (fan_in = ``weight.shape[1]``); embeddings, biases and norms keep ``cfg.lr``."""
+    if not cfg.lr_fan_in:
+        return [{"params": list(model.parameters())}]
+    embedding = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    groups: dict[float, list] = {}
+    for p in model.parameters():
+        factor = 1.0
+        if p.dim() == 2 and id(p) not in embedding:
+            factor = min(1.0, cfg.lr_fan_in / p.shape[1])
+        groups.setdefault(factor, []).append(p)
+    return [{"params": ps, "lr": cfg.lr * f} for f, ps in sorted(groups.items(), reverse=True)]
 
 
 def _optimizer(params, cfg: TrainConfig, sliced: bool = False):
@@ -141,7 +168,7 @@ def _fit(model: nn.Module, forward, train: Split, cfg: TrainConfig, rng: np.rand
         # Subnets use a different subset of the supernet's parameters at every step.
         net = nn.parallel.DistributedDataParallel(model, find_unused_parameters=isinstance(model, Supernet))
     if opt is None:
-        opt, sched = _optimizer(model.parameters(), cfg)
+        opt, sched = _optimizer(param_groups(model, cfg), cfg)
     sliced = sliced and world == 1 and isinstance(opt, SlicedAdagrad)
     loss_fn = nn.BCEWithLogitsLoss()
     batches = train.infinite_batches(cfg.batch_size, rng, device)
@@ -237,6 +264,10 @@ def train_supernet(supernet: Supernet, train: Split, cfg: TrainConfig, *, quiet:
     if (cfg.batch_size // world) % cfg.paths_per_step:
         raise ValueError(f"per-process batch {cfg.batch_size // world} is not divisible by "
                          f"paths_per_step {cfg.paths_per_step}")
+    if cfg.lr_fan_in:
+        # a supernet layer's fan-in is its widest choice, not the path's
+        raise ValueError(f"lr_fan_in applies to standalone models, not to supernet training "
+                         f"(got {cfg.lr_fan_in})")
     rng = np.random.default_rng([cfg.seed, 2])
     opt, sched = _optimizer(supernet.parameters(), cfg, sliced=True)
     start = 0

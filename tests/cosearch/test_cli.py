@@ -74,6 +74,7 @@ def _err(capsys):
     ("[supernet]\nfull_path_fraction = 1.5\n", "full_path_fraction"),
     ("[scoring]\nprobe_l2 = -1.0\n", "probe_l2"),
     ("[execution]\nexecutor = 'mpi'\n", "executor"),
+    ("[verify]\nlr_fan_in = -64\n", "lr_fan_in"),
     ("this is not toml", "invalid TOML"),
 ])
 def test_bad_config_one_line_exit_2(tmp_path, capsys, text, needle):
@@ -463,3 +464,14 @@ def test_baselines_train_beside_the_search(tmp_path, tiny):
     assert events.index("search") < beside < last < events.index("report")
     base = pd.read_csv(tmp_path / "out" / "baselines.csv")
     assert base["test_logloss"].iloc[0] > 0
+
+
+def test_verify_lr_fan_in_reaches_the_recipe_of_architectures_only():
+    from dataclasses import replace as dc_replace
+
+    from cosearch.config import RunConfig
+    from cosearch.pipeline import truth_recipe
+    cfg = RunConfig()
+    cfg = dc_replace(cfg, verify=dc_replace(cfg.verify, lr_fan_in=64))
+    recipe = truth_recipe(cfg)
+    assert recipe.lr_fan_in == 64 and recipe.for_model("dcnv2").lr_fan_in == 0

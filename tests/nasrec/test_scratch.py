@@ -188,14 +188,72 @@ def test_training_queue_close_answers_waiting_jobs_with_none(tiny_data, tmp_path
 
 
 def test_tune_settings_parse_eps_and_clip_and_reject_bad_ones():
-    """``baselines_peer --tune SCHEDULE:LR[:EPS[:CLIP]]``: eps and clip default to the
-    recipe's; a bad setting is one error naming it."""
+    """``baselines_peer --tune SCHEDULE:LR[:EPS[:CLIP[:FAN_IN]]]``: eps, clip and fan-in
+    default to the recipe's; a bad setting is one error naming it."""
     from benchmarks.baselines_peer import _tune_recipe
     r = TruthRecipe()
     assert _tune_recipe(r, "constant:0.0035:1e-10") == replace(r, schedule="constant", lr=0.0035, eps=1e-10)
     assert _tune_recipe(r, "cosine:0.12").eps == r.eps and _tune_recipe(r, "cosine:0.12").clip == r.clip
     assert _tune_recipe(r, "cosine:0.12:0.01:2.5") == replace(r, lr=0.12, eps=0.01, clip=2.5)
+    assert _tune_recipe(r, "cosine:0.12:0.01:5:64") == replace(r, lr=0.12, eps=0.01, lr_fan_in=64)
     for bad in ("cosine", "cosine:x", "cosine:0.1:0", "linear:0.1", "cosine:0.1:1e-10:0",
-                "cosine:0.1:1e-10:1:2"):
+                "cosine:0.1:1e-10:1:2:3", "cosine:0.1:1e-10:1:-2", "cosine:0.1:1e-10:1:1.5"):
         with pytest.raises(ValueError, match=f"--tune '{bad}'"):
             _tune_recipe(r, bad)
+
+
+def test_fan_in_scaled_learning_rates_group_by_factor_and_spare_embeddings():
+    """``lr_fan_in`` n: a 2-D weight of fan-in f trains at lr x min(1, n / f); embedding
+    tables, biases and other 1-D parameters keep lr; 0 gives the one plain group."""
+    import torch
+    from torch import nn
+
+    from nasrec.train import TrainConfig, param_groups
+    net = nn.Sequential(nn.Embedding(50, 128), nn.Linear(128, 48), nn.Linear(48, 1024), nn.Linear(1024, 1))
+    plain = param_groups(net, TrainConfig(lr=0.04))
+    assert len(plain) == 1 and [id(p) for p in plain[0]["params"]] == [id(p) for p in net.parameters()]
+    groups = param_groups(net, TrainConfig(lr=0.04, lr_fan_in=64))
+    lr_of = {id(p): g["lr"] for g in groups for p in g["params"]}
+    assert len(lr_of) == len(list(net.parameters()))
+    assert lr_of[id(net[0].weight)] == pytest.approx(0.04)   # embedding table (128 wide)
+    assert lr_of[id(net[1].weight)] == pytest.approx(0.02)   # 0.04 x 64 / 128
+    assert lr_of[id(net[2].weight)] == pytest.approx(0.04)   # fan-in 48 <= 64
+    assert lr_of[id(net[3].weight)] == pytest.approx(0.04 * 64 / 1024)
+    assert all(lr_of[id(m.bias)] == pytest.approx(0.04) for m in net[1:])
+    # the schedule scales every group: after one warm-up step the wide layer moved by at
+    # most its own lr (Adagrad's first step is lr x g / (|g| + eps) per element)
+    x = torch.randint(0, 50, (32,))
+    before = net[3].weight.detach().clone()
+    cfg = TrainConfig(lr=0.04, lr_fan_in=64, steps=10, warmup_fraction=0.0)
+    from nasrec.train import _optimizer
+    opt, _ = _optimizer(param_groups(net, cfg), cfg)
+    net(x).sum().backward()
+    opt.step()
+    moved = (net[3].weight.detach() - before).abs().max().item()
+    assert 0 < moved <= 0.04 * 64 / 1024 * (1 + 1e-6)
+    for bad in (-1, 1.5):
+        with pytest.raises(ValueError, match=f"lr_fan_in must be an integer >= 0, got {bad}"):
+            TrainConfig(lr_fan_in=bad)
+
+
+def test_fan_in_learning_rates_reach_the_truth_key_and_training(tiny_data, monkeypatch):
+    """The default (0) leaves keys as they were; a value gets its own key and reaches the
+    optimiser's groups; supernet training refuses it."""
+    from nasrec import train
+    spec = sample(np.random.default_rng(1))
+    assert "lr_fan_in" not in TruthRecipe().to_dict()
+    assert truth_key("h", spec, TruthRecipe(lr_fan_in=64), 0)["recipe"]["lr_fan_in"] == 64
+    assert truth_key("h", spec, TruthRecipe(lr_fan_in=64), 0) != truth_key("h", spec, TruthRecipe(), 0)
+    # baselines keep one learning rate (and their keys) unless their own settings differ
+    for name in ("dlrm", "dcnv2"):
+        assert TruthRecipe(lr_fan_in=64).for_model(name).lr_fan_in == 0
+        assert truth_key("h", name, TruthRecipe(lr_fan_in=64), 0) == truth_key("h", name, TruthRecipe(), 0)
+    assert TruthRecipe(lr_fan_in=64).for_model(spec).lr_fan_in == 64
+    seen = []
+    real = train.param_groups
+    monkeypatch.setattr(train, "param_groups", lambda m, cfg: seen.append(cfg.lr_fan_in) or real(m, cfg))
+    result, _ = scratch.train_truth(spec, tiny_data, replace(RECIPE, lr_fan_in=16), 0)
+    assert seen == [16] and result["recipe"]["lr_fan_in"] == 16
+    sn = train.build_supernet(tiny_data.schema, "full", 0)
+    with pytest.raises(ValueError, match="lr_fan_in applies to standalone models"):
+        train.train_supernet(sn, tiny_data.split("train"), train.TrainConfig(steps=1, lr_fan_in=16))
