@@ -142,8 +142,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tag", default="", help="suffix of the result file")
     ap.add_argument("--tune", nargs="+", default=None, metavar="SCHEDULE:LR",
-                    help="tune the project's baselines over these settings (SCHEDULE:LR[:ADAGRAD_EPS[:CLIP]], e.g. "
-                         "constant:0.01 cosine:0.04:1e-10 cosine:0.04:0.01:1)")
+                    help="tune the project's baselines over these settings (SCHEDULE:LR[:ADAGRAD_EPS[:CLIP[:FAN_IN]]], "
+                         "e.g. constant:0.01 cosine:0.04:1e-10 cosine:0.04:0.01:1 cosine:0.12:0.01:5:64)")
     ap.add_argument("--tune-seeds", nargs="+", type=int, default=[0], metavar="SEED",
                     help="with --tune: seeds per setting; a model chooses by mean validation log loss")
     args = ap.parse_args(argv)

@@ -45,7 +45,6 @@ import argparse
 import os
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -79,14 +78,14 @@ def _supernet(ds, args, seed: int, cache: Path):
     if path.is_file():
         try:
             sn, state = load_checkpoint(path)
-            if state["meta"]["config"] == asdict(cfg):
-                return sn, float("nan"), asdict(cfg)
+            if state["meta"]["config"] == cfg.to_dict():
+                return sn, float("nan"), cfg.to_dict()
         except ValueError as e:
             print(f"warning: {e}; training it again", file=sys.stderr)
     sn = build_supernet(ds.schema, args.space, seed)
     c0 = time.process_time()
     train_supernet(sn, ds.split("train"), cfg, quiet=not sys.stderr.isatty(), checkpoint=path)
-    return sn, time.process_time() - c0, asdict(cfg)
+    return sn, time.process_time() - c0, cfg.to_dict()
 
 
 def truth_arrays(specs, ds, recipe, cache: Path, *, results: Path, stored_only: bool, threads: int = 2,
@@ -157,7 +156,7 @@ def _scored(specs, ds, args, cache: Path, truth_mean: np.ndarray):
         return out
     if args.scorer == "short":  # low-fidelity training: the truth recipe cut to --short-steps
         recipe = TruthRecipe(steps=args.short_steps, batch_size=TruthRecipe().batch_size, lr=args.truth_lr,
-                             test=not args.short_no_test)
+                             lr_fan_in=args.truth_lr_fan_in, test=not args.short_no_test)
         out = []
         for seed in range(args.supernets):
             # seeds 100+: a short run must not share its initial weights with a truth seed
@@ -246,6 +245,8 @@ def main(argv=None) -> int:
                     help="with --scorer short: skip the test split (faster; a separate cache entry)")
     ap.add_argument("--truth-steps", type=int, default=r.steps)
     ap.add_argument("--truth-lr", type=float, default=r.lr)
+    ap.add_argument("--truth-lr-fan-in", type=int, default=r.lr_fan_in,
+                    help="the truth recipe's lr_fan_in (0: one learning rate; also used by --scorer short)")
     ap.add_argument("--truth-seeds", type=int, nargs="+", default=[0, 1],
                     help="the from-scratch seeds the truth is built from (two or more)")
     ap.add_argument("--truth-agg", default="mean", choices=("mean", "median"),
@@ -269,12 +270,17 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     cache = args.cache or default_cache()
     ds = bench_data(SyntheticConfig(rows=args.rows, max_cardinality=args.max_cardinality))
-    recipe = TruthRecipe(steps=args.truth_steps, batch_size=r.batch_size, lr=args.truth_lr)
+    try:
+        recipe = TruthRecipe(steps=args.truth_steps, batch_size=r.batch_size, lr=args.truth_lr,
+                             lr_fan_in=args.truth_lr_fan_in)
+    except ValueError as e:
+        ap.error(str(e))
     specs, *per_seed = truth_arrays(bench_archs(args.archs, 0), ds, recipe, cache, results=args.results,
                                     stored_only=args.stored_truth_only, threads=args.threads,
                                     seeds=tuple(args.truth_seeds))
     t0, t1 = per_seed[0], per_seed[1]
-    truth_name = f"{args.truth_agg} of seeds {' '.join(map(str, args.truth_seeds))}"
+    truth_name = f"{args.truth_agg} of seeds {' '.join(map(str, args.truth_seeds))}" + (
+        f", lr_fan_in {recipe.lr_fan_in}" if recipe.lr_fan_in else "")
     truth = (np.median if args.truth_agg == "median" else np.mean)(np.column_stack(per_seed), axis=1)
     scored = [(args.variant, *s) for s in _scored(specs, ds, args, cache, truth)]
     if args.ranker:
@@ -302,7 +308,8 @@ def main(argv=None) -> int:
                         "finetune_steps": args.finetune_steps, "finetune_batch": args.finetune_batch,
                         "head_fit": args.head_fit, "probe_l2": args.probe_l2,
                         "val_rows": args.val_rows, **{f"supernet_{k}": v for k, v in cfg.items() if k != "seed"},
-                        "truth_steps": recipe.steps, "truth_lr": recipe.lr, "truth_version": TRUTH_VERSION,
+                        "truth_steps": recipe.steps, "truth_lr": recipe.lr,
+                        "truth_lr_fan_in": recipe.lr_fan_in, "truth_version": TRUTH_VERSION,
                         "network": NETWORK_REVISION if args.scorer != "stored" else None, "threads": args.threads,
                         "cores": os.cpu_count(), "data": ds.content_hash[:16]})
         for k, (s, sc) in enumerate(zip(specs, scores)):

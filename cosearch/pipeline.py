@@ -83,7 +83,7 @@ def ensure_supernet(cfg: RunConfig, dataset, cache_dir, quiet: bool = True):
     tc = _train_config(cfg)
     emb = cfg.supernet.embedding_space() if cfg.supernet.embeddings == "extended" else None
     from nasrec.model import NETWORK_REVISION
-    settings = {"data": dataset.content_hash, "space": cfg.supernet.space, "train": asdict(tc),
+    settings = {"data": dataset.content_hash, "space": cfg.supernet.space, "train": tc.to_dict(),
                 "network": NETWORK_REVISION}
     if emb is not None:
         settings["embedding_space"] = asdict(emb)

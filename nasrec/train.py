@@ -71,13 +71,22 @@ class TrainConfig:
                              f"paths_per_step {self.paths_per_step}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
-        if not (isinstance(self.lr_fan_in, int) and self.lr_fan_in >= 0):
+        if isinstance(self.lr_fan_in, bool) or not (isinstance(self.lr_fan_in, int) and self.lr_fan_in >= 0):
             raise ValueError(f"lr_fan_in must be an integer >= 0, got {self.lr_fan_in!r}")
         if not self.initial_accumulator >= 0:
             raise ValueError(f"initial_accumulator must be >= 0, got {self.initial_accumulator}")
         for name in ("warmup_fraction", "full_path_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+
+
+    def to_dict(self) -> dict:
+        """The settings; ``lr_fan_in`` is left out at 0, so that supernet cache keys and
+        checkpoints written before it existed still match."""
+        d = asdict(self)
+        if d["lr_fan_in"] == 0:
+            del d["lr_fan_in"]
+        return d
 
 
 def auc(y: np.ndarray, p: np.ndarray) -> float:
@@ -286,7 +295,7 @@ def train_supernet(supernet: Supernet, train: Split, cfg: TrainConfig, *, quiet:
         return torch.cat([net(dc, sc, p) for dc, sc, p in
                           zip(d.chunk(len(paths)), s.chunk(len(paths)), paths)])
 
-    meta = {"config": asdict(cfg), "seed": cfg.seed, "data": train.tag,
+    meta = {"config": cfg.to_dict(), "seed": cfg.seed, "data": train.tag,
             "space": supernet.space.name, "schema": supernet.schema.to_dict()}
     if supernet.embedding_space is not None:
         meta["embedding_space"] = asdict(supernet.embedding_space)

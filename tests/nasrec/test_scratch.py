@@ -220,18 +220,24 @@ def test_fan_in_scaled_learning_rates_group_by_factor_and_spare_embeddings():
     assert lr_of[id(net[2].weight)] == pytest.approx(0.04)   # fan-in 48 <= 64
     assert lr_of[id(net[3].weight)] == pytest.approx(0.04 * 64 / 1024)
     assert all(lr_of[id(m.bias)] == pytest.approx(0.04) for m in net[1:])
-    # the schedule scales every group: after one warm-up step the wide layer moved by at
-    # most its own lr (Adagrad's first step is lr x g / (|g| + eps) per element)
+    # the schedule scales every group's own lr: during the warm-up each group keeps its
+    # factor; Adagrad's first step moves the wide layer by at most that group's lr
+    from nasrec.train import _optimizer
+    cfg = TrainConfig(lr=0.04, lr_fan_in=64, steps=20, warmup_fraction=0.5)
+    opt, sched = _optimizer(param_groups(net, cfg), cfg)
     x = torch.randint(0, 50, (32,))
     before = net[3].weight.detach().clone()
-    cfg = TrainConfig(lr=0.04, lr_fan_in=64, steps=10, warmup_fraction=0.0)
-    from nasrec.train import _optimizer
-    opt, _ = _optimizer(param_groups(net, cfg), cfg)
     net(x).sum().backward()
+    first = [g["lr"] for g in opt.param_groups]
     opt.step()
+    sched.step()
     moved = (net[3].weight.detach() - before).abs().max().item()
-    assert 0 < moved <= 0.04 * 64 / 1024 * (1 + 1e-6)
-    for bad in (-1, 1.5):
+    assert 0 < moved <= first[-1] * (1 + 1e-6) and first[-1] == pytest.approx(0.04 * 64 / 1024 / 10)
+    for g, f0 in zip(opt.param_groups, first):
+        assert g["lr"] == pytest.approx(2 * f0)  # warm-up step 2 of 10
+    # supernet cache keys and checkpoints written before the field existed still match
+    assert "lr_fan_in" not in TrainConfig().to_dict() and TrainConfig(lr_fan_in=8).to_dict()["lr_fan_in"] == 8
+    for bad in (-1, 1.5, True):
         with pytest.raises(ValueError, match=f"lr_fan_in must be an integer >= 0, got {bad}"):
             TrainConfig(lr_fan_in=bad)
 
