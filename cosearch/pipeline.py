@@ -748,7 +748,9 @@ def write_summary(out, cfg: RunConfig, seconds: float) -> None:
               "(`rescore_logloss`), and the baselines, " if n_round else
               f"- verification: the {v.top_k} best front architectures by search log loss and the baselines, ")
              + f"trained from scratch ({v.steps} steps x {v.batch_size} fresh rows, Adagrad lr {v.lr} with warm-up and "
-             f"cosine decay, seed {cfg.seed}; baselines listed in nasrec.baselines.TRAINING with their own lr, "
+             f"cosine decay"
+             + (f", architectures' weight matrices at lr x min(1, {v.lr_fan_in} / fan-in)" if v.lr_fan_in else "")
+             + f", seed {cfg.seed}; baselines listed in nasrec.baselines.TRAINING with their own lr, "
              "schedule and Adagrad eps, see baselines.csv) and tested on the test split",
              f"- wall time of this invocation: {seconds:.0f} s", "",
              f"## Pareto front ({n_front} candidates)", "",

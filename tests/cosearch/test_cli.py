@@ -254,7 +254,7 @@ def test_first_round_verifies_the_best_after_short_training(tmp_path, tiny):
     import pandas as pd
     cache = tiny[1]
     out, _ = _run_with_verify(tmp_path, tiny, "top_k = 1\nrescore = 3\nrescore_steps = 2\nbaselines = false\n"
-                                              "pool = \"front\"\n")
+                                              "pool = \"front\"\nlr_fan_in = 8\n")
     front = pd.read_csv(out / "front.csv")
     distinct = front.sort_values("logloss", kind="stable").drop_duplicates("arch_hash")
     assert len(distinct) > 1, "the tiny run's front needs two architectures for a first round"
@@ -273,6 +273,9 @@ def test_first_round_verifies_the_best_after_short_training(tmp_path, tiny):
     assert not any(e.with_suffix(".pt").exists() for e in short)
     assert f"best of the {len(pool)} front architectures" in (out / "summary.md").read_text()
     assert "first round of 2 training steps" in (out / "summary.md").read_text()
+    # [verify] lr_fan_in reaches both rounds' trainings and the summary
+    assert short and all(r["recipe"]["lr_fan_in"] == 8 for r in short.values())
+    assert "at lr x min(1, 8 / fan-in)" in (out / "summary.md").read_text()
 
 
 def _layers_by_peeling(F: np.ndarray) -> np.ndarray:
