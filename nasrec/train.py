@@ -79,7 +79,6 @@ class TrainConfig:
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
 
-
     def to_dict(self) -> dict:
         """The settings; ``lr_fan_in`` is left out at 0, so that supernet cache keys and
         checkpoints written before it existed still match."""
