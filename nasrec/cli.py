@@ -112,6 +112,10 @@ def _parser() -> _Parser:
                    help="lr schedule (default: as --lr's default)")
     p.add_argument("--initial-accumulator", type=float, default=0.0,
                    help="Adagrad's starting sum of squares (NASRec: 0; > 0 damps the first updates)")
+    p.add_argument("--lr-fan-in", type=int, default=None,
+                   help="n > 0: weight matrices outside the embedding tables train at lr x min(1, n / "
+                        f"fan-in); 0: one learning rate (default: the truth recipe's, {r.lr_fan_in}, "
+                        "for an architecture; 0 for a baseline)")
     _common(p)
 
     p = sub.add_parser("prune", help="structured pruning of a trained model (see nasrec/prune.py)")
@@ -249,6 +253,8 @@ def _train(args) -> int:
         recipe = replace(recipe, lr=args.lr)
     if args.schedule is not None:
         recipe = replace(recipe, schedule=args.schedule)
+    if args.lr_fan_in is not None:
+        recipe = replace(recipe, lr_fan_in=args.lr_fan_in)
     cfg = recipe.train_config(args.seed)
     if args.arch:
         spec = load_arch(args.arch)

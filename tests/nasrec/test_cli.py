@@ -55,6 +55,23 @@ def test_cli_bad_initial_accumulator_names_the_value(tmp_path, capsys, tiny_data
     assert "initial_accumulator must be >= 0, got -1" in err and err.count("\n") == 1
 
 
+def test_cli_train_lr_fan_in_reaches_the_recipe(tmp_path, capsys, tiny_data):
+    out = tmp_path / "r.json"
+    small = next(p for p in CONFIGS if "autoctr" in p.name)
+    common = ["--steps", "2", "--batch-size", "64", "--out", str(out), "--quiet"]
+    assert main(["train", str(tiny_data.path), "--arch", str(small), "--lr-fan-in", "32", *common]) == 0
+    assert json.loads(out.read_text())["config"]["lr_fan_in"] == 32
+    # a baseline keeps one learning rate unless told otherwise
+    assert main(["train", str(tiny_data.path), "--baseline", "dlrm", *common]) == 0
+    assert json.loads(out.read_text())["config"]["lr_fan_in"] == 0
+    assert main(["train", str(tiny_data.path), "--baseline", "dlrm", "--lr-fan-in", "16", *common]) == 0
+    assert json.loads(out.read_text())["config"]["lr_fan_in"] == 16
+    capsys.readouterr()
+    assert main(["train", str(tiny_data.path), "--baseline", "dlrm", "--lr-fan-in", "-3", *common]) == 2
+    err = capsys.readouterr().err
+    assert "lr_fan_in must be an integer >= 0, got -3" in err and err.count("\n") == 1
+
+
 def test_cli_bad_paths_per_step_names_the_value(tmp_path, capsys, tiny_data):
     assert main(["train-supernet", str(tiny_data.path), str(tmp_path / "s.pt"), "--batch-size", "64",
                  "--paths-per-step", "3"]) == 2
