@@ -60,21 +60,12 @@ THREADS = (1, 2)
 RUNTIMES = ("eager", "compiled")
 
 
-def _configs_dir() -> Path | None:
-    env = os.environ.get("NASREC_CONFIGS")
-    for cand in ([Path(env)] if env else []) + [Path("/work/shared/nasrec-configs"),
-                                                Path(__file__).resolve().parents[2] / "shared" / "nasrec-configs"]:
-        if cand.is_dir() and list(cand.glob("*.json")):
-            return cand
-    return None
-
-
 def _models(n_random: int, seed: int, quick: bool):
     """[(name, kind, spec or None)]: baselines by name, published and random ArchSpecs."""
-    from benchmarks.task_truth import bench_archs
+    from benchmarks.task_truth import bench_archs, published_configs_dir
     from nasrec.space import load_arch
     out = [(b, "baseline", None) for b in (("dlrm", "autoint") if quick else BASELINE_NAMES)]
-    configs = _configs_dir()
+    configs = published_configs_dir()
     if configs is None:
         print("host_validation: no nasrec-configs folder (set NASREC_CONFIGS); published architectures left out",
               file=sys.stderr)

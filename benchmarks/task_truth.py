@@ -54,6 +54,17 @@ def default_cache() -> Path:
     return Path(base) / "truth"
 
 
+def published_configs_dir() -> Path | None:
+    """The folder of NASRec's six published architectures (``$NASREC_CONFIGS``, else
+    ``shared/nasrec-configs`` beside the project), or None if there is none."""
+    env = os.environ.get("NASREC_CONFIGS")
+    for cand in ([Path(env)] if env else []) + [Path("/work/shared/nasrec-configs"),
+                                                Path(__file__).resolve().parents[2] / "shared" / "nasrec-configs"]:
+        if cand.is_dir() and list(cand.glob("*.json")):
+            return cand
+    return None
+
+
 def default_data(rows: int | None = None, seed: int = 0, max_cardinality: int | None = None) -> Dataset:
     """The default synthetic data set (``rows``/``max_cardinality`` override its size)."""
     d = SyntheticConfig()
