@@ -71,6 +71,8 @@ def _models(n_random: int, seed: int, quick: bool):
               file=sys.stderr)
     else:
         paths = sorted(configs.glob("*.json"))
+        if not paths:
+            raise ValueError(f"no architecture JSON files in {configs} (NASREC_CONFIGS)")
         if quick:
             paths = [p for p in paths if "criteo" in p.name and "xlarge" in p.name][:1] or paths[:1]
         out += [(p.stem, "published", load_arch(p)) for p in paths]
@@ -303,7 +305,11 @@ def main(argv=None) -> int:
     if skipped:
         print(f"host_validation: this machine has {cpus} CPUs; threads {skipped} left out", file=sys.stderr)
         threads = [t for t in threads if t <= cpus]
-    models = _models(n_random, args.seed, q)
+    try:
+        models = _models(n_random, args.seed, q)
+    except ValueError as e:
+        print(f"host_validation: {e}", file=sys.stderr)
+        return 2
     show = not args.quiet and sys.stderr.isatty()
     rows: list[dict] = []
     total = len(runtimes) * len(threads) * len(batches) * len(models) * rounds

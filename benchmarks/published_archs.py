@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from benchmarks._csv import replace_rows
 from benchmarks.task_truth import (RESULTS, TRUTH_CSV, bench_archs, bench_data, default_cache, load_truth,
@@ -55,6 +56,8 @@ def main(argv=None) -> int:
     ap.add_argument("--baselines", nargs="*", default=sorted(BASELINES),
                     help=f"baselines to train beside them (default all: {' '.join(sorted(BASELINES))})")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--steps", type=int, default=r.steps, help=f"default {r.steps} (the truth recipe)")
+    ap.add_argument("--batch-size", type=int, default=r.batch_size)
     ap.add_argument("--lr-fan-in", type=int, default=r.lr_fan_in,
                     help="the architectures' TruthRecipe.lr_fan_in (0: one learning rate)")
     ap.add_argument("--archs", type=int, default=40, help="random architectures to rank against")
@@ -70,42 +73,53 @@ def main(argv=None) -> int:
     unknown = [b for b in args.baselines if b not in BASELINES]
     if unknown:
         ap.error(f"--baselines: unknown {' '.join(unknown)}; known: {' '.join(sorted(BASELINES))}")
+    if len(set(args.baselines)) != len(args.baselines):
+        ap.error(f"--baselines: give each once, got {' '.join(args.baselines)}")
     if len(set(args.seeds)) != len(args.seeds):
         ap.error(f"--seeds: give distinct seeds, got {' '.join(map(str, args.seeds))}")
+    if args.archs < 1:
+        ap.error(f"--archs must be >= 1, got {args.archs}")
     try:
-        recipe = TruthRecipe(lr_fan_in=args.lr_fan_in)
+        recipe = TruthRecipe(steps=args.steps, batch_size=args.batch_size, lr_fan_in=args.lr_fan_in)
         published = [(p.stem, load_arch(p)) for p in sorted(folder.glob("*.json"))]
     except ValueError as e:
         ap.error(str(e))
+    seeds = sorted(args.seeds)
+    torch.set_num_threads(args.threads)
     ds = bench_data(SyntheticConfig())
     models = published + [(b, b) for b in args.baselines]
-    jobs = [(m, s) for _, m in models for s in args.seeds]
+    jobs = [(m, s) for _, m in models for s in seeds]
+    cache = TruthCache(args.cache or default_cache())
+    trained_now = [cache.get(truth_key(ds.content_hash, m, recipe, s)) is None for m, s in jobs]
 
     def done(i, result):
-        name = models[i // len(args.seeds)][0]
+        name = models[i // len(seeds)][0]
         print(f"{name} seed {jobs[i][1]}: test log loss {result['test_logloss']:.4f} "
               f"({result['train_seconds']:.0f} s)", file=sys.stderr, flush=True)
 
-    got = TruthCache(args.cache or default_cache()).get_or_train_jobs(
-        jobs, ds, recipe, workers=args.jobs, threads=args.threads, on_done=done)
-    randoms = _random_means(ds, recipe, args.seeds, args.archs, load_truth(args.results / TRUTH_CSV.name))
-    seeds_text = " ".join(map(str, args.seeds))
+    got = cache.get_or_train_jobs(jobs, ds, recipe, workers=args.jobs, threads=args.threads, on_done=done)
+    randoms = _random_means(ds, recipe, seeds, args.archs, load_truth(args.results / TRUTH_CSV.name))
+    seeds_text = " ".join(map(str, seeds))
     rows = []
     for k, (name, model) in enumerate(models):
-        res = got[k * len(args.seeds):(k + 1) * len(args.seeds)]
+        res = got[k * len(seeds):(k + 1) * len(seeds)]
         mean = statistics.fmean(x["test_logloss"] for x in res)
         rec = recipe.for_model(model)
-        rows.append({"row": f"{ds.content_hash[:16]}|{name}|{recipe.lr_fan_in}|{seeds_text}",
+        # one row per model, data set, recipe of the run and seed list
+        rows.append({"row": f"{ds.content_hash[:16]}|{model_key(model)}|{recipe.steps}|{recipe.batch_size}|"
+                            f"{recipe.lr_fan_in}|{seeds_text}",
                      "model": name, "kind": "baseline" if isinstance(model, str) else "published",
                      "hash": model_key(model), "params": res[0]["params"], "data": ds.content_hash[:16],
                      "seeds": seeds_text, "steps": rec.steps, "lr": rec.lr, "schedule": rec.schedule,
                      "lr_fan_in": rec.lr_fan_in, "arch_lr_fan_in": recipe.lr_fan_in,
-                     **{f"test_logloss_seed{s}": x["test_logloss"] for s, x in zip(args.seeds, res)},
+                     **{f"test_logloss_seed{s}": x["test_logloss"] for s, x in zip(seeds, res)},
                      "test_logloss_mean": mean,
                      "val_logloss_mean": statistics.fmean(x["val_logloss"] for x in res),
                      "cpu_seconds_median": statistics.median(x["cpu_seconds"] for x in res),
                      "random_archs": args.archs if randoms else "",
                      "random_better": sum(m < mean for m in randoms) if randoms else "",
+                     # how this run trained; CPU seconds of cached results come from the run that made them
+                     "trained_now": sum(trained_now[k * len(seeds):(k + 1) * len(seeds)]),
                      "jobs": args.jobs, "threads": args.threads, "cores": os.cpu_count()})
     out = replace_rows(rows, args.results / OUT, "row")
     print(pd.DataFrame(rows)[["model", "params", "test_logloss_mean", "random_better"]].to_string(index=False))

@@ -55,11 +55,14 @@ def default_cache() -> Path:
 
 
 def published_configs_dir() -> Path | None:
-    """The folder of NASRec's six published architectures (``$NASREC_CONFIGS``, else
-    ``shared/nasrec-configs`` beside the project), or None if there is none."""
+    """The folder of NASRec's six published architectures: ``$NASREC_CONFIGS`` when set
+    (as given, so that a wrong one is reported, not replaced), else ``shared/nasrec-configs``
+    beside the project, or None if there is none."""
     env = os.environ.get("NASREC_CONFIGS")
-    for cand in ([Path(env)] if env else []) + [Path("/work/shared/nasrec-configs"),
-                                                Path(__file__).resolve().parents[2] / "shared" / "nasrec-configs"]:
+    if env:
+        return Path(env)
+    for cand in (Path("/work/shared/nasrec-configs"),
+                 Path(__file__).resolve().parents[2] / "shared" / "nasrec-configs"):
         if cand.is_dir() and list(cand.glob("*.json")):
             return cand
     return None
@@ -245,7 +248,8 @@ def _same(a, b) -> bool:
 def _stored_rows(path: Path, fill: dict | None = None) -> list[dict]:
     """The rows of a result file (none if it is missing); ``fill`` gives rows written
     before a column its value for them."""
-    rows = pd.read_csv(path).to_dict("records") if path.is_file() else []
+    # lr_fan_in as integers even where older rows leave it empty (else it is written back as 64.0)
+    rows = pd.read_csv(path, dtype={"lr_fan_in": "Int64"}).to_dict("records") if path.is_file() else []
     for r in rows:
         for k, v in (fill or {}).items():
             if k not in r or pd.isna(r[k]):
