@@ -474,7 +474,11 @@ def test_verify_lr_fan_in_reaches_the_recipe_of_architectures_only():
 
     from cosearch.config import RunConfig
     from cosearch.pipeline import truth_recipe
+    from cosearch.pipeline import _with_added_settings
     cfg = RunConfig()
-    cfg = dc_replace(cfg, verify=dc_replace(cfg.verify, lr_fan_in=64))
+    assert truth_recipe(cfg).lr_fan_in == 64  # the default
+    cfg = dc_replace(cfg, verify=dc_replace(cfg.verify, lr_fan_in=32))
     recipe = truth_recipe(cfg)
-    assert recipe.lr_fan_in == 64 and recipe.for_model("dcnv2").lr_fan_in == 0
+    assert recipe.lr_fan_in == 32 and recipe.for_model("dcnv2").lr_fan_in == 0
+    # a run written before the setting existed resumes with one learning rate, as it ran
+    assert _with_added_settings({"verify": {"top_k": 2}})["verify"]["lr_fan_in"] == 0
