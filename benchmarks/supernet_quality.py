@@ -34,7 +34,8 @@ seconds: supernet training (once per supernet) and scoring per architecture.
 
 Writes ``results/supernet_ranking.csv`` (one row per variant, supernet seed and
 architecture) and ``results/supernet_ranking_summary.csv`` (one row per variant and
-supernet seed, plus a ``mean`` row per variant); rows of other variants are kept, so
+supernet seed, plus a ``mean`` row per variant); rows of other variants, and of the same
+variant judged against another truth (``truth``) or on another data set, are kept, so
 every variant tried stays reported. (The files of the earlier version of this
 benchmark, ``supernet_quality*.csv``, describe the earlier 200k-row task and are kept
 as they were.)
@@ -206,6 +207,23 @@ def _stored_scores(specs, ds, args):
     return out
 
 
+#: What rows written before the ``truth`` column were judged against.
+FIRST_TRUTH = "mean of seeds 0 1"
+
+
+def _judged(row: dict) -> tuple:
+    truth = row.get("truth")
+    return row["variant"], FIRST_TRUTH if truth is None or pd.isna(truth) else truth, row.get("data")
+
+
+def merge_rows(old: list[dict], new: list[dict]) -> list[dict]:
+    """``old`` without the rows that ``new`` measures again (the same variant judged against
+    the same truth on the same data set), then ``new``: a variant judged against another
+    truth keeps both."""
+    again = {_judged(r) for r in new}
+    return [r for r in old if _judged(r) not in again] + new
+
+
 def main(argv=None) -> int:
     d, r = SyntheticConfig(), TruthRecipe()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -331,12 +349,10 @@ def main(argv=None) -> int:
                         "kendall_sd_over_supernets": float(v["kendall_tau"].std(ddof=1)) if len(v) > 1 else float("nan"),
                         "n": len(specs), "truth": truth_name, "truth_version": TRUTH_VERSION,
                         "data": ds.content_hash[:16]})
-    variants = set(s["variant"])
     for name, new in (("supernet_ranking.csv", rows), ("supernet_ranking_summary.csv", summary)):
         path = args.results / name
         old = pd.read_csv(path).to_dict("records") if path.is_file() else []
-        old = [o for o in old if o["variant"] not in variants]
-        write_rows(old + new, path)
+        write_rows(merge_rows(old, new), path)
     print(pd.DataFrame(summary).T.to_string())
     print(f"wrote {args.results / 'supernet_ranking.csv'} and {args.results / 'supernet_ranking_summary.csv'}")
     return 0

@@ -67,3 +67,16 @@ def test_six_seeds_measure_three_seed_truths_over_every_split():
     assert r["mean2_kendall_mean"] == pytest.approx(np.mean(m2))
     # averaging three seeds: noise about 0.002 / sqrt 3
     assert 0.0006 < r["mean3_noise_std"] < 0.0018
+
+
+def test_supernet_quality_keeps_a_variant_judged_against_another_truth():
+    from benchmarks.supernet_quality import merge_rows
+    old = [{"variant": "short-50", "truth": float("nan"), "data": "d", "score": 1},  # before the column
+           {"variant": "short-50", "truth": "mean of seeds 0 1, lr_fan_in 64", "data": "d", "score": 2},
+           {"variant": "short-50", "truth": "mean of seeds 0 1", "data": "other", "score": 3},
+           {"variant": "params", "truth": "mean of seeds 0 1", "data": "d", "score": 4}]
+    new = [{"variant": "short-50", "truth": "mean of seeds 0 1", "data": "d", "score": 5}]
+    # only the row judged against the same truth on the same data is measured again
+    assert [r["score"] for r in merge_rows(old, new)] == [2, 3, 4, 5]
+    again = [{"variant": "short-50", "truth": "mean of seeds 0 1, lr_fan_in 64", "data": "d", "score": 6}]
+    assert [r["score"] for r in merge_rows(old, again)] == [1, 3, 4, 6]
