@@ -89,15 +89,16 @@ def main(argv=None) -> int:
     ds = bench_data(SyntheticConfig())
     models = published + [(b, b) for b in args.baselines]
     jobs = [(m, s) for _, m in models for s in seeds]
-    cache = TruthCache(args.cache or default_cache())
-    trained_now = [cache.get(truth_key(ds.content_hash, m, recipe, s)) is None for m, s in jobs]
+    trained_now: set[int] = set()  # get_or_train_jobs reports only the jobs it trains
 
     def done(i, result):
+        trained_now.add(i)
         name = models[i // len(seeds)][0]
         print(f"{name} seed {jobs[i][1]}: test log loss {result['test_logloss']:.4f} "
               f"({result['train_seconds']:.0f} s)", file=sys.stderr, flush=True)
 
-    got = cache.get_or_train_jobs(jobs, ds, recipe, workers=args.jobs, threads=args.threads, on_done=done)
+    got = TruthCache(args.cache or default_cache()).get_or_train_jobs(
+        jobs, ds, recipe, workers=args.jobs, threads=args.threads, on_done=done)
     randoms = _random_means(ds, recipe, seeds, args.archs, load_truth(args.results / TRUTH_CSV.name))
     seeds_text = " ".join(map(str, seeds))
     rows = []
@@ -119,7 +120,7 @@ def main(argv=None) -> int:
                      "random_archs": args.archs if randoms else "",
                      "random_better": sum(m < mean for m in randoms) if randoms else "",
                      # how this run trained; CPU seconds of cached results come from the run that made them
-                     "trained_now": sum(trained_now[k * len(seeds):(k + 1) * len(seeds)]),
+                     "trained_now": sum(i in trained_now for i in range(k * len(seeds), (k + 1) * len(seeds))),
                      "jobs": args.jobs, "threads": args.threads, "cores": os.cpu_count()})
     out = replace_rows(rows, args.results / OUT, "row")
     print(pd.DataFrame(rows)[["model", "params", "test_logloss_mean", "random_better"]].to_string(index=False))

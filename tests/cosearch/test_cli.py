@@ -473,8 +473,7 @@ def test_verify_lr_fan_in_reaches_the_recipe_of_architectures_only():
     from dataclasses import replace as dc_replace
 
     from cosearch.config import RunConfig
-    from cosearch.pipeline import truth_recipe
-    from cosearch.pipeline import _with_added_settings
+    from cosearch.pipeline import _with_added_settings, truth_recipe
     cfg = RunConfig()
     assert truth_recipe(cfg).lr_fan_in == 64  # the default
     cfg = dc_replace(cfg, verify=dc_replace(cfg.verify, lr_fan_in=32))
