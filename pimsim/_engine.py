@@ -774,6 +774,30 @@ def _controller(bank, row, is_write, arrival, prev_same, p, accept, complete, ki
     return counts[C_ACT]
 
 
+@njit(cache=True)
+def _split_addresses(addr, line_shift, capacity, shift, mask, stride, size, channel, bank, row, line):
+    """Channel, rank-major bank index, row and line of each byte address, in one pass.
+
+    ``shift``, ``mask``, ``stride``, ``size`` (5,): the channel, rank, bank group, bank and
+    row fields' bit shift and mask (shift -1: not a power of two, use stride and size).
+    Fills the four (n,) outputs; returns the index of the first address outside
+    [0, capacity), or -1.
+    """
+    f = np.zeros(5, np.int64)
+    for i in range(addr.shape[0]):
+        a = addr[i]
+        if a < 0 or a >= capacity:
+            return i
+        x = a >> line_shift
+        line[i] = x
+        for k in range(5):
+            f[k] = (x >> shift[k]) & mask[k] if shift[k] >= 0 else (x // stride[k]) % size[k]
+        channel[i] = f[0]
+        bank[i] = (f[1] * size[2] + f[2]) * size[3] + f[3]
+        row[i] = f[4]
+    return -1
+
+
 #: Requests from which ``_prev_same_line`` sorts by radix rather than by merging.
 RADIX_MIN_REQUESTS = 65_536
 

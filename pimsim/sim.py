@@ -9,7 +9,7 @@ import numpy as np
 from . import _engine as E
 from .config import Hardware, PagePolicy, Scheduler
 from .energy import ActionCounts, EnergyTable, energy_breakdown_pj
-from .mapping import decode
+from .mapping import controller_fields
 from .presets import load_hardware
 from .report import ReportMixin
 from .trace import Trace
@@ -137,24 +137,29 @@ def simulate_trace(trace: Trace, hardware: Hardware | str) -> TraceReport:
     if len(trace) == 0:
         raise ValueError("trace holds no requests")
     o = hw.org
-    dec = decode(trace.addresses, o)
-    bank = (dec.rank * o.bankgroups + dec.bankgroup) * o.banks_per_group + dec.bank
+    channel, bank, row, line = controller_fields(trace.addresses, o)
     n = len(trace)
-    accept = np.zeros(n, np.int64)
-    complete = np.zeros(n, np.int64)
-    kind = np.zeros(n, np.int64)
     counts = np.zeros(E.N_COUNTS, np.int64)
     params = engine_params(hw, ranks=o.ranks, banks_per_bus=o.ranks * o.banks)
     results = []
-    for ch in range(o.channels):
-        sel = np.flatnonzero(dec.channel == ch) if o.channels > 1 else slice(None)
-        if o.channels > 1 and len(sel) == 0:
-            continue
-        res = run_controller(bank[sel], dec.row[sel], trace.is_write[sel], trace.arrival_cycles[sel],
-                             dec.line[sel], params)
-        accept[sel], complete[sel], kind[sel] = res.accept_cycles, res.completion_cycles, res.kind
+    if o.channels == 1:  # the whole trace is one controller's: its arrays are the result
+        res = run_controller(bank, row, trace.is_write, trace.arrival_cycles, line, params)
+        accept, complete, kind = res.accept_cycles, res.completion_cycles, res.kind
         counts += res.counts
         results.append(res)
+    else:
+        accept = np.zeros(n, np.int64)
+        complete = np.zeros(n, np.int64)
+        kind = np.zeros(n, np.int64)
+        for ch in range(o.channels):
+            sel = np.flatnonzero(channel == ch)
+            if len(sel) == 0:
+                continue
+            res = run_controller(bank[sel], row[sel], trace.is_write[sel], trace.arrival_cycles[sel],
+                                 line[sel], params)
+            accept[sel], complete[sel], kind[sel] = res.accept_cycles, res.completion_cycles, res.kind
+            counts += res.counts
+            results.append(res)
     end = int(complete.max())
     active = sum(active_rank_cycles(res, o.ranks, end) for res in results)
     all_rank_cycles = o.channels * o.ranks * end

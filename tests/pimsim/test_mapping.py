@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pimsim import Trace, load_hardware, simulate_trace
-from pimsim.mapping import decode, encode
+from pimsim.mapping import controller_fields, decode, encode
 
 MAPPINGS = ["rochrababgco", "rorabgbachco", "chrorababgco", "robabgracoch"]
 
@@ -133,3 +133,25 @@ def test_interleaved_tables_spread_over_three_channels_and_simulate():
     host, nmp = simulate(wl, dataclasses.replace(hw, nmp=None), seed=0), simulate(wl, hw, seed=0)
     assert host.lookups == nmp.lookups == 32 * 50
     assert nmp.latency_s > 0 and host.latency_s > 0
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4, 6])
+@pytest.mark.parametrize("mapping", MAPPINGS)
+def test_controller_fields_match_decode(channels, mapping):
+    """The one-pass kernel against the numpy decoder, power-of-two fields or not."""
+    org = dataclasses.replace(load_hardware("ddr4-2400").org, channels=channels, address_mapping=mapping)
+    rng = np.random.default_rng(channels)
+    addr = np.concatenate([rng.integers(0, org.capacity_bytes, 5000), [0, org.capacity_bytes - 1]])
+    d = decode(addr, org)
+    channel, bank, row, line = controller_fields(addr, org)
+    assert np.array_equal(channel, d.channel)
+    assert np.array_equal(bank, (d.rank * org.bankgroups + d.bankgroup) * org.banks_per_group + d.bank)
+    assert np.array_equal(row, d.row)
+    assert np.array_equal(line, d.line)
+
+
+@pytest.mark.parametrize("bad,message", [(-64, "negative address -64"), (1 << 40, "beyond the capacity")])
+def test_controller_fields_name_an_address_outside_the_memory(bad, message):
+    org = load_hardware("ddr4-2400").org
+    with pytest.raises(ValueError, match=message):
+        controller_fields(np.array([0, 64, bad, 128]), org)
