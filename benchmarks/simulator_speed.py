@@ -68,18 +68,23 @@ def engine_at(rev: str, folder: str):
     spec = importlib.util.spec_from_file_location("_engine_against", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    from pimsim import _engine as E
+    for name in ("N_PARAMS", "N_COUNTS"):
+        if getattr(module, name, None) != getattr(E, name):
+            raise ValueError(f"--against {rev!r}: its kernel's {name} differs from this checkout's; "
+                             f"the two cannot run on the same parameters")
     return module
 
 
-def _time_kernel(engine, bank, row, is_write, arrival, prev, p) -> tuple[float, np.ndarray]:
-    """(seconds, completion cycles) of one kernel run."""
+def _time_kernel(engine, bank, row, is_write, arrival, prev, p) -> tuple[float, list[np.ndarray]]:
+    """(seconds, [accept cycles, completion cycles, kinds, counts]) of one kernel run."""
     m = len(bank)
     outs = [np.zeros(m, np.int64) for _ in range(3)]
     counts = np.zeros(engine.N_COUNTS, np.int64)
     recs = [np.zeros(m + m // 4 + 1024, np.int64) for _ in range(3)]
     t0 = time.perf_counter()
     engine._simulate(bank, row, is_write, arrival, prev, p, *outs, counts, *recs)
-    return time.perf_counter() - t0, outs[1]
+    return time.perf_counter() - t0, outs + [counts]
 
 
 def traces(hw, n: int, rng: np.random.Generator):
@@ -149,7 +154,7 @@ def _run(args, other) -> int:
                     if other is not None:
                         secs, done_other = _time_kernel(other, *args_k)
                         kern_other.append(secs)
-                        if not np.array_equal(done, done_other):
+                        if not all(np.array_equal(x, y) for x, y in zip(done, done_other)):
                             print(f"error: {args.against} and this checkout disagree on {name} ({sched})", file=sys.stderr)
                             return 1
                 row = {"trace": name, "requests": len(tr), "scheduler": sched, "seed": args.seed,

@@ -37,7 +37,8 @@ def _run(root: Path, trace: Path, hardware: str) -> tuple[float, dict]:
                           cwd=root, env=env, capture_output=True, text=True)
     secs = time.perf_counter() - t0
     if proc.returncode != 0:
-        raise RuntimeError(f"pimsim trace failed in {root}: {proc.stderr.strip().splitlines()[-1:]}")
+        last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit status {proc.returncode}"
+        raise RuntimeError(f"pimsim trace failed in {root}: {last}")
     return secs, json.loads(proc.stdout)
 
 
@@ -63,12 +64,17 @@ def main(argv: list[str] | None = None) -> int:
         write_trace(Trace(rng.integers(0, hw.org.capacity_bytes // 64, n) * 64, np.zeros(n, bool),
                           np.zeros(n, np.int64)), trace)
         roots = {"this checkout": ROOT}
+        if args.against == "this checkout":
+            print("error: --against needs a git revision", file=sys.stderr)
+            return 2
         if args.against:
             other = Path(folder) / "against"
             add = subprocess.run(["git", "worktree", "add", "--detach", str(other), args.against],
                                  cwd=ROOT, capture_output=True, text=True)
             if add.returncode != 0:
-                print(f"error: --against {args.against!r}: {add.stderr.strip().splitlines()[-1]}", file=sys.stderr)
+                subprocess.run(["git", "worktree", "prune"], cwd=ROOT, capture_output=True)
+                why = add.stderr.strip().splitlines()[-1] if add.stderr.strip() else "git worktree add failed"
+                print(f"error: --against {args.against!r}: {why}", file=sys.stderr)
                 return 2
             roots[args.against] = other
         try:
@@ -77,13 +83,16 @@ def main(argv: list[str] | None = None) -> int:
                 print("error: the two revisions print different reports", file=sys.stderr)
                 return 1
             times: dict[str, list[float]] = {k: [] for k in roots}
-            for _ in range(args.repeats):
-                for k, r in roots.items():
-                    times[k].append(_run(r, trace, args.hardware)[0])
+            order = list(roots)
+            for i in range(args.repeats):
+                for k in order[i % 2:] + order[:i % 2]:  # each side goes first in turn
+                    times[k].append(_run(roots[k], trace, args.hardware)[0])
         finally:
             if args.against:
-                subprocess.run(["git", "worktree", "remove", "--force", str(roots[args.against])],
-                               cwd=ROOT, capture_output=True)
+                gone = subprocess.run(["git", "worktree", "remove", "--force", str(roots[args.against])],
+                                      cwd=ROOT, capture_output=True)
+                if gone.returncode != 0:
+                    subprocess.run(["git", "worktree", "prune"], cwd=ROOT, capture_output=True)
     rows = []
     for k in roots:
         med = statistics.median(times[k])

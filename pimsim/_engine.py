@@ -145,21 +145,22 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
     cal_row = np.full(n_banks, -1, np.int64)  # the bank's last calendar row, or -1
     occ = np.zeros(1, np.int64)  # bit k: calendar row k holds a bank
     clock = np.zeros(1, np.int64)  # the cycle the bitset and calendar are up to
-    # FR-FCFS: the banks whose command is CMD_* (row CMD_*), and each data bus's and rank's
+    # FR-FCFS: the banks whose command is CMD_* (row CMD_*; only the READ, WRITE and ACT
+    # rows are read, so the NONE row need not start full), and each data bus's and rank's
     # banks, a bit per bank: an issued command files the others it delays in one move
     cmd_bits = np.zeros((5, n_words), np.int64)
-    bus_bits = np.zeros((bus.shape[0], n_words), np.int64)
-    rank_bits = np.zeros((rs.shape[0], n_words), np.int64)
+    n_bus = bus.shape[0]
+    groups = np.zeros((n_bus + rs.shape[0], n_words), np.int64)  # rows: each bus's, then each rank's
     for b in range(n_banks):
-        bus_bits[bank_bus[b], b >> 6] |= np.int64(1) << (b & 63)
-        rank_bits[bank_rank[b], b >> 6] |= np.int64(1) << (b & 63)
+        groups[bank_bus[b], b >> 6] |= np.int64(1) << (b & 63)
+        groups[n_bus + bank_rank[b], b >> 6] |= np.int64(1) << (b & 63)
     kind[:] = -1
     complete[:] = -1
     return _controller(bank, row, is_write, arrival, prev_same, p, accept, complete, kind, counts,
                        act_rank, act_start, act_end, bs, rs, gs, bus, bank_group, bank_rank, bank_bus,
                        leader, refreshed, dep, ring, bq, bq_n, w_head, w_tail, w_next, held, raw_readers,
                        ct, cand_i, cand_slot, cand_cmd, cand_t, maybe, cal, cal_row, occ, clock,
-                       cmd_bits, bus_bits, rank_bits)
+                       cmd_bits, groups)
 
 
 # The controller runs without numba's reference counting (``_nrt=False``), so it may not
@@ -174,7 +175,7 @@ def _controller(bank, row, is_write, arrival, prev_same, p, accept, complete, ki
                 act_rank, act_start, act_end, bs, rs, gs, bus, bank_group, bank_rank, bank_bus,
                 leader, refreshed, dep, ring, bq, bq_n, w_head, w_tail, w_next, held, raw_readers,
                 ct, cand_i, cand_slot, cand_cmd, cand_t, maybe, cal, cal_row, occ, clock,
-                cmd_bits, bus_bits, rank_bits):
+                cmd_bits, groups):
     """``_simulate``'s work: its arguments, then the state it allocated (described where
     ``_simulate`` allocates it)."""
     n = bank.shape[0]
@@ -193,6 +194,7 @@ def _controller(bank, row, is_write, arrival, prev_same, p, accept, complete, ki
     n_ranks = rs.shape[0]
     n_words = maybe.shape[0]
     n_records = act_rank.shape[0]
+    n_bus = bus.shape[0]
 
     def act_ready(b, r, g):
         return max(bs[b, B_NEXT_ACT], rs[r, R_LAST_ACT] + trrd_s, gs[g, G_LAST_ACT] + trrd_l,
@@ -455,7 +457,7 @@ def _controller(bank, row, is_write, arrival, prev_same, p, accept, complete, ki
                 x ^= low
 
         def file_behind(m, group, t):
-            """File at cycle ``t`` every bank of ``group`` (a row of bank bits) whose command is
+            """File at cycle ``t`` every bank of ``groups[group]`` (bank bits) whose command is
             ``m`` and that sits in the bitset or in the calendar before ``t``: a command just
             issued keeps them all waiting until at least ``t`` (a burst: its bus's other reads
             or writes; an ACT: its rank's other ACTs, tRRD_S and tFAW). Under a backlog each
@@ -472,7 +474,7 @@ def _controller(bank, row, is_write, arrival, prev_same, p, accept, complete, ki
                 x = ((x >> s0) & ((np.int64(1) << (CAL - s0)) - 1)) | (x << (CAL - s0))
             x &= (np.int64(1) << (t - now - 1)) - 1
             for w in range(n_words):
-                sel = group[w] & cmd_bits[m, w]
+                sel = groups[group, w] & cmd_bits[m, w]
                 if sel == 0:
                     continue
                 y = maybe[w] & sel
@@ -722,6 +724,7 @@ def _controller(bank, row, is_write, arrival, prev_same, p, accept, complete, ki
                 r = bank_rank[b]
                 cmd = cand_cmd[b]
                 rr_last = b
+                n_behind, group, t_behind, t_behind2 = 0, 0, 0, 0
                 if cmd == CMD_READ or cmd == CMD_WRITE:
                     if kind[i] < 0:
                         kind[i] = K_HIT
@@ -742,9 +745,8 @@ def _controller(bank, row, is_write, arrival, prev_same, p, accept, complete, ki
                         for bb in range(n_banks):
                             if bank_bus[bb] == d and bank_rank[bb] == r and bb != b and bq_n[bb] > 0:
                                 update_candidate(bb)
-                    set_cmd_bit(b, CMD_NONE)  # set again below
-                    file_behind(CMD_READ, bus_bits[d], bus[d, 0] - cl)
-                    file_behind(CMD_WRITE, bus_bits[d], bus[d, 0] - cwl)
+                    # the other reads and writes on this bus wait for this burst
+                    n_behind, group, t_behind, t_behind2 = 2, d, bus[d, 0] - cl, bus[d, 0] - cwl
                 elif cmd == CMD_PRE:
                     if kind[i] < 0:
                         kind[i] = K_CONFLICT
@@ -753,8 +755,14 @@ def _controller(bank, row, is_write, arrival, prev_same, p, accept, complete, ki
                     if kind[i] < 0:
                         kind[i] = K_MISS
                     do_act(now, b, r, g, row[i])
+                    # the other ACTs of this rank wait for tRRD_S and tFAW
+                    n_behind, group = 1, n_bus + r
+                    t_behind = max(now + trrd_s, rs[r, R_FAW0 + rs[r, R_FAW_POS]] + tfaw)
+                if n_behind > 0:
                     set_cmd_bit(b, CMD_NONE)  # set again below
-                    file_behind(CMD_ACT, rank_bits[r], max(now + trrd_s, rs[r, R_FAW0 + rs[r, R_FAW_POS]] + tfaw))
+                    for q in range(n_behind):  # one call site: each is compiled inline
+                        file_behind(CMD_ACT if cmd == CMD_ACT else CMD_READ + q, group,
+                                    t_behind2 if q else t_behind)
                 update_candidate(b)
                 now += 1
                 continue

@@ -87,6 +87,8 @@ def controller_fields(addresses, org: DramOrg) -> tuple[np.ndarray, np.ndarray, 
     addr = np.asarray(addresses)
     if addr.dtype.kind not in "iu":
         raise ValueError(f"addresses must be integers, got dtype {addr.dtype}")
+    if addr.ndim != 1:
+        raise ValueError(f"addresses must be one-dimensional, got shape {addr.shape}")
     addr = np.ascontiguousarray(addr, np.int64)
     layout = {name: (stride, size) for name, stride, size in _layout(org)}
     fields = ("ch", "ra", "bg", "ba", "ro")
@@ -99,11 +101,10 @@ def controller_fields(addresses, org: DramOrg) -> tuple[np.ndarray, np.ndarray, 
     channel, bank, row, line = (np.empty(n, np.int64) for _ in range(4))
     bad = E._split_addresses(addr, int(org.line_bytes).bit_length() - 1, org.capacity_bytes,
                              shift, mask, stride, size, channel, bank, row, line)
-    if bad >= 0:
-        a = int(addr[bad])
-        if a < 0:
-            raise ValueError(f"negative address {a}")
-        raise ValueError(f"address {a:#x} is beyond the capacity of {org.capacity_bytes:#x} bytes")
+    if bad >= 0:  # name the address decode() names
+        if addr.min() < 0:
+            raise ValueError(f"negative address {int(addr.min())}")
+        raise ValueError(f"address {int(addr.max()):#x} is beyond the capacity of {org.capacity_bytes:#x} bytes")
     return channel, bank, row, line
 
 

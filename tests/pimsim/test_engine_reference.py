@@ -142,17 +142,21 @@ def test_kernel_matches_reference_on_a_long_saturated_trace_with_full_queues(sch
     assert res.counts[E.C_WR] == ref[3]["WR"] > 100
 
 
-@pytest.mark.parametrize("banks_per_group,writes,trtrs", [(4, 0.0, 1), (4, 0.3, 1), (16, 0.3, 7)])
-def test_kernel_matches_reference_under_a_bus_and_act_backlog(banks_per_group, writes, trtrs):
+@pytest.mark.parametrize("banks_per_group,writes,trtrs,page,local", [
+    (4, 0.0, 1, "open", False), (4, 0.3, 1, "open", False), (16, 0.3, 7, "open", False),
+    (4, 0.3, 1, "closed", False), (4, 0.3, 1, "open", True)])
+def test_kernel_matches_reference_under_a_bus_and_act_backlog(banks_per_group, writes, trtrs, page, local):
     """Reads and writes to many banks, all at cycle 0: bursts and ACTs queue up behind the
     data bus, tRRD and tFAW, so each issued command delays several waiting banks at once
-    (the engine then files them in one move; 128 banks span two bitset words)."""
+    (the engine then files them in one move; 128 banks span two bitset words). ``local``:
+    one rank with a data path per bank pair, capped by a bus gap (near-memory units)."""
     rng = np.random.default_rng(500 + banks_per_group)
-    hw = small_hardware(tq=16, cq=8, wq=16, high=16, low=4, hit_cap=4)
+    hw = small_hardware(tq=16, cq=8, wq=16, high=16, low=4, hit_cap=4, page=page, ranks=1 if local else 2)
     hw = dataclasses.replace(hw, org=dataclasses.replace(hw.org, bankgroups=4, banks_per_group=banks_per_group),
                              timing=dataclasses.replace(hw.timing, trtrs=trtrs))
     o = hw.org
     n = 400
     addr = rng.integers(0, o.capacity_bytes // o.line_bytes, n) * o.line_bytes
-    res, ref = run_both(hw, addr, rng.random(n) < writes, np.zeros(n, np.int64), o.ranks, o.ranks * o.banks)
+    res, ref = run_both(hw, addr, rng.random(n) < writes, np.zeros(n, np.int64), o.ranks,
+                        2 if local else o.ranks * o.banks, 9 if local else 0)
     _assert_same(res, ref)

@@ -150,8 +150,15 @@ def test_controller_fields_match_decode(channels, mapping):
     assert np.array_equal(line, d.line)
 
 
-@pytest.mark.parametrize("bad,message", [(-64, "negative address -64"), (1 << 40, "beyond the capacity")])
-def test_controller_fields_name_an_address_outside_the_memory(bad, message):
+@pytest.mark.parametrize("addr", [[0, 64, -64, 128, -128], [0, 1 << 40, 64, 1 << 41], [[0, 64]]])
+def test_controller_fields_refuse_what_decode_refuses_with_the_same_message(addr):
     org = load_hardware("ddr4-2400").org
+    addr = np.array(addr)
+    if addr.ndim == 1:
+        with pytest.raises(ValueError) as expected:
+            decode(addr, org)
+        message = str(expected.value)
+    else:
+        message = "one-dimensional"
     with pytest.raises(ValueError, match=message):
-        controller_fields(np.array([0, 64, bad, 128]), org)
+        controller_fields(addr, org)
