@@ -403,19 +403,30 @@ def _controller(bank, row, is_write, arrival, prev_same, p, accept, complete, ki
                 return bs[b, B_PRE_OK]
             return col_ready(b, r, g, cmd == CMD_WRITE)
 
+        def clear_cal(k, w, bits):
+            """Take the banks of ``bits`` (word ``w``) out of calendar row ``k``; mark the row
+            free if that empties it."""
+            cal[k, w] &= ~bits
+            for ww in range(n_words):
+                if cal[k, ww] != 0:
+                    return
+            occ[0] &= ~(np.int64(1) << k)
+
+        def occupied_from(u):
+            """The calendar's occupied rows by cycle: bit j for cycle ``u + j`` (``u`` after the clock)."""
+            x = occ[0]
+            s = u & (CAL - 1)
+            if s > 0:
+                x = ((x >> s) & ((np.int64(1) << (CAL - s)) - 1)) | (x << (CAL - s))
+            return x
+
         def unfile(b):
             w = b >> 6
             bit = np.int64(1) << (b & 63)
             maybe[w] &= ~bit
             k = cal_row[b]  # may be stale (the row was taken since): then the bit is not there
             if k >= 0 and cal[k, w] & bit:
-                cal[k, w] &= ~bit
-                empty = True
-                for ww in range(n_words):
-                    if cal[k, ww] != 0:
-                        empty = False
-                if empty:
-                    occ[0] &= ~(np.int64(1) << k)
+                clear_cal(k, w, bit)
 
         def place(b):
             """File bank ``b`` by its bound ``cand_t[b]``: the bitset if it has come, else the calendar."""
@@ -468,11 +479,7 @@ def _controller(bank, row, is_write, arrival, prev_same, p, accept, complete, ki
             t = min(t, now + CAL - 1)
             kt = t & (CAL - 1)
             # calendar rows of cycles now + 1 .. t - 1, bit j for cycle now + 1 + j
-            x = occ[0]
-            s0 = (now + 1) & (CAL - 1)
-            if s0 > 0:
-                x = ((x >> s0) & ((np.int64(1) << (CAL - s0)) - 1)) | (x << (CAL - s0))
-            x &= (np.int64(1) << (t - now - 1)) - 1
+            x = occupied_from(now + 1) & ((np.int64(1) << (t - now - 1)) - 1)
             for w in range(n_words):
                 sel = groups[group, w] & cmd_bits[m, w]
                 if sel == 0:
@@ -485,18 +492,11 @@ def _controller(bank, row, is_write, arrival, prev_same, p, accept, complete, ki
                 while rows != 0:
                     low = rows & -rows
                     rows ^= low
-                    k = (s0 + DEBRUIJN64[((low * DEBRUIJN64_MUL) >> 58) & 63]) & (CAL - 1)
+                    k = (now + 1 + DEBRUIJN64[((low * DEBRUIJN64_MUL) >> 58) & 63]) & (CAL - 1)
                     y = cal[k, w] & sel
-                    if y == 0:
-                        continue
-                    cal[k, w] &= ~y
-                    move_bits(y, w, kt)
-                    empty = True
-                    for ww in range(n_words):
-                        if cal[k, ww] != 0:
-                            empty = False
-                    if empty:
-                        occ[0] &= ~(np.int64(1) << k)
+                    if y != 0:
+                        clear_cal(k, w, y)
+                        move_bits(y, w, kt)
 
         def advance(t):
             """Bring the bitset up to cycle ``t``: every bank filed at a cycle <= t joins it."""
@@ -516,12 +516,9 @@ def _controller(bank, row, is_write, arrival, prev_same, p, accept, complete, ki
 
         def first_filed():
             """The earliest cycle after the clock with a bank in the calendar; FOREVER if none."""
-            x = occ[0]
-            if x == 0:
+            if occ[0] == 0:
                 return FOREVER
-            s = (clock[0] + 1) & (CAL - 1)
-            if s > 0:
-                x = ((x >> s) & ((np.int64(1) << (CAL - s)) - 1)) | (x << (CAL - s))
+            x = occupied_from(clock[0] + 1)
             low = x & -x
             return clock[0] + 1 + DEBRUIJN64[((low * DEBRUIJN64_MUL) >> 58) & 63]
 
