@@ -121,10 +121,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args, other) -> int:
-
     from pimsim import _engine as E
     from pimsim import Trace, load_hardware, simulate_trace
-    from pimsim.mapping import decode
+    from pimsim.mapping import controller_fields
     from pimsim.sim import engine_params, prev_same_line
 
     imp_s, first_call_s = compile_seconds()
@@ -134,14 +133,13 @@ def _run(args, other) -> int:
     for n in args.sizes:
         rng = np.random.default_rng(args.seed)
         for name, tr in traces(base, n, rng):
-            dec = decode(tr.addresses, base.org)
-            bank = (dec.rank * base.org.bankgroups + dec.bankgroup) * base.org.banks_per_group + dec.bank
-            prev = prev_same_line(dec.line)
+            _, bank, dram_row, line = controller_fields(tr.addresses, base.org)
+            prev = prev_same_line(line)
             for sched in args.schedulers:
                 hw = dataclasses.replace(base, controller=dataclasses.replace(base.controller, scheduler=sched))
                 simulate_trace(Trace(tr.addresses[:10], tr.is_write[:10], tr.arrival_cycles[:10]), hw)  # warm
                 p = engine_params(hw, ranks=base.org.ranks, banks_per_bus=base.org.ranks * base.org.banks)
-                args_k = (bank, dec.row, tr.is_write, tr.arrival_cycles, prev, p)
+                args_k = (bank, dram_row, tr.is_write, tr.arrival_cycles, prev, p)
                 if other is not None:
                     _time_kernel(other, *(a[:10] for a in args_k[:5]), p)  # compile apart
                 ends, kern, kern_other = [], [], []
