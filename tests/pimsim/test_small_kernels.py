@@ -23,13 +23,30 @@ def test_prev_same_line_matches_reference(values, modulo):
     assert E._prev_same_line(lines).tolist() == prev_same_reference(lines.tolist())
 
 
-@pytest.mark.parametrize("n", [5_000, E.RADIX_MIN_REQUESTS + 1000])  # merge sort, radix sort
+@pytest.mark.parametrize("n", [5_000, E.RADIX_MIN_REQUESTS + 1000])  # comparison sort, radix sort
 def test_prev_same_line_sorts_stably_on_both_paths(n):
     """Many repeats of each line (a stable sort keeps their order) on both sort paths."""
     rng = np.random.default_rng(5)
-    for top in (50, 70_000, 2**40):  # one, two and three 16-bit radix passes
+    for top in (50, 70_000, 2**40):  # one, two and four radix passes
         lines = rng.integers(0, top, n).astype(np.int64)
         assert E._prev_same_line(lines).tolist() == prev_same_reference(lines.tolist())
+
+
+def test_prev_same_line_when_line_and_index_do_not_fit_one_key():
+    """Lines of 50 bits and 9,000 requests (14 index bits) take the index sort."""
+    rng = np.random.default_rng(6)
+    lines = rng.integers(0, 40, 9_000).astype(np.int64) * (1 << 44) + rng.integers(0, 3, 9_000)
+    assert int(lines.max()).bit_length() + 14 > 62
+    assert E._prev_same_line(lines).tolist() == prev_same_reference(lines.tolist())
+
+
+@pytest.mark.parametrize("n", [300, E.RADIX_MIN_REQUESTS + 10])
+def test_prev_same_line_on_lines_that_never_decrease(n):
+    """A stream (each line a few times, in order) needs no sort; one step back must sort."""
+    lines = np.repeat(np.arange(n // 3 + 1, dtype=np.int64), 3)[:n]
+    assert E._prev_same_line(lines).tolist() == prev_same_reference(lines.tolist())
+    lines[n // 2] = 0
+    assert E._prev_same_line(lines).tolist() == prev_same_reference(lines.tolist())
 
 
 def active_reference(records, n_ranks, end):
