@@ -105,7 +105,7 @@ def _read_text(path: Path) -> Trace:
         raise ValueError(f"cannot read trace {str(path)!r}: {exc.strerror}") from None
     buf = buf[:got + 1]
     buf[got] = 10
-    high, has_cr = _byte_flags(buf)
+    high, has_cr, newlines = _byte_flags(buf[:got])
     if has_cr or high:
         data = buf[:got].tobytes()
         if high:
@@ -117,8 +117,10 @@ def _read_text(path: Path) -> Trace:
         if has_cr:  # universal newlines, as Python's text mode reads them
             data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
             buf = np.frombuffer(data + b"\n", np.uint8)
-    # a request line holds at least 8 bytes ("0 READ 0") and its newline
-    cap = len(buf) // 9 + 1
+            newlines = data.count(b"\n")
+            got = len(data)
+    # every request line ends with a newline, the last one perhaps with the spare byte
+    cap = int(newlines) + int(got == 0 or buf[got - 1] != 10)
     addr = np.empty(cap, np.int64)
     wr = np.empty(cap, np.bool_)
     cyc = np.empty(cap, np.int64)
@@ -133,8 +135,10 @@ def _read_text(path: Path) -> Trace:
             nreq += 1
     if nreq == 0:
         raise ValueError(f"{path}: trace holds no requests")
-    # copies: views would pin the over-sized buffers
-    return Trace(addr[:nreq].copy(), wr[:nreq].copy(), cyc[:nreq].copy())
+    if nreq < cap:  # blank or comment lines: shrink in place (no copy of a fresh array)
+        for a in (addr, wr, cyc):
+            a.resize(nreq, refcheck=False)
+    return Trace(addr, wr, cyc)
 
 
 def _parse_line(line: str, path: Path, lineno: int) -> tuple[int, bool, int] | None:
@@ -179,13 +183,15 @@ _SEP[[10, 35]] = 2
 
 @njit(cache=True)
 def _byte_flags(buf):
-    """(any byte >= 0x80, any carriage return) of ``buf``."""
+    """(any byte >= 0x80, any carriage return, how many newlines) of ``buf``."""
     high = 0
     cr = False
+    newlines = 0
     for k in range(len(buf)):
         high |= buf[k]
         cr |= buf[k] == 13
-    return high >= 0x80, cr
+        newlines += buf[k] == 10
+    return high >= 0x80, cr, newlines
 
 
 @njit(cache=True)
@@ -249,7 +255,9 @@ def _scan_text(buf, pos, line, addr, wr, cyc, nreq):
                     if ok:
                         while sep[buf[j]] == 1:
                             j += 1
-                        if sep[buf[j]] == 2:
+                        # a full output (which sizing rules out) leaves the line to Python,
+                        # whose store then fails loudly instead of writing out of bounds
+                        if sep[buf[j]] == 2 and nreq < addr.shape[0]:
                             plain = True
                             addr[nreq] = a
                             wr[nreq] = w == 1
