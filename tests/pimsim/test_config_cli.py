@@ -194,3 +194,45 @@ def test_cli_embed_with_explicit_indices(tmp_path, capsys):
     assert code == 0
     d = json.loads(out)
     assert d["host"]["lookups"] == 40 and d["host"]["batch_size"] == 4 and d["host"]["seed"] is None
+
+
+@pytest.mark.parametrize("mode,off_inside", [("madvise", True), ("defer+madvise", True), ("never", False),
+                                             ("defer", False), (None, False)])
+def test_cli_turns_numpy_huge_pages_off_only_where_faults_compact(monkeypatch, capsys, mode, off_inside):
+    """While a command runs (and only then), numpy asks for no huge pages when the
+    kernel's defrag mode would compact memory on each fault; an explicit
+    NUMPY_MADVISE_HUGEPAGE is left alone."""
+    from pimsim import cli
+    setter = cli._madvise_setter()
+    if setter is None:
+        pytest.skip("this numpy has no huge-page switch")
+    monkeypatch.delenv("NUMPY_MADVISE_HUGEPAGE", raising=False)
+    monkeypatch.setattr(cli, "_defrag_mode", lambda: mode)
+    seen = []
+
+    def presets(out):
+        now = setter(True)  # returns the setting the command runs with
+        setter(now)
+        seen.append(now)
+        return 0
+
+    monkeypatch.setattr(cli, "_cmd_presets", presets)
+    before = setter(True)
+    try:
+        assert main(["presets"]) == 0
+        assert setter(True) is True  # restored after the command
+        monkeypatch.setenv("NUMPY_MADVISE_HUGEPAGE", "1")
+        assert main(["presets"]) == 0
+    finally:
+        setter(before)
+    assert seen == [not off_inside, True]
+
+
+def test_defrag_mode_reads_the_bracketed_word(tmp_path, monkeypatch):
+    from pimsim import cli
+    path = tmp_path / "defrag"
+    path.write_text("always defer defer+madvise [madvise] never\n")
+    monkeypatch.setattr(cli, "_DEFRAG_FILE", path)
+    assert cli._defrag_mode() == "madvise"
+    monkeypatch.setattr(cli, "_DEFRAG_FILE", tmp_path / "missing")
+    assert cli._defrag_mode() is None
