@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
-import os
 import sys
 import tomllib
 from pathlib import Path
 
+from ._pages import small_pages
 from .config import Hardware, Scheduler
 from .presets import list_presets, load_hardware
 from .workload import (EmbeddingTable, EmbeddingWorkload, IndexDistribution, Placement,
@@ -355,55 +354,9 @@ def _plot_sweep(path: Path, rows: list[dict], k1: str, k2: str | None, title: st
         plt.close(fig)
 
 
-#: Linux transparent-huge-page ``defrag`` modes in which a page fault in a region marked
-#: for huge pages (as numpy marks big arrays) compacts memory before it returns.
-_STALLING_DEFRAG = ("always", "madvise", "defer+madvise")
-_DEFRAG_FILE = Path("/sys/kernel/mm/transparent_hugepage/defrag")
-
-
-def _defrag_mode() -> str | None:
-    """The kernel's selected huge-page ``defrag`` mode, or None where there is none."""
-    try:
-        text = _DEFRAG_FILE.read_text()
-    except OSError:
-        return None
-    for word in text.split():
-        if word.startswith("[") and word.endswith("]"):
-            return word[1:-1]
-    return None
-
-
-def _madvise_setter():
-    """numpy's switch for asking for huge pages (``_set_madvise_hugepage``, which returns
-    the previous setting; the documented ``NUMPY_MADVISE_HUGEPAGE`` only acts at import)."""
-    import numpy as np
-    core = getattr(np, "_core", None) or getattr(np, "core", None)
-    return getattr(getattr(core, "multiarray", None), "_set_madvise_hugepage", None)
-
-
-@contextlib.contextmanager
-def _numpy_small_pages():
-    """While a command runs, numpy allocates its arrays without asking for huge pages if
-    the kernel would compact memory on each fault to serve them; restored after. On this
-    project's 2-core VMs (``defrag`` = madvise) a 10M-request ``pimsim trace`` spent
-    2.8-3.0 s in the kernel with huge pages and 0.8-1.5 s without (7.3 s against
-    5.3-6.0 s; benchmarks/results/trace_process_speed_huge_pages.csv). An explicit
-    ``NUMPY_MADVISE_HUGEPAGE`` in the environment is left to decide."""
-    setter = _madvise_setter()
-    if (setter is None or "NUMPY_MADVISE_HUGEPAGE" in os.environ
-            or _defrag_mode() not in _STALLING_DEFRAG):
-        yield
-        return
-    before = setter(False)
-    try:
-        yield
-    finally:
-        setter(before)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status (2 for bad input)."""
-    with _numpy_small_pages():
+    with small_pages():  # long traces: see pimsim._pages
         return _main(argv)
 
 

@@ -13,6 +13,7 @@ from .energy import ActionCounts, EnergyTable, energy_breakdown_pj
 from .mapping import decode
 from .presets import load_hardware
 from .report import ReportMixin
+from ._pages import small_pages
 from .sim import active_rank_cycles, engine_params, refreshes_until, run_controller
 from .workload import EmbeddingBatch, EmbeddingWorkload, batch_addresses, sample_batch
 
@@ -101,6 +102,7 @@ def _warm_hits(lines: np.ndarray, warm_lines: list[np.ndarray], units: np.ndarra
     return hits[len(all_lines) - len(lines):]
 
 
+@small_pages()
 def simulate(workload: EmbeddingWorkload | EmbeddingBatch, hardware: Hardware | str, *,
              seed: int | None = 0, warmup_batches: int = 1) -> Report:
     """Latency and energy of one batch of pooled lookups.

@@ -44,6 +44,7 @@ from .embedding import Report, simulate
 from .energy import ActionCounts, EnergyTable, energy_breakdown_pj
 from .presets import load_hardware
 from .report import ReportMixin
+from ._pages import small_pages
 from .sim import engine_params, refreshes_until, run_controller
 
 __all__ = ["InferenceReport", "LayerCost", "query"]
@@ -368,6 +369,7 @@ def _check(workload: Workload, hw: Hardware) -> None:
         raise ValueError(f"hardware {hw.name!r} has no [host] section; whole-inference queries need one")
 
 
+@small_pages()
 def query(workload: Workload | str, hardware: Hardware | str, *, seed: int | None = 0) -> InferenceReport:
     """Latency and energy of one inference batch of ``workload`` on ``hardware``.
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _engine as E
+from ._pages import small_pages
 from .config import Hardware, PagePolicy, Scheduler
 from .energy import ActionCounts, EnergyTable, energy_breakdown_pj
 from .mapping import controller_fields
@@ -124,6 +125,7 @@ class TraceReport(ReportMixin):
     completion_cycles: np.ndarray = field(repr=False, compare=False)
 
 
+@small_pages()
 def simulate_trace(trace: Trace, hardware: Hardware | str) -> TraceReport:
     """Simulate a memory trace on the host side of ``hardware`` (every burst crosses the channel).
 

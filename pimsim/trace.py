@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
+from ._pages import small_pages
+
 __all__ = ["Trace", "read_trace", "write_trace", "read_indices_npz", "OP_READ", "OP_WRITE"]
 
 OP_READ, OP_WRITE = 0, 1  # the ``op`` codes of a binary trace
@@ -59,6 +61,7 @@ class Trace:
         return len(self.addresses)
 
 
+@small_pages()
 def read_trace(path: str | os.PathLike) -> Trace:
     """Read a trace: ``*.npz`` as binary, any other name as text (formats: module docstring).
 
