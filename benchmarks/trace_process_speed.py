@@ -6,8 +6,8 @@ numba cache), then times several runs and reports the median. ``--against REV`` 
 times git revision REV, checked out into a temporary worktree, alternating run by run
 with this checkout on the same file, and checks that both print the same report.
 ``--numpy-huge-pages`` also times this checkout with ``NUMPY_MADVISE_HUGEPAGE=1``: numpy
-then asks for huge pages as it does by default, which ``pimsim``'s command line turns off
-where the kernel compacts memory to serve them (``pimsim.cli._numpy_small_pages``).
+then asks for huge pages as it does by default, which ``pimsim`` turns off where the
+kernel compacts memory to serve them (``pimsim._pages``).
 
     python -m benchmarks.trace_process_speed [--lines 2000000] [--repeats 5] [--against REV]
         [--numpy-huge-pages]

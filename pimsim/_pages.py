@@ -4,8 +4,8 @@ Linux kernel would compact memory to serve it.
 numpy marks big arrays (4 MiB and up) for transparent huge pages with ``madvise``. Where
 ``/sys/kernel/mm/transparent_hugepage/defrag`` is ``always``, ``madvise`` or
 ``defer+madvise``, a fault in such an array compacts memory before it returns. On this
-project's 2-core VMs (``madvise``), ``simulate_trace`` on 10M random reads took 6.4-6.7 s
-on its first call with huge pages and 4.5 s without (system time 2.6-2.8 s against 0.6 s),
+project's 2-core VMs (``madvise``), ``simulate_trace`` on 10M random reads took 5.9-6.7 s
+on its first call with huge pages and 4.5-4.6 s without (system time 2.1-2.8 s against 0.6-0.7 s),
 and a 10M-line ``pimsim trace`` process 7.4 s against 5.3 s
 (``benchmarks/results/trace_process_speed_huge_pages.csv``). The request is a hint: turning
 it off changes no result. An explicit ``NUMPY_MADVISE_HUGEPAGE`` in the environment is
@@ -61,7 +61,8 @@ class small_pages:
 
     def __enter__(self):
         global _depth, _saved
-        if _should_turn_off():
+        self._counted = _should_turn_off()  # the exit undoes exactly what the entry did
+        if self._counted:
             with _lock:
                 if _depth == 0:
                     _saved = madvise_setter()(False)
@@ -70,7 +71,7 @@ class small_pages:
 
     def __exit__(self, *exc):
         global _depth
-        if _should_turn_off():
+        if self._counted:
             with _lock:
                 _depth -= 1
                 if _depth == 0:

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _engine as E
+from ._pages import small_pages
 from .config import Hardware, NmpLevel, Place
 from .energy import ActionCounts, EnergyTable, energy_breakdown_pj
 from .mapping import decode
 from .presets import load_hardware
 from .report import ReportMixin
-from ._pages import small_pages
 from .sim import active_rank_cycles, engine_params, refreshes_until, run_controller
 from .workload import EmbeddingBatch, EmbeddingWorkload, batch_addresses, sample_batch
 

@@ -38,13 +38,13 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ._pages import small_pages
 from .config import Hardware, NmpLevel, Overflow, Place
 from .dense import GLUE_KINDS, Elementwise, Gemm, Reduction, Softmax, Workload, layer_kind, load_workload
 from .embedding import Report, simulate
 from .energy import ActionCounts, EnergyTable, energy_breakdown_pj
 from .presets import load_hardware
 from .report import ReportMixin
-from ._pages import small_pages
 from .sim import engine_params, refreshes_until, run_controller
 
 __all__ = ["InferenceReport", "LayerCost", "query"]

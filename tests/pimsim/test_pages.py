@@ -96,3 +96,12 @@ def test_defrag_mode_reads_the_bracketed_word(tmp_path):
     path.write_text("always defer defer+madvise [madvise] never\n")
     assert _pages.defrag_mode(path) == "madvise"
     assert _pages.defrag_mode(tmp_path / "missing") is None
+
+
+def test_exit_undoes_what_the_entry_did_even_if_the_decision_changes(monkeypatch, setter):
+    monkeypatch.setattr(_pages, "defrag_mode", lambda: "madvise")
+    with _pages.small_pages():
+        assert current(setter) is False
+        monkeypatch.setattr(_pages, "defrag_mode", lambda: "never")
+        _pages._should_turn_off.cache_clear()
+    assert current(setter) is True and _pages._depth == 0
