@@ -2,7 +2,8 @@
 
 Everything here works on plain int64 arrays. One call simulates one controller
 (a channel for the host, a rank for rank-level near-memory units). Times are in
-DRAM clock cycles.
+DRAM clock cycles. The per-controller kernels release the GIL (``nogil``), so
+independent controllers can run on threads (``pimsim.sim.run_controllers``).
 
 Conventions (the public wrappers document them too):
 - A request is accepted into the controller at most one per cycle, in trace order,
@@ -100,7 +101,7 @@ for _k in range(64):
     DEBRUIJN64[((((1 << _k) * DEBRUIJN64_MUL) & ((1 << 64) - 1)) >> 58) & 63] = _k
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _simulate(bank, row, is_write, arrival, prev_same, p,
               accept, complete, kind, counts, act_rank, act_start, act_end):
     """Simulate one controller; return the number of activations.
@@ -170,7 +171,7 @@ def _simulate(bank, row, is_write, arrival, prev_same, p,
 # (side by side on 1M-request random, sequential and Zipf traces).
 # (Module-level helpers instead of closures were slower still: each call passes a dozen array
 # structs by value.)
-@njit(cache=True, _nrt=False)
+@njit(cache=True, nogil=True, _nrt=False)
 def _controller(bank, row, is_write, arrival, prev_same, p, accept, complete, kind, counts,
                 act_rank, act_start, act_end, bs, rs, gs, bus, bank_group, bank_rank, bank_bus,
                 leader, refreshed, dep, ring, bq, bq_n, w_head, w_tail, w_next, held, raw_readers,
@@ -810,7 +811,7 @@ RADIX_MIN_REQUESTS = 65_536
 RADIX_MAX_BITS = 12
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _radix_sort_keys(packed, shift, key_bits):
     """``packed`` sorted by bits ``shift .. shift + key_bits`` (an LSD radix sort in equal
     digits of at most ``RADIX_MAX_BITS``; stable, so lower bits keep their order). The
@@ -841,7 +842,7 @@ def _radix_sort_keys(packed, shift, key_bits):
     return src
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _prev_same_line(lines):
     """Index of the latest earlier request to the same line, or -1; lines >= 0.
 

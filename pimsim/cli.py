@@ -63,6 +63,7 @@ def _build_parser() -> argparse.ArgumentParser:
     t.add_argument("--hardware", default="ddr4-2400", help="preset name or TOML file (default ddr4-2400)")
     t.add_argument("--scheduler", choices=[s.value for s in Scheduler], help="override the preset's scheduler")
     t.add_argument("--json", action="store_true", help="print one JSON object")
+    t.add_argument("--threads", type=_positive_int, help="independent controllers (channels, near-memory ranks) run at once (default: one per usable core for large inputs, else 1); results do not depend on it")
 
     c = sub.add_parser("convert", help="convert a trace between text and binary .npz (formats by extension)")
     c.add_argument("source", help="trace to read (*.npz: binary, else text)")
@@ -85,6 +86,7 @@ def _build_parser() -> argparse.ArgumentParser:
     e.add_argument("--host", help="host-side hardware (default: the --nmp memory with its units removed)")
     e.add_argument("--seed", type=int, default=0, help="seed of the index generator (default 0)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.add_argument("--threads", type=_positive_int, help="independent controllers (channels, near-memory ranks) run at once (default: one per usable core for large inputs, else 1); results do not depend on it")
 
     q = sub.add_parser("query", help="latency and energy of one whole inference batch (embeddings + dense layers)")
     q.add_argument("--workload", default="dlrm", help="built-in (rm1, rm2, rm3, dlrm) or a TOML/JSON "
@@ -94,6 +96,7 @@ def _build_parser() -> argparse.ArgumentParser:
     q.add_argument("--seed", type=int, default=0, help="seed of the embedding index generator (default 0)")
     q.add_argument("--layers", action="store_true", help="also print every step of the batch")
     q.add_argument("--json", action="store_true", help="print one JSON object")
+    q.add_argument("--threads", type=_positive_int, help="independent controllers (channels, near-memory ranks) run at once (default: one per usable core for large inputs, else 1); results do not depend on it")
 
     s = sub.add_parser("sweep", help="sweep one or two hardware knobs; write a CSV and a PNG plot")
     s.add_argument("--workload", default="dlrm", help="built-in or workload file (default dlrm)")
@@ -145,7 +148,7 @@ def _cmd_trace(args, out) -> int:
     from .trace import read_trace
 
     hw = _with_scheduler(load_hardware(args.hardware), args.scheduler)
-    report = simulate_trace(read_trace(args.file), hw)
+    report = simulate_trace(read_trace(args.file), hw, threads=args.threads)
     if args.json:
         print(json.dumps(report.to_dict()), file=out)
         return 0
@@ -207,7 +210,8 @@ def _cmd_embed(args, out) -> int:
         target = batch_from_indices(workload.tables, pairs, workload.placement)
     else:
         target = workload
-    reports = [simulate(target, host, seed=args.seed), simulate(target, nmp, seed=args.seed)]
+    reports = [simulate(target, host, seed=args.seed, threads=args.threads),
+               simulate(target, nmp, seed=args.seed, threads=args.threads)]
     if args.json:
         print(json.dumps({"host": reports[0].to_dict(), "nmp": reports[1].to_dict(),
                           "speedup": reports[0].latency_s / reports[1].latency_s,
@@ -242,7 +246,7 @@ def _cmd_query(args, out) -> int:
     from .inference import query
 
     workload = load_workload(args.workload, args.batch)
-    report = query(workload, args.hardware, seed=args.seed)
+    report = query(workload, args.hardware, seed=args.seed, threads=args.threads)
     if args.json:
         print(json.dumps(report.to_dict()), file=out)
         return 0

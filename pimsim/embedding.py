@@ -14,7 +14,7 @@ from .energy import ActionCounts, EnergyTable, energy_breakdown_pj
 from .mapping import decode
 from .presets import load_hardware
 from .report import ReportMixin
-from .sim import active_rank_cycles, engine_params, refreshes_until, run_controller
+from .sim import active_rank_cycles, check_threads, engine_params, refreshes_until, run_controllers
 from .workload import EmbeddingBatch, EmbeddingWorkload, batch_addresses, sample_batch
 
 __all__ = ["Report", "simulate"]
@@ -104,7 +104,7 @@ def _warm_hits(lines: np.ndarray, warm_lines: list[np.ndarray], units: np.ndarra
 
 @small_pages()
 def simulate(workload: EmbeddingWorkload | EmbeddingBatch, hardware: Hardware | str, *,
-             seed: int | None = 0, warmup_batches: int = 1) -> Report:
+             seed: int | None = 0, warmup_batches: int = 1, threads: int | None = None) -> Report:
     """Latency and energy of one batch of pooled lookups.
 
     Tables on the host: every gathered burst that misses the host's last-level
@@ -117,8 +117,11 @@ def simulate(workload: EmbeddingWorkload | EmbeddingBatch, hardware: Hardware | 
     An :class:`EmbeddingWorkload` draws its indices from
     ``numpy.random.default_rng(seed)``, after ``warmup_batches`` earlier batches from
     the same generator that only warm the caches (steady state rather than cold).
+    ``threads``: how many independent controllers (channels; near-memory ranks) run at
+    once, as in :func:`pimsim.simulate_trace`; the result does not depend on it.
     """
     hw = load_hardware(hardware)
+    check_threads(threads)
     if isinstance(workload, EmbeddingWorkload):
         if seed is None:
             raise ValueError("seed must be an integer to draw the indices of an EmbeddingWorkload")
@@ -178,12 +181,12 @@ def simulate(workload: EmbeddingWorkload | EmbeddingBatch, hardware: Hardware | 
     if host_live.any():
         params = engine_params(hw, ranks=o.ranks, banks_per_bus=o.ranks * o.banks)
         bank = dec.rank * o.banks + bank_in_rank
-        for c in np.unique(dec.channel[host_live]):
-            sel = np.flatnonzero((dec.channel == c) & host_live)
-            res = run_controller(bank[sel], dec.row[sel], no_writes[sel], zeros[sel], dec.line[sel], params)
+        sels = [np.flatnonzero((dec.channel == c) & host_live) for c in np.unique(dec.channel[host_live])]
+        results_host = run_controllers([(bank[sel], dec.row[sel], no_writes[sel], zeros[sel], dec.line[sel], params)
+                                        for sel in sels], threads)
+        for sel, res in zip(sels, results_host):
             complete[sel] = res.completion_cycles
             counts += res.counts
-            results_host.append(res)
     host_s = (int(complete[host_live].max()) if host_live.any() else 0) * tck * 1e-9
     llc_bytes = int((host_sel & cached).sum()) * o.line_bytes
     if llc_bytes:
@@ -207,12 +210,12 @@ def simulate(workload: EmbeddingWorkload | EmbeddingBatch, hardware: Hardware | 
             gap = math.ceil(o.line_bytes / hw.nmp.max_local_gbps / tck)  # bytes / (GB/s) = ns
         params = engine_params(hw, ranks=1, banks_per_bus=per_bus, bus_gap_cycles=gap)
         ctrl = dec.channel * o.ranks + dec.rank
-        for c in np.unique(ctrl[nmp_live]):
-            sel = np.flatnonzero((ctrl == c) & nmp_live)
-            res = run_controller(bank_in_rank[sel], dec.row[sel], no_writes[sel], zeros[sel], dec.line[sel], params)
+        sels = [np.flatnonzero((ctrl == c) & nmp_live) for c in np.unique(ctrl[nmp_live])]
+        results_nmp = run_controllers([(bank_in_rank[sel], dec.row[sel], no_writes[sel], zeros[sel], dec.line[sel],
+                                        params) for sel in sels], threads)
+        for sel, res in zip(sels, results_nmp):
             complete[sel] = res.completion_cycles
             counts += res.counts
-            results_nmp.append(res)
         idx = np.flatnonzero(on_nmp)
         unit_dram_s = np.zeros(n_units)
         np.maximum.at(unit_dram_s, units[nmp_live], complete[nmp_live] * tck * 1e-9)

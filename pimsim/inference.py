@@ -45,7 +45,7 @@ from .embedding import Report, simulate
 from .energy import ActionCounts, EnergyTable, energy_breakdown_pj
 from .presets import load_hardware
 from .report import ReportMixin
-from .sim import engine_params, refreshes_until, run_controller
+from .sim import check_threads, engine_params, refreshes_until, run_controller
 
 __all__ = ["InferenceReport", "LayerCost", "query"]
 
@@ -370,19 +370,22 @@ def _check(workload: Workload, hw: Hardware) -> None:
 
 
 @small_pages()
-def query(workload: Workload | str, hardware: Hardware | str, *, seed: int | None = 0) -> InferenceReport:
+def query(workload: Workload | str, hardware: Hardware | str, *, seed: int | None = 0,
+          threads: int | None = None) -> InferenceReport:
     """Latency and energy of one inference batch of ``workload`` on ``hardware``.
 
     ``workload``: a :class:`Workload`, a built-in name (rm1, rm2, rm3, dlrm) or a
     TOML/JSON file. Embedding indices are drawn from ``numpy.random.default_rng(seed)``.
+    ``threads``: as in :func:`pimsim.simulate` (large batches only, by default).
     """
+    check_threads(threads)
     w = load_workload(workload)
     hw = load_hardware(hardware)
     _check(w, hw)
     tally = _Tally()
     emb_report = None
     if w.tables:
-        emb_report = simulate(w.embeddings, hw, seed=seed)
+        emb_report = simulate(w.embeddings, hw, seed=seed, threads=threads)
         actions = dict(emb_report.energy_breakdown_pj)
         host_tables = [t for t, d in zip(w.tables, emb_report.per_table) if d["place"] == "host"]
         if host_tables:

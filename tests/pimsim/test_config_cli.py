@@ -158,6 +158,8 @@ def test_cli_bad_trace_one_line_exit_2(tmp_path, capsys, content, needle):
     (["embed", "--batch", "0"], "--batch"),
     (["embed", "--nmp", "ddr4-2400"], "no near-memory units"),
     (["frobnicate"], "invalid choice"),
+    (["trace", "x", "--threads", "0"], "--threads"),
+    (["query", "--threads", "-2"], "--threads"),
 ])
 def test_cli_bad_arguments_exit_2(capsys, argv, needle, tmp_path):
     if argv[0] == "trace" and argv[1] == "x":
