@@ -97,3 +97,26 @@ def test_cache_hits_match_lru_reference(accesses, sets, ways):
     units = np.array([a[1] for a in accesses], np.int64)
     got = E._cache_hits(lines, units, 3, sets, ways)
     assert got.tolist() == lru_reference(lines.tolist(), units.tolist(), sets, ways)
+
+
+@pytest.mark.parametrize("direct", [0, 10**9])
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.integers(0, 15), st.integers(0, 2)), min_size=1, max_size=40),
+                min_size=1, max_size=3),
+       st.integers(1, 4), st.integers(1, 3))
+def test_warm_hits_either_set_numbering_match_lru_reference(direct, batches, sets, ways):
+    """Dense numbering of the touched sets (direct 0) and direct set indexing (direct huge)
+    both give the LRU reference's flags for the last batch after the earlier ones."""
+    import pimsim.embedding as EM
+
+    arrays = [(np.array([a[0] for a in b], np.int64), np.array([a[1] for a in b], np.int64)) for b in batches]
+    *warm, (lines, units) = arrays
+    old = EM.DIRECT_SETS_PER_ACCESS
+    EM.DIRECT_SETS_PER_ACCESS = direct
+    try:
+        got = EM._warm_hits(lines, [w[0] for w in warm], units, [w[1] for w in warm], 3, sets, ways)
+    finally:
+        EM.DIRECT_SETS_PER_ACCESS = old
+    all_lines = np.concatenate([w[0] for w in warm] + [lines]).tolist()
+    all_units = np.concatenate([w[1] for w in warm] + [units]).tolist()
+    assert got.tolist() == lru_reference(all_lines, all_units, sets, ways)[len(all_lines) - len(lines):]
