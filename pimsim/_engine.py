@@ -889,6 +889,24 @@ def _prev_same_line(lines):
 
 
 @njit(cache=True)
+def _group_by(keys, n_groups):
+    """Indices of ``keys`` (shape (n,), each in [0, n_groups)) grouped by key, ascending,
+    each group in index order (a counting sort), and the (n_groups,) group sizes."""
+    counts = np.zeros(n_groups, np.int64)
+    for k in range(keys.shape[0]):
+        counts[keys[k]] += 1
+    start = np.zeros(n_groups, np.int64)
+    for g in range(1, n_groups):
+        start[g] = start[g - 1] + counts[g - 1]
+    order = np.empty(keys.shape[0], np.int64)
+    for k in range(keys.shape[0]):
+        g = keys[k]
+        order[start[g]] = k
+        start[g] += 1
+    return order, counts
+
+
+@njit(cache=True)
 def _active_rank_cycles(act_rank, act_start, act_end, n_ranks, end_cycle):
     """Cycles in [0, end_cycle) with at least one bank open, summed over ranks.
 

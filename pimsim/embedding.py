@@ -14,7 +14,7 @@ from .energy import ActionCounts, EnergyTable, energy_breakdown_pj
 from .mapping import decode
 from .presets import load_hardware
 from .report import ReportMixin
-from .sim import active_rank_cycles, check_threads, engine_params, refreshes_until, run_controllers
+from .sim import active_rank_cycles, check_threads, engine_params, refreshes_until, run_controllers, split_by
 from .workload import EmbeddingBatch, EmbeddingWorkload, batch_addresses, sample_batch
 
 __all__ = ["Report", "simulate"]
@@ -189,7 +189,8 @@ def simulate(workload: EmbeddingWorkload | EmbeddingBatch, hardware: Hardware | 
     if host_live.any():
         params = engine_params(hw, ranks=o.ranks, banks_per_bus=o.ranks * o.banks)
         bank = dec.rank * o.banks + bank_in_rank
-        sels = [np.flatnonzero((dec.channel == c) & host_live) for c in np.unique(dec.channel[host_live])]
+        live = np.flatnonzero(host_live)
+        sels = split_by(dec.channel[live], o.channels, live)
         results_host = run_controllers([(bank[sel], dec.row[sel], no_writes[sel], zeros[sel], dec.line[sel], params)
                                         for sel in sels], threads)
         for sel, res in zip(sels, results_host):
@@ -218,7 +219,8 @@ def simulate(workload: EmbeddingWorkload | EmbeddingBatch, hardware: Hardware | 
             gap = math.ceil(o.line_bytes / hw.nmp.max_local_gbps / tck)  # bytes / (GB/s) = ns
         params = engine_params(hw, ranks=1, banks_per_bus=per_bus, bus_gap_cycles=gap)
         ctrl = dec.channel * o.ranks + dec.rank
-        sels = [np.flatnonzero((ctrl == c) & nmp_live) for c in np.unique(ctrl[nmp_live])]
+        live = np.flatnonzero(nmp_live)
+        sels = split_by(ctrl[live], o.channels * o.ranks, live)
         results_nmp = run_controllers([(bank_in_rank[sel], dec.row[sel], no_writes[sel], zeros[sel], dec.line[sel],
                                         params) for sel in sels], threads)
         for sel, res in zip(sels, results_nmp):

@@ -130,6 +130,16 @@ def run_controllers(jobs: list[tuple], threads: int | None = None) -> list[Contr
     return results
 
 
+def split_by(keys: np.ndarray, n_groups: int, index: np.ndarray | None = None) -> list[np.ndarray]:
+    """The indices (or ``index[...]``) of each non-empty group of ``keys`` (ints in
+    [0, n_groups)), ascending by key, each in index order: one O(n) pass instead of a
+    scan of every request per group (80 scans of a 10M-request trace took 0.83 s)."""
+    order, counts = E._group_by(np.ascontiguousarray(keys, np.int64), int(n_groups))
+    if index is not None:
+        order = np.asarray(index)[order]
+    return [part for part in np.split(order, np.cumsum(counts)[:-1]) if len(part)]
+
+
 def active_rank_cycles(res: ControllerResult, n_ranks: int, end_cycle: int) -> int:
     """Rank-cycles with at least one bank open, within [0, end_cycle]."""
     return int(E._active_rank_cycles(res.act_rank, res.act_start, res.act_end, n_ranks, end_cycle))
@@ -203,7 +213,7 @@ def simulate_trace(trace: Trace, hardware: Hardware | str, *, threads: int | Non
         accept = np.zeros(n, np.int64)
         complete = np.zeros(n, np.int64)
         kind = np.zeros(n, np.int64)
-        sels = [sel for sel in (np.flatnonzero(channel == ch) for ch in range(o.channels)) if len(sel)]
+        sels = split_by(channel, o.channels)
         results = run_controllers([(bank[sel], row[sel], trace.is_write[sel], trace.arrival_cycles[sel],
                                     line[sel], params) for sel in sels], threads)
         for sel, res in zip(sels, results):

@@ -120,3 +120,18 @@ def test_warm_hits_either_set_numbering_match_lru_reference(direct, batches, set
     all_lines = np.concatenate([w[0] for w in warm] + [lines]).tolist()
     all_units = np.concatenate([w[1] for w in warm] + [units]).tolist()
     assert got.tolist() == lru_reference(all_lines, all_units, sets, ways)[len(all_lines) - len(lines):]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, 6), max_size=60), st.integers(0, 3))
+def test_group_by_matches_reference(keys, extra_groups):
+    from pimsim.sim import split_by
+
+    n_groups = (max(keys) + 1 if keys else 1) + extra_groups
+    arr = np.array(keys, np.int64)
+    order, counts = E._group_by(arr, n_groups)
+    groups = [[k for k, x in enumerate(keys) if x == g] for g in range(n_groups)]
+    assert counts.tolist() == [len(g) for g in groups]
+    assert order.tolist() == [k for g in groups for k in g]
+    index = np.arange(len(keys)) * 10 + 3
+    assert [s.tolist() for s in split_by(arr, n_groups, index)] == [[k * 10 + 3 for k in g] for g in groups if g]
