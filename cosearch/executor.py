@@ -7,6 +7,7 @@ with every task.
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -41,6 +42,8 @@ _WORKER_PROVIDERS: tuple = ()
 def _init_worker(providers, threads: int) -> None:
     global _WORKER_PROVIDERS
     _WORKER_PROVIDERS = tuple(providers)
+    # pimsim would otherwise give a large query one thread per core in every worker
+    os.environ["PIMSIM_THREADS"] = str(threads)
     try:
         import torch
         torch.set_num_threads(threads)
@@ -118,6 +121,7 @@ class RayExecutor:
 
 
 def _ray_task(providers, i, cands):
+    os.environ.setdefault("PIMSIM_THREADS", "1")  # a task holds one CPU
     return providers[i](cands)
 
 

@@ -99,16 +99,32 @@ def _usable_cores() -> int:
 
 
 def check_threads(threads: int | None) -> None:
-    """Raise ValueError unless ``threads`` is None or an integer >= 1."""
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+    """Raise ValueError unless ``threads`` is an integer >= 1, or None with
+    ``PIMSIM_THREADS`` unset or valid."""
+    if threads is None:
+        env_threads()
+    elif isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads must be None or an integer >= 1, got {threads!r}")
+
+
+def env_threads() -> int | None:
+    """``PIMSIM_THREADS`` (the thread count that ``threads=None`` means), or None if unset."""
+    text = os.environ.get("PIMSIM_THREADS", "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"PIMSIM_THREADS must be an integer >= 1, got {text!r}")
+    return int(text)
 
 
 def controller_threads(threads: int | None, n_jobs: int, n_requests: int) -> int:
     """Threads to run ``n_jobs`` independent controllers on: ``threads`` if given, else
-    one per usable core once they hold ``PARALLEL_MIN_REQUESTS`` requests; never more
-    than the jobs."""
+    ``PIMSIM_THREADS`` if set (a process pool's workers set it to their share), else one
+    per usable core once they hold ``PARALLEL_MIN_REQUESTS`` requests; never more than
+    the jobs."""
     check_threads(threads)
+    if threads is None:
+        threads = env_threads()
     if threads is None:
         threads = _usable_cores() if n_requests >= PARALLEL_MIN_REQUESTS else 1
     return max(1, min(threads, n_jobs))

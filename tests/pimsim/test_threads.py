@@ -92,3 +92,30 @@ def test_bad_thread_counts_name_the_value(bad):
                  threads=bad)
     with pytest.raises(ValueError, match="threads must be"):
         query("dlrm", "cpu-server", threads=bad)
+
+
+def test_pimsim_threads_environment(monkeypatch, thread_names):
+    monkeypatch.setattr(S, "_usable_cores", lambda: 4)
+    monkeypatch.setenv("PIMSIM_THREADS", "1")
+    assert S.controller_threads(None, 6, 10**9) == 1  # a pool worker's share holds for large inputs
+    assert S.controller_threads(3, 6, 10**9) == 3  # an explicit count wins
+    monkeypatch.setenv("PIMSIM_THREADS", "2")
+    assert S.controller_threads(None, 6, 10) == 2  # as if passed: at any size
+    hw = load_hardware("cpu-server")
+    simulate_trace(random_trace(hw, 500), hw)
+    assert all(n.startswith("pimsim") for n in thread_names)
+    for bad in ("0", "-3", "two", "1.5"):
+        monkeypatch.setenv("PIMSIM_THREADS", bad)
+        with pytest.raises(ValueError, match=f"PIMSIM_THREADS must be an integer >= 1, got {bad!r}"):
+            simulate_trace(random_trace(hw, 10), hw)
+
+
+def test_cli_bad_pimsim_threads_one_line_exit_2(monkeypatch, tmp_path, capsys):
+    from pimsim.cli import main
+
+    path = tmp_path / "t.trace"
+    path.write_text("0x0 READ 0\n")
+    monkeypatch.setenv("PIMSIM_THREADS", "zero")
+    assert main(["trace", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "PIMSIM_THREADS" in err and len(err.strip().splitlines()) == 1
