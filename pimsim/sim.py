@@ -85,10 +85,11 @@ def run_controller(bank: np.ndarray, row: np.ndarray, is_write: np.ndarray, arri
 
 
 #: Requests over all controllers of one call from which ``threads=None`` runs them on
-#: threads. Below it a thread pool's start-up (about 0.1-0.3 ms) is a visible part of the
-#: call, and a co-search that runs queries in parallel processes would oversubscribe its
-#: cores; its queries are far smaller than this.
-PARALLEL_MIN_REQUESTS = 1 << 18
+#: threads. A pool costs about 0.5 ms to start and stop. With 2 threads on 2 cores, random
+#: reads on gpu-a100's 80 channels ran 0.67x at 10k requests and 1.13x at 30k, on
+#: cpu-server's 6 channels 1.12x and 1.53x, and both 1.39-1.61x at 100k
+#: (``benchmarks/controller_threads.py``, results/controller_threads_small.csv, median of 7).
+PARALLEL_MIN_REQUESTS = 1 << 16
 
 
 def _usable_cores() -> int:
