@@ -894,7 +894,10 @@ def _group_by(keys, n_groups):
     each group in index order (a counting sort), and the (n_groups,) group sizes."""
     counts = np.zeros(n_groups, np.int64)
     for k in range(keys.shape[0]):
-        counts[keys[k]] += 1
+        g = keys[k]
+        if g < 0 or g >= n_groups:
+            raise ValueError("_group_by: a key is outside [0, n_groups)")
+        counts[g] += 1
     start = np.zeros(n_groups, np.int64)
     for g in range(1, n_groups):
         start[g] = start[g - 1] + counts[g - 1]

@@ -135,3 +135,9 @@ def test_group_by_matches_reference(keys, extra_groups):
     assert order.tolist() == [k for g in groups for k in g]
     index = np.arange(len(keys)) * 10 + 3
     assert [s.tolist() for s in split_by(arr, n_groups, index)] == [[k * 10 + 3 for k in g] for g in groups if g]
+
+
+@pytest.mark.parametrize("keys", [[0, 3, 1], [0, -1]])
+def test_group_by_rejects_keys_out_of_range(keys):
+    with pytest.raises(ValueError, match="outside"):
+        E._group_by(np.array(keys, np.int64), 3)
