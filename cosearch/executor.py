@@ -62,6 +62,8 @@ class ProcessPool:
     def __init__(self, workers: int = 2, threads: int = 1):
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ValueError(f"workers must be a positive integer, got {workers!r}")
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be a positive integer, got {threads!r}")
         self.workers, self.threads = workers, threads
         self._pool = None
         self._providers = None

@@ -773,6 +773,10 @@ class Hardware:
         if self.nmp is not None:
             per_rank = {NmpLevel.RANK: 1, NmpLevel.BANKGROUP: self.org.bankgroups,
                         NmpLevel.BANK: self.org.banks}[self.nmp.level]
+            if self.nmp.level is NmpLevel.RANK and self.nmp.instances_per_unit != 1:
+                # the engine gives every rank its own unit, controller and data path
+                raise ValueError(f"NearMemoryUnit.instances_per_unit must be 1 at level 'rank' "
+                                 f"(one unit per rank), got {self.nmp.instances_per_unit}")
             if self.nmp.level is not NmpLevel.RANK and per_rank % self.nmp.instances_per_unit:
                 raise ValueError(
                     f"NearMemoryUnit.instances_per_unit {self.nmp.instances_per_unit} does not divide "

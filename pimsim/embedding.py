@@ -99,7 +99,8 @@ def _warm_hits(lines: np.ndarray, warm_lines: list[np.ndarray], units: np.ndarra
         return np.zeros(len(lines), np.bool_)
     all_lines = np.concatenate(warm_lines + [lines]).astype(np.int64)
     all_units = np.concatenate(warm_units + [units]).astype(np.int64)
-    if n_units * sets * ways <= DIRECT_SETS_PER_ACCESS * len(all_lines):
+    if (n_units * sets * ways <= DIRECT_SETS_PER_ACCESS * len(all_lines)
+            and 0 <= all_units.min() and all_units.max() < n_units):
         # the cache's state is no larger than a few words per access: index its sets directly
         hits = E._cache_hits(all_lines, all_units, n_units, sets, ways)
     else:
@@ -191,8 +192,7 @@ def simulate(workload: EmbeddingWorkload | EmbeddingBatch, hardware: Hardware | 
         bank = dec.rank * o.banks + bank_in_rank
         live = np.flatnonzero(host_live)
         sels = split_by(dec.channel[live], o.channels, live)
-        results_host = run_controllers([(bank[sel], dec.row[sel], no_writes[sel], zeros[sel], dec.line[sel], params)
-                                        for sel in sels], threads)
+        results_host = run_controllers((bank, dec.row, no_writes, zeros, dec.line), sels, params, threads)
         for sel, res in zip(sels, results_host):
             complete[sel] = res.completion_cycles
             counts += res.counts
@@ -221,8 +221,7 @@ def simulate(workload: EmbeddingWorkload | EmbeddingBatch, hardware: Hardware | 
         ctrl = dec.channel * o.ranks + dec.rank
         live = np.flatnonzero(nmp_live)
         sels = split_by(ctrl[live], o.channels * o.ranks, live)
-        results_nmp = run_controllers([(bank_in_rank[sel], dec.row[sel], no_writes[sel], zeros[sel], dec.line[sel],
-                                        params) for sel in sels], threads)
+        results_nmp = run_controllers((bank_in_rank, dec.row, no_writes, zeros, dec.line), sels, params, threads)
         for sel, res in zip(sels, results_nmp):
             complete[sel] = res.completion_cycles
             counts += res.counts

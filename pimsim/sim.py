@@ -104,7 +104,7 @@ def check_threads(threads: int | None) -> None:
     ``PIMSIM_THREADS`` unset or valid."""
     if threads is None:
         env_threads()
-    elif isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+    elif isinstance(threads, (bool, np.bool_)) or not isinstance(threads, (int, np.integer)) or threads < 1:
         raise ValueError(f"threads must be None or an integer >= 1, got {threads!r}")
 
 
@@ -113,7 +113,7 @@ def env_threads() -> int | None:
     text = os.environ.get("PIMSIM_THREADS", "").strip()
     if not text:
         return None
-    if not text.isdigit() or int(text) < 1:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
         raise ValueError(f"PIMSIM_THREADS must be an integer >= 1, got {text!r}")
     return int(text)
 
@@ -128,22 +128,34 @@ def controller_threads(threads: int | None, n_jobs: int, n_requests: int) -> int
         threads = env_threads()
     if threads is None:
         threads = _usable_cores() if n_requests >= PARALLEL_MIN_REQUESTS else 1
-    return max(1, min(threads, n_jobs))
+    return max(1, min(int(threads), n_jobs))
 
 
-def run_controllers(jobs: list[tuple], threads: int | None = None) -> list[ControllerResult]:
-    """Run independent controllers, each ``jobs[k]`` = ``run_controller``'s arguments;
-    results in job order. The kernels release the GIL, so on threads the controllers run
-    in parallel; results do not depend on the thread count."""
-    n_threads = controller_threads(threads, len(jobs), sum(len(job[0]) for job in jobs))
+def run_controllers(arrays: tuple, sels: list[np.ndarray], params: np.ndarray,
+                    threads: int | None = None) -> list[ControllerResult]:
+    """Run independent controllers: controller ``k`` gets ``a[sels[k]]`` of each of
+    ``arrays`` = (bank, row, is_write, arrival, lines), as in ``run_controller``. Results
+    in ``sels`` order. The kernels release the GIL, so on threads the controllers run in
+    parallel; results do not depend on the thread count. Each controller gathers its own
+    inputs, so at most one per thread holds them at a time."""
+    def run(k: int) -> ControllerResult:
+        return run_controller(*(a[sels[k]] for a in arrays), params)
+
+    n_threads = controller_threads(threads, len(sels), sum(len(sel) for sel in sels))
     if n_threads == 1:
-        return [run_controller(*job) for job in jobs]
+        return [run(k) for k in range(len(sels))]
     # longest first, so that a long controller does not start last
-    order = sorted(range(len(jobs)), key=lambda k: -len(jobs[k][0]))
-    results: list[ControllerResult | None] = [None] * len(jobs)
+    order = sorted(range(len(sels)), key=lambda k: -len(sels[k]))
+    results: list[ControllerResult | None] = [None] * len(sels)
     with ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix="pimsim") as pool:
-        for k, res in zip(order, pool.map(lambda k: run_controller(*jobs[k]), order)):
-            results[k] = res
+        futures = {pool.submit(run, k): k for k in order}
+        try:
+            for future, k in futures.items():
+                results[k] = future.result()
+        except BaseException:
+            # a failed controller (or an interrupt) fails the call: do not start the rest
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
     return results
 
 
@@ -231,8 +243,7 @@ def simulate_trace(trace: Trace, hardware: Hardware | str, *, threads: int | Non
         complete = np.zeros(n, np.int64)
         kind = np.zeros(n, np.int64)
         sels = split_by(channel, o.channels)
-        results = run_controllers([(bank[sel], row[sel], trace.is_write[sel], trace.arrival_cycles[sel],
-                                    line[sel], params) for sel in sels], threads)
+        results = run_controllers((bank, row, trace.is_write, trace.arrival_cycles, line), sels, params, threads)
         for sel, res in zip(sels, results):
             accept[sel], complete[sel], kind[sel] = res.accept_cycles, res.completion_cycles, res.kind
             counts += res.counts

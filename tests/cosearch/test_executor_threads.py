@@ -19,3 +19,11 @@ def test_process_pool_workers_set_pimsim_threads():
         pool.close()
     # a large query in a worker stays on the worker's one thread
     assert out == [[("1", 1), ("1", 1)]]
+
+
+def test_process_pool_rejects_a_bad_thread_count():
+    import pytest
+
+    for bad in (0, None, 1.5, True):
+        with pytest.raises(ValueError, match="threads must be a positive integer"):
+            ProcessPool(1, threads=bad)

@@ -221,3 +221,20 @@ def test_warmup_batches_warm_the_caches_deterministically():
     assert simulate(hot, "recnmp", seed=3, warmup_batches=4) == warm
     with pytest.raises(ValueError, match="warmup_batches"):
         simulate(hot, "recnmp", warmup_batches=-1)
+
+
+def test_rank_level_units_serve_one_rank_each():
+    import dataclasses
+
+    hw = load_hardware("recnmp")
+    with pytest.raises(ValueError, match="instances_per_unit must be 1 at level 'rank'.*got 2"):
+        dataclasses.replace(hw, nmp=dataclasses.replace(hw.nmp, instances_per_unit=2))
+
+
+def test_warm_hits_with_unit_ids_beyond_the_unit_count_use_dense_numbering():
+    from pimsim.embedding import _warm_hits
+
+    lines = np.array([1, 2, 1, 3, 1], np.int64)
+    units = np.array([0, 5, 0, 5, 5], np.int64)  # unit 5 of "2": never indexed directly
+    got = _warm_hits(lines, [], units, [], 2, 1, 1)
+    assert got.tolist() == [False, False, True, False, False]

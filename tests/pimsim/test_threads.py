@@ -17,6 +17,12 @@ def random_trace(hw, n, seed=0, writes=0.3):
     return Trace(addr, rng.random(n) < writes, np.cumsum(rng.integers(0, 3, n)))
 
 
+@pytest.fixture(autouse=True)
+def no_thread_environment(monkeypatch):
+    """The tests decide PIMSIM_THREADS themselves, whatever the caller's environment says."""
+    monkeypatch.delenv("PIMSIM_THREADS", raising=False)
+
+
 @pytest.fixture
 def thread_names(monkeypatch):
     """Names of the threads that ran each controller."""
@@ -55,7 +61,7 @@ def test_default_uses_threads_only_for_large_inputs(monkeypatch, thread_names):
     del thread_names[:]
     monkeypatch.setattr(S, "PARALLEL_MIN_REQUESTS", 3000)
     large = simulate_trace(tr, hw)
-    assert all(n.startswith("pimsim") for n in thread_names)
+    assert len(thread_names) == 6 and all(n.startswith("pimsim") for n in thread_names)
     assert small.to_dict() == large.to_dict()
 
 
@@ -103,7 +109,7 @@ def test_pimsim_threads_environment(monkeypatch, thread_names):
     assert S.controller_threads(None, 6, 10) == 2  # as if passed: at any size
     hw = load_hardware("cpu-server")
     simulate_trace(random_trace(hw, 500), hw)
-    assert all(n.startswith("pimsim") for n in thread_names)
+    assert len(thread_names) == 6 and all(n.startswith("pimsim") for n in thread_names)
     for bad in ("0", "-3", "two", "1.5"):
         monkeypatch.setenv("PIMSIM_THREADS", bad)
         with pytest.raises(ValueError, match=f"PIMSIM_THREADS must be an integer >= 1, got {bad!r}"):
@@ -119,3 +125,28 @@ def test_cli_bad_pimsim_threads_one_line_exit_2(monkeypatch, tmp_path, capsys):
     assert main(["trace", str(path)]) == 2
     err = capsys.readouterr().err
     assert "PIMSIM_THREADS" in err and len(err.strip().splitlines()) == 1
+
+
+def test_numpy_integer_thread_count_accepted():
+    hw = load_hardware("cpu-server")
+    tr = random_trace(hw, 2000, seed=2)
+    assert simulate_trace(tr, hw, threads=np.int64(2)).to_dict() == simulate_trace(tr, hw, threads=1).to_dict()
+
+
+def test_a_failing_controller_fails_the_call_and_the_rest_do_not_start(monkeypatch):
+    started = []
+
+    def failing(bank, *rest):
+        started.append(len(bank))
+        raise RuntimeError("controller failed")
+
+    monkeypatch.setattr(S, "run_controller", failing)
+    arrays = tuple(np.zeros(40, np.int64) for _ in range(5))
+    sels = [np.arange(k, k + 10) for k in range(0, 40, 10)]
+    with pytest.raises(RuntimeError, match="controller failed"):
+        S.run_controllers(arrays, sels, np.zeros(1, np.int64), threads=1)
+    assert len(started) == 1
+    del started[:]
+    with pytest.raises(RuntimeError, match="controller failed"):
+        S.run_controllers(arrays, sels, np.zeros(1, np.int64), threads=2)
+    assert 1 <= len(started) <= 4
