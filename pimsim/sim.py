@@ -86,8 +86,8 @@ def run_controller(bank: np.ndarray, row: np.ndarray, is_write: np.ndarray, arri
 
 #: Requests over all controllers of one call from which ``threads=None`` runs them on
 #: threads. A pool costs about 0.5 ms to start and stop. With 2 threads on 2 cores, random
-#: reads on gpu-a100's 80 channels ran 0.67x at 10k requests and 1.13x at 30k, on
-#: cpu-server's 6 channels 1.12x and 1.53x, and both 1.39-1.61x at 100k
+#: reads on gpu-a100's 80 channels ran 0.61x at 10k requests, 0.97x at 30k and 1.26x at
+#: 100k; on cpu-server's 6 channels 1.18x, 1.49x and 1.57x
 #: (``benchmarks/controller_threads.py``, results/controller_threads_small.csv, median of 7).
 PARALLEL_MIN_REQUESTS = 1 << 16
 
