@@ -63,7 +63,6 @@ def _build_parser() -> argparse.ArgumentParser:
     t.add_argument("--hardware", default="ddr4-2400", help="preset name or TOML file (default ddr4-2400)")
     t.add_argument("--scheduler", choices=[s.value for s in Scheduler], help="override the preset's scheduler")
     t.add_argument("--json", action="store_true", help="print one JSON object")
-    t.add_argument("--threads", type=_positive_int, help="independent controllers (channels, near-memory ranks) run at once (default: one per usable core for large inputs, else 1); results do not depend on it")
 
     c = sub.add_parser("convert", help="convert a trace between text and binary .npz (formats by extension)")
     c.add_argument("source", help="trace to read (*.npz: binary, else text)")
@@ -86,7 +85,6 @@ def _build_parser() -> argparse.ArgumentParser:
     e.add_argument("--host", help="host-side hardware (default: the --nmp memory with its units removed)")
     e.add_argument("--seed", type=int, default=0, help="seed of the index generator (default 0)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
-    e.add_argument("--threads", type=_positive_int, help="independent controllers (channels, near-memory ranks) run at once (default: one per usable core for large inputs, else 1); results do not depend on it")
 
     q = sub.add_parser("query", help="latency and energy of one whole inference batch (embeddings + dense layers)")
     q.add_argument("--workload", default="dlrm", help="built-in (rm1, rm2, rm3, dlrm) or a TOML/JSON "
@@ -96,7 +94,12 @@ def _build_parser() -> argparse.ArgumentParser:
     q.add_argument("--seed", type=int, default=0, help="seed of the embedding index generator (default 0)")
     q.add_argument("--layers", action="store_true", help="also print every step of the batch")
     q.add_argument("--json", action="store_true", help="print one JSON object")
-    q.add_argument("--threads", type=_positive_int, help="independent controllers (channels, near-memory ranks) run at once (default: one per usable core for large inputs, else 1); results do not depend on it")
+
+    for command in (t, e, q):
+        command.add_argument("--threads", type=_positive_int,
+                             help="independent controllers (channels, near-memory ranks) run at once "
+                                  "(default: $PIMSIM_THREADS, else one per usable core for large "
+                                  "inputs, else 1); results do not depend on it")
 
     s = sub.add_parser("sweep", help="sweep one or two hardware knobs; write a CSV and a PNG plot")
     s.add_argument("--workload", default="dlrm", help="built-in or workload file (default dlrm)")

@@ -123,11 +123,12 @@ def controller_threads(threads: int | None, n_jobs: int, n_requests: int) -> int
     ``PIMSIM_THREADS`` if set (a process pool's workers set it to their share), else one
     per usable core once they hold ``PARALLEL_MIN_REQUESTS`` requests; never more than
     the jobs."""
-    check_threads(threads)
     if threads is None:
-        threads = env_threads()
-    if threads is None:
-        threads = _usable_cores() if n_requests >= PARALLEL_MIN_REQUESTS else 1
+        threads = env_threads()  # validates it
+        if threads is None:
+            threads = _usable_cores() if n_requests >= PARALLEL_MIN_REQUESTS else 1
+    else:
+        check_threads(threads)
     return max(1, min(int(threads), n_jobs))
 
 
